@@ -1,0 +1,40 @@
+# Two entry points, each self-contained on a fresh machine with Python 3.11:
+#   make run   creates .venv, installs the bot, and starts it on the embedded defaults
+#   make test  creates .venv, installs the bot with its test tools, and runs every check
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck kb nlu-eval bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/btp-bot chat
+
+lint: $(STAMP)
+	$(BIN)/ruff check bot webhook_server.py tests benchmarks
+	$(BIN)/mypy bot webhook_server.py
+
+kb: $(STAMP)
+	$(BIN)/btp-bot kb check
+
+nlu-eval: $(STAMP)
+	$(BIN)/btp-bot nlu eval tests/data/nlu_dev.jsonl
+
+test: $(STAMP) lint kb
+	$(BIN)/python -m pytest -q -rs
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/nlu_latency.py
+	$(BIN)/python benchmarks/engine_throughput.py
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

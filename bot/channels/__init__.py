@@ -1,0 +1,1 @@
+"""Channel adapters: each translates its own wire format to IncomingMessage and Reply back."""

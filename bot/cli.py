@@ -1,0 +1,144 @@
+"""`btp-bot`: run the bot, manage its database and knowledge, and inspect the NLU."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from bot.app import build_matcher, open_bot
+from bot.channels.terminal import run_terminal
+from bot.faq.knowledge import KnowledgeError, load_knowledge, load_valid_knowledge
+from bot.nlu.evaluate import evaluate, format_report, read_items
+from bot.settings import Settings
+from bot.storage.db import create_engine, upgrade
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    if getattr(args, "knowledge", None):
+        settings = settings.model_copy(update={"knowledge_dir": Path(args.knowledge)})
+    return settings
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> None:
+        db = create_engine(settings.database_url)
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    print("database is at the latest revision")
+    return 0
+
+
+def cmd_kb_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    knowledge = load_knowledge(settings.knowledge_dir)
+    for problem in knowledge.problems:
+        print(
+            f"{settings.knowledge_dir / problem.file}:{problem.line}: {problem.message}",
+            file=sys.stderr,
+        )
+    if knowledge.problems:
+        print(f"{len(knowledge.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(
+        f"ok: {len(knowledge.entries)} FAQ entries, {len(knowledge.examples)} intents, "
+        f"{len(knowledge.phrasings)} phrasings, {len(knowledge.synonyms)} synonym groups"
+    )
+    return 0
+
+
+def cmd_nlu_parse(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    matcher = build_matcher(settings, load_valid_knowledge(settings.knowledge_dir))
+    print(json.dumps(matcher.parse(" ".join(args.text)).to_json(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_nlu_eval(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    matcher = build_matcher(settings, load_valid_knowledge(settings.knowledge_dir))
+    report = evaluate(matcher, read_items(Path(args.file)))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not args.json:
+        logging.getLogger().setLevel(logging.WARNING)
+
+    async def run() -> None:
+        async with open_bot(settings) as bot:
+            await run_terminal(bot.engine, json_mode=args.json, chat_id=args.chat_id)
+
+    asyncio.run(run())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="btp-bot", description=__doc__)
+    parser.add_argument(
+        "--knowledge", help="knowledge folder (default: KNOWLEDGE_DIR or ./knowledge)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(
+        dest="db_command", required=True
+    )
+    db.add_parser("upgrade", help="apply Alembic migrations up to the latest").set_defaults(
+        func=cmd_db_upgrade
+    )
+
+    kb = commands.add_parser("kb", help="knowledge base").add_subparsers(
+        dest="kb_command", required=True
+    )
+    kb.add_parser("check", help="validate the knowledge files").set_defaults(func=cmd_kb_check)
+
+    nlu = commands.add_parser("nlu", help="language understanding").add_subparsers(
+        dest="nlu_command", required=True
+    )
+    parse = nlu.add_parser("parse", help="print the Parse of TEXT as JSON")
+    parse.add_argument("text", nargs="+")
+    parse.set_defaults(func=cmd_nlu_parse)
+    ev = nlu.add_parser("eval", help="evaluate on JSON lines {text, expected}")
+    ev.add_argument("file")
+    ev.add_argument("--json", action="store_true", help="one JSON object with every prediction")
+    ev.set_defaults(func=cmd_nlu_eval)
+
+    chat = commands.add_parser("chat", help="talk to the bot in this terminal")
+    chat.add_argument("--json", action="store_true", help="JSON lines in and out, for scripts")
+    chat.add_argument("--chat-id", help="continue the conversation with this id")
+    chat.set_defaults(func=cmd_chat)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KnowledgeError as exc:
+        print(f"the knowledge files have problems:\n{exc}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The knowledge base: loading `knowledge/`, checking it, and answering from it."""

@@ -1,0 +1,321 @@
+"""Loading and checking the knowledge files a support lead edits (`knowledge/*.yaml`).
+
+Every value keeps the line it came from, so `btp-bot kb check` can point at the exact place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.nlu.normalize import fold, strip_punctuation
+from bot.types import FAQ_LABELS, Label, Language
+
+FAQ_FILE = "faq.yaml"
+INTENTS_FILE = "intents.yaml"
+SYNONYMS_FILE = "synonyms.yaml"
+
+
+class _Str(str):
+    """A string that remembers its line in the YAML file."""
+
+    line: int = 0
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_str(loader: _LineLoader, node: yaml.ScalarNode) -> _Str:
+    value = _Str(loader.construct_scalar(node))
+    value.line = node.start_mark.line + 1
+    return value
+
+
+def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping: dict[str, Any] = loader.construct_mapping(node, deep=True)  # type: ignore[assignment]
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:str", _construct_str)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class KnowledgeError(Exception):
+    """The knowledge files cannot be used; `problems` says where and why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Phrasing:
+    label: Label
+    language: Language
+    text: str
+    file: str
+    line: int
+
+
+@dataclass(slots=True)
+class FaqEntry:
+    id: Label
+    title: dict[Language, str]
+    answer: dict[Language, str]
+    questions: dict[Language, list[str]]
+    related: list[Label]
+    line: int = 0
+
+
+@dataclass(slots=True)
+class Knowledge:
+    """Everything the NLU and the FAQ answers need, as plain data."""
+
+    entries: dict[Label, FaqEntry] = field(default_factory=dict)
+    examples: dict[Label, dict[Language, list[str]]] = field(default_factory=dict)
+    synonyms: dict[str, list[str]] = field(default_factory=dict)
+    phrasings: list[Phrasing] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def phrasings_of(self, label: Label) -> Iterator[Phrasing]:
+        return (p for p in self.phrasings if p.label == label)
+
+
+def _line(value: object, default: int) -> int:
+    if isinstance(value, _Str):
+        return value.line
+    if isinstance(value, dict):
+        return int(value.get("__line__", default))
+    return default
+
+
+def _read(path: Path, problems: list[Problem]) -> Any:
+    if not path.exists():
+        problems.append(Problem(path.name, 0, "file is missing"))
+        return None
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problems.append(Problem(path.name, mark.line + 1 if mark else 0, f"not valid YAML: {exc}"))
+        return None
+
+
+def _label(value: object, file: str, line: int, problems: list[Problem]) -> Label | None:
+    try:
+        return Label(str(value))
+    except ValueError:
+        problems.append(Problem(file, line, f"unknown label id {value!r}"))
+        return None
+
+
+def _bilingual_text(
+    value: object, what: str, file: str, line: int, problems: list[Problem]
+) -> dict[Language, str]:
+    out: dict[Language, str] = {}
+    if not isinstance(value, dict):
+        problems.append(Problem(file, line, f"{what} must map zh and en to text"))
+        return out
+    for language in Language:
+        text = value.get(language.value)
+        if not isinstance(text, str) or not text.strip():
+            problems.append(
+                Problem(file, _line(value, line), f"{what} has no {language.value} text")
+            )
+        else:
+            out[language] = text.strip()
+    return out
+
+
+def _bilingual_list(
+    value: object, what: str, file: str, line: int, problems: list[Problem]
+) -> dict[Language, list[str]]:
+    out: dict[Language, list[str]] = {}
+    if not isinstance(value, dict):
+        problems.append(Problem(file, line, f"{what} must map zh and en to lists"))
+        return out
+    for language in Language:
+        items = value.get(language.value)
+        if not isinstance(items, list) or not items:
+            problems.append(
+                Problem(file, _line(value, line), f"{what} has no {language.value} list")
+            )
+            continue
+        clean = []
+        for item in items:
+            if not isinstance(item, str) or not item.strip():
+                problems.append(Problem(file, _line(value, line), f"{what}: empty phrasing"))
+            else:
+                clean.append(item)
+        out[language] = clean
+    return out
+
+
+def _load_faq(data: Any, knowledge: Knowledge) -> dict[Label, tuple[list[object], int]]:
+    problems, file = knowledge.problems, FAQ_FILE
+    related_raw: dict[Label, tuple[list[object], int]] = {}
+    entries = data.get("entries") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        problems.append(Problem(file, 1, "expected a top-level 'entries' list"))
+        return related_raw
+    for raw in entries:
+        line = _line(raw, 0)
+        if not isinstance(raw, dict):
+            problems.append(Problem(file, line, "each entry must be a mapping"))
+            continue
+        label = _label(raw.get("id"), file, line, problems)
+        if label is None:
+            continue
+        if label not in FAQ_LABELS:
+            problems.append(
+                Problem(file, line, f"{label} is not an FAQ id; put it in {INTENTS_FILE}")
+            )
+            continue
+        if label in knowledge.entries:
+            problems.append(Problem(file, line, f"id {label} appears twice"))
+            continue
+        questions = _bilingual_list(
+            raw.get("questions"), f"{label} questions", file, line, problems
+        )
+        knowledge.entries[label] = FaqEntry(
+            id=label,
+            title=_bilingual_text(raw.get("title"), f"{label} title", file, line, problems),
+            answer=_bilingual_text(raw.get("answer"), f"{label} answer", file, line, problems),
+            questions=questions,
+            related=[],
+            line=line,
+        )
+        related = raw.get("related", [])
+        related_raw[label] = (related if isinstance(related, list) else [related], line)
+        for language, items in questions.items():
+            for text in items:
+                knowledge.phrasings.append(Phrasing(label, language, text, file, _line(text, line)))
+    return related_raw
+
+
+def _load_intents(data: Any, knowledge: Knowledge) -> None:
+    problems, file = knowledge.problems, INTENTS_FILE
+    intents = data.get("intents") if isinstance(data, dict) else None
+    if not isinstance(intents, list):
+        problems.append(Problem(file, 1, "expected a top-level 'intents' list"))
+        return
+    for raw in intents:
+        line = _line(raw, 0)
+        if not isinstance(raw, dict):
+            problems.append(Problem(file, line, "each intent must be a mapping"))
+            continue
+        label = _label(raw.get("label"), file, line, problems)
+        if label is None:
+            continue
+        if label in FAQ_LABELS:
+            problems.append(Problem(file, line, f"{label} is an FAQ id; put it in {FAQ_FILE}"))
+            continue
+        if label in knowledge.examples:
+            problems.append(Problem(file, line, f"label {label} appears twice"))
+            continue
+        examples = _bilingual_list(raw.get("examples"), f"{label} examples", file, line, problems)
+        knowledge.examples[label] = examples
+        for language, items in examples.items():
+            for text in items:
+                knowledge.phrasings.append(Phrasing(label, language, text, file, _line(text, line)))
+
+
+def _load_synonyms(data: Any, knowledge: Knowledge) -> None:
+    groups = data.get("synonyms") if isinstance(data, dict) else None
+    if not isinstance(groups, dict):
+        knowledge.problems.append(Problem(SYNONYMS_FILE, 1, "expected a top-level 'synonyms' map"))
+        return
+    for canonical, variants in groups.items():
+        if canonical == "__line__":
+            continue
+        if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+            knowledge.problems.append(
+                Problem(
+                    SYNONYMS_FILE, _line(canonical, 0), f"{canonical}: expected a list of variants"
+                )
+            )
+            continue
+        knowledge.synonyms[str(canonical)] = [str(v) for v in variants]
+
+
+def _check_links(knowledge: Knowledge, related_raw: dict[Label, tuple[list[object], int]]) -> None:
+    problems = knowledge.problems
+    for label, (related, line) in related_raw.items():
+        for value in related:
+            target = _label(value, FAQ_FILE, _line(value, line), problems)
+            if target is None:
+                continue
+            if target not in knowledge.entries or target == label:
+                problems.append(
+                    Problem(
+                        FAQ_FILE,
+                        _line(value, line),
+                        f"{label}: related id {target} is not another entry",
+                    )
+                )
+            else:
+                knowledge.entries[label].related.append(target)
+
+
+def _check_coverage_and_duplicates(knowledge: Knowledge) -> None:
+    problems = knowledge.problems
+    for label in Label:
+        if label in FAQ_LABELS and label not in knowledge.entries:
+            problems.append(Problem(FAQ_FILE, 0, f"no entry for FAQ id {label}"))
+        if label not in FAQ_LABELS and label not in knowledge.examples:
+            problems.append(Problem(INTENTS_FILE, 0, f"no examples for label {label}"))
+    seen: dict[str, Phrasing] = {}
+    for phrasing in knowledge.phrasings:
+        key = strip_punctuation(fold(phrasing.text)).replace(" ", "")
+        first = seen.get(key)
+        if first is None:
+            seen[key] = phrasing
+        elif first.label != phrasing.label:
+            problems.append(
+                Problem(
+                    phrasing.file,
+                    phrasing.line,
+                    f"phrasing {phrasing.text!r} is under {phrasing.label} and also under "
+                    f"{first.label} ({first.file}:{first.line})",
+                )
+            )
+
+
+def load_knowledge(directory: Path) -> Knowledge:
+    """Read the knowledge folder; problems are collected in `Knowledge.problems`, not raised."""
+    knowledge = Knowledge()
+    faq = _read(directory / FAQ_FILE, knowledge.problems)
+    related_raw = _load_faq(faq, knowledge) if faq is not None else {}
+    intents = _read(directory / INTENTS_FILE, knowledge.problems)
+    if intents is not None:
+        _load_intents(intents, knowledge)
+    synonyms = _read(directory / SYNONYMS_FILE, knowledge.problems)
+    if synonyms is not None:
+        _load_synonyms(synonyms, knowledge)
+    _check_links(knowledge, related_raw)
+    _check_coverage_and_duplicates(knowledge)
+    return knowledge
+
+
+def load_valid_knowledge(directory: Path) -> Knowledge:
+    """The knowledge, or KnowledgeError naming every problem: the bot never starts on bad data."""
+    knowledge = load_knowledge(directory)
+    if knowledge.problems:
+        raise KnowledgeError(knowledge.problems)
+    return knowledge

@@ -1,0 +1,29 @@
+"""Which language a message is written in, so the bot answers in the same one."""
+
+from __future__ import annotations
+
+import re
+
+from bot.nlu.normalize import cjk_runs
+from bot.types import Language
+
+# Names that carry CJK or Latin letters whatever language they appear in.
+_NEUTRAL = re.compile(r"b\s*特派|btp|bt\d{16}|app|qr|ssl|id|ok|[a-z0-9._%+-]+@[a-z0-9.-]+")
+_LETTERS = re.compile(r"[a-z]{2,}")
+
+
+def detect_language(folded: str) -> Language | None:
+    """Chinese as soon as a message holds Chinese words; English for Latin words alone.
+
+    Returns None when the text has no language of its own (an order number, "ok", "1").
+    """
+    text = _NEUTRAL.sub(" ", folded)
+    cjk = sum(len(run) for run in cjk_runs(text))
+    if cjk >= 2 or (cjk == 1 and not _LETTERS.search(text)):
+        return Language.ZH
+    words = _LETTERS.findall(text)
+    if len(words) >= 1 and cjk == 0:
+        return Language.EN
+    if words and len(words) >= 3:
+        return Language.EN
+    return Language.ZH if cjk else None

@@ -1,0 +1,328 @@
+"""The matcher: from a message to a label, with an honest "I don't know".
+
+Three signals decide. A TF-IDF vector of character n-grams and word stems finds the knowledge
+phrasings nearest to the message (an inverted index, so 20,000 phrasings stay fast); rapidfuzz
+re-scores those candidates on the strings themselves (typos, word order, extra words); and the
+coverage says how much of the message the knowledge's vocabulary explains at all, so a question
+about loans or crypto is not answered with the nearest FAQ entry. Below the calibrated cut-offs,
+or when the two best labels are too close, the label is `out_of_scope`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz, process
+
+from bot.faq.knowledge import Knowledge
+from bot.nlu.entities import extract_entities, replace_entities
+from bot.nlu.features import tokens, units
+from bot.nlu.language import detect_language
+from bot.nlu.normalize import SynonymTable, fold, strip_punctuation
+from bot.types import Alternative, Label, Language, Parse
+
+# Words that carry no meaning of their own in a support chat; they neither help nor hurt coverage.
+_FILLER_CHARS = set(
+    "的了吗呢啊吧呀哦哈嗯么我你您他她它们是在有和就都也还要想能会可以这那个一下请问亲好"
+)
+_FILLER_WORDS = {
+    "i",
+    "a",
+    "an",
+    "the",
+    "to",
+    "is",
+    "are",
+    "am",
+    "be",
+    "do",
+    "does",
+    "did",
+    "my",
+    "me",
+    "you",
+    "your",
+    "it",
+    "its",
+    "of",
+    "for",
+    "on",
+    "in",
+    "at",
+    "and",
+    "or",
+    "can",
+    "could",
+    "would",
+    "will",
+    "please",
+    "pls",
+    "plz",
+    "hi",
+    "hey",
+    "what",
+    "how",
+    "why",
+    "when",
+    "where",
+    "which",
+    "there",
+    "this",
+    "that",
+    "with",
+    "so",
+    "just",
+    "any",
+    "some",
+    "we",
+    "our",
+    "us",
+    "get",
+    "have",
+    "has",
+    "need",
+    "want",
+    "know",
+    "about",
+    "not",
+    "no",
+    "yes",
+    "ok",
+    "okay",
+    "if",
+    "from",
+    "b",
+}
+
+
+def _token_weight(token: str) -> float:
+    """Single characters say less than bigrams; filler words say almost nothing."""
+    if token.startswith("c:"):
+        return 0.5
+    if token.startswith("w:") and token[2:] in _FILLER_WORDS:
+        return 0.25
+    return 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class MatcherConfig:
+    """Cut-offs and weights; calibrated on tests/data/nlu_dev.jsonl (see benchmarks/README.md)."""
+
+    min_score: float = 0.1
+    min_margin: float = 0.005
+    min_coverage: float = 0.45
+    max_foreign: float = 0.2
+    candidates: int = 60
+    weight_nearest: float = 0.2
+    weight_top3: float = 0.2
+    weight_centroid: float = 0.4
+    weight_fuzz: float = 0.2
+    out_of_scope_scale: float = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    label: Label
+    body: str
+    compact: str
+
+
+def _normalise(vector: dict[str, float]) -> dict[str, float]:
+    norm = math.sqrt(sum(v * v for v in vector.values())) or 1.0
+    return {k: v / norm for k, v in vector.items()}
+
+
+class Matcher:
+    """Built once from the knowledge at start-up; `parse` is pure and cheap."""
+
+    def __init__(self, knowledge: Knowledge, config: MatcherConfig | None = None) -> None:
+        self.config = config or MatcherConfig()
+        self._synonyms = SynonymTable(knowledge.synonyms)
+        self._entries: list[_Entry] = []
+        bags = []
+        for phrasing in knowledge.phrasings:
+            body = self.body(fold(phrasing.text))
+            if not body:
+                continue
+            self._entries.append(_Entry(phrasing.label, body, body.replace(" ", "")))
+            bags.append(tokens(body))
+        documents = len(bags) or 1
+        frequency: dict[str, int] = defaultdict(int)
+        for bag in bags:
+            for token in bag:
+                frequency[token] += 1
+        self._idf = {t: math.log((documents + 1) / (n + 0.5)) for t, n in frequency.items()}
+        self._max_idf = math.log((documents + 1) / 0.5)
+        self._index: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        centroids: dict[Label, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for i, bag in enumerate(bags):
+            vector = self._vector(bag)
+            for token, weight in vector.items():
+                self._index[token].append((i, weight))
+                centroids[self._entries[i].label][token] += weight
+        self._centroids = {label: _normalise(dict(v)) for label, v in centroids.items()}
+        self._labels = sorted(self._centroids)
+        # Vocabulary of what the bot can answer: out-of-scope examples explain nothing.
+        in_scope = [
+            bag for bag, e in zip(bags, self._entries, strict=True) if e.label != Label.OUT_OF_SCOPE
+        ]
+        self._known = {t for bag in in_scope for t in bag}
+        # Words only out-of-scope examples use (支付宝, 贷款, crypto): topics not covered.
+        self._foreign = {
+            t
+            for bag, e in zip(bags, self._entries, strict=True)
+            if e.label == Label.OUT_OF_SCOPE
+            for t in bag
+            if t[0] in "bw" and t not in self._known and t[2:] not in _FILLER_WORDS
+        }
+        self._known_words = sorted(t[2:] for t in self._known if t.startswith("w:"))
+
+    def body(self, folded: str) -> str:
+        """Folded text made comparable: entities as placeholders, no punctuation, typos fixed."""
+        text = replace_entities(folded, extract_entities(folded))
+        return self._synonyms.apply(strip_punctuation(text))
+
+    def _vector(self, bag: dict[str, int]) -> dict[str, float]:
+        weights = {
+            t: (1.0 + math.log(n)) * self._idf.get(t, self._max_idf) * _token_weight(t)
+            for t, n in bag.items()
+        }
+        return _normalise(weights)
+
+    def explain(self, body: str) -> tuple[float, float]:
+        """How much of the message the in-scope knowledge explains, and how much is foreign.
+
+        Both are shares of the message's meaning-bearing units (characters and words, weighted by
+        rarity): `coverage` those the in-scope vocabulary knows, `foreign` those that only
+        out-of-scope examples use.
+        """
+        total = explained = foreign = 0.0
+        for kind, unit, context in units(body):
+            if kind == "c":
+                if unit in _FILLER_CHARS:
+                    continue
+                weight = self._idf.get("c:" + unit, self._max_idf)
+                left, right = ("b:" + side for side in (context or "|").split("|"))
+                if left in self._known or right in self._known:
+                    explained += weight
+                elif ("c:" + unit) in self._known:
+                    explained += 0.3 * weight
+                if left in self._foreign or right in self._foreign:
+                    foreign += weight
+            else:
+                if unit in _FILLER_WORDS:
+                    continue
+                weight = self._idf.get("w:" + unit, self._max_idf)
+                if ("w:" + unit) in self._known or (
+                    len(unit) > 4
+                    and process.extractOne(
+                        unit, self._known_words, scorer=fuzz.ratio, score_cutoff=85
+                    )
+                ):
+                    explained += weight
+                elif ("w:" + unit) in self._foreign:
+                    foreign += weight
+            total += weight
+        if not total:
+            return 1.0, 0.0
+        return explained / total, foreign / total
+
+    def scores(self, body: str) -> tuple[dict[Label, float], dict[Label, str]]:
+        """Each candidate label's combined score, and the phrasing that matched it best."""
+        query = self._vector(tokens(body))
+        dots: dict[int, float] = defaultdict(float)
+        for token, weight in query.items():
+            for i, w in self._index.get(token, ()):
+                dots[i] += weight * w
+        top = sorted(dots.items(), key=lambda kv: kv[1], reverse=True)[: self.config.candidates]
+        cosines: dict[Label, list[float]] = defaultdict(list)
+        fuzzy: dict[Label, float] = {}
+        best_phrasing: dict[Label, str] = {}
+        compact = body.replace(" ", "")
+        for i, cosine in top:
+            entry = self._entries[i]
+            cosines[entry.label].append(cosine)
+            similarity = fuzz.ratio(compact, entry.compact) / 100.0
+            if similarity > fuzzy.get(entry.label, -1.0):
+                fuzzy[entry.label] = similarity
+                best_phrasing[entry.label] = entry.body
+        config = self.config
+        combined: dict[Label, float] = {}
+        for label, found in cosines.items():
+            nearest = config.weight_nearest * found[0] + config.weight_top3 * sum(found[:3]) / len(
+                found[:3]
+            )
+            if label == Label.OUT_OF_SCOPE:
+                # Out-of-scope examples cover many unrelated topics, so their centroid means
+                # nothing; the class is as strong as its nearest examples.
+                weight = config.weight_nearest + config.weight_top3
+                combined[label] = config.out_of_scope_scale * (
+                    (nearest / weight) * (1.0 - config.weight_fuzz)
+                    + config.weight_fuzz * fuzzy[label]
+                )
+                continue
+            centroid = self._centroids[label]
+            centroid_cos = sum(w * centroid.get(t, 0.0) for t, w in query.items())
+            combined[label] = (
+                nearest + config.weight_centroid * centroid_cos + config.weight_fuzz * fuzzy[label]
+            )
+        return combined, best_phrasing
+
+    def parse(self, text: str, fallback_language: Language = Language.ZH) -> Parse:
+        folded = fold(text)
+        entities = extract_entities(folded)
+        language = detect_language(folded) or fallback_language
+        body = self._synonyms.apply(strip_punctuation(replace_entities(folded, entities)))
+        if not body.strip():
+            return Parse(
+                Label.OUT_OF_SCOPE, 0.0, language, entities, reason="empty", normalized=body
+            )
+        combined, matched = self.scores(body)
+        ranked = sorted(combined.items(), key=lambda kv: kv[1], reverse=True)
+        coverage, foreign = self.explain(body)
+        if not ranked:
+            return Parse(
+                Label.OUT_OF_SCOPE,
+                0.0,
+                language,
+                entities,
+                coverage=coverage,
+                reason="no_match",
+                normalized=body,
+            )
+        (best, score), rest = ranked[0], ranked[1:]
+        alternatives = tuple(
+            Alternative(label, s) for label, s in rest[:3] if label != Label.OUT_OF_SCOPE
+        )
+        second = rest[0][1] if rest else 0.0
+        reason = None
+        if best == Label.OUT_OF_SCOPE:
+            reason = "out_of_scope_example"
+            alternatives = tuple(Alternative(label, s) for label, s in rest[:3])
+        elif score < self.config.min_score:
+            reason = "low_score"
+        elif score - second < self.config.min_margin:
+            reason = "ambiguous"
+        elif coverage < self.config.min_coverage:
+            reason = "low_coverage"
+        elif foreign > self.config.max_foreign:
+            reason = "foreign_topic"
+        if reason is not None:
+            if best != Label.OUT_OF_SCOPE:
+                alternatives = (Alternative(best, score), *alternatives)[:3]
+            return Parse(
+                Label.OUT_OF_SCOPE,
+                score,
+                language,
+                entities,
+                alternatives,
+                coverage,
+                matched.get(best),
+                reason,
+                body,
+            )
+        return Parse(
+            best, score, language, entities, alternatives, coverage, matched.get(best), None, body
+        )

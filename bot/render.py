@@ -1,0 +1,39 @@
+"""Every sentence the bot says comes from a jinja2 template under bot/templates/<language>/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from bot.types import Language
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+
+
+class Renderer:
+    """Renders reply templates and the short UI strings (`ui.j2` macros) in either language."""
+
+    def __init__(self, directory: Path = TEMPLATE_DIR) -> None:
+        self._env = Environment(
+            loader=FileSystemLoader(directory),
+            undefined=StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self._ui = {
+            language: self._env.get_template(f"{language}/ui.j2").module for language in Language
+        }
+
+    def render(self, language: Language, name: str, **values: Any) -> str:
+        return self._env.get_template(f"{language}/{name}.j2").render(**values).strip()
+
+    def ui(self, language: Language, key: str, **values: Any) -> str:
+        macro = getattr(self._ui[language], key.replace(".", "_"))
+        return str(macro(**values)).strip()
+
+    def has_ui(self, language: Language, key: str) -> bool:
+        return hasattr(self._ui[language], key.replace(".", "_"))

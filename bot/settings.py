@@ -1,0 +1,34 @@
+"""Typed configuration, read once from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.types import Language
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything a deployment may change; defaults run the embedded bot on SQLite."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'btp.db'}",
+        description="SQLAlchemy async URL; postgresql+asyncpg://... for several processes.",
+    )
+    knowledge_dir: Path = Field(default=PROJECT_ROOT / "knowledge")
+    default_language: Language = Language.ZH
+    timezone: str = "Asia/Shanghai"
+    # The matcher's calibrated cut-offs; see bot/nlu/matcher.py and benchmarks/README.md.
+    nlu_min_score: float = Field(default=0.1, ge=0.0, le=1.0)
+    nlu_min_margin: float = Field(default=0.005, ge=0.0, le=1.0)
+    nlu_min_coverage: float = Field(default=0.45, ge=0.0, le=1.0)
+    nlu_max_foreign: float = Field(default=0.2, ge=0.0, le=1.0)
+    nlu_suggest_score: float = Field(default=0.15, ge=0.0, le=1.0)
+    max_text_length: int = Field(default=4000, gt=0)
+    suggestions: int = Field(default=3, ge=0, le=5)

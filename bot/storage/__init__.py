@@ -1,0 +1,1 @@
+"""The bot's storage: SQLAlchemy models, async engine and sessions, Alembic migrations."""

@@ -1,0 +1,176 @@
+"""The channel-agnostic vocabulary of the bot: messages in, replies out, what the NLU says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Language(StrEnum):
+    ZH = "zh"
+    EN = "en"
+
+
+class Label(StrEnum):
+    """Every label the NLU can give; the ids are fixed because evaluation tools use them."""
+
+    ABOUT_OVERVIEW = "about.overview"
+    ONBOARDING_REGISTER = "onboarding.register"
+    ONBOARDING_DOCUMENTS = "onboarding.documents"
+    ONBOARDING_REVIEW = "onboarding.review"
+    ONBOARDING_ACTIVATION = "onboarding.activation"
+    METHODS_QR = "methods.qr"
+    METHODS_LINK = "methods.link"
+    METHODS_APP = "methods.app"
+    METHODS_CHOOSE = "methods.choose"
+    COLLECT_FLOW = "collect.flow"
+    COLLECT_NOTIFICATION = "collect.notification"
+    COLLECT_RECORDS = "collect.records"
+    WITHDRAW_HOW = "withdraw.how"
+    FEES_RATES = "fees.rates"
+    FEES_PROMOTIONS = "fees.promotions"
+    FEES_PASS_ON = "fees.pass_on"
+    SECURITY_ENCRYPTION = "security.encryption"
+    SECURITY_RISK_CONTROL = "security.risk_control"
+    SECURITY_TWO_FACTOR = "security.two_factor"
+    SUPPORT_CONTACT = "support.contact"
+    TIPS_TRAINING = "tips.training"
+    TIPS_REPORTS = "tips.reports"
+    DIAGNOSE_PAYMENT_FAILURE = "diagnose.payment_failure"
+    DIAGNOSE_LOGIN = "diagnose.login"
+    DIAGNOSE_DATA_SYNC = "diagnose.data_sync"
+    STATUS_PAYMENT = "status.payment"
+    STATUS_WITHDRAWAL = "status.withdrawal"
+    ACTION_PAYMENT_LINK = "action.payment_link"
+    ACTION_PASSWORD_RESET = "action.password_reset"
+    HANDOFF_HUMAN = "handoff.human"
+    CHITCHAT_GREET = "chitchat.greet"
+    CHITCHAT_THANKS = "chitchat.thanks"
+    CHITCHAT_BYE = "chitchat.bye"
+    OUT_OF_SCOPE = "out_of_scope"
+
+    @property
+    def is_faq(self) -> bool:
+        return self in FAQ_LABELS
+
+
+FAQ_LABELS: frozenset[Label] = frozenset(
+    label
+    for label in Label
+    if label.value.split(".")[0]
+    in {
+        "about",
+        "onboarding",
+        "methods",
+        "collect",
+        "withdraw",
+        "fees",
+        "security",
+        "support",
+        "tips",
+    }
+)
+
+
+class ConversationState(StrEnum):
+    BOT = "bot"
+    QUEUED = "queued"
+    AGENT = "agent"
+    CLOSED = "closed"
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class SenderKind(StrEnum):
+    USER = "user"
+    BOT = "bot"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """One thing a user did in a chat: typed `text`, or pressed a button (`action`)."""
+
+    channel: str
+    chat_id: str
+    user_id: str
+    message_id: str
+    text: str = ""
+    action: str | None = None
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    label: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the bot says; each channel renders buttons and images in its own way."""
+
+    text: str
+    buttons: tuple[Button, ...] = ()
+    image: bytes | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "buttons": [{"label": b.label, "action": b.action} for b in self.buttons],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    kind: str
+    value: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    label: Label
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Parse:
+    """What the NLU says about a text: the label it chose, how sure, and what else it considered."""
+
+    label: Label
+    score: float
+    language: Language
+    entities: tuple[Entity, ...] = ()
+    alternatives: tuple[Alternative, ...] = ()
+    coverage: float = 1.0
+    matched: str | None = None
+    reason: str | None = None
+    normalized: str = field(default="", repr=False)
+
+    def entity(self, kind: str) -> str | None:
+        return next((e.value for e in self.entities if e.kind == kind), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label.value,
+            "score": round(self.score, 4),
+            "language": self.language.value,
+            "entities": [
+                {"kind": e.kind, "value": e.value, "start": e.start, "end": e.end}
+                for e in self.entities
+            ],
+            "alternatives": [
+                {"label": a.label.value, "score": round(a.score, 4)} for a in self.alternatives
+            ],
+            "coverage": round(self.coverage, 4),
+            "matched": self.matched,
+            "reason": self.reason,
+        }

@@ -1,0 +1,139 @@
+"""Shared fixtures: the real knowledge, a migrated database per test, and a chat driver.
+
+Every database test runs on SQLite, and again on PostgreSQL when TEST_DATABASE_URL is set
+(CI sets it); without it the PostgreSQL tier is skipped with the reason shown.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.app import build_matcher
+from bot.engine import Engine
+from bot.faq.knowledge import Knowledge, load_valid_knowledge
+from bot.nlu.matcher import Matcher
+from bot.render import Renderer
+from bot.settings import PROJECT_ROOT, Settings
+from bot.storage.db import create_engine, session_factory, upgrade
+from bot.storage.models import Base
+from bot.types import Button, IncomingMessage, Reply
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings(knowledge_dir=PROJECT_ROOT / "knowledge", database_url="sqlite+aiosqlite://")
+
+
+@pytest.fixture(scope="session")
+def knowledge(settings: Settings) -> Knowledge:
+    return load_valid_knowledge(settings.knowledge_dir)
+
+
+@pytest.fixture(scope="session")
+def matcher(settings: Settings, knowledge: Knowledge) -> Matcher:
+    return build_matcher(settings, knowledge)
+
+
+@pytest.fixture(scope="session")
+def renderer() -> Renderer:
+    return Renderer()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(
+                not TEST_DATABASE_URL,
+                reason="PostgreSQL tier: set TEST_DATABASE_URL=postgresql+asyncpg://... to run it",
+            ),
+        ),
+    ]
+)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A migrated, empty database: a new SQLite file, or the shared PostgreSQL truncated."""
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+        await upgrade(engine)
+    else:
+        assert TEST_DATABASE_URL
+        engine = create_engine(TEST_DATABASE_URL)
+        await upgrade(engine)
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        async with engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def engine(
+    db: AsyncEngine, settings: Settings, knowledge: Knowledge, matcher: Matcher, renderer: Renderer
+) -> Engine:
+    return Engine(
+        settings=settings,
+        sessions=session_factory(db),
+        knowledge=knowledge,
+        matcher=matcher,
+        renderer=renderer,
+    )
+
+
+class Chat:
+    """One user talking to the engine, the way a channel would deliver their messages."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, engine: Engine, channel: str = "test", chat_id: str | None = None) -> None:
+        self.engine = engine
+        self.channel = channel
+        self.chat_id = chat_id or f"chat-{next(self._ids)}"
+        self.last: list[Reply] = []
+        self._numbers = itertools.count(1)
+
+    def message(self, text: str = "", action: str | None = None) -> IncomingMessage:
+        return IncomingMessage(
+            self.channel,
+            self.chat_id,
+            self.chat_id,
+            f"{self.chat_id}:{next(self._numbers)}",
+            text,
+            action,
+        )
+
+    async def say(self, text: str) -> list[Reply]:
+        self.last = await self.engine.handle(self.message(text))
+        return self.last
+
+    async def press(self, action: str) -> list[Reply]:
+        self.last = await self.engine.handle(self.message(action=action))
+        return self.last
+
+    @property
+    def text(self) -> str:
+        return "\n".join(reply.text for reply in self.last)
+
+    @property
+    def buttons(self) -> list[Button]:
+        return [button for reply in self.last for button in reply.buttons]
+
+    def button(self, label_part: str) -> Button:
+        return next(b for b in self.buttons if label_part in b.label)
+
+
+@pytest.fixture
+def chat(engine: Engine) -> Chat:
+    return Chat(engine)

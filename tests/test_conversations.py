@@ -1,0 +1,169 @@
+"""Whole conversations through Engine.handle on a real database, read like the chats they check."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.engine import Engine
+from bot.storage.db import session_factory
+from bot.storage.models import Conversation, FaqFeedback, Message, UnansweredQuestion
+from tests.conftest import Chat
+
+
+async def test_faq_answer_in_chinese(chat: Chat) -> None:
+    await chat.say("提现多久能到账啊")
+    assert "1-3个工作日" in chat.text
+    assert [b.action for b in chat.buttons][:2] == ["fb:withdraw.how:yes", "fb:withdraw.how:no"]
+
+
+async def test_faq_answer_in_english(chat: Chat) -> None:
+    await chat.say("how long does a withdrawal take?")
+    assert "1-3 working days" in chat.text
+
+
+async def test_fees_answer_says_rates_are_published_not_a_number(chat: Chat) -> None:
+    await chat.say("你们手续费怎么收的")
+    assert "官网" in chat.text
+    assert "%" not in chat.text
+
+
+async def test_reply_follows_the_language_of_each_message(chat: Chat) -> None:
+    await chat.say("你好")
+    assert "您好" in chat.text
+    await chat.say("hello")
+    assert "Hello" in chat.text
+
+
+async def test_switching_language_pins_it(chat: Chat) -> None:
+    await chat.say("English")
+    assert "English" in chat.text
+    await chat.say("提现多久到账")
+    assert "working days" in chat.text
+    await chat.say("/lang zh")
+    await chat.say("how long does a withdrawal take")
+    assert "工作日" in chat.text
+
+
+async def test_out_of_scope_is_not_answered_with_the_nearest_faq(chat: Chat) -> None:
+    await chat.say("你们可以给商家贷款吗")
+    assert "抱歉" in chat.text
+    assert chat.buttons[-1].action == "human"
+
+
+async def test_second_failure_in_a_row_recommends_a_person(chat: Chat) -> None:
+    await chat.say("今天天气怎么样")
+    await chat.say("推荐一只股票")
+    assert "转人工" in chat.text or "人工" in chat.text
+    assert [b.action for b in chat.buttons] == ["human"]
+
+
+async def test_suggestion_button_answers_the_faq(chat: Chat) -> None:
+    await chat.press("faq:fees.rates")
+    assert "官网" in chat.text
+
+
+async def test_feedback_is_stored(chat: Chat, db: AsyncEngine) -> None:
+    await chat.say("怎么注册B特派")
+    await chat.press("fb:onboarding.register:no")
+    assert chat.buttons[-1].action == "human"
+    async with session_factory(db)() as session:
+        rows = (await session.scalars(select(FaqFeedback))).all()
+    assert [(r.entry_id, r.helpful) for r in rows] == [("onboarding.register", False)]
+
+
+async def test_typed_number_presses_the_offered_button(chat: Chat) -> None:
+    await chat.say("怎么注册B特派")
+    await chat.say("1")
+    assert "谢谢" in chat.text
+
+
+async def test_typed_yes_presses_the_affirmative_button(chat: Chat) -> None:
+    await chat.say("how do I sign up")
+    await chat.say("yes")
+    assert "Thanks for your feedback" in chat.text
+
+
+async def test_forged_button_is_refused_politely(chat: Chat) -> None:
+    await chat.press("faq:../../etc/passwd")
+    assert "按钮已经失效" in chat.text or "no longer valid" in chat.text
+    await chat.press("drop table")
+    assert chat.text
+
+
+async def test_live_labels_get_a_holding_reply_naming_what_is_needed(chat: Chat) -> None:
+    await chat.say("订单BT2026112600000001支付失败了")
+    assert "BT2026112600000001" in chat.text
+    await chat.say("帮我生成一个88.5元的收款链接")
+    assert "88.50" in chat.text
+
+
+async def test_oversized_message_is_refused_and_nothing_stored(chat: Chat, db: AsyncEngine) -> None:
+    await chat.say("手续费" * 2000)
+    assert "太长" in chat.text
+    async with session_factory(db)() as session:
+        assert await session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+async def test_redelivered_message_is_handled_once(engine: Engine, db: AsyncEngine) -> None:
+    chat = Chat(engine)
+    message = chat.message("提现多久到账")
+    first = await engine.handle(message)
+    again = await engine.handle(message)
+    assert first and again == []
+    async with session_factory(db)() as session:
+        assert await session.scalar(select(func.count()).select_from(Message)) == 2
+
+
+async def test_concurrent_duplicates_take_effect_once(engine: Engine, db: AsyncEngine) -> None:
+    chat = Chat(engine)
+    message = chat.message("你好")
+    results = await asyncio.gather(*(engine.handle(message) for _ in range(5)))
+    assert sum(1 for r in results if r) == 1
+    async with session_factory(db)() as session:
+        assert await session.scalar(select(func.count()).select_from(Message)) == 2
+
+
+async def test_messages_of_one_chat_keep_their_order(engine: Engine, db: AsyncEngine) -> None:
+    chat = Chat(engine)
+    texts = [f"第{i}个问题：手续费怎么收" for i in range(6)]
+    await asyncio.gather(*(engine.handle(chat.message(t)) for t in texts))
+    async with session_factory(db)() as session:
+        stored = (
+            await session.scalars(
+                select(Message.text).where(Message.direction == "in").order_by(Message.id)
+            )
+        ).all()
+    assert list(stored) == texts
+
+
+async def test_personal_numbers_are_masked_in_storage(chat: Chat, db: AsyncEngine) -> None:
+    await chat.say("我的卡号6222021234567890123，手机13912345678，问下手续费")
+    async with session_factory(db)() as session:
+        stored = (await session.scalars(select(Message.text))).all()
+    joined = "\n".join(stored)
+    assert "6222021234567890123" not in joined and "13912345678" not in joined
+    assert "0123" in joined
+
+
+async def test_unanswered_questions_are_kept_for_the_knowledge(chat: Chat, db: AsyncEngine) -> None:
+    await chat.say("支持比特币收款吗")
+    async with session_factory(db)() as session:
+        rows = (await session.scalars(select(UnansweredQuestion))).all()
+        conversation = await session.scalar(select(Conversation))
+    assert [r.text for r in rows] == ["支持比特币收款吗"]
+    assert conversation is not None and conversation.failures == 1
+
+
+async def test_cancel_word_ends_what_is_open(chat: Chat) -> None:
+    await chat.say("取消")
+    assert "没有进行中的操作" in chat.text
+
+
+async def test_start_and_help_commands(chat: Chat) -> None:
+    await chat.say("/start")
+    assert len(chat.buttons) == 5
+    await chat.say("/help")
+    assert "/lang" in chat.text
