@@ -81,7 +81,7 @@ async def run_terminal(
         try:
             replies = await engine.handle(message)
         except Exception:
-            # Nothing was stored (the transaction rolled back); the user hears it, the log keeps why.
+            # Nothing was stored (the transaction rolled back); the user hears so, the log says why.
             log.exception("message %s failed", message.message_id)
             replies = [Reply(engine.renderer.render(engine.settings.default_language, "error"))]
         for reply in replies:

@@ -10,9 +10,11 @@ or when the two best labels are too close, the label is `out_of_scope`.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from operator import itemgetter
 
 from rapidfuzz import fuzz, process
 
@@ -115,6 +117,7 @@ class MatcherConfig:
     min_coverage: float = 0.45
     max_foreign: float = 0.2
     candidates: int = 60
+    postings_budget: int = 12_000
     weight_nearest: float = 0.2
     weight_top3: float = 0.2
     weight_centroid: float = 0.4
@@ -156,9 +159,11 @@ class Matcher:
         self._idf = {t: math.log((documents + 1) / (n + 0.5)) for t, n in frequency.items()}
         self._max_idf = math.log((documents + 1) / 0.5)
         self._index: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        self._vectors: list[dict[str, float]] = []
         centroids: dict[Label, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         for i, bag in enumerate(bags):
             vector = self._vector(bag)
+            self._vectors.append(vector)
             for token, weight in vector.items():
                 self._index[token].append((i, weight))
                 centroids[self._entries[i].label][token] += weight
@@ -229,14 +234,38 @@ class Matcher:
             return 1.0, 0.0
         return explained / total, foreign / total
 
+    def _candidates(self, query: dict[str, float]) -> list[tuple[int, float]]:
+        """The phrasings nearest to the query by cosine, best first.
+
+        Rare tokens are walked first; once the postings budget is spent, common tokens (的, how)
+        only refine the exact cosines of the candidates already found. On knowledge of normal size
+        the budget is never reached and the result is exact.
+        """
+        dots: dict[int, float] = defaultdict(float)
+        known = [t for t in query if t in self._index]
+        visited = 0
+        truncated = False
+        for used, token in enumerate(sorted(known, key=lambda t: len(self._index[t]))):
+            postings = self._index[token]
+            if visited + len(postings) > self.config.postings_budget and used >= 3:
+                truncated = True
+                break
+            weight = query[token]
+            for i, w in postings:
+                dots[i] += weight * w
+            visited += len(postings)
+        if not truncated:
+            return heapq.nlargest(self.config.candidates, dots.items(), key=itemgetter(1))
+        shortlist = heapq.nlargest(self.config.candidates * 3, dots, key=dots.__getitem__)
+        exact = [
+            (i, sum(w * self._vectors[i].get(t, 0.0) for t, w in query.items())) for i in shortlist
+        ]
+        return heapq.nlargest(self.config.candidates, exact, key=itemgetter(1))
+
     def scores(self, body: str) -> tuple[dict[Label, float], dict[Label, str]]:
         """Each candidate label's combined score, and the phrasing that matched it best."""
         query = self._vector(tokens(body))
-        dots: dict[int, float] = defaultdict(float)
-        for token, weight in query.items():
-            for i, w in self._index.get(token, ()):
-                dots[i] += weight * w
-        top = sorted(dots.items(), key=lambda kv: kv[1], reverse=True)[: self.config.candidates]
+        top = self._candidates(query)
         cosines: dict[Label, list[float]] = defaultdict(list)
         fuzzy: dict[Label, float] = {}
         best_phrasing: dict[Label, str] = {}
