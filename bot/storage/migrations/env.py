@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import bot.platform.tables  # noqa: F401  (registers the platform tables on Base.metadata)
 from bot.storage.db import create_engine
 from bot.storage.models import Base
 

@@ -1,0 +1,65 @@
+"""`PlatformGateway`: everything the bot asks of B特派's platform, as one protocol.
+
+The bot enforces who may see what; the gateway is the platform's trusted back end. Any
+implementation raises `PlatformUnavailable` when it cannot answer (timeout, 5xx, circuit open),
+and the engine turns that into one polite reply with the offer of a person.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+from bot.platform.models import (
+    Account,
+    Merchant,
+    Order,
+    PaymentLink,
+    ResetResult,
+    ResyncResult,
+    Withdrawal,
+)
+
+
+class PlatformError(Exception):
+    """Base of the gateway's errors."""
+
+
+class PlatformUnavailable(PlatformError):
+    """The platform could not answer now; the user is told so and offered a person."""
+
+
+class PlatformRejected(PlatformError):
+    """The platform refused a request as invalid (e.g. an amount outside the limits)."""
+
+
+@runtime_checkable
+class PlatformGateway(Protocol):
+    async def get_merchant(self, merchant_id: str) -> Merchant | None: ...
+
+    async def get_order(self, order_no: str) -> Order | None: ...
+
+    async def list_orders(
+        self, merchant_id: str, *, since: datetime | None = None, limit: int = 50
+    ) -> list[Order]: ...
+
+    async def get_account(self, login: str) -> Account | None: ...
+
+    async def list_accounts(self, merchant_id: str) -> list[Account]: ...
+
+    async def get_withdrawal(self, withdrawal_id: str) -> Withdrawal | None: ...
+
+    async def list_withdrawals(self, merchant_id: str, *, limit: int = 10) -> list[Withdrawal]: ...
+
+    async def create_payment_link(
+        self, merchant_id: str, amount: Decimal, description: str | None
+    ) -> PaymentLink: ...
+
+    async def start_password_reset(self, login: str) -> ResetResult: ...
+
+    async def resync_order(self, order_no: str) -> ResyncResult: ...
+
+    async def redeem_bind_code(self, code: str) -> str | None:
+        """The merchant id the one-time code belongs to, consuming it; None if unknown or used."""
+        ...

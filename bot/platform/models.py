@@ -1,0 +1,165 @@
+"""Plain data the platform gateway returns; no ORM objects or HTTP payloads leak past it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+
+class MerchantStatus(StrEnum):
+    PENDING_REVIEW = "pending_review"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class OrderStatus(StrEnum):
+    CREATED = "created"
+    PENDING = "pending"
+    PAID = "paid"
+    FAILED = "failed"
+    CLOSED = "closed"
+    REFUNDED = "refunded"
+
+
+class Method(StrEnum):
+    QR = "qr"
+    LINK = "link"
+    APP = "app"
+
+
+class AttemptStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class WithdrawalStatus(StrEnum):
+    REQUESTED = "requested"
+    PROCESSING = "processing"
+    PAID = "paid"
+    FAILED = "failed"
+
+
+class FailureCode(StrEnum):
+    """Why a payment attempt failed, as the payment channel reports it."""
+
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    NETWORK_TIMEOUT = "network_timeout"
+    INVALID_PAYMENT_INFO = "invalid_payment_info"
+    RISK_BLOCKED = "risk_blocked"
+    BANK_DECLINED = "bank_declined"
+    ORDER_EXPIRED = "order_expired"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    CHANNEL_UNAVAILABLE = "channel_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Merchant:
+    id: str
+    name: str
+    status: MerchantStatus
+    email: str | None = None
+    phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A back-office login of a merchant; the password hash never leaves the platform."""
+
+    login: str
+    merchant_id: str
+    status: AccountStatus
+    failed_attempts: int = 0
+    locked_until: datetime | None = None
+
+    def locked_at(self, now: datetime) -> bool:
+        return self.locked_until is not None and self.locked_until > now
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAttempt:
+    status: AttemptStatus
+    at: datetime
+    failure_code: FailureCode | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRecord:
+    """What the payment channel holds for an order, and when the platform last synced it."""
+
+    status: OrderStatus
+    synced_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    order_no: str
+    merchant_id: str
+    amount: Decimal
+    method: Method
+    status: OrderStatus
+    created_at: datetime
+    currency: str = "CNY"
+    payer_phone: str | None = None
+    description: str | None = None
+    updated_at: datetime | None = None
+    attempts: tuple[PaymentAttempt, ...] = ()
+    channel: ChannelRecord | None = None
+
+    @property
+    def last_failure(self) -> FailureCode | None:
+        failed = [a for a in self.attempts if a.failure_code is not None]
+        return failed[-1].failure_code if failed else None
+
+    @property
+    def in_sync(self) -> bool:
+        return self.channel is None or self.channel.status == self.status
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    id: str
+    merchant_id: str
+    amount: Decimal
+    status: WithdrawalStatus
+    requested_at: datetime
+    paid_at: datetime | None = None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentLink:
+    id: str
+    merchant_id: str
+    amount: Decimal
+    url: str
+    created_at: datetime
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResetResult:
+    """The outcome of a reset request; the bot answers the same way whatever `sent` says."""
+
+    sent: bool
+    throttled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncResult:
+    order_no: str
+    before: OrderStatus
+    after: OrderStatus
+    channel_status: OrderStatus | None
+    changed: bool = field(default=False)
+
+    @property
+    def in_sync(self) -> bool:
+        return self.channel_status is None or self.channel_status == self.after

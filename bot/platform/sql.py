@@ -1,0 +1,312 @@
+"""`SqlPlatform`: the embedded platform on the bot's own database (the default)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.platform.models import (
+    Account,
+    AccountStatus,
+    AttemptStatus,
+    ChannelRecord,
+    FailureCode,
+    Merchant,
+    MerchantStatus,
+    Method,
+    Order,
+    OrderStatus,
+    PaymentAttempt,
+    PaymentLink,
+    ResetResult,
+    ResyncResult,
+    Withdrawal,
+    WithdrawalStatus,
+)
+from bot.platform.notifier import Notice, Notifier, OutboxNotifier
+from bot.platform.tables import (
+    AccountRow,
+    AttemptRow,
+    ChannelRecordRow,
+    MerchantRow,
+    OrderRow,
+    PasswordResetRow,
+    PaymentLinkRow,
+    WithdrawalRow,
+)
+from bot.storage.unit import current_session
+
+RESETS_PER_ACCOUNT_PER_HOUR = 3
+RESET_TOKEN_LIFETIME = timedelta(minutes=30)
+
+# How far along its life an order status is; a re-sync only moves an order forward.
+_PROGRESS = {
+    OrderStatus.CREATED: 0,
+    OrderStatus.PENDING: 1,
+    OrderStatus.FAILED: 2,
+    OrderStatus.CLOSED: 2,
+    OrderStatus.PAID: 3,
+    OrderStatus.REFUNDED: 4,
+}
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def to_fen(amount: Decimal) -> int:
+    return int((amount * 100).to_integral_value())
+
+
+def from_fen(fen: int) -> Decimal:
+    return (Decimal(fen) / 100).quantize(Decimal("0.01"))
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+ResetMessage = Callable[[str], tuple[str, str]]
+
+
+def _plain_reset_message(link: str) -> tuple[str, str]:
+    return "B特派 password reset", link
+
+
+class SqlPlatform:
+    """The platform's data in SQL tables; joins the message's transaction when it shares it."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        shares_bot_database: bool = True,
+        notifier: Notifier | None = None,
+        public_url: str = "https://pay.btp.example",
+        reset_message: ResetMessage = _plain_reset_message,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._sessions = sessions
+        self._shares = shares_bot_database
+        self._notifier = notifier or OutboxNotifier()
+        self._public_url = public_url.rstrip("/")
+        self._reset_message = reset_message
+        self._clock = clock
+
+    @asynccontextmanager
+    async def _unit(self) -> AsyncIterator[AsyncSession]:
+        outer = current_session.get() if self._shares else None
+        if outer is not None:
+            async with outer.begin_nested():
+                yield outer
+            return
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    async def get_merchant(self, merchant_id: str) -> Merchant | None:
+        async with self._unit() as session:
+            row = await session.get(MerchantRow, merchant_id)
+            return _merchant(row) if row else None
+
+    async def get_order(self, order_no: str) -> Order | None:
+        async with self._unit() as session:
+            row = await session.get(OrderRow, order_no.upper())
+            return await _order(session, row) if row else None
+
+    async def list_orders(
+        self, merchant_id: str, *, since: datetime | None = None, limit: int = 50
+    ) -> list[Order]:
+        async with self._unit() as session:
+            query = select(OrderRow).where(OrderRow.merchant_id == merchant_id)
+            if since is not None:
+                query = query.where(OrderRow.created_at >= since)
+            rows = await session.scalars(query.order_by(OrderRow.created_at.desc()).limit(limit))
+            return [await _order(session, row) for row in rows.all()]
+
+    async def get_account(self, login: str) -> Account | None:
+        async with self._unit() as session:
+            row = await session.scalar(select(AccountRow).where(AccountRow.login == login))
+            return _account(row) if row else None
+
+    async def list_accounts(self, merchant_id: str) -> list[Account]:
+        async with self._unit() as session:
+            rows = await session.scalars(
+                select(AccountRow)
+                .where(AccountRow.merchant_id == merchant_id)
+                .order_by(AccountRow.login)
+            )
+            return [_account(row) for row in rows.all()]
+
+    async def get_withdrawal(self, withdrawal_id: str) -> Withdrawal | None:
+        async with self._unit() as session:
+            row = await session.get(WithdrawalRow, withdrawal_id.upper())
+            return _withdrawal(row) if row else None
+
+    async def list_withdrawals(self, merchant_id: str, *, limit: int = 10) -> list[Withdrawal]:
+        async with self._unit() as session:
+            rows = await session.scalars(
+                select(WithdrawalRow)
+                .where(WithdrawalRow.merchant_id == merchant_id)
+                .order_by(WithdrawalRow.requested_at.desc())
+                .limit(limit)
+            )
+            return [_withdrawal(row) for row in rows.all()]
+
+    async def create_payment_link(
+        self, merchant_id: str, amount: Decimal, description: str | None
+    ) -> PaymentLink:
+        link_id = "PL" + secrets.token_hex(8).upper()
+        row = PaymentLinkRow(
+            id=link_id,
+            merchant_id=merchant_id,
+            amount_fen=to_fen(amount),
+            description=description,
+            url=f"{self._public_url}/l/{link_id}",
+            created_at=self._clock(),
+        )
+        async with self._unit() as session:
+            session.add(row)
+        return PaymentLink(
+            row.id, merchant_id, from_fen(row.amount_fen), row.url, row.created_at, description
+        )
+
+    async def start_password_reset(self, login: str) -> ResetResult:
+        now = self._clock()
+        async with self._unit() as session:
+            account = await session.scalar(select(AccountRow).where(AccountRow.login == login))
+            if account is None:
+                return ResetResult(sent=False)
+            recent = await session.scalar(
+                select(func.count())
+                .select_from(PasswordResetRow)
+                .where(
+                    PasswordResetRow.login == login,
+                    PasswordResetRow.requested_at > now - timedelta(hours=1),
+                )
+            )
+            if (recent or 0) >= RESETS_PER_ACCOUNT_PER_HOUR:
+                return ResetResult(sent=False, throttled=True)
+            merchant = await session.get(MerchantRow, account.merchant_id)
+            recipient = account.email or account.phone or (merchant.email if merchant else None)
+            if not recipient:
+                return ResetResult(sent=False)
+            token = secrets.token_urlsafe(24)
+            session.add(
+                PasswordResetRow(
+                    login=login,
+                    token_digest=digest(token),
+                    requested_at=now,
+                    expires_at=now + RESET_TOKEN_LIFETIME,
+                    delivered_to=recipient.split("@")[-1] if "@" in recipient else "sms",
+                )
+            )
+            subject, body = self._reset_message(f"{self._public_url}/reset?token={token}")
+            await self._notifier.send(
+                session, Notice("password_reset", recipient, subject, body, token)
+            )
+            return ResetResult(sent=True)
+
+    async def resync_order(self, order_no: str) -> ResyncResult:
+        now = self._clock()
+        async with self._unit() as session:
+            row = await session.get(OrderRow, order_no.upper(), with_for_update=True)
+            if row is None:
+                raise LookupError(order_no)
+            before = OrderStatus(row.status)
+            channel = await session.get(ChannelRecordRow, row.order_no)
+            if channel is None:
+                return ResyncResult(row.order_no, before, before, None)
+            channel_status = OrderStatus(channel.status)
+            after = before
+            if _PROGRESS[channel_status] > _PROGRESS[before]:
+                after = channel_status
+                row.status, row.updated_at = after.value, now
+            channel.synced_at = now
+            return ResyncResult(
+                row.order_no, before, after, channel_status, changed=after != before
+            )
+
+    async def redeem_bind_code(self, code: str) -> str | None:
+        async with self._unit() as session:
+            result = await session.execute(
+                update(MerchantRow)
+                .where(
+                    MerchantRow.bind_code_digest == digest(code.strip()),
+                    MerchantRow.bind_code_used_at.is_(None),
+                )
+                .values(bind_code_used_at=self._clock())
+                .returning(MerchantRow.id)
+            )
+            return result.scalar_one_or_none()
+
+
+def _merchant(row: MerchantRow) -> Merchant:
+    return Merchant(row.id, row.name, MerchantStatus(row.status), row.email, row.phone)
+
+
+def _account(row: AccountRow) -> Account:
+    return Account(
+        row.login,
+        row.merchant_id,
+        AccountStatus(row.status),
+        row.failed_attempts,
+        aware(row.locked_until),
+    )
+
+
+def _withdrawal(row: WithdrawalRow) -> Withdrawal:
+    return Withdrawal(
+        row.id,
+        row.merchant_id,
+        from_fen(row.amount_fen),
+        WithdrawalStatus(row.status),
+        aware(row.requested_at) or _now(),
+        aware(row.paid_at),
+        row.failure_reason,
+    )
+
+
+async def _order(session: AsyncSession, row: OrderRow) -> Order:
+    attempts = await session.scalars(
+        select(AttemptRow)
+        .where(AttemptRow.order_no == row.order_no)
+        .order_by(AttemptRow.at, AttemptRow.id)
+    )
+    channel = await session.get(ChannelRecordRow, row.order_no)
+    return Order(
+        order_no=row.order_no,
+        merchant_id=row.merchant_id,
+        amount=from_fen(row.amount_fen),
+        method=Method(row.method),
+        status=OrderStatus(row.status),
+        created_at=aware(row.created_at) or _now(),
+        currency=row.currency,
+        payer_phone=row.payer_phone,
+        description=row.description,
+        updated_at=aware(row.updated_at),
+        attempts=tuple(
+            PaymentAttempt(
+                AttemptStatus(a.status),
+                aware(a.at) or _now(),
+                FailureCode(a.failure_code) if a.failure_code else None,
+            )
+            for a in attempts.all()
+        ),
+        channel=ChannelRecord(OrderStatus(channel.status), aware(channel.synced_at))
+        if channel
+        else None,
+    )

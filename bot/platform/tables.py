@@ -1,0 +1,125 @@
+"""Tables of the embedded platform (used when no remote platform API is configured).
+
+They live in the bot's database under Alembic, prefixed `platform_`. Amounts are integer fen
+(cents), exact on every database; passwords are argon2 hashes; bind codes and reset tokens are
+stored only as SHA-256 digests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bot.storage.models import Base, utcnow
+
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class MerchantRow(Base):
+    __tablename__ = "platform_merchants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(200), default=None)
+    phone: Mapped[str | None] = mapped_column(String(32), default=None)
+    status: Mapped[str] = mapped_column(String(16))
+    bind_code_digest: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    bind_code_used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AccountRow(Base):
+    __tablename__ = "platform_accounts"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("platform_merchants.id"), index=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    email: Mapped[str | None] = mapped_column(String(200), default=None)
+    phone: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class OrderRow(Base):
+    __tablename__ = "platform_orders"
+    __table_args__ = (Index("ix_platform_orders_merchant_created", "merchant_id", "created_at"),)
+
+    order_no: Mapped[str] = mapped_column(String(18), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("platform_merchants.id"))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    method: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    payer_phone: Mapped[str | None] = mapped_column(String(32), default=None)
+    description: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AttemptRow(Base):
+    __tablename__ = "platform_payment_attempts"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    order_no: Mapped[str] = mapped_column(ForeignKey("platform_orders.order_no"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    failure_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChannelRecordRow(Base):
+    __tablename__ = "platform_channel_records"
+
+    order_no: Mapped[str] = mapped_column(ForeignKey("platform_orders.order_no"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    synced_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WithdrawalRow(Base):
+    __tablename__ = "platform_withdrawals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("platform_merchants.id"), index=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(default=None)
+    failure_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class PaymentLinkRow(Base):
+    __tablename__ = "platform_payment_links"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("platform_merchants.id"), index=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    description: Mapped[str | None] = mapped_column(String(200), default=None)
+    url: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PasswordResetRow(Base):
+    __tablename__ = "platform_password_resets"
+    __table_args__ = (Index("ix_platform_password_resets_login_at", "login", "requested_at"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    login: Mapped[str] = mapped_column(String(64))
+    token_digest: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    delivered_to: Mapped[str] = mapped_column(String(200))
+
+
+class NotificationOutboxRow(Base):
+    """Messages to merchants when no SMTP server is configured; secrets are masked in `body`."""
+
+    __tablename__ = "platform_notification_outbox"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
