@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/btp-bot chat
+	$(BIN)/btp-bot chat --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot webhook_server.py tests benchmarks

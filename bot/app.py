@@ -9,14 +9,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.engine import Engine
 from bot.faq.knowledge import Knowledge, load_valid_knowledge
 from bot.nlu.matcher import Matcher, MatcherConfig
+from bot.platform.gateway import PlatformGateway
+from bot.platform.notifier import Notifier, OutboxNotifier, SmtpNotifier, SmtpSettings
+from bot.platform.sql import SqlPlatform
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
+from bot.types import Language
 
 
 def build_matcher(settings: Settings, knowledge: Knowledge) -> Matcher:
@@ -34,6 +38,42 @@ class Bot:
     settings: Settings
     db: AsyncEngine
     engine: Engine
+    gateway: PlatformGateway
+
+
+def build_notifier(settings: Settings) -> Notifier:
+    if not settings.smtp_host:
+        return OutboxNotifier()
+    return SmtpNotifier(
+        SmtpSettings(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            sender=settings.smtp_sender,
+        )
+    )
+
+
+def build_gateway(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], renderer: Renderer
+) -> PlatformGateway:
+    """The embedded platform on the bot's database; PLATFORM_API_URL selects the remote one."""
+
+    def reset_message(link: str) -> tuple[str, str]:
+        subject = renderer.render(Language.ZH, "notices/password_reset_subject")
+        body = "\n\n".join(
+            renderer.render(language, "notices/password_reset", link=link) for language in Language
+        )
+        return subject, body
+
+    return SqlPlatform(
+        sessions,
+        shares_bot_database=True,
+        notifier=build_notifier(settings),
+        public_url=settings.platform_public_url,
+        reset_message=reset_message,
+    )
 
 
 @asynccontextmanager
@@ -41,17 +81,21 @@ async def open_bot(settings: Settings, *, migrate: bool = True) -> AsyncIterator
     """The ready engine on an upgraded database; the database is closed on exit."""
     knowledge = load_valid_knowledge(settings.knowledge_dir)
     matcher = build_matcher(settings, knowledge)
+    renderer = Renderer()
     db = create_engine(settings.database_url)
     try:
         if migrate:
             await upgrade(db)
+        sessions = session_factory(db)
+        gateway = build_gateway(settings, sessions, renderer)
         engine = Engine(
             settings=settings,
-            sessions=session_factory(db),
+            sessions=sessions,
             knowledge=knowledge,
             matcher=matcher,
-            renderer=Renderer(),
+            renderer=renderer,
+            gateway=gateway,
         )
-        yield Bot(settings, db, engine)
+        yield Bot(settings, db, engine, gateway)
     finally:
         await db.dispose()

@@ -7,14 +7,16 @@ import asyncio
 import json
 import logging
 import sys
+import uuid
 from pathlib import Path
 
-from bot.app import build_matcher, open_bot
+from bot.app import Bot, build_matcher, open_bot
 from bot.channels.terminal import run_terminal
 from bot.faq.knowledge import KnowledgeError, load_knowledge, load_valid_knowledge
 from bot.nlu.evaluate import evaluate, format_report, read_items
+from bot.platform.world import load_world, read_world
 from bot.settings import Settings
-from bot.storage.db import create_engine, upgrade
+from bot.storage.db import create_engine, session_factory, upgrade
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -75,6 +77,38 @@ def cmd_nlu_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_platform_load(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    world = read_world(Path(args.file))
+
+    async def run() -> dict[str, int]:
+        db = create_engine(settings.database_url)
+        try:
+            await upgrade(db)
+            return await load_world(session_factory(db), world)
+        finally:
+            await db.dispose()
+
+    counts = asyncio.run(run())
+    print("loaded " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
+    return 0
+
+
+async def load_demo(bot: Bot, settings: Settings, *, quiet: bool = False) -> None:
+    """Load the demo world and print the demo merchants' one-time bind codes."""
+    if settings.demo_world is None:
+        return
+    world = read_world(settings.demo_world)
+    await load_world(session_factory(bot.db), world)
+    if quiet:
+        return
+    print("Demo world loaded. Bind a chat to a demo merchant with /bind CODE:")
+    for merchant in world.merchants:
+        if merchant.bind_code:
+            status = merchant.status.value
+            print(f"  {merchant.id} {merchant.name} ({status}): /bind {merchant.bind_code}")
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not args.json:
@@ -82,7 +116,14 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         async with open_bot(settings) as bot:
-            await run_terminal(bot.engine, json_mode=args.json, chat_id=args.chat_id)
+            if args.demo:
+                await load_demo(bot, settings, quiet=args.json)
+            chat_id = args.chat_id or f"term-{uuid.uuid4().hex[:12]}"
+            if args.as_merchant and not await bot.engine.bind(
+                "terminal", chat_id, args.as_merchant
+            ):
+                raise ValueError(f"no merchant {args.as_merchant!r}")
+            await run_terminal(bot.engine, json_mode=args.json, chat_id=chat_id)
 
     asyncio.run(run())
     return 0
@@ -118,9 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="one JSON object with every prediction")
     ev.set_defaults(func=cmd_nlu_eval)
 
+    platform = commands.add_parser("platform", help="the embedded platform").add_subparsers(
+        dest="platform_command", required=True
+    )
+    load = platform.add_parser("load", help="load merchants, orders and withdrawals from YAML/JSON")
+    load.add_argument("file")
+    load.set_defaults(func=cmd_platform_load)
+
     chat = commands.add_parser("chat", help="talk to the bot in this terminal")
     chat.add_argument("--json", action="store_true", help="JSON lines in and out, for scripts")
     chat.add_argument("--chat-id", help="continue the conversation with this id")
+    chat.add_argument(
+        "--as",
+        dest="as_merchant",
+        metavar="MERCHANT",
+        help="bind this terminal chat to a merchant directly (support staff)",
+    )
+    chat.add_argument(
+        "--demo", action="store_true", help="load the demo world and print its bind codes"
+    )
     chat.set_defaults(func=cmd_chat)
     return parser
 

@@ -1,18 +1,26 @@
 """What a handler receives (`Context`) and what it gives back (`Outcome`).
 
 Handlers do not write to the database or send anything: they return an Outcome, and the engine
-applies it in the message's one transaction.
+applies it in the message's one transaction. Reads go through the context (the platform gateway,
+the rate-limit counter), so a handler stays a plain async function of its input.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bot.faq.knowledge import Knowledge
+from bot.nlu.entities import extract_entities
+from bot.nlu.normalize import fold
+from bot.platform.gateway import PlatformGateway
 from bot.render import Renderer
 from bot.settings import Settings
-from bot.types import Button, IncomingMessage, Label, Language, Parse, Reply
+from bot.types import Button, Entity, IncomingMessage, Label, Language, Parse, Reply
 
 
 @dataclass(slots=True)
@@ -26,9 +34,31 @@ class ConversationView:
     language: Language
     language_pinned: bool
     flow: str | None
+    flow_step: str | None
     slots: dict[str, Any]
     failures: int
     last_label: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is writing: an anonymous customer, or a merchant bound to this chat."""
+
+    kind: str = "customer"
+    merchant_id: str | None = None
+
+    @property
+    def is_merchant(self) -> bool:
+        return self.kind == "merchant" and self.merchant_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowState:
+    """An open multi-turn flow: which one, the step waiting for input, the slots filled so far."""
+
+    name: str
+    step: str
+    slots: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -39,12 +69,19 @@ class Outcome:
     solved: bool = True
     language: Language | None = None
     pin_language: bool = False
+    flow: FlowState | None = None
     end_flow: bool = False
     feedback: tuple[Label, bool] | None = None
     unanswered: bool = False
+    findings: dict[str, Any] = field(default_factory=dict)
+    bind_merchant: str | None = None
+    rate_events: list[str] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+RecentCounter = Callable[[str, timedelta], Awaitable[int]]
+
+
+@dataclass
 class Context:
     message: IncomingMessage
     conversation: ConversationView
@@ -52,11 +89,35 @@ class Context:
     knowledge: Knowledge
     renderer: Renderer
     settings: Settings
+    gateway: PlatformGateway
+    identity: Identity
+    now: datetime
+    recent: RecentCounter
     parse: Parse | None = None
     argument: str = ""
 
-    def say(self, template: str, *buttons: Button, **values: Any) -> Reply:
-        return Reply(self.renderer.render(self.language, template, **values), tuple(buttons))
+    @cached_property
+    def entities(self) -> tuple[Entity, ...]:
+        """Entities of the typed text, whether or not the NLU ran on it."""
+        if self.parse is not None:
+            return self.parse.entities
+        return extract_entities(fold(self.message.text))
+
+    def entity(self, kind: str) -> str | None:
+        return next((e.value for e in self.entities if e.kind == kind), None)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.settings.timezone)
+
+    def local(self, moment: datetime) -> str:
+        """A time in the user's time zone, as people read it."""
+        return moment.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
+
+    def say(
+        self, template: str, *buttons: Button, image: bytes | None = None, **values: Any
+    ) -> Reply:
+        return Reply(self.renderer.render(self.language, template, **values), tuple(buttons), image)
 
     def ui(self, key: str, **values: Any) -> str:
         return self.renderer.ui(self.language, key, **values)

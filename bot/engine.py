@@ -1,9 +1,10 @@
 """`Engine.handle`: the one entry point every channel calls.
 
 One inbound message is one transaction: the inbound id is claimed (a redelivery finds it taken
-and changes nothing), the conversation is loaded, the message stored with personal numbers
-masked, the route chosen, and the replies stored before they are handed back to the channel.
-Messages of one chat are handled one at a time, in order; different chats run in parallel.
+and changes nothing), the conversation and the writer's identity are loaded, the message stored
+with personal numbers masked, the route chosen, and the replies stored before they are handed
+back to the channel. Messages of one chat are handled one at a time, in order; different chats
+run in parallel. Platform outages become one polite reply here, whatever flow hit them.
 """
 
 from __future__ import annotations
@@ -11,34 +12,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.context import Context, ConversationView, Outcome
+from bot.context import Context, ConversationView, FlowState, Identity, Outcome
+from bot.diagnostics.registry import FLOWS
 from bot.faq.knowledge import Knowledge
 from bot.handlers import build_router
+from bot.handlers.binding import bind_code_in
 from bot.handlers.commands import language_word
 from bot.handlers.fallback import fallback
 from bot.nlu.language import detect_language
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
+from bot.platform.gateway import PlatformGateway, PlatformUnavailable
 from bot.privacy import mask_pii
 from bot.render import Renderer
-from bot.routing import UNHANDLED, Handler, Router
+from bot.routing import UNHANDLED, Handler, Result, Router
 from bot.settings import Settings
 from bot.storage.models import (
     Conversation,
     FaqFeedback,
     Message,
     ProcessedInbound,
+    RateEvent,
     UnansweredQuestion,
 )
-from bot.types import Direction, IncomingMessage, Language, Reply, SenderKind
+from bot.storage.models import (
+    Identity as IdentityRow,
+)
+from bot.storage.unit import current_session
+from bot.types import Direction, IncomingMessage, Label, Language, Reply, SenderKind
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +63,7 @@ _AFFIRMATIVE = {
     "好的",
     "对",
     "嗯",
+    "要",
     "yes",
     "y",
     "ok",
@@ -59,9 +71,22 @@ _AFFIRMATIVE = {
     "confirm",
     "sure",
 }
-_NEGATIVE = {"不", "不是", "否", "不用", "取消", "no", "n", "nope", "cancel"}
-_CANCEL_WORDS = {"取消", "算了", "退出", "cancel", "stop", "quit"}
+_NEGATIVE = {"不", "不是", "否", "不用", "不要", "no", "n", "nope"}
+_CANCEL_WORDS = {"取消", "算了", "退出", "不用了", "cancel", "stop", "quit", "nevermind"}
+_SMALL_TALK = {Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE, Label.OUT_OF_SCOPE}
+# A message that does not answer an open flow's question changes the subject only when the NLU
+# is this sure of the new subject; otherwise the flow asks again.
+SWITCH_SCORE = 0.25
 OFFERED = "_offered"
+FLOW_TTL = timedelta(minutes=30)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +106,18 @@ class Engine:
         knowledge: Knowledge,
         matcher: Matcher,
         renderer: Renderer,
+        gateway: PlatformGateway,
         router: Router | None = None,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.knowledge = knowledge
         self.matcher = matcher
         self.renderer = renderer
+        self.gateway = gateway
         self.router = router or build_router()
+        self.clock = clock
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
@@ -112,13 +141,19 @@ class Engine:
             text = self.renderer.render(language, "too_long", limit=self.settings.max_text_length)
             return [Reply(text)]
         async with self._chat_lock((message.channel, message.chat_id)):
+            if await self._already_processed(message):
+                return []
             try:
                 async with self.sessions() as session, session.begin():
-                    session.add(
-                        ProcessedInbound(channel=message.channel, message_id=message.message_id)
-                    )
-                    await session.flush()
-                    return await self._handle_in_transaction(session, message)
+                    token = current_session.set(session)
+                    try:
+                        session.add(
+                            ProcessedInbound(channel=message.channel, message_id=message.message_id)
+                        )
+                        await session.flush()
+                        return await self._handle_in_transaction(session, message)
+                    finally:
+                        current_session.reset(token)
             except IntegrityError:
                 if await self._already_processed(message):
                     log.info(
@@ -126,6 +161,15 @@ class Engine:
                     )
                     return []
                 raise
+
+    async def bind(self, channel: str, user_id: str, merchant_id: str) -> bool:
+        """Bind a chat account to a merchant directly (support staff trying things out)."""
+        if await self.gateway.get_merchant(merchant_id) is None:
+            return False
+        async with self.sessions() as session, session.begin():
+            identity = await self._identity(session, channel, user_id)
+            identity.kind, identity.merchant_id = "merchant", merchant_id
+        return True
 
     async def _already_processed(self, message: IncomingMessage) -> bool:
         async with self.sessions() as session:
@@ -136,6 +180,18 @@ class Engine:
                 )
             )
             return found is not None
+
+    async def _identity(self, session: AsyncSession, channel: str, user_id: str) -> IdentityRow:
+        identity = await session.scalar(
+            select(IdentityRow).where(
+                IdentityRow.channel == channel, IdentityRow.user_id == user_id
+            )
+        )
+        if identity is None:
+            identity = IdentityRow(channel=channel, user_id=user_id, kind="customer")
+            session.add(identity)
+            await session.flush()
+        return identity
 
     async def _conversation(self, session: AsyncSession, message: IncomingMessage) -> Conversation:
         query = select(Conversation).where(
@@ -150,6 +206,7 @@ class Engine:
                 chat_id=message.chat_id,
                 language=self.settings.default_language.value,
                 slots={},
+                findings={},
             )
             session.add(conversation)
             await session.flush()
@@ -158,7 +215,14 @@ class Engine:
     async def _handle_in_transaction(
         self, session: AsyncSession, message: IncomingMessage
     ) -> list[Reply]:
+        now = self.clock()
         conversation = await self._conversation(session, message)
+        identity = await self._identity(session, message.channel, message.user_id)
+        if conversation.identity_id != identity.id:
+            conversation.identity_id = identity.id
+        flow = conversation.flow
+        if flow and now - _aware(conversation.updated_at) > FLOW_TTL:
+            flow = None
         view = ConversationView(
             id=conversation.id,
             channel=conversation.channel,
@@ -166,11 +230,21 @@ class Engine:
             state=conversation.state,
             language=Language(conversation.language),
             language_pinned=conversation.language_pinned,
-            flow=conversation.flow,
+            flow=flow,
+            flow_step=conversation.flow_step if flow else None,
             slots=dict(conversation.slots or {}),
             failures=conversation.failures,
             last_label=conversation.last_label,
         )
+
+        async def recent(key: str, window: timedelta) -> int:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(RateEvent)
+                .where(RateEvent.key == key, RateEvent.at > now - window)
+            )
+            return int(count or 0)
+
         ctx = Context(
             message=message,
             conversation=view,
@@ -178,6 +252,10 @@ class Engine:
             knowledge=self.knowledge,
             renderer=self.renderer,
             settings=self.settings,
+            gateway=self.gateway,
+            identity=Identity(identity.kind, identity.merchant_id),
+            now=now,
+            recent=recent,
         )
         inbound = Message(
             conversation_id=conversation.id,
@@ -188,45 +266,61 @@ class Engine:
             channel_message_id=message.message_id,
         )
         session.add(inbound)
-        outcome = await self._route(ctx)
+        try:
+            outcome = await self._route(ctx)
+        except PlatformUnavailable as exc:
+            log.warning("platform unavailable in %s: %s", view.flow or "routing", exc)
+            outcome = Outcome(
+                [ctx.say("platform_unavailable", ctx.human_button())], solved=False, end_flow=True
+            )
         if ctx.parse is not None:
             inbound.label, inbound.score = ctx.parse.label.value, ctx.parse.score
-        self._apply(session, conversation, ctx, outcome)
+        self._apply(session, conversation, identity, ctx, outcome, now)
         return outcome.replies
 
-    async def _route(self, ctx: Context) -> Outcome:
-        route = self._explicit_route(ctx)
-        if route is None:
-            text = ctx.message.text.strip()
-            if not text:
-                return Outcome([ctx.say("empty")])
-            fallback_language = ctx.conversation.language
-            ctx.parse = self.matcher.parse(text, fallback_language)
-            if not ctx.conversation.language_pinned:
-                ctx.language = ctx.parse.language
-            handler = self.router.labels.get(ctx.parse.label)
-            route = _Route(handler) if handler else None
-        if route is not None:
-            ctx.argument = route.argument
-            result = await route.handler(ctx)
-            if result is not UNHANDLED:
-                return result
-            if ctx.message.action:
-                return Outcome([ctx.say("stale_action")])
-        return fallback(ctx)
+    def _flow_state(self, ctx: Context) -> FlowState | None:
+        view = ctx.conversation
+        if not view.flow or view.flow not in FLOWS or not view.flow_step:
+            return None
+        slots = {k: v for k, v in view.slots.items() if k != OFFERED}
+        return FlowState(view.flow, view.flow_step, slots)
 
-    def _explicit_route(self, ctx: Context) -> _Route | None:
-        """Button presses, commands, language words, cancel words and typed button answers."""
+    async def _route(self, ctx: Context) -> Outcome:
+        state = self._flow_state(ctx)
         action = ctx.message.action or self._typed_button(ctx)
         if action:
-            prefix, _, argument = action.partition(":")
-            handler = self.router.actions.get(prefix)
-            if handler is None:
-                return _Route(_stale_action)
-            return _Route(handler, argument)
+            return await self._route_action(ctx, action, state)
         text = ctx.message.text.strip()
+        explicit = self._explicit_text_route(text)
+        if explicit is not None:
+            return await self._run(ctx, explicit)
         if not ctx.conversation.language_pinned and (language := detect_language(fold(text))):
             ctx.language = language
+        if not text:
+            return Outcome([ctx.say("empty")])
+        if state is not None:
+            result = await FLOWS[state.name].resume(ctx, state)
+            if result is not UNHANDLED:
+                return result
+            return await self._off_script(ctx, state, text)
+        return await self._route_text(ctx, text)
+
+    async def _route_action(self, ctx: Context, action: str, state: FlowState | None) -> Outcome:
+        prefix, _, argument = action.partition(":")
+        if prefix == "flow":
+            if state is None:
+                return Outcome([ctx.say("stale_action")])
+            ctx.argument = argument
+            result = await FLOWS[state.name].resume(ctx, state)
+            return result if result is not UNHANDLED else Outcome([ctx.say("stale_action")])
+        handler = self.router.actions.get(prefix)
+        if handler is None:
+            return Outcome([ctx.say("stale_action")])
+        result = await self._run(ctx, _Route(handler, argument))
+        return result
+
+    def _explicit_text_route(self, text: str) -> _Route | None:
+        """Commands, language words, cancel words and bind codes: never read as anything else."""
         command = _COMMAND.match(text)
         if command:
             handler = self.router.commands.get(command.group(1).lower())
@@ -235,7 +329,43 @@ class Engine:
             return _Route(self.router.commands["lang"], text)
         if strip_punctuation(fold(text)) in _CANCEL_WORDS:
             return _Route(self.router.commands["cancel"])
+        code = bind_code_in(text)
+        if code is not None:
+            return _Route(self.router.commands["bind"], code)
         return None
+
+    async def _off_script(self, ctx: Context, state: FlowState, text: str) -> Outcome:
+        """The answer did not fit the flow's question: a new subject, or ask again."""
+        ctx.parse = self.matcher.parse(text, ctx.conversation.language)
+        label = ctx.parse.label
+        switch = label not in _SMALL_TALK and label != FLOWS[state.name].label
+        if switch and ctx.parse.score >= SWITCH_SCORE:
+            outcome = await self._route_label(ctx)
+            outcome.end_flow = outcome.end_flow or outcome.flow is None
+            return outcome
+        return FLOWS[state.name].reprompt(ctx, state)
+
+    async def _route_text(self, ctx: Context, text: str) -> Outcome:
+        ctx.parse = self.matcher.parse(text, ctx.conversation.language)
+        if not ctx.conversation.language_pinned:
+            ctx.language = ctx.parse.language
+        return await self._route_label(ctx)
+
+    async def _route_label(self, ctx: Context) -> Outcome:
+        assert ctx.parse is not None
+        handler = self.router.labels.get(ctx.parse.label)
+        if handler is None:
+            return fallback(ctx)
+        return await self._run(ctx, _Route(handler))
+
+    async def _run(self, ctx: Context, route: _Route) -> Outcome:
+        ctx.argument = route.argument
+        result: Result = await route.handler(ctx)
+        if result is not UNHANDLED:
+            return result
+        if ctx.message.action:
+            return Outcome([ctx.say("stale_action")])
+        return fallback(ctx)
 
     def _typed_button(self, ctx: Context) -> str | None:
         """The offered button a typed answer means: its number, its label, or yes/no."""
@@ -254,7 +384,13 @@ class Engine:
         return None
 
     def _apply(
-        self, session: AsyncSession, conversation: Conversation, ctx: Context, outcome: Outcome
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        identity: IdentityRow,
+        ctx: Context,
+        outcome: Outcome,
+        now: datetime,
     ) -> None:
         if outcome.language is not None:
             conversation.language = outcome.language.value
@@ -262,16 +398,26 @@ class Engine:
         elif not conversation.language_pinned:
             conversation.language = ctx.language.value
         conversation.failures = 0 if outcome.solved else conversation.failures + 1
-        slots = dict(ctx.conversation.slots)
-        if outcome.end_flow:
-            conversation.flow = None
-            conversation.flow_step = None
+        slots: dict[str, Any]
+        if outcome.flow is not None:
+            conversation.flow, conversation.flow_step = outcome.flow.name, outcome.flow.step
+            slots = dict(outcome.flow.slots)
+        elif outcome.end_flow or ctx.conversation.flow is None:
+            conversation.flow = conversation.flow_step = None
             slots = {}
-        offered = [[b.label, b.action] for reply in outcome.replies for b in reply.buttons]
-        slots[OFFERED] = offered
+        else:
+            slots = {k: v for k, v in ctx.conversation.slots.items() if k != OFFERED}
+        slots[OFFERED] = [[b.label, b.action] for reply in outcome.replies for b in reply.buttons]
         conversation.slots = slots
+        conversation.updated_at = now
+        if outcome.findings:
+            conversation.findings = {**(conversation.findings or {}), **outcome.findings}
         if ctx.parse is not None:
             conversation.last_label = ctx.parse.label.value
+        if outcome.bind_merchant is not None:
+            identity.kind, identity.merchant_id = "merchant", outcome.bind_merchant
+        for key in outcome.rate_events:
+            session.add(RateEvent(key=key, at=now))
         if outcome.feedback is not None:
             label, helpful = outcome.feedback
             session.add(
@@ -298,10 +444,6 @@ class Engine:
                     text=mask_pii(reply.text),
                 )
             )
-
-
-async def _stale_action(ctx: Context) -> Outcome:
-    return Outcome([ctx.say("stale_action")])
 
 
 async def _unknown_command(ctx: Context) -> Outcome:

@@ -28,8 +28,8 @@ class Renderer:
             language: self._env.get_template(f"{language}/ui.j2").module for language in Language
         }
 
-    def render(self, language: Language, name: str, **values: Any) -> str:
-        return self._env.get_template(f"{language}/{name}.j2").render(**values).strip()
+    def render(self, language: Language, template: str, /, **values: Any) -> str:
+        return self._env.get_template(f"{language}/{template}.j2").render(**values).strip()
 
     def ui(self, language: Language, key: str, **values: Any) -> str:
         macro = getattr(self._ui[language], key.replace(".", "_"))

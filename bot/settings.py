@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.types import Language
@@ -31,4 +32,17 @@ class Settings(BaseSettings):
     nlu_max_foreign: float = Field(default=0.2, ge=0.0, le=1.0)
     nlu_suggest_score: float = Field(default=0.15, ge=0.0, le=1.0)
     max_text_length: int = Field(default=4000, gt=0)
+    # The platform: embedded (SqlPlatform on DATABASE_URL) unless PLATFORM_API_URL is set.
+    platform_api_url: str | None = None
+    platform_api_key: SecretStr | None = None
+    platform_timeout: float = Field(default=3.0, gt=0)
+    platform_public_url: str = "https://pay.btp.example"
+    demo_world: Path | None = Field(default=PROJECT_ROOT / "bot" / "platform" / "demo_world.yaml")
+    payment_link_min: Decimal = Decimal("0.01")
+    payment_link_max: Decimal = Decimal("50000.00")
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = "no-reply@btp.example"
     suggestions: int = Field(default=3, ge=0, le=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -121,9 +122,14 @@ class Reply:
     image: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON shape channels and scripts share; an image travels as a PNG data URI."""
+        image = None
+        if self.image is not None:
+            image = "data:image/png;base64," + base64.b64encode(self.image).decode("ascii")
         return {
             "text": self.text,
             "buttons": [{"label": b.label, "action": b.action} for b in self.buttons],
+            "image": image,
         }
 
 

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.app import build_matcher
+import bot.platform.tables  # noqa: F401  (the platform's tables are truncated too)
+from bot.app import build_gateway, build_matcher
 from bot.engine import Engine
 from bot.faq.knowledge import Knowledge, load_valid_knowledge
 from bot.nlu.matcher import Matcher
+from bot.platform.gateway import PlatformGateway
+from bot.platform.world import load_world, read_world
 from bot.render import Renderer
 from bot.settings import PROJECT_ROOT, Settings
 from bot.storage.db import create_engine, session_factory, upgrade
@@ -49,6 +54,20 @@ def renderer() -> Renderer:
     return Renderer()
 
 
+_TEMPLATE: list[Path] = []
+
+
+async def _migrated_sqlite(factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per run; each test gets a copy of it."""
+    if not _TEMPLATE:
+        path = factory.mktemp("template") / "bot.db"
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        await upgrade(engine)
+        await engine.dispose()
+        _TEMPLATE.append(path)
+    return _TEMPLATE[0]
+
+
 @pytest.fixture(
     params=[
         "sqlite",
@@ -61,11 +80,13 @@ def renderer() -> Renderer:
         ),
     ]
 )
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+async def db(
+    request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[AsyncEngine]:
     """A migrated, empty database: a new SQLite file, or the shared PostgreSQL truncated."""
     if request.param == "sqlite":
+        shutil.copyfile(await _migrated_sqlite(tmp_path_factory), tmp_path / "bot.db")
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-        await upgrade(engine)
     else:
         assert TEST_DATABASE_URL
         engine = create_engine(TEST_DATABASE_URL)
@@ -79,9 +100,31 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[As
         await engine.dispose()
 
 
+DEMO_WORLD = PROJECT_ROOT / "bot" / "platform" / "demo_world.yaml"
+# Real argon2id, with the cost turned down: the tests hash demo passwords hundreds of times.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture
+async def world(db: AsyncEngine) -> None:
+    """The demo world, loaded fresh (its times are relative to now)."""
+    await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
+
+
+@pytest.fixture
+def gateway(db: AsyncEngine, settings: Settings, renderer: Renderer) -> PlatformGateway:
+    return build_gateway(settings, session_factory(db), renderer)
+
+
 @pytest.fixture
 def engine(
-    db: AsyncEngine, settings: Settings, knowledge: Knowledge, matcher: Matcher, renderer: Renderer
+    db: AsyncEngine,
+    world: None,
+    settings: Settings,
+    knowledge: Knowledge,
+    matcher: Matcher,
+    renderer: Renderer,
+    gateway: PlatformGateway,
 ) -> Engine:
     return Engine(
         settings=settings,
@@ -89,6 +132,7 @@ def engine(
         knowledge=knowledge,
         matcher=matcher,
         renderer=renderer,
+        gateway=gateway,
     )
 
 
@@ -113,6 +157,9 @@ class Chat:
             text,
             action,
         )
+
+    async def bind(self, merchant_id: str) -> None:
+        assert await self.engine.bind(self.channel, self.chat_id, merchant_id)
 
     async def say(self, text: str) -> list[Reply]:
         self.last = await self.engine.handle(self.message(text))

@@ -93,13 +93,6 @@ async def test_forged_button_is_refused_politely(chat: Chat) -> None:
     assert chat.text
 
 
-async def test_live_labels_get_a_holding_reply_naming_what_is_needed(chat: Chat) -> None:
-    await chat.say("订单BT2026112600000001支付失败了")
-    assert "BT2026112600000001" in chat.text
-    await chat.say("帮我生成一个88.5元的收款链接")
-    assert "88.50" in chat.text
-
-
 async def test_oversized_message_is_refused_and_nothing_stored(chat: Chat, db: AsyncEngine) -> None:
     await chat.say("手续费" * 2000)
     assert "太长" in chat.text

@@ -7,11 +7,14 @@ it (the engine resolves typed answers, so this works the same on every channel).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TextIO
 
 from bot.engine import Engine
@@ -54,8 +57,13 @@ def incoming_from_line(
     )
 
 
-def format_reply(reply: Reply) -> str:
+def format_reply(reply: Reply, images: Path) -> str:
     lines = [reply.text]
+    if reply.image is not None:
+        images.mkdir(parents=True, exist_ok=True)
+        path = images / f"{hashlib.sha256(reply.image).hexdigest()[:16]}.png"
+        path.write_bytes(reply.image)
+        lines.append(f"  [image: {path}]")
     lines += [f"  [{i}] {button.label}" for i, button in enumerate(reply.buttons, start=1)]
     return "\n".join(lines)
 
@@ -69,6 +77,7 @@ async def run_terminal(
     stdout: TextIO = sys.stdout,
 ) -> None:
     chat = chat_id or f"term-{uuid.uuid4().hex[:12]}"
+    images = Path(tempfile.gettempdir()) / "btp-bot-images"
     run = uuid.uuid4().hex[:8]
     if not json_mode:
         print("B特派 support bot. Ctrl-D to quit. 输入您的问题：", file=stdout)
@@ -88,4 +97,4 @@ async def run_terminal(
             if json_mode:
                 print(json.dumps(reply.to_json(), ensure_ascii=False), file=stdout, flush=True)
             else:
-                print(format_reply(reply) + "\n", file=stdout, flush=True)
+                print(format_reply(reply, images) + "\n", file=stdout, flush=True)

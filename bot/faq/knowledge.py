@@ -13,11 +13,13 @@ from typing import Any
 import yaml
 
 from bot.nlu.normalize import fold, strip_punctuation
+from bot.platform.models import FailureCode
 from bot.types import FAQ_LABELS, Label, Language
 
 FAQ_FILE = "faq.yaml"
 INTENTS_FILE = "intents.yaml"
 SYNONYMS_FILE = "synonyms.yaml"
+FAILURE_CODES_FILE = "failure_codes.yaml"
 
 
 class _Str(str):
@@ -83,6 +85,13 @@ class FaqEntry:
     line: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class FailureAdvice:
+    cause: dict[Language, str]
+    advice: dict[Language, str]
+    needs_person: bool = False
+
+
 @dataclass(slots=True)
 class Knowledge:
     """Everything the NLU and the FAQ answers need, as plain data."""
@@ -90,6 +99,7 @@ class Knowledge:
     entries: dict[Label, FaqEntry] = field(default_factory=dict)
     examples: dict[Label, dict[Language, list[str]]] = field(default_factory=dict)
     synonyms: dict[str, list[str]] = field(default_factory=dict)
+    failure_codes: dict[FailureCode, FailureAdvice] = field(default_factory=dict)
     phrasings: list[Phrasing] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -254,6 +264,34 @@ def _load_synonyms(data: Any, knowledge: Knowledge) -> None:
         knowledge.synonyms[str(canonical)] = [str(v) for v in variants]
 
 
+def _load_failure_codes(data: Any, knowledge: Knowledge) -> None:
+    problems, file = knowledge.problems, FAILURE_CODES_FILE
+    codes = data.get("failure_codes") if isinstance(data, dict) else None
+    if not isinstance(codes, dict):
+        problems.append(Problem(file, 1, "expected a top-level 'failure_codes' map"))
+        return
+    for key, raw in codes.items():
+        if key == "__line__":
+            continue
+        line = _line(raw, _line(key, 0))
+        try:
+            code = FailureCode(str(key))
+        except ValueError:
+            problems.append(Problem(file, _line(key, line), f"unknown failure code {key!r}"))
+            continue
+        if not isinstance(raw, dict):
+            problems.append(Problem(file, line, f"{code}: expected cause and advice"))
+            continue
+        knowledge.failure_codes[code] = FailureAdvice(
+            cause=_bilingual_text(raw.get("cause"), f"{code} cause", file, line, problems),
+            advice=_bilingual_text(raw.get("advice"), f"{code} advice", file, line, problems),
+            needs_person=bool(raw.get("needs_person", False)),
+        )
+    for code in FailureCode:
+        if code not in knowledge.failure_codes:
+            problems.append(Problem(file, 0, f"no entry for failure code {code}"))
+
+
 def _check_links(knowledge: Knowledge, related_raw: dict[Label, tuple[list[object], int]]) -> None:
     problems = knowledge.problems
     for label, (related, line) in related_raw.items():
@@ -308,6 +346,9 @@ def load_knowledge(directory: Path) -> Knowledge:
     synonyms = _read(directory / SYNONYMS_FILE, knowledge.problems)
     if synonyms is not None:
         _load_synonyms(synonyms, knowledge)
+    failure_codes = _read(directory / FAILURE_CODES_FILE, knowledge.problems)
+    if failure_codes is not None:
+        _load_failure_codes(failure_codes, knowledge)
     _check_links(knowledge, related_raw)
     _check_coverage_and_duplicates(knowledge)
     return knowledge

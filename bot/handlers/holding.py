@@ -1,39 +1,29 @@
-"""Flows and actions that work on live platform data, answered for now with what they will need."""
+"""Buttons that name a topic (`intent:<label>`), and the hand-over to a person.
+
+The hand-over answers for now with how to reach the support team; the queue comes next.
+"""
 
 from __future__ import annotations
 
 from bot.context import Context, Outcome
+from bot.diagnostics.registry import start_by_label
 from bot.routing import UNHANDLED, Result, Router
 from bot.types import Label
 
 router = Router("holding")
 
-LIVE_LABELS = (
-    Label.DIAGNOSE_PAYMENT_FAILURE,
-    Label.DIAGNOSE_LOGIN,
-    Label.DIAGNOSE_DATA_SYNC,
-    Label.STATUS_PAYMENT,
-    Label.STATUS_WITHDRAWAL,
-    Label.ACTION_PAYMENT_LINK,
-    Label.ACTION_PASSWORD_RESET,
-    Label.HANDOFF_HUMAN,
-)
 
-
-def _holding(ctx: Context, label: Label) -> Outcome:
+def _handoff(ctx: Context) -> Outcome:
     parse = ctx.parse
-    values = {
-        "order_no": parse.entity("order_no") if parse else None,
-        "amount": parse.entity("amount") if parse else None,
-    }
-    buttons = () if label == Label.HANDOFF_HUMAN else (ctx.human_button(),)
-    return Outcome([ctx.say(f"holding/{label.value}", *buttons, **values)])
+    order_no = parse.entity("order_no") if parse else None
+    return Outcome(
+        [ctx.say(f"holding/{Label.HANDOFF_HUMAN.value}", order_no=order_no)], end_flow=True
+    )
 
 
-@router.label(*LIVE_LABELS)
-async def live_label(ctx: Context) -> Result:
-    assert ctx.parse is not None
-    return _holding(ctx, ctx.parse.label)
+@router.label(Label.HANDOFF_HUMAN)
+async def handoff_label(ctx: Context) -> Result:
+    return _handoff(ctx)
 
 
 @router.action("intent")
@@ -42,10 +32,13 @@ async def intent_button(ctx: Context) -> Result:
         label = Label(ctx.argument)
     except ValueError:
         return UNHANDLED
-    return _holding(ctx, label) if label in LIVE_LABELS else UNHANDLED
+    if label == Label.HANDOFF_HUMAN:
+        return _handoff(ctx)
+    started = await start_by_label(ctx, label)
+    return started if started is not None else UNHANDLED
 
 
 @router.command("human")
 @router.action("human")
 async def human(ctx: Context) -> Result:
-    return _holding(ctx, Label.HANDOFF_HUMAN)
+    return _handoff(ctx)

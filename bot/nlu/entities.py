@@ -17,6 +17,9 @@ ORDER_NO = re.compile(r"(?<![a-z0-9])bt\d{16}(?!\d)")
 EMAIL = re.compile(
     r"(?<![a-z0-9._%+-])[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?![a-z])"
 )
+WITHDRAWAL_ID = re.compile(r"(?<![a-z0-9])w\d{3,12}(?![0-9])")
+# Free text attached to a request ("备注：榴莲一箱", "note: durian box"): payload, not meaning.
+NOTE = re.compile(r"(?:备注|说明|留言|note|memo)\s*[:：]\s*(\S.{0,79})$")
 PHONE = re.compile(r"(?<![\d.])(?:\+?86[ -]?)?(1[3-9]\d[ -]?\d{4}[ -]?\d{4})(?![\d.])")
 
 _NUM = r"\d{1,9}(?:,\d{3})*(?:\.\d{1,2})?"
@@ -89,6 +92,10 @@ def extract_entities(folded: str) -> tuple[Entity, ...]:
 
     for m in ORDER_NO.finditer(folded):
         add("order_no", m.group(0).upper(), m.start(), m.end())
+    for m in NOTE.finditer(folded):
+        add("note", m.group(1).strip(), m.start(1), m.end(1))
+    for m in WITHDRAWAL_ID.finditer(folded):
+        add("withdrawal_id", m.group(0).upper(), m.start(), m.end())
     for m in EMAIL.finditer(folded):
         add("email", m.group(0), m.start(), m.end())
     for m in PHONE.finditer(folded):
@@ -106,6 +113,8 @@ PLACEHOLDERS = {
     "email": " emailaddr ",
     "phone": " phoneno ",
     "amount": " amt ",
+    "withdrawal_id": " wdno ",
+    "note": " notetext ",
 }
 
 

@@ -19,7 +19,7 @@ from operator import itemgetter
 from rapidfuzz import fuzz, process
 
 from bot.faq.knowledge import Knowledge
-from bot.nlu.entities import extract_entities, replace_entities
+from bot.nlu.entities import PLACEHOLDERS, extract_entities, replace_entities
 from bot.nlu.features import tokens, units
 from bot.nlu.language import detect_language
 from bot.nlu.normalize import SynonymTable, fold, strip_punctuation
@@ -27,7 +27,7 @@ from bot.types import Alternative, Label, Language, Parse
 
 # Words that carry no meaning of their own in a support chat; they neither help nor hurt coverage.
 _FILLER_CHARS = set(
-    "的了吗呢啊吧呀哦哈嗯么我你您他她它们是在有和就都也还要想能会可以这那个一下请问亲好"
+    "的了吗呢啊吧呀哦哈嗯么我你您他她它们是在有和就都也还要想能会可以这那个一下请问亲好对"
 )
 _FILLER_WORDS = {
     "i",
@@ -99,6 +99,12 @@ _FILLER_WORDS = {
 }
 
 
+_PLACEHOLDER_WORDS = {word.strip() for word in PLACEHOLDERS.values()}
+# Coverage of a message with no meaning-bearing words ("就是那个", "对的"): such a message gets a
+# label only when it matches a phrasing almost exactly (see `min_score_contentless`).
+_CONTENTLESS = -1.0
+
+
 def _token_weight(token: str) -> float:
     """Single characters say less than bigrams; filler words say almost nothing."""
     if token.startswith("c:"):
@@ -116,6 +122,7 @@ class MatcherConfig:
     min_margin: float = 0.005
     min_coverage: float = 0.45
     max_foreign: float = 0.2
+    min_score_contentless: float = 0.5
     candidates: int = 60
     postings_budget: int = 12_000
     weight_nearest: float = 0.2
@@ -217,7 +224,7 @@ class Matcher:
                 if left in self._foreign or right in self._foreign:
                     foreign += weight
             else:
-                if unit in _FILLER_WORDS:
+                if unit in _FILLER_WORDS or unit in _PLACEHOLDER_WORDS:
                     continue
                 weight = self._idf.get("w:" + unit, self._max_idf)
                 if ("w:" + unit) in self._known or (
@@ -231,7 +238,7 @@ class Matcher:
                     foreign += weight
             total += weight
         if not total:
-            return 1.0, 0.0
+            return _CONTENTLESS, 0.0
         return explained / total, foreign / total
 
     def _candidates(self, query: dict[str, float]) -> list[tuple[int, float]]:
@@ -330,11 +337,13 @@ class Matcher:
         if best == Label.OUT_OF_SCOPE:
             reason = "out_of_scope_example"
             alternatives = tuple(Alternative(label, s) for label, s in rest[:3])
-        elif score < self.config.min_score:
+        elif score < self.config.min_score or (
+            coverage == _CONTENTLESS and score < self.config.min_score_contentless
+        ):
             reason = "low_score"
         elif score - second < self.config.min_margin:
             reason = "ambiguous"
-        elif coverage < self.config.min_coverage:
+        elif coverage != _CONTENTLESS and coverage < self.config.min_coverage:
             reason = "low_coverage"
         elif foreign > self.config.max_foreign:
             reason = "foreign_topic"
@@ -347,11 +356,19 @@ class Matcher:
                 language,
                 entities,
                 alternatives,
-                coverage,
+                max(coverage, 0.0),
                 matched.get(best),
                 reason,
                 body,
             )
         return Parse(
-            best, score, language, entities, alternatives, coverage, matched.get(best), None, body
+            best,
+            score,
+            language,
+            entities,
+            alternatives,
+            max(coverage, 0.0),
+            matched.get(best),
+            None,
+            body,
         )

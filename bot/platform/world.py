@@ -168,9 +168,11 @@ def read_world(path: Path, now: datetime | None = None) -> World:
     return world
 
 
-async def load_world(sessions: async_sessionmaker[AsyncSession], world: World) -> dict[str, int]:
+async def load_world(
+    sessions: async_sessionmaker[AsyncSession], world: World, hasher: PasswordHasher | None = None
+) -> dict[str, int]:
     """Write the world in one transaction, replacing records with the same keys."""
-    hasher = PasswordHasher()
+    hasher = hasher or PasswordHasher()
     async with sessions() as session, session.begin():
         order_nos = [o.order_no for o in world.orders]
         logins = [a.login for m in world.merchants for a in m.accounts]

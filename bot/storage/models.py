@@ -65,6 +65,7 @@ class Conversation(Base):
     flow_step: Mapped[str | None] = mapped_column(String(64), default=None)
     slots: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    findings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_label: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

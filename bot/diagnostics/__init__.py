@@ -1,0 +1,1 @@
+"""Multi-turn flows over live platform data; one module per flow, a .mmd diagram beside each."""

@@ -1,0 +1,82 @@
+"""The first turns both order flows share: get an order number, then the right to see the order.
+
+A bound merchant sees its own orders at once. A customer gives the order number and then the
+last 4 digits of the payer's phone or the exact amount; five wrong tries in 15 minutes lock the
+look-up for the chat. Not found and not verified read the same.
+"""
+
+from __future__ import annotations
+
+from bot.context import Context, FlowState, Outcome
+from bot.diagnostics.access import (
+    looks_like_proof,
+    merchant_order,
+    proof_matches,
+    verification_locked,
+    verify_key,
+)
+from bot.diagnostics.flow import Flow
+from bot.platform.models import Order
+from bot.routing import UNHANDLED, Result
+
+
+class OrderLookupFlow(Flow):
+    """Base for flows about one order: subclasses implement `about(ctx, order)`."""
+
+    async def about(self, ctx: Context, order: Order, slots: dict[str, object]) -> Outcome:
+        raise NotImplementedError
+
+    async def start(self, ctx: Context) -> Outcome:
+        order_no = ctx.entity("order_no")
+        if order_no:
+            return await self.with_order(ctx, order_no)
+        return await self.ask_order(ctx)
+
+    async def ask_order(self, ctx: Context) -> Outcome:
+        return self.wait(ctx, "order", "flows/ask_order_no")
+
+    async def step_order(self, ctx: Context, state: FlowState) -> Result:
+        order_no = (
+            ctx.argument.removeprefix("order:") if ctx.argument.startswith("order:") else None
+        )
+        order_no = order_no or ctx.entity("order_no")
+        if not order_no:
+            return UNHANDLED
+        return await self.with_order(ctx, order_no)
+
+    async def with_order(self, ctx: Context, order_no: str) -> Outcome:
+        if ctx.identity.is_merchant:
+            order = await merchant_order(ctx, order_no)
+            if order is None:
+                return self.finish(
+                    ctx,
+                    [ctx.say("flows/order_not_found", ctx.human_button(), order_no=order_no)],
+                    solved=False,
+                )
+            return await self.about(ctx, order, {})
+        if await verification_locked(ctx):
+            return self.finish(
+                ctx, [ctx.say("flows/verify_locked", ctx.human_button())], solved=False
+            )
+        return self.wait(
+            ctx, "verify", "flows/ask_verification", slots={"order_no": order_no}, order_no=order_no
+        )
+
+    async def step_verify(self, ctx: Context, state: FlowState) -> Result:
+        text, amount = ctx.message.text, ctx.entity("amount")
+        if not looks_like_proof(text, amount):
+            return UNHANDLED
+        if await verification_locked(ctx):
+            return self.finish(
+                ctx, [ctx.say("flows/verify_locked", ctx.human_button())], solved=False
+            )
+        order_no = str(state.slots["order_no"])
+        order = await ctx.gateway.get_order(order_no)
+        if order is None or not proof_matches(order, text, amount):
+            return self.finish(
+                ctx,
+                [ctx.say("flows/not_verified", order_no=order_no)],
+                solved=False,
+                rate_events=[verify_key(ctx)],
+            )
+        return await self.about(ctx, order, {"verified": True})

@@ -1,0 +1,100 @@
+"""`action.payment_link`: amount (and an optional note), a confirmation, then the link and its QR.
+
+Only a bound merchant can create links: a link collects money for a merchant, so a stranger must
+not make one in its name. Nothing is created before the merchant confirms.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from bot.context import Context, FlowState, Outcome
+from bot.diagnostics.flow import Flow
+from bot.qr import qr_png
+from bot.routing import UNHANDLED, Result
+from bot.types import Button, Label
+
+_MAX_NOTE = 60
+
+
+class PaymentLinkFlow(Flow):
+    name = "payment_link"
+    label = Label.ACTION_PAYMENT_LINK
+
+    async def start(self, ctx: Context) -> Outcome:
+        if not ctx.identity.is_merchant:
+            return self.finish(ctx, [ctx.say("flows/bind_first", ctx.human_button())], solved=False)
+        amount = ctx.entity("amount")
+        note = ctx.entity("note") if amount else None
+        if amount is None:
+            return self.wait(
+                ctx,
+                "amount",
+                "flows/payment_link/ask_amount",
+                low=str(ctx.settings.payment_link_min),
+                high=str(ctx.settings.payment_link_max),
+            )
+        return self.confirm(ctx, Decimal(amount), note)
+
+    def _check(self, ctx: Context, amount: Decimal) -> bool:
+        return ctx.settings.payment_link_min <= amount <= ctx.settings.payment_link_max
+
+    def confirm(self, ctx: Context, amount: Decimal, note: str | None) -> Outcome:
+        if not self._check(ctx, amount):
+            return self.wait(
+                ctx,
+                "amount",
+                "flows/payment_link/out_of_range",
+                amount=str(amount),
+                low=str(ctx.settings.payment_link_min),
+                high=str(ctx.settings.payment_link_max),
+            )
+        buttons = (
+            Button(ctx.ui("confirm"), "flow:confirm:yes"),
+            Button(ctx.ui("cancel"), "flow:confirm:no"),
+        )
+        return self.wait(
+            ctx,
+            "confirm",
+            "flows/payment_link/confirm",
+            *buttons,
+            slots={"amount": str(amount), "note": note},
+            amount=str(amount),
+            note=note or "",
+        )
+
+    async def step_amount(self, ctx: Context, state: FlowState) -> Result:
+        amount = ctx.entity("amount")
+        if amount is None:
+            try:
+                value = Decimal(ctx.message.text.strip().removeprefix("¥").removesuffix("元"))
+            except InvalidOperation:
+                return UNHANDLED
+            if value <= 0 or value != value.quantize(Decimal("0.01")):
+                return UNHANDLED
+            amount = str(value.quantize(Decimal("0.01")))
+        return self.confirm(ctx, Decimal(amount), ctx.entity("note"))
+
+    async def step_confirm(self, ctx: Context, state: FlowState) -> Result:
+        if ctx.argument == "confirm:no":
+            return self.finish(ctx, [ctx.say("cancelled", had_flow=True)])
+        if ctx.argument != "confirm:yes":
+            return UNHANDLED
+        assert ctx.identity.merchant_id is not None
+        amount = Decimal(state.slots["amount"])
+        if not self._check(ctx, amount):
+            return self.finish(ctx, [ctx.say("stale_action")], solved=False)
+        note = state.slots.get("note")
+        link = await ctx.gateway.create_payment_link(
+            ctx.identity.merchant_id, amount, note[:_MAX_NOTE] if note else None
+        )
+        reply = ctx.say(
+            "flows/payment_link/created",
+            image=qr_png(link.url),
+            url=link.url,
+            amount=str(link.amount),
+            note=link.description or "",
+        )
+        return self.finish(
+            ctx, [reply], findings={"payment_link": link.id, "amount": str(link.amount)}
+        )

@@ -1,0 +1,27 @@
+"""`status.payment`: has this order been paid? Live status in one or two sentences."""
+
+from __future__ import annotations
+
+from bot.context import Context, Outcome
+from bot.diagnostics.order_lookup import OrderLookupFlow
+from bot.platform.models import Order
+from bot.types import Label
+
+
+class PaymentStatusFlow(OrderLookupFlow):
+    name = "payment_status"
+    label = Label.STATUS_PAYMENT
+
+    async def about(self, ctx: Context, order: Order, slots: dict[str, object]) -> Outcome:
+        paid_at = next((a.at for a in reversed(order.attempts) if a.status == "succeeded"), None)
+        reply = ctx.say(
+            "flows/payment_status/status",
+            order_no=order.order_no,
+            status=order.status.value,
+            amount=str(order.amount),
+            paid_at=ctx.local(paid_at) if paid_at else "",
+            merchant=ctx.identity.is_merchant,
+            in_sync=order.in_sync,
+        )
+        findings = {"order_no": order.order_no, "status": order.status.value}
+        return self.finish(ctx, [reply], findings=findings)

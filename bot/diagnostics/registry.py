@@ -1,0 +1,46 @@
+"""Every flow by name (as stored in the conversation) and the label that starts it."""
+
+from __future__ import annotations
+
+from bot.context import Context
+from bot.diagnostics.data_sync import DataSyncFlow
+from bot.diagnostics.flow import Flow
+from bot.diagnostics.login import LoginFlow
+from bot.diagnostics.password_reset import PasswordResetFlow
+from bot.diagnostics.payment_failure import PaymentFailureFlow
+from bot.diagnostics.payment_link import PaymentLinkFlow
+from bot.diagnostics.payment_status import PaymentStatusFlow
+from bot.diagnostics.withdrawal_status import WithdrawalStatusFlow
+from bot.routing import Handler, Result, Router
+from bot.types import Label
+
+FLOWS: dict[str, Flow] = {
+    flow.name: flow
+    for flow in (
+        PaymentFailureFlow(),
+        LoginFlow(),
+        DataSyncFlow(),
+        PaymentStatusFlow(),
+        WithdrawalStatusFlow(),
+        PaymentLinkFlow(),
+        PasswordResetFlow(),
+    )
+}
+
+router = Router("flows")
+
+
+def _starter(flow: Flow) -> Handler:
+    async def start(ctx: Context) -> Result:
+        return await flow.start(ctx)
+
+    return start
+
+
+for _flow in FLOWS.values():
+    router.label(_flow.label)(_starter(_flow))
+
+
+async def start_by_label(ctx: Context, label: Label) -> Result | None:
+    flow = next((f for f in FLOWS.values() if f.label == label), None)
+    return await flow.start(ctx) if flow else None

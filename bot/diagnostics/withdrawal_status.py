@@ -1,0 +1,84 @@
+"""`status.withdrawal`: where is my withdrawal? Status and expected arrival in a sentence or two.
+
+Withdrawals arrive within 1-3 working days (weekends not counted); one still open after that is
+overdue and gets a person.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.context import Context, FlowState, Outcome
+from bot.diagnostics.calendar import add_working_days, working_days_between
+from bot.diagnostics.flow import Flow
+from bot.platform.models import Withdrawal, WithdrawalStatus
+from bot.routing import UNHANDLED, Result
+from bot.types import Button, Label
+
+PROMISED_DAYS = 3
+
+
+class WithdrawalStatusFlow(Flow):
+    name = "withdrawal_status"
+    label = Label.STATUS_WITHDRAWAL
+
+    async def start(self, ctx: Context) -> Outcome:
+        if not ctx.identity.is_merchant or ctx.identity.merchant_id is None:
+            return self.finish(ctx, [ctx.say("flows/bind_first", ctx.human_button())], solved=False)
+        wanted = ctx.entity("withdrawal_id")
+        if wanted:
+            return await self.one(ctx, wanted)
+        recent = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=3)
+        if not recent:
+            return self.finish(ctx, [ctx.say("flows/withdrawal/none")])
+        if len(recent) == 1:
+            return self.report(ctx, recent[0])
+        buttons = [Button(f"{w.id} ¥{w.amount}", f"flow:withdrawal:{w.id}") for w in recent]
+        return self.wait(ctx, "pick", "flows/withdrawal/pick", *buttons)
+
+    async def step_pick(self, ctx: Context, state: FlowState) -> Result:
+        wanted = (
+            ctx.argument.removeprefix("withdrawal:")
+            if ctx.argument.startswith("withdrawal:")
+            else None
+        )
+        wanted = wanted or ctx.entity("withdrawal_id")
+        if not wanted:
+            return UNHANDLED
+        return await self.one(ctx, wanted)
+
+    async def one(self, ctx: Context, wanted: str) -> Outcome:
+        found = await ctx.gateway.get_withdrawal(wanted)
+        if found is None or found.merchant_id != ctx.identity.merchant_id:
+            return self.finish(
+                ctx,
+                [ctx.say("flows/withdrawal/not_found", ctx.human_button(), id=wanted)],
+                solved=False,
+            )
+        return self.report(ctx, found)
+
+    def report(self, ctx: Context, withdrawal: Withdrawal) -> Outcome:
+        requested = withdrawal.requested_at.astimezone(ctx.zone)
+        latest = add_working_days(requested.date(), PROMISED_DAYS)
+        today = ctx.now.astimezone(ctx.zone).date()
+        open_ = withdrawal.status in (WithdrawalStatus.REQUESTED, WithdrawalStatus.PROCESSING)
+        overdue = open_ and working_days_between(requested.date(), today) > PROMISED_DAYS
+        values: dict[str, Any] = {
+            "id": withdrawal.id,
+            "amount": str(withdrawal.amount),
+            "status": withdrawal.status.value,
+            "requested": ctx.local(withdrawal.requested_at),
+            "latest": latest.isoformat(),
+            "paid_at": ctx.local(withdrawal.paid_at) if withdrawal.paid_at else "",
+            "reason": withdrawal.failure_reason or "",
+            "overdue": overdue,
+        }
+        findings: dict[str, object] = {
+            "withdrawal": withdrawal.id,
+            "status": withdrawal.status.value,
+            "overdue": overdue,
+        }
+        if withdrawal.status == WithdrawalStatus.FAILED or overdue:
+            reply = ctx.say("flows/withdrawal/status", ctx.human_button(), **values)
+            return self.finish(ctx, [reply], solved=False, findings=findings)
+        return self.finish(ctx, [ctx.say("flows/withdrawal/status", **values)], findings=findings)
