@@ -15,6 +15,7 @@ from bot.engine import Engine
 from bot.faq.knowledge import Knowledge, load_valid_knowledge
 from bot.nlu.matcher import Matcher, MatcherConfig
 from bot.platform.gateway import PlatformGateway
+from bot.platform.http import HttpPlatform
 from bot.platform.notifier import Notifier, OutboxNotifier, SmtpNotifier, SmtpSettings
 from bot.platform.sql import SqlPlatform
 from bot.render import Renderer
@@ -51,6 +52,7 @@ def build_notifier(settings: Settings) -> Notifier:
             username=settings.smtp_username,
             password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
             sender=settings.smtp_sender,
+            start_tls=settings.smtp_starttls,
         )
     )
 
@@ -58,6 +60,17 @@ def build_notifier(settings: Settings) -> Notifier:
 def build_gateway(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], renderer: Renderer
 ) -> PlatformGateway:
+    if settings.platform_api_url:
+        key = settings.platform_api_key.get_secret_value() if settings.platform_api_key else None
+        return HttpPlatform(
+            settings.platform_api_url, api_key=key, timeout=settings.platform_timeout
+        )
+    return build_sql_gateway(settings, sessions, renderer)
+
+
+def build_sql_gateway(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], renderer: Renderer
+) -> SqlPlatform:
     """The embedded platform on the bot's database; PLATFORM_API_URL selects the remote one."""
 
     def reset_message(link: str) -> tuple[str, str]:
@@ -96,6 +109,10 @@ async def open_bot(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             renderer=renderer,
             gateway=gateway,
         )
-        yield Bot(settings, db, engine, gateway)
+        try:
+            yield Bot(settings, db, engine, gateway)
+        finally:
+            if isinstance(gateway, HttpPlatform):
+                await gateway.close()
     finally:
         await db.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -14,6 +15,7 @@ from bot.app import Bot, build_matcher, open_bot
 from bot.channels.terminal import run_terminal
 from bot.faq.knowledge import KnowledgeError, load_knowledge, load_valid_knowledge
 from bot.nlu.evaluate import evaluate, format_report, read_items
+from bot.platform.server import run_platform_server
 from bot.platform.world import load_world, read_world
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
@@ -109,6 +111,25 @@ async def load_demo(bot: Bot, settings: Settings, *, quiet: bool = False) -> Non
             print(f"  {merchant.id} {merchant.name} ({status}): /bind {merchant.bind_code}")
 
 
+def cmd_platform_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> None:
+        if args.demo:
+            db = create_engine(settings.database_url)
+            try:
+                await upgrade(db)
+                if settings.demo_world is not None:
+                    await load_world(session_factory(db), read_world(settings.demo_world))
+            finally:
+                await db.dispose()
+        await run_platform_server(settings, args.host, args.port)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not args.json:
@@ -165,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     load = platform.add_parser("load", help="load merchants, orders and withdrawals from YAML/JSON")
     load.add_argument("file")
     load.set_defaults(func=cmd_platform_load)
+    serve = platform.add_parser(
+        "serve",
+        help="serve the platform REST contract (docs/platform-api.md) over the embedded data",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8081)
+    serve.add_argument("--demo", action="store_true", help="load the demo world first")
+    serve.set_defaults(func=cmd_platform_serve)
 
     chat = commands.add_parser("chat", help="talk to the bot in this terminal")
     chat.add_argument("--json", action="store_true", help="JSON lines in and out, for scripts")

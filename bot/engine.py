@@ -85,10 +85,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True, slots=True)
 class _Route:
     handler: Handler
@@ -221,7 +217,7 @@ class Engine:
         if conversation.identity_id != identity.id:
             conversation.identity_id = identity.id
         flow = conversation.flow
-        if flow and now - _aware(conversation.updated_at) > FLOW_TTL:
+        if flow and now - conversation.updated_at > FLOW_TTL:
             flow = None
         view = ConversationView(
             id=conversation.id,

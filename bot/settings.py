@@ -45,4 +45,5 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_sender: str = "no-reply@btp.example"
+    smtp_starttls: bool = True
     suggestions: int = Field(default=3, ge=0, le=5)

@@ -69,13 +69,6 @@ def from_fen(fen: int) -> Decimal:
     return (Decimal(fen) / 100).quantize(Decimal("0.01"))
 
 
-def aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -264,7 +257,7 @@ def _account(row: AccountRow) -> Account:
         row.merchant_id,
         AccountStatus(row.status),
         row.failed_attempts,
-        aware(row.locked_until),
+        row.locked_until,
     )
 
 
@@ -274,8 +267,8 @@ def _withdrawal(row: WithdrawalRow) -> Withdrawal:
         row.merchant_id,
         from_fen(row.amount_fen),
         WithdrawalStatus(row.status),
-        aware(row.requested_at) or _now(),
-        aware(row.paid_at),
+        row.requested_at,
+        row.paid_at,
         row.failure_reason,
     )
 
@@ -293,20 +286,18 @@ async def _order(session: AsyncSession, row: OrderRow) -> Order:
         amount=from_fen(row.amount_fen),
         method=Method(row.method),
         status=OrderStatus(row.status),
-        created_at=aware(row.created_at) or _now(),
+        created_at=row.created_at,
         currency=row.currency,
         payer_phone=row.payer_phone,
         description=row.description,
-        updated_at=aware(row.updated_at),
+        updated_at=row.updated_at,
         attempts=tuple(
             PaymentAttempt(
                 AttemptStatus(a.status),
-                aware(a.at) or _now(),
+                a.at,
                 FailureCode(a.failure_code) if a.failure_code else None,
             )
             for a in attempts.all()
         ),
-        channel=ChannelRecord(OrderStatus(channel.status), aware(channel.synced_at))
-        if channel
-        else None,
+        channel=ChannelRecord(OrderStatus(channel.status), channel.synced_at) if channel else None,
     )

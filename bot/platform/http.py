@@ -1,0 +1,323 @@
+"""`HttpPlatform`: the gateway over B特派's platform REST API (docs/platform-api.md).
+
+A slow or broken platform must cost a chat message a few seconds at most, so every attempt has
+a total timeout, only idempotent calls are retried (a payment link is never created twice), and
+a circuit breaker makes calls fail at once while the platform keeps failing. Every failure
+surfaces as `PlatformUnavailable` (the user is offered a person) or `PlatformRejected` (the
+platform refused the input). Logs carry the operation name, never the key, URL or body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from bot.platform import codec
+from bot.platform.breaker import CircuitBreaker
+from bot.platform.gateway import PlatformRejected, PlatformUnavailable
+from bot.platform.models import (
+    Account,
+    Merchant,
+    Order,
+    PaymentLink,
+    ResetResult,
+    ResyncResult,
+    Withdrawal,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class RecordNotFound(PlatformRejected, LookupError):
+    """The order to act on does not exist; a `LookupError` like `SqlPlatform` raises."""
+
+
+class _Transient(Exception):
+    """One attempt failed in a way another attempt might not (timeout, refused, 5xx, garbage)."""
+
+
+class HttpPlatform:
+    """The platform API client; share one per process and close it on shutdown."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None,
+        timeout: float = 3.0,
+        retries: int = 2,
+        breaker: CircuitBreaker | None = None,
+        session: aiohttp.ClientSession | None = None,
+        backoff: float = 0.1,
+    ) -> None:
+        if timeout <= 0 or retries < 0 or backoff < 0:
+            raise ValueError("timeout must be positive, retries and backoff not negative")
+        self._base = base_url.rstrip("/")
+        self._headers = {"Accept": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._retries = retries
+        self._backoff = backoff
+        self._breaker = breaker or CircuitBreaker()
+        self._session = session
+        self._owns_session = session is None
+
+    def __repr__(self) -> str:
+        return f"HttpPlatform({self._base!r})"
+
+    async def __aenter__(self) -> HttpPlatform:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session this client opened; an injected session belongs to its owner."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # The gateway
+
+    async def get_merchant(self, merchant_id: str) -> Merchant | None:
+        return await self._get("get_merchant", codec.decode_merchant, "merchants", merchant_id)
+
+    async def get_order(self, order_no: str) -> Order | None:
+        return await self._get("get_order", codec.decode_order, "orders", order_no)
+
+    async def list_orders(
+        self, merchant_id: str, *, since: datetime | None = None, limit: int = 50
+    ) -> list[Order]:
+        params = {"limit": str(limit)}
+        if since is not None:
+            params["since"] = codec.encode_datetime(since)
+        return await self._list(
+            "list_orders", codec.decode_order, ("merchants", merchant_id, "orders"), params
+        )
+
+    async def get_account(self, login: str) -> Account | None:
+        return await self._get("get_account", codec.decode_account, "accounts", login)
+
+    async def list_accounts(self, merchant_id: str) -> list[Account]:
+        return await self._list(
+            "list_accounts", codec.decode_account, ("merchants", merchant_id, "accounts"), {}
+        )
+
+    async def get_withdrawal(self, withdrawal_id: str) -> Withdrawal | None:
+        return await self._get(
+            "get_withdrawal", codec.decode_withdrawal, "withdrawals", withdrawal_id
+        )
+
+    async def list_withdrawals(self, merchant_id: str, *, limit: int = 10) -> list[Withdrawal]:
+        return await self._list(
+            "list_withdrawals",
+            codec.decode_withdrawal,
+            ("merchants", merchant_id, "withdrawals"),
+            {"limit": str(limit)},
+        )
+
+    async def create_payment_link(
+        self, merchant_id: str, amount: Decimal, description: str | None
+    ) -> PaymentLink:
+        body = {
+            "merchant_id": merchant_id,
+            "amount": codec.encode_decimal(amount),
+            "description": description,
+        }
+        link = await self._call(
+            "create_payment_link",
+            "POST",
+            _path("payment-links"),
+            codec.decode_payment_link,
+            body=body,
+            idempotent=False,
+        )
+        if link is None:
+            raise PlatformRejected("the platform knows no such merchant")
+        return link
+
+    async def start_password_reset(self, login: str) -> ResetResult:
+        result = await self._call(
+            "start_password_reset",
+            "POST",
+            _path("password-resets"),
+            codec.decode_reset_result,
+            body={"login": login},
+            idempotent=False,
+        )
+        return result or ResetResult(sent=False)
+
+    async def resync_order(self, order_no: str) -> ResyncResult:
+        result = await self._call(
+            "resync_order",
+            "POST",
+            _path("orders", order_no, "resync"),
+            codec.decode_resync_result,
+            idempotent=True,
+        )
+        if result is None:
+            raise RecordNotFound(order_no)
+        return result
+
+    async def redeem_bind_code(self, code: str) -> str | None:
+        return await self._call(
+            "redeem_bind_code",
+            "POST",
+            _path("bind-codes", "redeem"),
+            codec.decode_bind_result,
+            body={"code": code},
+            idempotent=False,
+        )
+
+    # The exchange
+
+    async def _get(
+        self, operation: str, decode: Callable[[Any], T], collection: str, key: str
+    ) -> T | None:
+        path = _path(collection, key)
+        return await self._call(operation, "GET", path, decode, idempotent=True)
+
+    async def _list(
+        self,
+        operation: str,
+        decode: Callable[[Any], T],
+        segments: tuple[str, ...],
+        params: dict[str, str],
+    ) -> list[T]:
+        def decode_items(payload: Any) -> list[T]:
+            return [decode(item) for item in codec.decode_items(payload)]
+
+        path = _path(*segments)
+        items = await self._call(operation, "GET", path, decode_items, params, idempotent=True)
+        return items or []
+
+    async def _call(
+        self,
+        operation: str,
+        method: str,
+        path: str | None,
+        decode: Callable[[Any], T],
+        params: dict[str, str] | None = None,
+        *,
+        body: codec.JsonObject | None = None,
+        idempotent: bool,
+    ) -> T | None:
+        """The decoded answer, or None when the record does not exist (404 "not_found")."""
+        if path is None:
+            return None
+        with self._breaker.guard():
+            attempts = 1 + (self._retries if idempotent else 0)
+            for attempt in range(attempts):
+                if attempt:
+                    await asyncio.sleep(self._delay(attempt))
+                try:
+                    return await self._attempt(operation, method, path, decode, params, body)
+                except _Transient as exc:
+                    failure = exc
+                    log.debug("platform %s attempt %d failed: %s", operation, attempt + 1, exc)
+            log.info("platform %s failed after %d attempt(s): %s", operation, attempts, failure)
+            raise PlatformUnavailable(f"platform {operation}: {failure}") from (
+                failure.__cause__ or failure
+            )
+
+    async def _attempt(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        decode: Callable[[Any], T],
+        params: dict[str, str] | None,
+        body: codec.JsonObject | None,
+    ) -> T | None:
+        status, payload = await self._exchange(method, path, params, body)
+        if 200 <= status < 300:
+            try:
+                return decode(payload)
+            except codec.CodecError as exc:
+                raise _Transient(f"malformed response ({exc})") from exc
+        if status == 404 and codec.decode_error_code(payload) == "not_found":
+            return None
+        if status in (400, 422):
+            message = _error_message(payload) or f"HTTP {status}"
+            log.debug("platform %s rejected: %s", operation, message)
+            raise PlatformRejected(message)
+        if status >= 500 or status == 429:
+            raise _Transient(f"HTTP {status}")
+        # 401/403, an unknown route, anything else: retrying cannot help, a person must look.
+        log.info("platform %s refused with HTTP %d", operation, status)
+        raise PlatformUnavailable(f"platform {operation}: HTTP {status}")
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        body: codec.JsonObject | None,
+    ) -> tuple[int, Any]:
+        """One round trip: the status and the parsed JSON body (None when it is not JSON)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        url = URL(self._base + path, encoded=True)
+        try:
+            async with self._session.request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                raw = await response.read()
+                status = response.status
+        except TimeoutError as exc:
+            raise _Transient("timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise _Transient(f"connection failed ({type(exc).__name__})") from exc
+        try:
+            return status, json.loads(raw, parse_float=Decimal) if raw else None
+        except (ValueError, RecursionError):
+            return status, None
+
+    def _delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter, so retrying clients do not arrive in step."""
+        ceiling = self._backoff * (1 << (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _path(*segments: str) -> str | None:
+    """The versioned path with each segment escaped; None if a key is empty (no such record)."""
+    if not all(segments):
+        return None
+    return "/v1/" + "/".join(_escape(s) for s in segments)
+
+
+def _escape(segment: str) -> str:
+    escaped = quote(segment, safe="")
+    return escaped.replace(".", "%2E") if escaped in {".", ".."} else escaped
+
+
+def _error_message(payload: Any) -> str | None:
+    try:
+        return codec.Fields(payload).child("error").text("message")
+    except codec.CodecError:
+        return None

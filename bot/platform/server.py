@@ -1,0 +1,341 @@
+"""The platform's REST API (docs/platform-api.md) served over any `PlatformGateway`.
+
+It lets a separate process, or B特派's own team, stand where the embedded platform stands: the
+bot's `HttpPlatform` talks to it exactly as it would talk to the real platform. Handlers only
+parse, call the gateway and encode; every failure leaves as a JSON error body, and input the
+contract does not allow is a 4xx, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NoReturn
+
+from aiohttp import web
+
+from bot.platform import codec
+from bot.platform.gateway import PlatformGateway, PlatformRejected, PlatformUnavailable
+from bot.platform.models import ResetResult
+from bot.platform.sql import SqlPlatform
+from bot.settings import Settings
+from bot.storage.db import create_engine, session_factory, upgrade
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 16 * 1024
+MAX_LIMIT = 200
+MAX_DESCRIPTION = 200
+# The longest identifier any record can have; a longer one is simply not found.
+MAX_KEY = 64
+MAX_AMOUNT = Decimal("9999999999.99")
+
+GATEWAY: web.AppKey[PlatformGateway] = web.AppKey("platform_gateway")
+API_KEY: web.AppKey[str | None] = web.AppKey("platform_api_key")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    # The router's 404 (no such route) differs from a missing record's "not_found", so a client
+    # pointed at the wrong base URL sees a broken platform, not an order that does not exist.
+    404: "no_route",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+class BadInput(Exception):
+    """The request breaks the contract; answered with 400 and this code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class NotFound(Exception):
+    """The record the path names does not exist; answered with 404."""
+
+
+def _json(payload: codec.JsonObject, status: int = 200) -> web.Response:
+    """UTF-8 JSON with Chinese text as itself, readable in the platform team's logs."""
+    return web.json_response(payload, status=status, dumps=_dumps)
+
+
+def _dumps(payload: Any) -> str:
+    return json.dumps(payload, ensure_ascii=False)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return _json(codec.encode_error(code, message), status)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure as `{"error": {"code", "message"}}`; only a real fault is a 5xx."""
+    try:
+        return await handler(request)
+    except BadInput as exc:
+        return _error(400, exc.code, exc.message)
+    except codec.CodecError as exc:
+        return _error(400, "invalid_field", str(exc))
+    except NotFound as exc:
+        return _error(404, "not_found", str(exc))
+    except PlatformRejected as exc:
+        return _error(400, "rejected", str(exc) or "the platform refused the request")
+    except PlatformUnavailable:
+        log.warning(
+            "platform back end unavailable for %s %s", request.method, request.path, exc_info=True
+        )
+        return _error(503, "unavailable", "the platform cannot answer now")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _error(
+            exc.status, _STATUS_CODES.get(exc.status, "http_error"), exc.reason or "error"
+        )
+        for name in ("Allow", "WWW-Authenticate"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    except ConnectionResetError:
+        raise  # the client went away mid-request; nothing to answer and no fault of ours
+    except Exception:
+        log.exception("platform API failed on %s %s", request.method, request.path)
+        return _error(500, "internal", "internal error")
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A bearer key on every route but the health check; the key itself is never logged."""
+    expected = request.app[API_KEY]
+    if expected is None or request.path == "/v1/health":
+        return await handler(request)
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    valid = scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8", "replace"), expected.encode("utf-8")
+    )
+    if not valid:
+        raise web.HTTPUnauthorized(
+            reason="a valid API key is required", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return await handler(request)
+
+
+# Reading requests
+
+
+def _key(value: str, max_length: int = MAX_KEY) -> str | None:
+    """The identifier, or None when no record could have it (too long, control characters)."""
+    if not value or len(value) > max_length or not value.isprintable():
+        return None
+    return value
+
+
+def _path_key(request: web.Request, name: str) -> str | None:
+    return _key(request.match_info[name])
+
+
+def _limit(request: web.Request, default: int) -> int:
+    text = request.query.get("limit")
+    if text is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= MAX_LIMIT:
+        raise BadInput("invalid_limit", f"limit: an integer from 1 to {MAX_LIMIT}")
+    return int(text)
+
+
+def _since(request: web.Request) -> datetime | None:
+    text = request.query.get("since")
+    return None if text is None else codec.decode_datetime(text, "since")
+
+
+def _reject_constant(token: str) -> NoReturn:
+    raise ValueError(f"{token} is not JSON")
+
+
+async def _body(request: web.Request) -> codec.Fields:
+    """The request's JSON object; numbers parse as Decimal so no amount passes through a float."""
+    raw = await request.read()
+    try:
+        value: Any = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadInput("invalid_json", "the body is not valid JSON") from exc
+    return codec.Fields(value)
+
+
+def _amount(fields: codec.Fields) -> Decimal:
+    amount = fields.decimal("amount")
+    exponent = amount.as_tuple().exponent
+    if not Decimal(0) < amount <= MAX_AMOUNT or (isinstance(exponent, int) and exponent < -2):
+        raise BadInput(
+            "invalid_amount", f"amount: more than 0, at most {MAX_AMOUNT}, two decimals at most"
+        )
+    return amount
+
+
+def _description(fields: codec.Fields) -> str | None:
+    """Free text for the payer; lone surrogates and control characters are not printable."""
+    text = fields.opt_text("description")
+    if text is None:
+        return None
+    if len(text) > MAX_DESCRIPTION or not all(c.isprintable() or c == "\n" for c in text):
+        raise BadInput(
+            "invalid_field", f"description: at most {MAX_DESCRIPTION} printable characters"
+        )
+    return text
+
+
+# Handlers
+
+
+async def health(_request: web.Request) -> web.Response:
+    """The process is up; open without a key so load balancers can probe it."""
+    return _json({"status": "ok"})
+
+
+async def get_merchant(request: web.Request) -> web.Response:
+    key = _path_key(request, "merchant_id")
+    merchant = await request.app[GATEWAY].get_merchant(key) if key else None
+    if merchant is None:
+        raise NotFound("no such merchant")
+    return _json(codec.encode_merchant(merchant))
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    key, since, limit = _path_key(request, "merchant_id"), _since(request), _limit(request, 50)
+    orders = await request.app[GATEWAY].list_orders(key, since=since, limit=limit) if key else []
+    return _json(codec.encode_items([codec.encode_order(o) for o in orders]))
+
+
+async def list_accounts(request: web.Request) -> web.Response:
+    key = _path_key(request, "merchant_id")
+    accounts = await request.app[GATEWAY].list_accounts(key) if key else []
+    return _json(codec.encode_items([codec.encode_account(a) for a in accounts]))
+
+
+async def list_withdrawals(request: web.Request) -> web.Response:
+    key, limit = _path_key(request, "merchant_id"), _limit(request, 10)
+    withdrawals = await request.app[GATEWAY].list_withdrawals(key, limit=limit) if key else []
+    return _json(codec.encode_items([codec.encode_withdrawal(w) for w in withdrawals]))
+
+
+async def get_order(request: web.Request) -> web.Response:
+    key = _path_key(request, "order_no")
+    order = await request.app[GATEWAY].get_order(key) if key else None
+    if order is None:
+        raise NotFound("no such order")
+    return _json(codec.encode_order(order))
+
+
+async def resync_order(request: web.Request) -> web.Response:
+    key = _path_key(request, "order_no")
+    if key is None:
+        raise NotFound("no such order")
+    try:
+        result = await request.app[GATEWAY].resync_order(key)
+    except LookupError as exc:
+        raise NotFound("no such order") from exc
+    return _json(codec.encode_resync_result(result))
+
+
+async def get_account(request: web.Request) -> web.Response:
+    key = _path_key(request, "login")
+    account = await request.app[GATEWAY].get_account(key) if key else None
+    if account is None:
+        raise NotFound("no such account")
+    return _json(codec.encode_account(account))
+
+
+async def get_withdrawal(request: web.Request) -> web.Response:
+    key = _path_key(request, "withdrawal_id")
+    withdrawal = await request.app[GATEWAY].get_withdrawal(key) if key else None
+    if withdrawal is None:
+        raise NotFound("no such withdrawal")
+    return _json(codec.encode_withdrawal(withdrawal))
+
+
+async def create_payment_link(request: web.Request) -> web.Response:
+    fields = await _body(request)
+    merchant_id = _key(fields.text("merchant_id"))
+    amount, description = _amount(fields), _description(fields)
+    gateway = request.app[GATEWAY]
+    if merchant_id is None or await gateway.get_merchant(merchant_id) is None:
+        raise NotFound("no such merchant")
+    link = await gateway.create_payment_link(merchant_id, amount, description)
+    return _json(codec.encode_payment_link(link), status=201)
+
+
+async def start_password_reset(request: web.Request) -> web.Response:
+    """Always 202 with the same shape, so the answer cannot be used to probe for logins."""
+    login = _key((await _body(request)).text("login"))
+    gateway = request.app[GATEWAY]
+    result = await gateway.start_password_reset(login) if login else None
+    return _json(codec.encode_reset_result(result or ResetResult(sent=False)), status=202)
+
+
+async def redeem_bind_code(request: web.Request) -> web.Response:
+    code = _key((await _body(request)).text("code"))
+    merchant_id = await request.app[GATEWAY].redeem_bind_code(code) if code else None
+    return _json(codec.encode_bind_result(merchant_id))
+
+
+def create_platform_app(gateway: PlatformGateway, api_key: str | None) -> web.Application:
+    """The API over `gateway`; with `api_key` every route but /v1/health needs the bearer key."""
+    if api_key is not None and not api_key.strip():
+        raise ValueError("the platform API key is empty; pass None to serve without a key")
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_errors, _auth])
+    app[GATEWAY] = gateway
+    app[API_KEY] = api_key
+    app.router.add_routes(
+        [
+            web.get("/v1/health", health),
+            web.get("/v1/merchants/{merchant_id}", get_merchant),
+            web.get("/v1/merchants/{merchant_id}/orders", list_orders),
+            web.get("/v1/merchants/{merchant_id}/accounts", list_accounts),
+            web.get("/v1/merchants/{merchant_id}/withdrawals", list_withdrawals),
+            web.get("/v1/orders/{order_no}", get_order),
+            web.post("/v1/orders/{order_no}/resync", resync_order),
+            web.get("/v1/accounts/{login}", get_account),
+            web.get("/v1/withdrawals/{withdrawal_id}", get_withdrawal),
+            web.post("/v1/payment-links", create_payment_link),
+            web.post("/v1/password-resets", start_password_reset),
+            web.post("/v1/bind-codes/redeem", redeem_bind_code),
+        ]
+    )
+    return app
+
+
+async def run_platform_server(settings: Settings, host: str, port: int) -> None:
+    """Serve the embedded platform on `settings.database_url` over HTTP until cancelled."""
+    db = create_engine(settings.database_url)
+    try:
+        await upgrade(db)
+        gateway = SqlPlatform(
+            session_factory(db),
+            shares_bot_database=False,
+            public_url=settings.platform_public_url,
+        )
+        secret = settings.platform_api_key
+        runner = web.AppRunner(
+            create_platform_app(gateway, secret.get_secret_value() if secret else None)
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+            bound_host, bound_port = runner.addresses[0][:2]
+            auth = "with an API key" if secret else "WITHOUT an API key"
+            print(f"platform API on http://{bound_host}:{bound_port}/v1 ({auth})", flush=True)
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+    finally:
+        await db.dispose()

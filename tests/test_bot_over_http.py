@@ -1,0 +1,145 @@
+"""The bot on a remote platform: Engine -> HttpPlatform -> the contract server on 127.0.0.1.
+
+The server runs over its own database (as B特派's real platform would), with a middleware that
+can slow it down or make it fail, so the bot meets real timeouts and real 500s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.engine import Engine
+from bot.faq.knowledge import Knowledge
+from bot.nlu.matcher import Matcher
+from bot.platform.http import HttpPlatform
+from bot.platform.server import create_platform_app
+from bot.platform.sql import SqlPlatform
+from bot.platform.world import load_world, read_world
+from bot.render import Renderer
+from bot.settings import Settings
+from bot.storage.db import create_engine, session_factory
+from tests.conftest import DEMO_WORLD, FAST_HASHER, Chat, _migrated_sqlite
+
+KEY = "test-platform-key"
+
+
+@dataclass
+class Faults:
+    delay: float = 0.0
+    status: int | None = None
+    requests: int = 0
+
+
+@pytest.fixture
+async def platform(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[str, Faults]]:
+    shutil.copyfile(await _migrated_sqlite(tmp_path_factory), tmp_path / "platform.db")
+    db = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'platform.db'}")
+    await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
+    faults = Faults()
+
+    @web.middleware
+    async def inject(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+        faults.requests += 1
+        if faults.delay:
+            await asyncio.sleep(faults.delay)
+        if faults.status is not None:
+            return web.json_response(
+                {"error": {"code": "boom", "message": "injected"}}, status=faults.status
+            )
+        return await handler(request)
+
+    app = create_platform_app(SqlPlatform(session_factory(db), shares_bot_database=False), KEY)
+    app.middlewares.insert(0, inject)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}", faults
+    finally:
+        await runner.cleanup()
+        await db.dispose()
+
+
+@pytest.fixture
+async def remote_chat(
+    platform: tuple[str, Faults],
+    db: AsyncEngine,
+    settings: Settings,
+    knowledge: Knowledge,
+    matcher: Matcher,
+    renderer: Renderer,
+) -> AsyncIterator[Chat]:
+    url, _ = platform
+    gateway = HttpPlatform(url, api_key=KEY, timeout=0.3, retries=1, backoff=0.01)
+    engine = Engine(
+        settings=settings,
+        sessions=session_factory(db),
+        knowledge=knowledge,
+        matcher=matcher,
+        renderer=renderer,
+        gateway=gateway,
+    )
+    try:
+        yield Chat(engine)
+    finally:
+        await gateway.close()
+
+
+async def test_bind_and_diagnose_over_http(remote_chat: Chat) -> None:
+    await remote_chat.say("/bind 482913")
+    assert "小王水果店" in remote_chat.text
+    await remote_chat.say("订单BT2026112600000005支付失败了")
+    assert "发卡银行拒绝" in remote_chat.text
+
+
+async def test_timeout_says_the_service_is_unavailable_and_offers_a_person(
+    remote_chat: Chat, platform: tuple[str, Faults]
+) -> None:
+    _, faults = platform
+    await remote_chat.say("/bind 482913")
+    faults.delay = 1.0
+    await remote_chat.say("订单BT2026112600000005支付失败了")
+    assert "暂时不可用" in remote_chat.text
+    assert [b.action for b in remote_chat.buttons] == ["human"]
+    faults.delay = 0.0
+    await remote_chat.say("订单BT2026112600000005支付失败了")
+    assert "发卡银行拒绝" in remote_chat.text
+
+
+async def test_server_error_in_english_then_recovery(
+    remote_chat: Chat, platform: tuple[str, Faults]
+) -> None:
+    _, faults = platform
+    await remote_chat.say("/bind 482913")
+    faults.status = 500
+    await remote_chat.say("where is my withdrawal W0001")
+    assert "unavailable" in remote_chat.text
+    faults.status = None
+    await remote_chat.say("where is my withdrawal W0001")
+    assert "processing" in remote_chat.text
+
+
+async def test_outage_in_the_middle_of_a_flow_ends_it_cleanly(
+    remote_chat: Chat, platform: tuple[str, Faults]
+) -> None:
+    _, faults = platform
+    await remote_chat.say("我付款了没有")
+    await remote_chat.say("BT2026112600000012")
+    faults.status = 503
+    await remote_chat.say("1111")
+    assert "暂时不可用" in remote_chat.text
+    faults.status = None
+    await remote_chat.say("1111")
+    assert "已支付" not in remote_chat.text  # the flow ended; "1111" alone is not a question
