@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck kb nlu-eval bench clean
+.PHONY: run test lint typecheck kb nlu-eval bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/btp-bot chat --demo
+	$(BIN)/btp-bot serve --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot webhook_server.py tests benchmarks
@@ -29,7 +29,15 @@ kb: $(STAMP)
 nlu-eval: $(STAMP)
 	$(BIN)/btp-bot nlu eval tests/data/nlu_dev.jsonl
 
-test: $(STAMP) lint kb
+# The browser tests drive Debian's Chromium (browser downloads are not possible here).
+browser:
+	@{ command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi "wenquanyi"; } || { \
+	  echo "installing Debian's chromium and a CJK font for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    chromium fonts-wqy-microhei >/dev/null; }
+
+test: $(STAMP) lint kb browser
 	$(BIN)/python -m pytest -q -rs
 
 bench: $(STAMP)

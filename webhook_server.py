@@ -1,20 +1,76 @@
 """The bot's HTTP application, built by `create_app(settings)` so tests can run it.
 
-Today it serves the health endpoints on top of the real engine; the channel routes (Telegram
-webhook, web chat, platform notifications, agent console) join it here.
+Routes: the Telegram webhook, the web chat page and API, payment notifications from the
+platform, and health and metrics. Resources (database, engine, Telegram, the outbox relay, the
+inbound dispatcher) are opened and closed in one place, `_resources`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import text
 
 from bot.app import Bot, open_bot
+from bot.channels import telegram
+from bot.channels.errors import json_error
+from bot.channels.inbound import InboundDispatcher
+from bot.channels.outbox import OutboxRelay, Sender
+from bot.channels.telegram import TelegramChannel
+from bot.channels.webchat import WebChat, WebChatHub
+from bot.logsafety import install_redaction
+from bot.metrics import Metrics
+from bot.notifications import EventError, PaymentEvent, PaymentNotifier, SignatureError, verify
 from bot.settings import Settings
 
-BOT = web.AppKey("bot", Bot)
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+WEB_DIR = Path(__file__).resolve().parent / "bot" / "web"
+# Replies the engine queues for delivery after its transaction (web chat replies travel in the
+# HTTP response instead); and the channels that take pushed messages (notices, agents' answers).
+RELAYED = frozenset({telegram.CHANNEL})
+PUSHED = frozenset({telegram.CHANNEL, "webchat"})
+
+
+@dataclass
+class Runtime:
+    """What the routes need, filled in when the app starts."""
+
+    bot: Bot
+    metrics: Metrics
+    hub: WebChatHub
+    relay: OutboxRelay
+    notifier: PaymentNotifier
+    telegram: TelegramChannel | None = None
+    dispatcher: InboundDispatcher | None = None
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def _secret(value: object) -> str | None:
+    getter = getattr(value, "get_secret_value", None)
+    return getter() if getter is not None else None
+
+
+def render_page(settings: Settings) -> str:
+    environment = Environment(
+        loader=FileSystemLoader(WEB_DIR), autoescape=select_autoescape(["html"])
+    )
+    return environment.get_template("chat.html").render(
+        default_language=settings.default_language.value
+    )
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -25,22 +81,192 @@ async def healthz(_request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """The database answers; 503 otherwise, so a load balancer stops sending traffic."""
     try:
-        async with request.app[BOT].db.connect() as connection:
+        async with request.app[RUNTIME].bot.db.connect() as connection:
             await connection.execute(text("SELECT 1"))
-    except Exception as exc:
+    except Exception as exc:  # any failure here means "not ready"
         return web.json_response({"status": "unavailable", "error": type(exc).__name__}, status=503)
     return web.json_response({"status": "ready"})
 
 
-def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[RUNTIME].metrics.render()
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
-    async def bot_context(app: web.Application) -> AsyncIterator[None]:
-        async with open_bot(settings) as bot:
-            app[BOT] = bot
-            yield
 
-    app.cleanup_ctx.append(bot_context)
+async def telegram_webhook(request: web.Request) -> web.Response:
+    """Authenticate, store durably, answer 200; processing happens after, in order per chat."""
+    runtime = request.app[RUNTIME]
+    expected = _secret(runtime.bot.settings.telegram_webhook_secret)
+    given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+    if (
+        runtime.dispatcher is None
+        or not expected
+        or not hmac.compare_digest(given.encode(), expected.encode())
+    ):
+        runtime.metrics.error("telegram_forbidden")
+        raise json_error(403, "forbidden", "bad or missing secret token")
+    try:
+        update = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise json_error(400, "bad_json", "the body is not valid JSON") from exc
+    update_id = update.get("update_id") if isinstance(update, dict) else None
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
+        raise json_error(400, "bad_request", "not a Telegram update")
+    chat = telegram.chat_key(update) or f"update:{update_id}"
+    try:
+        await runtime.dispatcher.accept(update_id, chat, update)
+    except Exception as exc:
+        runtime.metrics.error("telegram_store")
+        log.warning("could not store update %s: %s", update_id, type(exc).__name__)
+        raise json_error(503, "unavailable", "try again later") from exc
+    return web.json_response({"ok": True})
+
+
+async def platform_notify(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    secret = _secret(runtime.bot.settings.platform_webhook_secret)
+    body = await request.read()
+    if not secret:
+        raise json_error(403, "forbidden", "notifications are not configured")
+    try:
+        verify(secret, request.headers.get("X-BTP-Signature", ""), body)
+    except SignatureError as exc:
+        runtime.metrics.notifications.labels("bad_signature").inc()
+        raise json_error(401, "bad_signature", str(exc)) from exc
+    try:
+        event = PaymentEvent.parse(json.loads(body))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise json_error(400, "bad_json", "the body is not valid JSON") from exc
+    except EventError as exc:
+        raise json_error(400, exc.code, str(exc)) from exc
+    try:
+        outcome, told = await runtime.notifier.apply(event)
+    except EventError as exc:
+        runtime.metrics.notifications.labels(exc.code).inc()
+        raise json_error(422, exc.code, str(exc)) from exc
+    runtime.metrics.notifications.labels(outcome.value).inc()
+    if told:
+        runtime.relay.kick()
+    return web.json_response({"result": outcome.value, "notified": told})
+
+
+async def _poll_telegram(channel: TelegramChannel, dispatcher: InboundDispatcher) -> None:
+    """Long polling, for a bot without a public URL: updates go through the same durable store."""
+    bot = channel.application.bot
+    await bot.delete_webhook()
+    offset = 0
+    while True:
+        try:
+            updates = await bot.get_updates(
+                offset=offset, timeout=25, allowed_updates=telegram.ALLOWED_UPDATES
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("telegram polling failed: %s", type(exc).__name__)
+            await asyncio.sleep(3)
+            continue
+        for update in updates:
+            payload = update.to_dict()
+            await dispatcher.accept(update.update_id, telegram.chat_key(payload) or "-", payload)
+            offset = update.update_id + 1
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own 413 (body over the limit) in the same JSON shape as every other error."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge as exc:
+        body = json.dumps(
+            {"error": {"code": "too_large", "message": f"the body is over {MAX_BODY} bytes"}}
+        )
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_BODY,
+            actual_size=exc.actual_size if hasattr(exc, "actual_size") else 0,
+            text=body,
+            content_type="application/json",
+        ) from exc
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Open web chat sockets would hold a graceful shutdown for its whole timeout."""
+    if RUNTIME in app:
+        await app[RUNTIME].hub.close()
+
+
+def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
+    app.on_shutdown.append(_close_sockets)
+
+    async def _resources(app: web.Application) -> AsyncIterator[None]:
+        token = _secret(settings.telegram_bot_token)
+        install_redaction(
+            [
+                s
+                for s in (
+                    token,
+                    _secret(settings.telegram_webhook_secret),
+                    _secret(settings.platform_webhook_secret),
+                )
+                if s
+            ]
+        )
+        meter = Metrics()
+        async with open_bot(settings, relay_channels=RELAYED, metrics=meter) as bot:
+            hub = WebChatHub()
+            senders: dict[str, Sender] = {"webchat": hub}
+            channel = dispatcher = None
+            if token:
+                channel = TelegramChannel(
+                    token=token,
+                    api_url=settings.telegram_api_url,
+                    engine=bot.engine,
+                    renderer=bot.renderer,
+                )
+                await channel.start(
+                    webhook_url=None if telegram_polling else settings.telegram_webhook_url,
+                    secret=_secret(settings.telegram_webhook_secret),
+                )
+                senders[telegram.CHANNEL] = channel.sender
+                dispatcher = InboundDispatcher(bot.sessions, telegram.CHANNEL, channel.process)
+            else:
+                log.warning("TELEGRAM_BOT_TOKEN is not set: serving web chat and the console only")
+            relay = OutboxRelay(bot.sessions, senders)
+            bot.engine.on_queued = relay.kick
+            notifier = PaymentNotifier(bot.sessions, bot.renderer, PUSHED)
+            app[RUNTIME] = Runtime(bot, meter, hub, relay, notifier, channel, dispatcher)
+            webchat.attach(bot.engine, bot.sessions, hub)
+            tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
+            if dispatcher is not None:
+                await dispatcher.resume_pending()
+                if telegram_polling and channel is not None:
+                    tasks.append(
+                        asyncio.create_task(_poll_telegram(channel, dispatcher), name="polling")
+                    )
+            try:
+                yield
+            finally:
+                if dispatcher is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(dispatcher.idle(), timeout=10)
+                    await dispatcher.close()
+                relay.stop()
+                await relay.flush()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await hub.close()
+                if channel is not None:
+                    await channel.stop()
+
+    webchat = WebChat(render_page(settings))
+    webchat.add_routes(app)
+    app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/telegram/webhook", telegram_webhook)
+    app.router.add_post("/platform/notify", platform_notify)
+    app.router.add_static("/static", WEB_DIR / "static", show_index=False)
     return app

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.engine import Engine
+from bot.engine import Engine, EngineMetrics
 from bot.faq.knowledge import Knowledge, load_valid_knowledge
 from bot.nlu.matcher import Matcher, MatcherConfig
 from bot.platform.gateway import PlatformGateway
@@ -40,6 +40,8 @@ class Bot:
     db: AsyncEngine
     engine: Engine
     gateway: PlatformGateway
+    renderer: Renderer
+    sessions: async_sessionmaker[AsyncSession]
 
 
 def build_notifier(settings: Settings) -> Notifier:
@@ -90,7 +92,13 @@ def build_sql_gateway(
 
 
 @asynccontextmanager
-async def open_bot(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Bot]:
+async def open_bot(
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    relay_channels: frozenset[str] = frozenset(),
+    metrics: EngineMetrics | None = None,
+) -> AsyncIterator[Bot]:
     """The ready engine on an upgraded database; the database is closed on exit."""
     knowledge = load_valid_knowledge(settings.knowledge_dir)
     matcher = build_matcher(settings, knowledge)
@@ -108,9 +116,11 @@ async def open_bot(settings: Settings, *, migrate: bool = True) -> AsyncIterator
             matcher=matcher,
             renderer=renderer,
             gateway=gateway,
+            relay_channels=relay_channels,
+            metrics=metrics,
         )
         try:
-            yield Bot(settings, db, engine, gateway)
+            yield Bot(settings, db, engine, gateway, renderer, sessions)
         finally:
             if isinstance(gateway, HttpPlatform):
                 await gateway.close()

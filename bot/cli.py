@@ -130,6 +130,37 @@ def cmd_platform_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from webhook_server import create_app
+
+    settings = _settings(args)
+    if args.demo and settings.demo_world is not None:
+
+        async def demo() -> None:
+            async with open_bot(settings) as bot:
+                await load_demo(bot, settings)
+
+        asyncio.run(demo())
+    print(f"Web chat:      http://{args.host}:{args.port}/")
+    if settings.telegram_bot_token is None:
+        print("Telegram:      off (set TELEGRAM_BOT_TOKEN to serve Telegram too)")
+    elif args.telegram_polling:
+        print("Telegram:      long polling")
+    else:
+        print("Telegram:      webhook at /telegram/webhook")
+    web.run_app(
+        create_app(settings, telegram_polling=args.telegram_polling),
+        host=args.host,
+        port=args.port,
+        print=None,
+        shutdown_timeout=15,
+        access_log=None,
+    )
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not args.json:
@@ -194,6 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8081)
     serve.add_argument("--demo", action="store_true", help="load the demo world first")
     serve.set_defaults(func=cmd_platform_serve)
+
+    serve = commands.add_parser(
+        "serve", help="run the HTTP server: web chat, Telegram, notifications"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--telegram-polling",
+        action="store_true",
+        help="fetch Telegram updates by long polling instead of a webhook",
+    )
+    serve.add_argument(
+        "--demo", action="store_true", help="load the demo world and print its bind codes"
+    )
+    serve.set_defaults(func=cmd_serve)
 
     chat = commands.add_parser("chat", help="talk to the bot in this terminal")
     chat.add_argument("--json", action="store_true", help="JSON lines in and out, for scripts")

@@ -76,6 +76,7 @@ class Outcome:
     findings: dict[str, Any] = field(default_factory=dict)
     bind_merchant: str | None = None
     rate_events: list[str] = field(default_factory=list)
+    watch_orders: list[str] = field(default_factory=list)
 
 
 RecentCounter = Callable[[str, timedelta], Awaitable[int]]

@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.context import Context, ConversationView, FlowState, Identity, Outcome
+from bot.delivery import record_outgoing
 from bot.diagnostics.registry import FLOWS
 from bot.faq.knowledge import Knowledge
 from bot.handlers import build_router
@@ -41,6 +43,7 @@ from bot.storage.models import (
     Conversation,
     FaqFeedback,
     Message,
+    OrderWatch,
     ProcessedInbound,
     RateEvent,
     UnansweredQuestion,
@@ -79,6 +82,11 @@ _SMALL_TALK = {Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE, 
 SWITCH_SCORE = 0.25
 OFFERED = "_offered"
 FLOW_TTL = timedelta(minutes=30)
+RATE_WINDOW = timedelta(minutes=1)
+
+
+class EngineMetrics(Protocol):
+    def handled(self, channel: str, label: str | None, replies: int, seconds: float) -> None: ...
 
 
 def _utcnow() -> datetime:
@@ -105,6 +113,9 @@ class Engine:
         gateway: PlatformGateway,
         router: Router | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        relay_channels: frozenset[str] = frozenset(),
+        on_queued: Callable[[], None] | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -114,6 +125,9 @@ class Engine:
         self.gateway = gateway
         self.router = router or build_router()
         self.clock = clock
+        self.relay_channels = relay_channels
+        self.on_queued = on_queued
+        self.metrics = metrics
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
@@ -136,6 +150,7 @@ class Engine:
             language = detect_language(fold(message.text[:200])) or self.settings.default_language
             text = self.renderer.render(language, "too_long", limit=self.settings.max_text_length)
             return [Reply(text)]
+        started = time.perf_counter()
         async with self._chat_lock((message.channel, message.chat_id)):
             if await self._already_processed(message):
                 return []
@@ -147,7 +162,7 @@ class Engine:
                             ProcessedInbound(channel=message.channel, message_id=message.message_id)
                         )
                         await session.flush()
-                        return await self._handle_in_transaction(session, message)
+                        replies, label = await self._handle_in_transaction(session, message)
                     finally:
                         current_session.reset(token)
             except IntegrityError:
@@ -157,6 +172,13 @@ class Engine:
                     )
                     return []
                 raise
+        if message.channel in self.relay_channels and replies and self.on_queued is not None:
+            self.on_queued()
+        if self.metrics is not None:
+            self.metrics.handled(
+                message.channel, label, len(replies), time.perf_counter() - started
+            )
+        return replies
 
     async def bind(self, channel: str, user_id: str, merchant_id: str) -> bool:
         """Bind a chat account to a merchant directly (support staff trying things out)."""
@@ -210,9 +232,15 @@ class Engine:
 
     async def _handle_in_transaction(
         self, session: AsyncSession, message: IncomingMessage
-    ) -> list[Reply]:
+    ) -> tuple[list[Reply], str | None]:
         now = self.clock()
         conversation = await self._conversation(session, message)
+        queue = message.channel in self.relay_channels
+        if await self._over_rate_limit(session, conversation, now):
+            language = Language(conversation.language)
+            limited = [Reply(self.renderer.render(language, "rate_limited"))]
+            await record_outgoing(session, conversation, limited, queue=queue)
+            return limited, "rate_limited"
         identity = await self._identity(session, message.channel, message.user_id)
         if conversation.identity_id != identity.id:
             conversation.identity_id = identity.id
@@ -272,7 +300,22 @@ class Engine:
         if ctx.parse is not None:
             inbound.label, inbound.score = ctx.parse.label.value, ctx.parse.score
         self._apply(session, conversation, identity, ctx, outcome, now)
-        return outcome.replies
+        await record_outgoing(session, conversation, outcome.replies, queue=queue)
+        return outcome.replies, ctx.parse.label.value if ctx.parse else None
+
+    async def _over_rate_limit(
+        self, session: AsyncSession, conversation: Conversation, now: datetime
+    ) -> bool:
+        recent = await session.scalar(
+            select(func.count())
+            .select_from(Message)
+            .where(
+                Message.conversation_id == conversation.id,
+                Message.direction == Direction.IN,
+                Message.created_at > now - RATE_WINDOW,
+            )
+        )
+        return int(recent or 0) >= self.settings.rate_limit_per_minute
 
     def _flow_state(self, ctx: Context) -> FlowState | None:
         view = ctx.conversation
@@ -302,6 +345,13 @@ class Engine:
         return await self._route_text(ctx, text)
 
     async def _route_action(self, ctx: Context, action: str, state: FlowState | None) -> Outcome:
+        if action.startswith("#"):
+            # A button whose action was too long for the channel travels as its index.
+            offered: list[list[str]] = ctx.conversation.slots.get(OFFERED) or []
+            index = action[1:]
+            if not index.isdigit() or not 0 <= int(index) < len(offered):
+                return Outcome([ctx.say("stale_action")])
+            action = offered[int(index)][1]
         prefix, _, argument = action.partition(":")
         if prefix == "flow":
             if state is None:
@@ -412,6 +462,10 @@ class Engine:
             conversation.last_label = ctx.parse.label.value
         if outcome.bind_merchant is not None:
             identity.kind, identity.merchant_id = "merchant", outcome.bind_merchant
+        for order_no in outcome.watch_orders:
+            session.add(
+                OrderWatch(conversation_id=conversation.id, order_no=order_no, created_at=now)
+            )
         for key in outcome.rate_events:
             session.add(RateEvent(key=key, at=now))
         if outcome.feedback is not None:
@@ -429,15 +483,6 @@ class Engine:
                     best_label=best.label.value if best else None,
                     score=ctx.parse.score,
                     reason=ctx.parse.reason,
-                )
-            )
-        for reply in outcome.replies:
-            session.add(
-                Message(
-                    conversation_id=conversation.id,
-                    direction=Direction.OUT,
-                    sender_kind=SenderKind.BOT,
-                    text=mask_pii(reply.text),
                 )
             )
 

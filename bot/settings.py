@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     nlu_max_foreign: float = Field(default=0.2, ge=0.0, le=1.0)
     nlu_suggest_score: float = Field(default=0.15, ge=0.0, le=1.0)
     max_text_length: int = Field(default=4000, gt=0)
+    rate_limit_per_minute: int = Field(default=20, gt=0)
+    # Channels
+    telegram_bot_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_webhook_url: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    platform_webhook_secret: SecretStr | None = None
     # The platform: embedded (SqlPlatform on DATABASE_URL) unless PLATFORM_API_URL is set.
     platform_api_url: str | None = None
     platform_api_key: SecretStr | None = None

@@ -160,3 +160,15 @@ async def test_start_and_help_commands(chat: Chat) -> None:
     assert len(chat.buttons) == 5
     await chat.say("/help")
     assert "/lang" in chat.text
+
+
+async def test_a_chat_sending_too_fast_is_asked_to_wait(chat: Chat, db: AsyncEngine) -> None:
+    for number in range(20):
+        await chat.say(f"第{number}个问题")
+    await chat.say("手续费怎么收")
+    assert "太快" in chat.text
+    async with session_factory(db)() as session:
+        inbound = await session.scalar(
+            select(func.count()).select_from(Message).where(Message.direction == "in")
+        )
+    assert inbound == 20

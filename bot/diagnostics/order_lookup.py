@@ -79,4 +79,7 @@ class OrderLookupFlow(Flow):
                 solved=False,
                 rate_events=[verify_key(ctx)],
             )
-        return await self.about(ctx, order, {"verified": True})
+        outcome = await self.about(ctx, order, {"verified": True})
+        # The customer hears when this order's payment arrives (platform notifications).
+        outcome.watch_orders.append(order.order_no)
+        return outcome

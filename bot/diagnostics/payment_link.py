@@ -17,6 +17,15 @@ from bot.types import Button, Label
 _MAX_NOTE = 60
 
 
+def _plain_amount(text: str) -> str | None:
+    """A bare number, as in "/pay 88.5"."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    return str(value.quantize(Decimal("0.01"))) if value > 0 else None
+
+
 class PaymentLinkFlow(Flow):
     name = "payment_link"
     label = Label.ACTION_PAYMENT_LINK
@@ -24,7 +33,7 @@ class PaymentLinkFlow(Flow):
     async def start(self, ctx: Context) -> Outcome:
         if not ctx.identity.is_merchant:
             return self.finish(ctx, [ctx.say("flows/bind_first", ctx.human_button())], solved=False)
-        amount = ctx.entity("amount")
+        amount = ctx.entity("amount") or _plain_amount(ctx.argument)
         note = ctx.entity("note") if amount else None
         if amount is None:
             return self.wait(

@@ -41,6 +41,18 @@ for _flow in FLOWS.values():
     router.label(_flow.label)(_starter(_flow))
 
 
+def _command(flow: Flow) -> Handler:
+    async def start(ctx: Context) -> Result:
+        return await flow.start(ctx)
+
+    return start
+
+
+router.command("status")(_command(FLOWS["payment_status"]))
+router.command("pay")(_command(FLOWS["payment_link"]))
+router.command("reset")(_command(FLOWS["password_reset"]))
+
+
 async def start_by_label(ctx: Context, label: Label) -> Result | None:
     flow = next((f for f in FLOWS.values() if f.label == label), None)
     return await flow.start(ctx) if flow else None

@@ -19,7 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
@@ -109,6 +109,7 @@ class Message(Base):
     label: Mapped[str | None] = mapped_column(String(64), default=None)
     score: Mapped[float | None] = mapped_column(Float, default=None)
     channel_message_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -158,3 +159,77 @@ class RateEvent(Base):
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InboundUpdate(Base):
+    """A channel update stored before it is acknowledged; processed later, in order per chat."""
+
+    __tablename__ = "inbound_updates"
+    __table_args__ = (
+        UniqueConstraint("source", "update_id"),
+        Index("ix_inbound_updates_pending", "processed_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    chat_key: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class OutboxItem(Base):
+    """A message to deliver on a channel, written in the transaction that decided to send it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "status", "next_attempt_at", "id"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), default=None)
+    message: Mapped[Message | None] = relationship()
+    channel: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class WebChatSession(Base):
+    """A web chat visitor; only a digest of the bearer token is kept."""
+
+    __tablename__ = "webchat_sessions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PlatformEvent(Base):
+    """Payment events from the platform already applied: a replay changes nothing."""
+
+    __tablename__ = "platform_events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(18))
+    status: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OrderWatch(Base):
+    """A chat asked about an order; it hears about that order's payment for 24 hours."""
+
+    __tablename__ = "order_watches"
+    __table_args__ = (Index("ix_order_watches_order_at", "order_no", "created_at"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    order_no: Mapped[str] = mapped_column(String(18))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,177 @@
+"""Payment events from the platform, and telling the chats that care.
+
+An event is applied in one transaction with its effect: the event id is claimed (a replay finds
+it taken and changes nothing), the order's status moves forward only (a late `pending` never
+overwrites `paid`), the amount must match the order's, and a notice is written (transcript and
+outbox) to every chat bound to the order's merchant and every customer chat that asked about the
+order in the last 24 hours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.delivery import record_outgoing
+from bot.platform.models import OrderStatus
+from bot.platform.sql import from_fen
+from bot.platform.tables import OrderRow
+from bot.render import Renderer
+from bot.storage.models import Conversation, Identity, OrderWatch, PlatformEvent
+from bot.types import Language, Reply, SenderKind
+
+TOLERANCE = 300
+WATCH_WINDOW = timedelta(hours=24)
+_PROGRESS = {"created": 0, "pending": 1, "failed": 2, "closed": 2, "paid": 3, "refunded": 4}
+
+
+class SignatureError(Exception):
+    """The notification is not from the platform, or not from now."""
+
+
+class EventError(Exception):
+    """The event is well signed but cannot be applied (unknown order, wrong amount, bad shape)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Applied(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The `X-BTP-Signature` header value for `body` (what the platform sends; tests use it)."""
+    moment = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{moment}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={moment},v1={digest}"
+
+
+def verify(secret: str, header: str, body: bytes, now: float | None = None) -> None:
+    """Raise SignatureError unless `header` signs `body` with `secret` within 5 minutes of now."""
+    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    timestamp, signature = fields.get("t", ""), fields.get("v1", "")
+    if not timestamp.isdigit() or not signature:
+        raise SignatureError("malformed signature header")
+    if abs((time.time() if now is None else now) - int(timestamp)) > TOLERANCE:
+        raise SignatureError("timestamp outside the tolerance")
+    expected = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        raise SignatureError("signature mismatch")
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    id: str
+    order_no: str
+    status: OrderStatus
+    amount: Decimal
+
+    @classmethod
+    def parse(cls, raw: Any) -> PaymentEvent:
+        if not isinstance(raw, dict):
+            raise EventError("bad_request", "the event must be a JSON object")
+        try:
+            event_id = str(raw["id"])
+            order_no = str(raw["order_no"]).upper()
+            status = OrderStatus(str(raw["status"]))
+            amount = Decimal(str(raw["amount"]))
+        except (KeyError, ValueError, InvalidOperation) as exc:
+            raise EventError("bad_request", f"missing or invalid field: {exc}") from exc
+        if raw.get("type", "payment.status") != "payment.status":
+            raise EventError("bad_request", "unsupported event type")
+        if not 0 < len(event_id) <= 64 or len(order_no) != 18 or not order_no.startswith("BT"):
+            raise EventError("bad_request", "invalid id or order_no")
+        if not amount.is_finite() or amount <= 0:
+            raise EventError("bad_request", "invalid amount")
+        return cls(event_id, order_no, status, amount)
+
+
+class PaymentNotifier:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        renderer: Renderer,
+        relay_channels: frozenset[str],
+    ) -> None:
+        self._sessions = sessions
+        self._renderer = renderer
+        self._relay_channels = relay_channels
+
+    async def apply(self, event: PaymentEvent) -> tuple[Applied, int]:
+        """Apply once; returns what happened and how many chats were told."""
+        try:
+            async with self._sessions() as session, session.begin():
+                session.add(
+                    PlatformEvent(event_id=event.id, order_no=event.order_no, status=event.status)
+                )
+                await session.flush()
+                return await self._apply(session, event)
+        except IntegrityError:
+            async with self._sessions() as session:
+                if await session.get(PlatformEvent, event.id) is not None:
+                    return Applied.DUPLICATE, 0
+            raise
+
+    async def _apply(self, session: AsyncSession, event: PaymentEvent) -> tuple[Applied, int]:
+        order = await session.get(OrderRow, event.order_no, with_for_update=True)
+        if order is None:
+            raise EventError("unknown_order", "no such order")
+        if from_fen(order.amount_fen) != event.amount.quantize(Decimal("0.01")):
+            raise EventError("amount_mismatch", "the amount does not match the order")
+        if _PROGRESS[event.status.value] <= _PROGRESS[order.status]:
+            return Applied.STALE, 0
+        order.status, order.updated_at = event.status.value, datetime.now(UTC)
+        if event.status != OrderStatus.PAID:
+            return Applied.APPLIED, 0
+        told = 0
+        for conversation in await self._audience(session, order):
+            language = Language(conversation.language)
+            text = self._renderer.render(
+                language,
+                "notices/payment_received",
+                amount=str(from_fen(order.amount_fen)),
+                order_no=order.order_no,
+            )
+            await record_outgoing(
+                session,
+                conversation,
+                [Reply(text)],
+                sender=SenderKind.SYSTEM,
+                queue=conversation.channel in self._relay_channels,
+            )
+            told += 1
+        return Applied.APPLIED, told
+
+    async def _audience(self, session: AsyncSession, order: OrderRow) -> list[Conversation]:
+        merchants = (
+            select(Conversation)
+            .join(Identity, Conversation.identity_id == Identity.id)
+            .where(Identity.kind == "merchant", Identity.merchant_id == order.merchant_id)
+        )
+        since = datetime.now(UTC) - WATCH_WINDOW
+        watchers = (
+            select(Conversation)
+            .join(OrderWatch, OrderWatch.conversation_id == Conversation.id)
+            .where(OrderWatch.order_no == order.order_no, OrderWatch.created_at > since)
+        )
+        found: dict[int, Conversation] = {}
+        for query in (merchants, watchers):
+            for conversation in (await session.scalars(query)).all():
+                found[conversation.id] = conversation
+        return list(found.values())

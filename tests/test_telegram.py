@@ -1,0 +1,258 @@
+"""Telegram end to end: the real app and python-telegram-bot against the Bot API stand-in.
+
+Updates are posted to /telegram/webhook in real Bot API JSON; replies come back as Bot API calls
+recorded by the stand-in on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+
+from bot.channels.telegram import split_text
+from bot.notifications import sign
+from bot.platform.world import load_world, read_world
+from bot.settings import Settings
+from bot.storage.db import create_engine, session_factory
+from bot.storage.models import InboundUpdate, Message, OutboxItem
+from tests import telegram_updates as tg
+from tests.botapi import BotApiStub
+from tests.conftest import DEMO_WORLD, FAST_HASHER, _migrated_sqlite
+from webhook_server import RUNTIME, create_app
+
+SECRET = "webhook-secret-0123456789"
+NOTIFY_SECRET = "notify-secret-0123456789"
+CHAT = 424242
+
+
+class Telegram:
+    def __init__(self, client: TestClient, stub: BotApiStub) -> None:
+        self.client = client
+        self.stub = stub
+        self._ids = iter(range(1000, 100000))
+
+    async def post(self, update: dict[str, Any], secret: str | None = SECRET) -> int:
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+        response = await self.client.post(
+            "/telegram/webhook", data=json.dumps(update), headers=headers
+        )
+        return response.status
+
+    async def say(self, text: str, chat: int = CHAT) -> list[str]:
+        """Send a text and wait for the bot's reply to arrive at the Bot API."""
+        before = len(self.stub.sent_texts(chat))
+        assert await self.post(tg.text_message(next(self._ids), chat, text)) == 200
+        return await self.replies(chat, before)
+
+    async def press(self, data: str, chat: int = CHAT) -> list[str]:
+        before = len(self.stub.sent_texts(chat))
+        assert await self.post(tg.callback_query(next(self._ids), chat, data)) == 200
+        return await self.replies(chat, before)
+
+    async def replies(self, chat: int, before: int, timeout: float = 5.0) -> list[str]:
+        runtime = self.client.app[RUNTIME]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            assert runtime.dispatcher is not None
+            await runtime.dispatcher.idle()
+            await runtime.relay.flush()
+            texts = self.stub.sent_texts(chat)
+            if len(texts) > before:
+                return texts[before:]
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"no reply to chat {chat}; calls: {[c.method for c in self.stub.calls]}")
+
+    def last_keyboard(self, chat: int = CHAT) -> list[str]:
+        for call in reversed(self.stub.calls):
+            markup = call.params.get("reply_markup")
+            if call.params.get("chat_id") == chat and markup:
+                return [row[0]["callback_data"] for row in markup["inline_keyboard"]]
+        return []
+
+    async def count(self, model: type) -> int:
+        async with self.client.app[RUNTIME].bot.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+@pytest.fixture
+async def telegram(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Telegram]:
+    path = tmp_path / "app.db"
+    shutil.copyfile(await _migrated_sqlite(tmp_path_factory), path)
+    db = create_engine(f"sqlite+aiosqlite:///{path}")
+    await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
+    await db.dispose()
+    async with BotApiStub() as stub:
+        settings = Settings(
+            database_url=f"sqlite+aiosqlite:///{path}",
+            telegram_bot_token=stub.token,
+            telegram_api_url=stub.url,
+            telegram_webhook_secret=SECRET,
+            telegram_webhook_url="https://bot.example.com/telegram/webhook",
+            platform_webhook_secret=NOTIFY_SECRET,
+            demo_world=None,
+        )
+        async with TestClient(TestServer(create_app(settings))) as client:
+            yield Telegram(client, stub)
+
+
+async def test_start_registers_webhook_and_commands_in_both_languages(telegram: Telegram) -> None:
+    webhook = telegram.stub.webhook
+    assert webhook["url"] == "https://bot.example.com/telegram/webhook"
+    assert webhook["secret_token"] == SECRET
+    zh = [c["command"] for c in telegram.stub.commands(language_code="zh")]
+    en = [c["command"] for c in telegram.stub.commands()]
+    assert zh == en == ["start", "help", "status", "pay", "reset", "bind", "human", "lang"]
+
+
+async def test_start_command_greets_with_buttons(telegram: Telegram) -> None:
+    replies = await telegram.say("/start")
+    assert "B特派" in replies[0]
+    assert "human" in telegram.last_keyboard()
+
+
+async def test_faq_in_chinese_and_english(telegram: Telegram) -> None:
+    assert "1-3个工作日" in (await telegram.say("提现多久到账"))[0]
+    assert "1-3 working days" in (await telegram.say("how long does a withdrawal take"))[0]
+
+
+async def test_button_press_answers_the_callback_and_replies(telegram: Telegram) -> None:
+    await telegram.say("你好")
+    replies = await telegram.press("faq:fees.rates")
+    assert "官网" in replies[0]
+    await telegram.stub.wait_for("answerCallbackQuery")
+
+
+async def test_forged_webhook_is_refused_and_nothing_is_stored(telegram: Telegram) -> None:
+    update = tg.text_message(1, CHAT, "你好")
+    assert await telegram.post(update, secret=None) == 403
+    assert await telegram.post(update, secret="wrong") == 403
+    assert await telegram.count(InboundUpdate) == 0
+    assert telegram.stub.calls_of("sendMessage") == []
+
+
+async def test_malformed_updates_get_400(telegram: Telegram) -> None:
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    for body in (b"{not json", b"[]", b'{"update_id": "7"}', b'{"message": {}}'):
+        response = await telegram.client.post("/telegram/webhook", data=body, headers=headers)
+        assert response.status == 400
+    big = json.dumps(tg.text_message(2, CHAT, "长" * 40000)).encode()
+    response = await telegram.client.post("/telegram/webhook", data=big, headers=headers)
+    assert response.status == 413
+    assert await telegram.count(InboundUpdate) == 0
+
+
+async def test_redelivered_and_concurrent_duplicates_take_effect_once(telegram: Telegram) -> None:
+    update = tg.text_message(50, CHAT, "手续费怎么收")
+    statuses = await asyncio.gather(*(telegram.post(update) for _ in range(5)))
+    assert statuses == [200] * 5
+    await telegram.replies(CHAT, 0)
+    assert await telegram.post(update) == 200
+    await asyncio.sleep(0.1)
+    await telegram.replies(CHAT, 0)
+    assert len(telegram.stub.sent_texts(CHAT)) == 1
+    assert await telegram.count(InboundUpdate) == 1
+
+
+async def test_updates_of_one_chat_are_answered_in_order(telegram: Telegram) -> None:
+    questions = ["提现多久到账", "手续费怎么收", "怎么注册", "二维码收款怎么用"]
+    for number, text in enumerate(questions):
+        assert await telegram.post(tg.text_message(100 + number, CHAT, text)) == 200
+    await telegram.replies(CHAT, len(questions) - 1)
+    async with telegram.client.app[RUNTIME].bot.sessions() as session:
+        stored = (
+            await session.scalars(
+                select(Message.text).where(Message.direction == "in").order_by(Message.id)
+            )
+        ).all()
+    assert list(stored) == questions
+    texts = telegram.stub.sent_texts(CHAT)
+    assert "1-3个工作日" in texts[0] and "官网" in texts[1]
+
+
+async def test_flood_control_429_is_waited_out_and_nothing_is_lost(telegram: Telegram) -> None:
+    telegram.stub.fail_next("sendMessage", status=429, retry_after=1)
+    replies = await telegram.say("提现多久到账")
+    assert len(replies) == 1 and "1-3个工作日" in replies[0]
+    attempts = telegram.stub.calls_of("sendMessage")
+    assert [c.failed for c in attempts] == [True, False]
+    assert attempts[1].at - attempts[0].at >= 0.9
+    async with telegram.client.app[RUNTIME].bot.sessions() as session:
+        statuses = (await session.scalars(select(OutboxItem.status))).all()
+    assert list(statuses) == ["sent"]
+
+
+async def test_payment_link_sends_the_qr_code_as_a_photo(telegram: Telegram) -> None:
+    await telegram.say("/bind 482913")
+    await telegram.say("/pay 88.5")
+    assert "flow:confirm:yes" in telegram.last_keyboard()
+    await telegram.press("flow:confirm:yes")
+    photo = (await telegram.stub.wait_for("sendPhoto"))[0]
+    assert photo.files["photo"].startswith(b"\x89PNG")
+    assert any("pay.btp.example/l/PL" in t for t in telegram.stub.sent_texts(CHAT))
+
+
+async def test_long_button_actions_fit_telegrams_64_bytes(telegram: Telegram) -> None:
+    await telegram.say("/bind 275160")
+    await telegram.say("登录不了")
+    keyboard = telegram.last_keyboard()
+    assert keyboard and all(len(data.encode()) <= 64 for data in keyboard)
+    replies = await telegram.press(keyboard[0])
+    assert replies
+
+
+async def test_stickers_photos_groups_and_edits(telegram: Telegram) -> None:
+    before = len(telegram.stub.sent_texts(CHAT))
+    assert await telegram.post(tg.sticker(300, CHAT)) == 200
+    assert "文字" in (await telegram.replies(CHAT, before))[0]
+    assert await telegram.post(tg.group_message(301, -100200, "大家好")) == 200
+    assert await telegram.post(tg.edited_message(302, CHAT, "改一下")) == 200
+    await telegram.client.app[RUNTIME].dispatcher.idle()  # type: ignore[union-attr]
+    await telegram.client.app[RUNTIME].relay.flush()
+    assert telegram.stub.sent_texts(-100200) == []
+    assert len(telegram.stub.sent_texts(CHAT)) == before + 1
+
+
+async def test_payment_notification_reaches_the_bound_merchant(telegram: Telegram) -> None:
+    await telegram.say("/bind 482913")
+    before = len(telegram.stub.sent_texts(CHAT))
+    body = json.dumps(
+        {"id": "evt_tg", "order_no": "BT2026112600000013", "status": "paid", "amount": "15.50"}
+    ).encode()
+    response = await telegram.client.post(
+        "/platform/notify",
+        data=body,
+        headers={"X-BTP-Signature": sign(NOTIFY_SECRET, body), "Content-Type": "application/json"},
+    )
+    assert response.status == 200
+    assert "收到付款 ¥15.50" in (await telegram.replies(CHAT, before))[0]
+
+
+async def test_the_token_never_reaches_the_logs(
+    telegram: Telegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await telegram.say("你好")
+    telegram.stub.fail_next("sendMessage", status=502)
+    await telegram.say("谢谢")
+    assert telegram.stub.token not in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_long_text_is_split_at_telegrams_limit() -> None:
+    text = ("一段很长的回答。" * 300 + "\n") * 3
+    parts = split_text(text)
+    assert all(len(part) <= 4096 for part in parts)
+    assert "".join(parts).replace("\n", "") == text.replace("\n", "")
