@@ -27,7 +27,7 @@ from bot.channels.errors import json_error
 from bot.channels.inbound import InboundDispatcher
 from bot.channels.outbox import OutboxRelay, Sender
 from bot.channels.telegram import TelegramChannel
-from bot.channels.webchat import WebChat, WebChatHub
+from bot.channels.webchat import WebChat, WebChatFanout, WebChatHub
 from bot.logsafety import install_redaction
 from bot.metrics import Metrics
 from bot.notifications import EventError, PaymentEvent, PaymentNotifier, SignatureError, verify
@@ -213,9 +213,11 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
             ]
         )
         meter = Metrics()
-        async with open_bot(settings, relay_channels=RELAYED, metrics=meter) as bot:
+        async with open_bot(
+            settings, relay_channels=RELAYED, pushed_channels=PUSHED, metrics=meter
+        ) as bot:
             hub = WebChatHub()
-            senders: dict[str, Sender] = {"webchat": hub}
+            senders: dict[str, Sender] = {"webchat": WebChatFanout(hub, bot.bus, bot.sessions)}
             channel = dispatcher = None
             if token:
                 channel = TelegramChannel(
@@ -234,6 +236,12 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                 log.warning("TELEGRAM_BOT_TOKEN is not set: serving web chat and the console only")
             relay = OutboxRelay(bot.sessions, senders)
             bot.engine.on_queued = relay.kick
+
+            async def on_event(event: dict[str, object]) -> None:
+                if event.get("kind") == "outbox":
+                    relay.kick()
+
+            bot.bus.subscribe(on_event)
             notifier = PaymentNotifier(bot.sessions, bot.renderer, PUSHED)
             app[RUNTIME] = Runtime(bot, meter, hub, relay, notifier, channel, dispatcher)
             webchat.attach(bot.engine, bot.sessions, hub)

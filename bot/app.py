@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.engine import Engine, EngineMetrics
+from bot.escalation.bus import EventBus
+from bot.escalation.hours import BusinessHours
+from bot.escalation.service import HandoffService
 from bot.faq.knowledge import Knowledge, load_valid_knowledge
 from bot.nlu.matcher import Matcher, MatcherConfig
 from bot.platform.gateway import PlatformGateway
@@ -42,6 +45,8 @@ class Bot:
     gateway: PlatformGateway
     renderer: Renderer
     sessions: async_sessionmaker[AsyncSession]
+    handoffs: HandoffService
+    bus: EventBus
 
 
 def build_notifier(settings: Settings) -> Notifier:
@@ -91,12 +96,33 @@ def build_sql_gateway(
     )
 
 
+def build_handoffs(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    renderer: Renderer,
+    gateway: PlatformGateway,
+    bus: EventBus,
+    pushed_channels: frozenset[str],
+) -> HandoffService:
+    hours = BusinessHours.parse(settings.timezone, settings.business_hours, settings.business_days)
+    return HandoffService(
+        sessions=sessions,
+        renderer=renderer,
+        gateway=gateway,
+        bus=bus,
+        hours=hours,
+        pushed_channels=pushed_channels,
+        capacity=settings.agent_capacity,
+    )
+
+
 @asynccontextmanager
 async def open_bot(
     settings: Settings,
     *,
     migrate: bool = True,
     relay_channels: frozenset[str] = frozenset(),
+    pushed_channels: frozenset[str] = frozenset(),
     metrics: EngineMetrics | None = None,
 ) -> AsyncIterator[Bot]:
     """The ready engine on an upgraded database; the database is closed on exit."""
@@ -109,6 +135,9 @@ async def open_bot(
             await upgrade(db)
         sessions = session_factory(db)
         gateway = build_gateway(settings, sessions, renderer)
+        bus = EventBus(settings.database_url)
+        await bus.start()
+        handoffs = build_handoffs(settings, sessions, renderer, gateway, bus, pushed_channels)
         engine = Engine(
             settings=settings,
             sessions=sessions,
@@ -118,10 +147,12 @@ async def open_bot(
             gateway=gateway,
             relay_channels=relay_channels,
             metrics=metrics,
+            handoffs=handoffs,
         )
         try:
-            yield Bot(settings, db, engine, gateway, renderer, sessions)
+            yield Bot(settings, db, engine, gateway, renderer, sessions, handoffs, bus)
         finally:
+            await bus.close()
             if isinstance(gateway, HttpPlatform):
                 await gateway.close()
     finally:

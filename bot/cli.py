@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import json
 import logging
 import sys
 import uuid
 from pathlib import Path
+
+from argon2 import PasswordHasher
+from sqlalchemy import select
 
 from bot.app import Bot, build_matcher, open_bot
 from bot.channels.terminal import run_terminal
@@ -19,6 +23,7 @@ from bot.platform.server import run_platform_server
 from bot.platform.world import load_world, read_world
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
+from bot.storage.models import Agent, AuditEntry
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -130,6 +135,46 @@ def cmd_platform_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agent_add(args: argparse.Namespace) -> int:
+    """Create or update a console agent; the password is read from stdin, never an argument."""
+    settings = _settings(args)
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        raise ValueError("the password needs at least 8 characters")
+
+    async def run() -> bool:
+        db = create_engine(settings.database_url)
+        try:
+            await upgrade(db)
+            async with session_factory(db)() as session, session.begin():
+                agent = await session.scalar(select(Agent).where(Agent.name == args.name))
+                created = agent is None
+                if agent is None:
+                    agent = Agent(
+                        name=args.name, password_hash="", capacity=settings.agent_capacity
+                    )
+                    session.add(agent)
+                agent.password_hash = PasswordHasher().hash(password)
+                agent.is_supervisor = args.supervisor
+                session.add(
+                    AuditEntry(
+                        action="agent_added" if created else "agent_updated",
+                        detail={"name": args.name, "supervisor": args.supervisor},
+                    )
+                )
+                return created
+        finally:
+            await db.dispose()
+
+    created = asyncio.run(run())
+    role = "supervisor" if args.supervisor else "agent"
+    print(f"{role} {args.name} {'added' if created else 'updated'}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -225,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8081)
     serve.add_argument("--demo", action="store_true", help="load the demo world first")
     serve.set_defaults(func=cmd_platform_serve)
+
+    agent = commands.add_parser("agent", help="console agents").add_subparsers(
+        dest="agent_command", required=True
+    )
+    add = agent.add_parser("add", help="add or update an agent; the password is read from stdin")
+    add.add_argument("name")
+    add.add_argument("--supervisor", action="store_true")
+    add.set_defaults(func=cmd_agent_add)
 
     serve = commands.add_parser(
         "serve", help="run the HTTP server: web chat, Telegram, notifications"

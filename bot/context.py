@@ -77,6 +77,10 @@ class Outcome:
     bind_merchant: str | None = None
     rate_events: list[str] = field(default_factory=list)
     watch_orders: list[str] = field(default_factory=list)
+    handoff: str | None = None  # the reason, when the chat should go to people
+    rating: tuple[int, int] | None = None
+    ticket_text: str | None = None
+    return_to_bot: bool = False
 
 
 RecentCounter = Callable[[str, timedelta], Awaitable[int]]

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.context import Context, ConversationView, FlowState, Identity, Outcome
 from bot.delivery import record_outgoing
 from bot.diagnostics.registry import FLOWS
+from bot.escalation.service import HandoffService, priority_of
 from bot.faq.knowledge import Knowledge
 from bot.handlers import build_router
 from bot.handlers.binding import bind_code_in
@@ -81,6 +82,9 @@ _SMALL_TALK = {Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE, 
 # is this sure of the new subject; otherwise the flow asks again.
 SWITCH_SCORE = 0.25
 OFFERED = "_offered"
+UNHELPFUL = "_unhelpful"
+_PLEASANTRIES = {Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE}
+_BACK_TO_BOT = {"返回机器人", "回到机器人", "返回", "机器人", "back to bot", "bot", "back"}
 FLOW_TTL = timedelta(minutes=30)
 RATE_WINDOW = timedelta(minutes=1)
 
@@ -116,6 +120,7 @@ class Engine:
         relay_channels: frozenset[str] = frozenset(),
         on_queued: Callable[[], None] | None = None,
         metrics: EngineMetrics | None = None,
+        handoffs: HandoffService | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -128,6 +133,7 @@ class Engine:
         self.relay_channels = relay_channels
         self.on_queued = on_queued
         self.metrics = metrics
+        self.handoffs = handoffs
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
@@ -290,6 +296,15 @@ class Engine:
             channel_message_id=message.message_id,
         )
         session.add(inbound)
+        if conversation.state in ("queued", "agent") and self.handoffs is not None:
+            if strip_punctuation(fold(message.text)) not in _BACK_TO_BOT:
+                # People hold the chat: the bot stays silent and passes the message on.
+                await self.handoffs.on_user_message(session, conversation, inbound)
+                return [], None
+            had = await self.handoffs.cancel(session, conversation)
+            back = [ctx.say("handoff/returned", had_handoff=had)]
+            await record_outgoing(session, conversation, back, queue=queue)
+            return back, None
         try:
             outcome = await self._route(ctx)
         except PlatformUnavailable as exc:
@@ -300,8 +315,51 @@ class Engine:
         if ctx.parse is not None:
             inbound.label, inbound.score = ctx.parse.label.value, ctx.parse.score
         self._apply(session, conversation, identity, ctx, outcome, now)
+        if self.handoffs is not None:
+            outcome.replies.extend(await self._people(session, conversation, ctx, outcome))
         await record_outgoing(session, conversation, outcome.replies, queue=queue)
         return outcome.replies, ctx.parse.label.value if ctx.parse else None
+
+    async def _people(
+        self, session: AsyncSession, conversation: Conversation, ctx: Context, outcome: Outcome
+    ) -> list[Reply]:
+        """Handoffs, tickets, ratings and returns: what involves people, in this transaction."""
+        assert self.handoffs is not None
+        said: list[Reply] = []
+        if outcome.ticket_text is not None:
+            await self.handoffs.leave_ticket(session, conversation, outcome.ticket_text)
+        if outcome.rating is not None:
+            ok = await self.handoffs.rate(session, conversation, *outcome.rating)
+            said.append(ctx.say("handoff/rated", ok=ok))
+        if outcome.return_to_bot:
+            had = await self.handoffs.cancel(session, conversation)
+            said.append(ctx.say("handoff/returned", had_handoff=had))
+        reason = outcome.handoff
+        if reason is None and not outcome.solved and conversation.failures >= 2:
+            reason = "bot_failed"
+        asked_again = ctx.parse is not None and ctx.parse.label not in _PLEASANTRIES
+        if reason is None and ctx.conversation.slots.get(UNHELPFUL) and asked_again:
+            reason = "unhelpful_answer"
+        if reason is not None:
+            said += await self.handoffs.request(
+                session,
+                conversation,
+                reason=reason,
+                priority=priority_of(ctx.message.text),
+                findings=dict(conversation.findings or {}),
+            )
+            conversation.failures = 0
+        # "Not helpful" is remembered for one turn: asking again then goes to a person.
+        slots = {k: v for k, v in (conversation.slots or {}).items() if k != UNHELPFUL}
+        if outcome.feedback is not None and not outcome.feedback[1]:
+            slots[UNHELPFUL] = True
+        conversation.slots = slots
+        if said:
+            offered = [
+                [b.label, b.action] for reply in (*outcome.replies, *said) for b in reply.buttons
+            ]
+            conversation.slots = {**(conversation.slots or {}), OFFERED: offered}
+        return said
 
     async def _over_rate_limit(
         self, session: AsyncSession, conversation: Conversation, now: datetime
@@ -375,6 +433,8 @@ class Engine:
             return _Route(self.router.commands["lang"], text)
         if strip_punctuation(fold(text)) in _CANCEL_WORDS:
             return _Route(self.router.commands["cancel"])
+        if strip_punctuation(fold(text)) in _BACK_TO_BOT:
+            return _Route(_back_to_bot)
         code = bind_code_in(text)
         if code is not None:
             return _Route(self.router.commands["bind"], code)
@@ -485,6 +545,10 @@ class Engine:
                     reason=ctx.parse.reason,
                 )
             )
+
+
+async def _back_to_bot(ctx: Context) -> Outcome:
+    return Outcome([], return_to_bot=True)
 
 
 async def _unknown_command(ctx: Context) -> Outcome:

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     telegram_webhook_url: str | None = None
     telegram_api_url: str = "https://api.telegram.org"
     platform_webhook_secret: SecretStr | None = None
+    # Human handoff
+    business_hours: str = "09:00-21:00"
+    business_days: str = "0123456"
+    agent_capacity: int = Field(default=3, gt=0)
+    console_secure_cookies: bool = False
     # The platform: embedded (SqlPlatform on DATABASE_URL) unless PLATFORM_API_URL is set.
     platform_api_url: str | None = None
     platform_api_key: SecretStr | None = None

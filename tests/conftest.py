@@ -10,6 +10,7 @@ import itertools
 import os
 import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import bot.platform.tables  # noqa: F401  (the platform's tables are truncated too)
 from bot.app import build_gateway, build_matcher
 from bot.engine import Engine
+from bot.escalation.bus import EventBus
+from bot.escalation.hours import BusinessHours
+from bot.escalation.service import HandoffService
 from bot.faq.knowledge import Knowledge, load_valid_knowledge
 from bot.nlu.matcher import Matcher
 from bot.platform.gateway import PlatformGateway
@@ -125,6 +129,7 @@ def engine(
     matcher: Matcher,
     renderer: Renderer,
     gateway: PlatformGateway,
+    handoffs: HandoffService,
 ) -> Engine:
     return Engine(
         settings=settings,
@@ -133,6 +138,55 @@ def engine(
         matcher=matcher,
         renderer=renderer,
         gateway=gateway,
+        handoffs=handoffs,
+    )
+
+
+@pytest.fixture
+async def bus(db: AsyncEngine) -> AsyncIterator[EventBus]:
+    bus = EventBus(db.url.render_as_string(hide_password=False))
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock the handoff tests can move; it starts on a weekday at 10:00 Beijing time."""
+    return Clock(datetime(2026, 11, 26, 2, 0, tzinfo=UTC))
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def handoffs(
+    db: AsyncEngine,
+    settings: Settings,
+    renderer: Renderer,
+    gateway: PlatformGateway,
+    bus: EventBus,
+    clock: Clock,
+) -> HandoffService:
+    hours = BusinessHours.parse(settings.timezone, settings.business_hours, settings.business_days)
+    return HandoffService(
+        sessions=session_factory(db),
+        renderer=renderer,
+        gateway=gateway,
+        bus=bus,
+        hours=hours,
+        pushed_channels=frozenset({"telegram", "webchat"}),
+        clock=clock,
     )
 
 

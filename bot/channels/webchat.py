@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.channels.errors import json_error
 from bot.engine import Engine
+from bot.escalation.bus import EventBus
 from bot.storage.models import Conversation, Message, WebChatSession
 from bot.types import IncomingMessage
 
@@ -72,6 +73,47 @@ class WebChatHub:
             for socket in list(sockets):
                 await socket.close()
         self._sockets.clear()
+
+
+class WebChatFanout:
+    """The web chat's outbox sender when several processes serve: the user's socket may be in
+    any of them, so the push goes over the event bus and each process delivers to its sockets.
+    The event carries the message id only (PostgreSQL limits NOTIFY payloads)."""
+
+    def __init__(
+        self, hub: WebChatHub, bus: EventBus, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        self._hub = hub
+        self._bus = bus
+        self._sessions = sessions
+        bus.subscribe(self._on_event)
+
+    async def send(self, chat_id: str, payload: dict[str, Any]) -> None:
+        if not self._bus.distributed or payload.get("message_id") is None:
+            await self._hub.send(chat_id, payload)
+            return
+        await self._bus.publish(
+            {"kind": "webchat", "chat_id": chat_id, "message_id": payload["message_id"]}
+        )
+
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        if event.get("kind") != "webchat" or not self._hub.connected(str(event.get("chat_id"))):
+            return
+        async with self._sessions() as session:
+            message = await session.get(Message, int(event["message_id"]))
+        if message is None:
+            return
+        payload = message.payload or {}
+        await self._hub.send(
+            str(event["chat_id"]),
+            {
+                "text": message.text,
+                "buttons": payload.get("buttons", []),
+                "image": payload.get("image"),
+                "message_id": message.id,
+                "sender": message.sender_kind,
+            },
+        )
 
 
 class WebChat:

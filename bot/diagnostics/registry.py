@@ -10,6 +10,7 @@ from bot.diagnostics.password_reset import PasswordResetFlow
 from bot.diagnostics.payment_failure import PaymentFailureFlow
 from bot.diagnostics.payment_link import PaymentLinkFlow
 from bot.diagnostics.payment_status import PaymentStatusFlow
+from bot.diagnostics.ticket import TicketFlow
 from bot.diagnostics.withdrawal_status import WithdrawalStatusFlow
 from bot.routing import Handler, Result, Router
 from bot.types import Label
@@ -24,6 +25,7 @@ FLOWS: dict[str, Flow] = {
         WithdrawalStatusFlow(),
         PaymentLinkFlow(),
         PasswordResetFlow(),
+        TicketFlow(),
     )
 }
 
@@ -38,7 +40,8 @@ def _starter(flow: Flow) -> Handler:
 
 
 for _flow in FLOWS.values():
-    router.label(_flow.label)(_starter(_flow))
+    if _flow.name != TicketFlow.name:
+        router.label(_flow.label)(_starter(_flow))
 
 
 def _command(flow: Flow) -> Handler:
@@ -54,5 +57,5 @@ router.command("reset")(_command(FLOWS["password_reset"]))
 
 
 async def start_by_label(ctx: Context, label: Label) -> Result | None:
-    flow = next((f for f in FLOWS.values() if f.label == label), None)
+    flow = next((f for f in FLOWS.values() if f.label == label and f.name != TicketFlow.name), None)
     return await flow.start(ctx) if flow else None

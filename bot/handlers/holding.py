@@ -1,7 +1,4 @@
-"""Buttons that name a topic (`intent:<label>`), and the hand-over to a person.
-
-The hand-over answers for now with how to reach the support team; the queue comes next.
-"""
+"""Buttons that name a topic (`intent:<label>`), the hand-over to a person, and its rating."""
 
 from __future__ import annotations
 
@@ -14,11 +11,8 @@ router = Router("holding")
 
 
 def _handoff(ctx: Context) -> Outcome:
-    parse = ctx.parse
-    order_no = parse.entity("order_no") if parse else None
-    return Outcome(
-        [ctx.say(f"holding/{Label.HANDOFF_HUMAN.value}", order_no=order_no)], end_flow=True
-    )
+    """The engine opens the handoff and says what happens next (queue, agent, or a ticket)."""
+    return Outcome([], end_flow=True, handoff="user_asked")
 
 
 @router.label(Label.HANDOFF_HUMAN)
@@ -42,3 +36,11 @@ async def intent_button(ctx: Context) -> Result:
 @router.action("human")
 async def human(ctx: Context) -> Result:
     return _handoff(ctx)
+
+
+@router.action("rate")
+async def rate(ctx: Context) -> Result:
+    handoff_id, _, score = ctx.argument.partition(":")
+    if not handoff_id.isdigit() or not score.isdigit():
+        return UNHANDLED
+    return Outcome([], rating=(int(handoff_id), int(score)))

@@ -1,0 +1,1 @@
+"""Human handoff: the queue, assignment, tickets, ratings, and the agent console."""

@@ -1,0 +1,107 @@
+"""Events between server processes: "a chat got a message", "the queue changed", "push this".
+
+On PostgreSQL, events travel by NOTIFY on one channel and every process LISTENs, so a user's
+message handled by process A shows up live in an agent's console connected to process B. An
+event emitted inside a transaction is sent by PostgreSQL only when it commits. On SQLite (one
+process) events are delivered in-process after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from sqlalchemy import event as sa_event
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "btp_events"
+Listener = Callable[[dict[str, Any]], Awaitable[None]]
+_PENDING = "_bus_pending"
+
+
+class EventBus:
+    """`emit(session, event)` inside a transaction; `subscribe(listener)` to hear every event."""
+
+    def __init__(self, database_url: str) -> None:
+        url = make_url(database_url)
+        self._postgres = url.get_backend_name() == "postgresql"
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._listeners: list[Listener] = []
+        self._connection: asyncpg.Connection | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def distributed(self) -> bool:
+        return self._postgres
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        if self._postgres:
+            self._connection = await asyncpg.connect(self._dsn)
+            await self._connection.add_listener(CHANNEL, self._on_notify)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def emit(self, session: AsyncSession, event: dict[str, Any]) -> None:
+        """Send `event` when the session's transaction commits (never if it rolls back)."""
+        payload = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        if self._postgres:
+            await session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": CHANNEL, "payload": payload},
+            )
+            return
+        pending = session.sync_session.info.setdefault(_PENDING, [])
+        if not pending:
+            sa_event.listen(session.sync_session, "after_commit", self._after_commit, once=True)
+            sa_event.listen(session.sync_session, "after_rollback", _discard, once=True)
+        pending.append(payload)
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        """Send `event` now, outside any transaction."""
+        payload = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        if self._postgres and self._connection is not None:
+            await self._connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        else:
+            self._deliver(payload)
+
+    def _after_commit(self, session: Session) -> None:
+        for payload in session.info.pop(_PENDING, []):
+            self._deliver(payload)
+
+    def _on_notify(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        self._deliver(payload)
+
+    def _deliver(self, payload: str) -> None:
+        event = json.loads(payload)
+        for listener in self._listeners:
+            task = asyncio.get_running_loop().create_task(self._call(listener, event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _call(listener: Listener, event: dict[str, Any]) -> None:
+        try:
+            await listener(event)
+        except Exception:
+            log.exception("event listener failed for %s", event.get("kind"))
+
+
+def _discard(session: Session) -> None:
+    session.info.pop(_PENDING, None)

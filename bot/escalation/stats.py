@@ -1,0 +1,166 @@
+"""What a supervisor sees: the queue now, and how the bot and the team did over a period."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from rapidfuzz import fuzz
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.nlu.normalize import fold, strip_punctuation
+from bot.storage.models import Agent, Conversation, Handoff, Message, UnansweredQuestion
+from bot.types import FAQ_LABELS
+
+ONLINE_WINDOW = timedelta(minutes=2)
+SIMILAR = 60  # rapidfuzz score from which two unanswered questions are the same question
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLoad:
+    name: str
+    online: bool
+    open_chats: int
+    capacity: int
+
+
+@dataclass(slots=True)
+class UnansweredGroup:
+    example: str
+    count: int
+    texts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DayStats:
+    day: str
+    conversations: int
+    handoffs: int
+
+
+@dataclass(slots=True)
+class SupervisorStats:
+    queue_length: int
+    longest_wait_seconds: int
+    agents: list[AgentLoad]
+    conversations: int
+    containment_rate: float
+    handoff_rate: float
+    handoff_reasons: list[tuple[str, int]]
+    median_first_reply_seconds: float | None
+    satisfaction: float | None
+    ratings: list[tuple[int, int]]
+    top_faq: list[tuple[str, int]]
+    unanswered: list[UnansweredGroup]
+    daily: list[DayStats]
+
+
+def group_similar(texts: list[str], limit: int = 10) -> list[UnansweredGroup]:
+    """Greedy grouping: each text joins the first group whose example it resembles."""
+    groups: list[tuple[str, UnansweredGroup]] = []
+    for text in texts:
+        key = strip_punctuation(fold(text)).replace(" ", "")
+        for example_key, group in groups:
+            if (
+                fuzz.ratio(key, example_key) >= SIMILAR
+                or fuzz.partial_ratio(key, example_key) >= 90
+            ):
+                group.count += 1
+                group.texts.append(text)
+                break
+        else:
+            groups.append((key, UnansweredGroup(text, 1, [text])))
+    ranked = sorted((g for _, g in groups), key=lambda g: -g.count)
+    return ranked[:limit]
+
+
+async def collect(
+    sessions: async_sessionmaker[AsyncSession], *, now: datetime, days: int
+) -> SupervisorStats:
+    since = now - timedelta(days=days)
+    async with sessions() as session:
+        queued = (
+            await session.scalars(select(Handoff.created_at).where(Handoff.status == "queued"))
+        ).all()
+        agents = []
+        for agent in (await session.scalars(select(Agent).order_by(Agent.name))).all():
+            open_chats = await session.scalar(
+                select(func.count())
+                .select_from(Handoff)
+                .where(Handoff.agent_id == agent.id, Handoff.status == "assigned")
+            )
+            online = (
+                agent.online
+                and agent.last_seen_at is not None
+                and agent.last_seen_at > now - ONLINE_WINDOW
+            )
+            agents.append(AgentLoad(agent.name, online, int(open_chats or 0), agent.capacity))
+
+        conversations = (
+            await session.execute(
+                select(Conversation.id, Conversation.created_at).where(
+                    Conversation.created_at >= since
+                )
+            )
+        ).all()
+        handoffs = (await session.scalars(select(Handoff).where(Handoff.created_at >= since))).all()
+        handed = {h.conversation_id for h in handoffs}
+        total = len(conversations)
+        with_people = sum(1 for cid, _ in conversations if cid in handed)
+
+        waits = [
+            (h.first_reply_at - h.created_at).total_seconds()
+            for h in handoffs
+            if h.first_reply_at is not None
+        ]
+        ratings = Counter(h.rating for h in handoffs if h.rating is not None)
+        faq = (
+            await session.execute(
+                select(Message.label, func.count())
+                .where(
+                    Message.direction == "in",
+                    Message.created_at >= since,
+                    Message.label.in_([label.value for label in FAQ_LABELS]),
+                )
+                .group_by(Message.label)
+                .order_by(func.count().desc())
+                .limit(10)
+            )
+        ).all()
+        unanswered = (
+            await session.scalars(
+                select(UnansweredQuestion.text)
+                .where(UnansweredQuestion.created_at >= since)
+                .order_by(UnansweredQuestion.id)
+            )
+        ).all()
+
+    daily = []
+    for offset in range(days - 1, -1, -1):
+        day = (now - timedelta(days=offset)).date()
+        daily.append(
+            DayStats(
+                day.isoformat(),
+                sum(1 for _, created in conversations if created.date() == day),
+                sum(1 for h in handoffs if h.created_at.date() == day),
+            )
+        )
+    rated = sum(ratings.values())
+    return SupervisorStats(
+        queue_length=len(queued),
+        longest_wait_seconds=int(max(((now - c).total_seconds() for c in queued), default=0)),
+        agents=agents,
+        conversations=total,
+        containment_rate=(total - with_people) / total if total else 1.0,
+        handoff_rate=with_people / total if total else 0.0,
+        handoff_reasons=Counter(h.reason for h in handoffs).most_common(),
+        median_first_reply_seconds=statistics.median(waits) if waits else None,
+        satisfaction=sum(score * n for score, n in ratings.items()) / rated if rated else None,
+        ratings=sorted(ratings.items(), reverse=True),
+        top_faq=[(str(label), int(n)) for label, n in faq],
+        unanswered=group_similar(list(unanswered)),
+        daily=daily,
+    )
