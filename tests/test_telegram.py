@@ -80,6 +80,21 @@ class Telegram:
                 return [row[0]["callback_data"] for row in markup["inline_keyboard"]]
         return []
 
+    async def settled(self, timeout: float = 5.0) -> list[str]:
+        """The outbox statuses once the relay has finished with every row (sent or failed)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            async with self.client.app[RUNTIME].bot.sessions() as session:
+                statuses = list(
+                    (await session.scalars(select(OutboxItem.status).order_by(OutboxItem.id))).all()
+                )
+            if (
+                not {"pending", "sending"} & set(statuses)
+                or asyncio.get_running_loop().time() > deadline
+            ):
+                return statuses
+            await asyncio.sleep(0.05)
+
     async def count(self, model: type) -> int:
         async with self.client.app[RUNTIME].bot.sessions() as session:
             return int(await session.scalar(select(func.count()).select_from(model)) or 0)
@@ -189,9 +204,7 @@ async def test_flood_control_429_is_waited_out_and_nothing_is_lost(telegram: Tel
     attempts = telegram.stub.calls_of("sendMessage")
     assert [c.failed for c in attempts] == [True, False]
     assert attempts[1].at - attempts[0].at >= 0.9
-    async with telegram.client.app[RUNTIME].bot.sessions() as session:
-        statuses = (await session.scalars(select(OutboxItem.status))).all()
-    assert list(statuses) == ["sent"]
+    assert await telegram.settled() == ["sent"]
 
 
 async def test_payment_link_sends_the_qr_code_as_a_photo(telegram: Telegram) -> None:
