@@ -318,6 +318,8 @@ class Matcher:
         combined, matched = self.scores(body)
         ranked = sorted(combined.items(), key=lambda kv: kv[1], reverse=True)
         coverage, foreign = self.explain(body)
+        contentless = coverage == _CONTENTLESS
+        coverage = max(coverage, 0.0)
         if not ranked:
             return Parse(
                 Label.OUT_OF_SCOPE,
@@ -338,12 +340,12 @@ class Matcher:
             reason = "out_of_scope_example"
             alternatives = tuple(Alternative(label, s) for label, s in rest[:3])
         elif score < self.config.min_score or (
-            coverage == _CONTENTLESS and score < self.config.min_score_contentless
+            contentless and score < self.config.min_score_contentless
         ):
             reason = "low_score"
         elif score - second < self.config.min_margin:
             reason = "ambiguous"
-        elif coverage != _CONTENTLESS and coverage < self.config.min_coverage:
+        elif not contentless and coverage < self.config.min_coverage:
             reason = "low_coverage"
         elif foreign > self.config.max_foreign:
             reason = "foreign_topic"
@@ -356,7 +358,7 @@ class Matcher:
                 language,
                 entities,
                 alternatives,
-                max(coverage, 0.0),
+                coverage,
                 matched.get(best),
                 reason,
                 body,
@@ -367,7 +369,7 @@ class Matcher:
             language,
             entities,
             alternatives,
-            max(coverage, 0.0),
+            coverage,
             matched.get(best),
             None,
             body,
