@@ -55,6 +55,14 @@ class HandoffError(Exception):
         self.code = code
 
 
+def _checked(text: str, what: str) -> str:
+    """Text an agent sends or keeps: 1 to 4,000 characters after trimming."""
+    text = text.strip()
+    if not text or len(text) > 4000:
+        raise HandoffError("bad_request", f"a {what} has 1 to 4,000 characters")
+    return text
+
+
 def priority_of(text: str) -> int:
     """Complaints and fraud jump the queue."""
     return 1 if PRIORITY_WORDS.search(text) else 0
@@ -126,35 +134,24 @@ class HandoffService:
                 existing.priority = priority
             position, wait = await self._position(session, existing, now)
             return [self._say(language, "handoff/already", position=position, minutes=wait)]
-        online = await self._online_agents(session, now)
-        if not self._hours.open_at(now) or not online:
-            handoff = Handoff(
-                conversation_id=conversation.id,
-                status="ticket_pending",
-                reason=reason,
-                priority=priority,
-                findings=findings,
-                created_at=now,
-            )
-            session.add(handoff)
-            conversation.flow, conversation.flow_step = "ticket", "message"
-            return [
-                self._say(
-                    language,
-                    "handoff/leave_message",
-                    closed=not self._hours.open_at(now),
-                    hours=self._hours_text(),
-                )
-            ]
+        open_now = self._hours.open_at(now)
+        ticket = not open_now or not await self._online_agents(session, now)
         handoff = Handoff(
             conversation_id=conversation.id,
-            status="queued",
+            status="ticket_pending" if ticket else "queued",
             reason=reason,
             priority=priority,
             findings=findings,
             created_at=now,
         )
         session.add(handoff)
+        if ticket:
+            conversation.flow, conversation.flow_step = "ticket", "message"
+            return [
+                self._say(
+                    language, "handoff/leave_message", closed=not open_now, hours=self._hours_text()
+                )
+            ]
         conversation.state = "queued"
         await session.flush()
         agent = await self._assign_if_free(session, handoff, now)
@@ -317,9 +314,7 @@ class HandoffService:
         await self.update_positions()
 
     async def reply(self, agent_id: int, conversation_id: int, text: str) -> None:
-        text = text.strip()
-        if not text or len(text) > 4000:
-            raise HandoffError("bad_request", "a reply has 1 to 4,000 characters")
+        text = _checked(text, "reply")
         now = self._clock()
         async with self._sessions() as session, session.begin():
             handoff, conversation = await self._held(
@@ -339,9 +334,7 @@ class HandoffService:
             await self.bus.emit(session, {"kind": "outbox"})
 
     async def note(self, agent_id: int, conversation_id: int, text: str) -> None:
-        text = text.strip()
-        if not text or len(text) > 4000:
-            raise HandoffError("bad_request", "a note has 1 to 4,000 characters")
+        text = _checked(text, "note")
         async with self._sessions() as session, session.begin():
             await self._visible(session, agent_id, conversation_id)
             session.add(
@@ -419,9 +412,7 @@ class HandoffService:
         await self.auto_assign()
 
     async def answer_ticket(self, agent_id: int, handoff_id: int, text: str) -> None:
-        text = text.strip()
-        if not text or len(text) > 4000:
-            raise HandoffError("bad_request", "an answer has 1 to 4,000 characters")
+        text = _checked(text, "answer")
         now = self._clock()
         async with self._sessions() as session, session.begin():
             handoff = await session.get(Handoff, handoff_id, with_for_update=True)
