@@ -28,6 +28,7 @@ from bot.channels.inbound import InboundDispatcher
 from bot.channels.outbox import OutboxRelay, Sender
 from bot.channels.telegram import TelegramChannel
 from bot.channels.webchat import WebChat, WebChatFanout, WebChatHub
+from bot.escalation.console import AgentConsole
 from bot.logsafety import install_redaction
 from bot.metrics import Metrics
 from bot.notifications import EventError, PaymentEvent, PaymentNotifier, SignatureError, verify
@@ -244,6 +245,7 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
             bot.bus.subscribe(on_event)
             notifier = PaymentNotifier(bot.sessions, bot.renderer, PUSHED)
             app[RUNTIME] = Runtime(bot, meter, hub, relay, notifier, channel, dispatcher)
+            console.attach(app[RUNTIME])
             webchat.attach(bot.engine, bot.sessions, hub)
             tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
             if dispatcher is not None:
@@ -265,11 +267,14 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await hub.close()
+                await console.close()
                 if channel is not None:
                     await channel.stop()
 
     webchat = WebChat(render_page(settings))
     webchat.add_routes(app)
+    console = AgentConsole(settings)
+    console.add_routes(app)
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

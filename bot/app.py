@@ -113,6 +113,7 @@ def build_handoffs(
         hours=hours,
         pushed_channels=pushed_channels,
         capacity=settings.agent_capacity,
+        link_limits=(settings.payment_link_min, settings.payment_link_max),
     )
 
 

@@ -16,12 +16,12 @@ class BusinessHours:
 
     @classmethod
     def parse(cls, zone: str, spec: str, days: str) -> BusinessHours:
-        """`spec` like "09:00-21:00"; `days` like "0123456"."""
-        start, _, end = spec.partition("-")
+        """`spec` like "09:00-21:00" ("00:00-24:00" is all day); `days` like "0123456"."""
+        start, _, end = (part.strip() for part in spec.partition("-"))
         return cls(
             ZoneInfo(zone),
-            time.fromisoformat(start.strip()),
-            time.fromisoformat(end.strip()),
+            time.fromisoformat(start),
+            time.max if end == "24:00" else time.fromisoformat(end),
             frozenset(int(d) for d in days if d.isdigit()),
         )
 

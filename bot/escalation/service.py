@@ -104,6 +104,7 @@ class HandoffService:
         pushed_channels: frozenset[str],
         capacity: int = 3,
         clock: Callable[[], datetime] | None = None,
+        link_limits: tuple[Decimal, Decimal] = (Decimal("0.01"), Decimal("50000.00")),
     ) -> None:
         self._sessions = sessions
         self._renderer = renderer
@@ -113,6 +114,7 @@ class HandoffService:
         self._pushed = pushed_channels
         self._capacity = capacity
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._link_limits = link_limits
 
     # -- the user's side, inside the engine's transaction -------------------------------------
 
@@ -210,6 +212,7 @@ class HandoffService:
         ):
             return False
         handoff.rating = score
+        await self.bus.emit(session, {"kind": "chat", "conversation_id": conversation.id})
         return True
 
     async def on_user_message(
@@ -436,6 +439,7 @@ class HandoffService:
                 session, agent_id, "answer_ticket", conversation.id, {"handoff": handoff_id}
             )
             await self.bus.emit(session, {"kind": "queue"})
+            await self.bus.emit(session, {"kind": "chat", "conversation_id": conversation.id})
             await self.bus.emit(session, {"kind": "outbox"})
 
     async def detail(self, agent_id: int, conversation_id: int) -> ConversationDetail:
@@ -512,6 +516,9 @@ class HandoffService:
             )
             if identity is None or identity.merchant_id is None:
                 raise HandoffError("conflict", "the chat is not bound to a merchant")
+            low, high = self._link_limits
+            if not low <= amount <= high:
+                raise HandoffError("bad_request", f"the amount must be between {low} and {high}")
             link = await self._gateway.create_payment_link(
                 identity.merchant_id, amount, description
             )
@@ -545,19 +552,25 @@ class HandoffService:
             return link.url
 
     async def resync_order(self, agent_id: int, conversation_id: int, order_no: str) -> str:
+        """Re-sync one of the chat merchant's orders (another merchant's reads as unknown)."""
+        order_no = order_no.strip().upper()
         async with self._sessions() as session, session.begin():
-            await self._held(session, agent_id, conversation_id, ("assigned",))
-            result = await self._gateway.resync_order(order_no.upper())
+            _, conversation = await self._held(session, agent_id, conversation_id, ("assigned",))
+            identity = (
+                await session.get(Identity, conversation.identity_id)
+                if conversation.identity_id
+                else None
+            )
+            order = await self._gateway.get_order(order_no)
+            if order is None or identity is None or order.merchant_id != identity.merchant_id:
+                raise HandoffError("not_found", "no such order for this chat's merchant")
+            result = await self._gateway.resync_order(order_no)
             await self._audit(
                 session,
                 agent_id,
                 "tool_resync",
                 conversation_id,
-                {
-                    "order_no": order_no.upper(),
-                    "before": result.before.value,
-                    "after": result.after.value,
-                },
+                {"order_no": order_no, "before": result.before.value, "after": result.after.value},
             )
             await self.bus.emit(session, {"kind": "chat", "conversation_id": conversation_id})
             return f"{result.before.value} -> {result.after.value}"

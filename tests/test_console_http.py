@@ -1,0 +1,1073 @@
+"""The agent console over real HTTP: the app from `create_app`, listening on 127.0.0.1.
+
+Agents are rows written straight into the database (argon2id hashes from `FAST_HASHER`); users
+are web chat visitors talking through the real web chat API. An agent here is an aiohttp client
+with its own cookie jar, logging in through the login form like a browser would.
+
+Most scenes have a "picker" on duty: an online agent with capacity 0, so no chat is ever
+auto-assigned and every request waits in the queue to be claimed by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from yarl import URL
+
+from bot.escalation.console import AgentConsole, load_canned
+from bot.platform.tables import OrderRow, PasswordResetRow, PaymentLinkRow
+from bot.platform.world import load_world, read_world
+from bot.settings import PROJECT_ROOT, Settings
+from bot.storage.db import create_engine, session_factory
+from bot.storage.models import (
+    Agent,
+    AgentNote,
+    AgentSession,
+    AuditEntry,
+    Handoff,
+    Message,
+    OutboxItem,
+    RateEvent,
+)
+from bot.types import Language
+from tests.conftest import DEMO_WORLD, FAST_HASHER, _migrated_sqlite
+from tests.test_webchat_api import CSP, Visitor
+from webhook_server import RUNTIME, create_app
+
+PASSWORD = "correct horse battery staple"
+# Open every minute of every day, so a test never meets "outside business hours".
+ALL_DAY = "00:00-23:59:59.999999"
+BIND_CODE = "482913"  # M001, 小王水果店
+FAILED_ORDER = "BT2026112600000001"  # M001's, failed: insufficient balance
+STUCK_ORDER = "BT2026112600000010"  # M001's, pending on the platform, paid at the channel
+
+
+def console_settings(path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": f"sqlite+aiosqlite:///{path}",
+        "platform_webhook_secret": SecretStr("test-platform-webhook-secret"),
+        "telegram_bot_token": None,
+        "default_language": Language.ZH,
+        "business_hours": ALL_DAY,
+        "business_days": "0123456",
+        "demo_world": None,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def with_console(app: web.Application, settings: Settings) -> web.Application:
+    """The console wired as webhook_server wires it; done here only while it does not yet."""
+    if any(r.canonical == "/agent/login" for r in app.router.resources()):
+        return app
+    console = AgentConsole(settings)
+    console.add_routes(app)
+
+    async def attached(app: web.Application) -> AsyncIterator[None]:
+        console.attach(app[RUNTIME])
+        yield
+        await console.close()
+
+    app.cleanup_ctx.append(attached)
+    return app
+
+
+@dataclass
+class Server:
+    base: str
+    app: web.Application
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return self.app[RUNTIME].bot.sessions
+
+    async def add_agent(
+        self,
+        name: str,
+        *,
+        supervisor: bool = False,
+        capacity: int = 3,
+        online: bool = False,
+        password: str = PASSWORD,
+    ) -> int:
+        async with self.sessions() as session, session.begin():
+            agent = Agent(
+                name=name,
+                password_hash=FAST_HASHER.hash(password),
+                is_supervisor=supervisor,
+                capacity=capacity,
+                online=online,
+                last_seen_at=datetime.now(UTC) if online else None,
+            )
+            session.add(agent)
+            await session.flush()
+            return agent.id
+
+    async def count(self, model: type, *where: Any) -> int:
+        async with self.sessions() as session:
+            query = select(func.count()).select_from(model)
+            if where:
+                query = query.where(*where)
+            return int(await session.scalar(query) or 0)
+
+    async def handoff(self, handoff_id: int) -> Handoff:
+        async with self.sessions() as session:
+            handoff = await session.get(Handoff, handoff_id)
+            assert handoff is not None
+            return handoff
+
+    async def audit(self) -> list[tuple[str | None, str]]:
+        """(agent name or None, action), oldest first."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(Agent.name, AuditEntry.action)
+                .outerjoin(Agent, Agent.id == AuditEntry.agent_id)
+                .order_by(AuditEntry.id)
+            )
+            return [(name, action) for name, action in rows.all()]
+
+    async def settle(self) -> None:
+        """Everything queued for delivery has been handed to its channel."""
+        await self.app[RUNTIME].relay.flush()
+
+
+@asynccontextmanager
+async def serve_console(
+    directory: Path, factory: pytest.TempPathFactory, **overrides: Any
+) -> AsyncIterator[Server]:
+    path = directory / "console.db"
+    shutil.copyfile(await _migrated_sqlite(factory), path)
+    settings = console_settings(path, **overrides)
+    db = create_engine(settings.database_url)
+    try:
+        await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
+    finally:
+        await db.dispose()
+    app = with_console(create_app(settings), settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield Server(f"http://127.0.0.1:{port}", app)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+    async with serve_console(tmp_path, tmp_path_factory) as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+class AgentClient:
+    """One agent's browser: its own cookies, the login form, the pages and the API."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        self.http = http
+        self.base = base
+        self.csrf = ""
+
+    async def login(self, name: str, password: str = PASSWORD, **headers: str) -> int:
+        async with self.http.get(f"{self.base}/agent/login") as response:
+            form_token = _field(await response.text(), "csrf")
+        async with self.http.post(
+            f"{self.base}/agent/login",
+            data={"csrf": form_token, "name": name, "password": password},
+            headers=headers,
+            allow_redirects=False,
+        ) as response:
+            if response.status == 303:
+                assert response.headers["Location"] == "/agent"
+                status, page = await self.page("/agent")
+                assert status == 200
+                self.csrf = _data(page, "csrf")
+            return response.status
+
+    async def page(self, path: str) -> tuple[int, str]:
+        async with self.http.get(f"{self.base}{path}", allow_redirects=False) as response:
+            return response.status, await response.text()
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.http.get(
+            f"{self.base}{path}", headers={"Accept": "application/json"}
+        ) as response:
+            return response.status, await response.json()
+
+    async def post(self, path: str, csrf: str | None = None, **fields: Any) -> tuple[int, Any]:
+        data = {key: str(value) for key, value in fields.items()}
+        data["csrf"] = self.csrf if csrf is None else csrf
+        async with self.http.post(
+            f"{self.base}{path}",
+            data=data,
+            headers={"Accept": "application/json"},
+            allow_redirects=False,
+        ) as response:
+            return response.status, await response.json()
+
+    async def queue(self) -> dict[str, Any]:
+        status, body = await self.get("/agent/api/queue")
+        assert status == 200, body
+        result: dict[str, Any] = body
+        return result
+
+    async def chat(self, conversation_id: int) -> dict[str, Any]:
+        status, body = await self.get(f"/agent/api/chats/{conversation_id}")
+        assert status == 200, body
+        result: dict[str, Any] = body
+        return result
+
+    async def claim(self, handoff_id: int) -> None:
+        status, body = await self.post(f"/agent/api/handoffs/{handoff_id}/claim")
+        assert status == 200, body
+
+
+@asynccontextmanager
+async def agent_session(base: str, local_ip: str | None = None) -> AsyncIterator[AgentClient]:
+    """A fresh browser for one agent; `local_ip` makes it connect from another 127.x address."""
+    connector = aiohttp.TCPConnector(local_addr=(local_ip, 0)) if local_ip else None
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies for a bare IP address
+    async with aiohttp.ClientSession(cookie_jar=jar, connector=connector) as http:
+        yield AgentClient(http, base)
+
+
+def _field(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"no {name} field in the page"
+    return match.group(1)
+
+
+def _data(html: str, name: str) -> str:
+    match = re.search(rf'data-{name}="([^"]*)"', html)
+    assert match, f"no data-{name} in the page"
+    return match.group(1)
+
+
+def _set_cookie(response: aiohttp.ClientResponse, name: str) -> str:
+    return next(h for h in response.headers.getall("Set-Cookie") if h.startswith(f"{name}="))
+
+
+async def asks_for_a_person(http: aiohttp.ClientSession, base: str, *said: str) -> Visitor:
+    """A web chat visitor who says `said` (default "转人工") and ends up in the queue."""
+    visitor = await Visitor(http, base).open()
+    for text in said or ("转人工",):
+        await visitor.say(text)
+    return visitor
+
+
+def only(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(entries) == 1, entries
+    return entries[0]
+
+
+async def texts_seen_by(visitor: Visitor) -> list[str]:
+    return [m["text"] for m in (await visitor.history())["messages"]]
+
+
+# -- logging in and out ----------------------------------------------------------------------
+
+
+async def test_login_opens_the_queue_and_logout_ends_the_session(server: Server) -> None:
+    await server.add_agent("小张")
+    async with agent_session(server.base) as agent:
+        status, _ = await agent.page("/agent")
+        assert status == 303  # to the login form
+        assert await agent.login("小张") == 303
+        status, page = await agent.page("/agent")
+        assert status == 200
+        assert "小张" in page and "等待接入" in page
+        token = agent.http.cookie_jar.filter_cookies(URL(server.base + "/agent"))["btp_agent"].value
+
+        async with server.sessions() as session:
+            stored = (await session.scalars(select(AgentSession))).one()
+        assert stored.token_digest == hashlib.sha256(token.encode()).hexdigest()
+        assert stored.csrf_digest == hashlib.sha256(agent.csrf.encode()).hexdigest()
+        assert token not in (stored.token_digest, stored.csrf_digest)
+        assert timedelta(hours=11, minutes=59) < stored.expires_at - stored.created_at
+        assert stored.expires_at - stored.created_at <= timedelta(hours=12)
+
+        async with agent.http.post(
+            f"{server.base}/agent/logout", data={"csrf": agent.csrf}, allow_redirects=False
+        ) as response:
+            assert response.status == 303
+            assert response.headers["Location"] == "/agent/login"
+        assert await server.count(AgentSession) == 0
+        assert (await agent.page("/agent"))[0] == 303
+
+    # The old cookie, replayed, opens nothing.
+    async with (
+        aiohttp.ClientSession() as replay,
+        replay.get(
+            f"{server.base}/agent", headers={"Cookie": f"btp_agent={token}"}, allow_redirects=False
+        ) as response,
+    ):
+        assert response.status == 303
+    assert [action for _, action in await server.audit()] == ["login", "logout"]
+
+
+async def test_wrong_password_and_unknown_name_get_the_same_answer(server: Server) -> None:
+    await server.add_agent("小张")
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张", "wrong password") == 401
+        assert await agent.login("nobody", "wrong password") == 401
+        wrong_password = await _login_page_after(agent, "小张", "wrong password")
+        unknown_name = await _login_page_after(agent, "nobody", "wrong password")
+    assert "账号或密码不正确" in wrong_password
+    assert _without_tokens(wrong_password).replace("小张", "X") == _without_tokens(
+        unknown_name
+    ).replace("nobody", "X")
+    assert await server.count(AgentSession) == 0
+
+
+async def _login_page_after(agent: AgentClient, name: str, password: str) -> str:
+    async with agent.http.get(f"{agent.base}/agent/login") as response:
+        token = _field(await response.text(), "csrf")
+    async with agent.http.post(
+        f"{agent.base}/agent/login", data={"csrf": token, "name": name, "password": password}
+    ) as response:
+        return await response.text()
+
+
+def _without_tokens(html: str) -> str:
+    return re.sub(r'(value|data-csrf)="[A-Za-z0-9_-]{40,}"', "", html)
+
+
+async def test_five_failures_for_a_name_lock_that_name_from_everywhere(server: Server) -> None:
+    await server.add_agent("小张")
+    await server.add_agent("小李")
+    async with agent_session(server.base, "127.0.0.1") as attacker:
+        for _ in range(5):
+            assert await attacker.login("小张", "guess") == 401
+        assert await attacker.login("小张", "guess") == 429
+    async with agent_session(server.base, "127.0.0.2") as elsewhere:
+        assert await elsewhere.login("小张") == 429  # the right password, still locked
+        assert await elsewhere.login("小李") == 303  # other names are not affected
+    assert await server.count(AgentSession) == 1
+
+    # Fifteen minutes later the name may try again.
+    async with server.sessions() as session, session.begin():
+        for event in (await session.scalars(select(RateEvent))).all():
+            event.at -= timedelta(minutes=16)
+    async with agent_session(server.base, "127.0.0.2") as later:
+        assert await later.login("小张") == 303
+
+
+async def test_five_failures_from_an_address_lock_that_address(server: Server) -> None:
+    await server.add_agent("小张")
+    async with agent_session(server.base, "127.0.0.3") as sprayer:
+        for name in ("admin", "root", "test", "小王", "support"):
+            assert await sprayer.login(name, "123456") == 401
+        assert await sprayer.login("小张") == 429
+        page = await _login_page_after(sprayer, "小张", PASSWORD)
+        assert "15 分钟" in page
+    async with agent_session(server.base, "127.0.0.1") as colleague:
+        assert await colleague.login("小张") == 303
+    async with server.sessions() as session:
+        keys = set((await session.scalars(select(RateEvent.key))).all())
+    assert "login:ip:127.0.0.3" in keys
+    assert "login:name:admin" in keys
+
+
+async def test_the_session_cookie_is_httponly_strict_and_secure_behind_https(
+    server: Server, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    await server.add_agent("小张")
+    for forwarded, secure in ((None, False), ("https", True)):
+        async with agent_session(server.base) as agent:
+            async with agent.http.get(f"{server.base}/agent/login") as response:
+                token = _field(await response.text(), "csrf")
+                login_cookie = _set_cookie(response, "btp_agent_login")
+            assert "HttpOnly" in login_cookie and "SameSite=Strict" in login_cookie
+            headers = {"X-Forwarded-Proto": forwarded} if forwarded else {}
+            async with agent.http.post(
+                f"{server.base}/agent/login",
+                data={"csrf": token, "name": "小张", "password": PASSWORD},
+                headers=headers,
+                allow_redirects=False,
+            ) as response:
+                assert response.status == 303
+                cookie = _set_cookie(response, "btp_agent")
+            assert "HttpOnly" in cookie
+            assert "SameSite=Strict" in cookie
+            assert "Path=/agent" in cookie
+            assert "Max-Age=43200" in cookie
+            assert ("Secure" in cookie) is secure
+
+    # A deployment can insist on Secure even when its proxy says nothing.
+    (tmp_path / "secure").mkdir()
+    async with serve_console(
+        tmp_path / "secure", tmp_path_factory, console_secure_cookies=True
+    ) as strict:
+        await strict.add_agent("小张")
+        async with agent_session(strict.base) as agent:
+            async with agent.http.get(f"{strict.base}/agent/login") as response:
+                token = _field(await response.text(), "csrf")
+            # The login cookie is Secure too, so a plain-http client must send it by hand.
+            async with agent.http.post(
+                f"{strict.base}/agent/login",
+                data={"csrf": token, "name": "小张", "password": PASSWORD},
+                headers={"Cookie": f"btp_agent_login={token}"},
+                allow_redirects=False,
+            ) as response:
+                assert response.status == 303
+                assert "Secure" in _set_cookie(response, "btp_agent")
+
+
+# -- CSRF and logins are required ------------------------------------------------------------
+
+
+async def test_posts_without_a_valid_csrf_token_are_refused_and_change_nothing(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    visitor = await asks_for_a_person(http, server.base)
+    async with agent_session(server.base) as agent:
+        # The login form itself: no token, or one that does not match the cookie.
+        async with agent.http.get(f"{server.base}/agent/login") as response:
+            assert response.status == 200
+        for token in ("", "forged-token"):
+            async with agent.http.post(
+                f"{server.base}/agent/login",
+                data={"csrf": token, "name": "小张", "password": PASSWORD},
+                allow_redirects=False,
+            ) as response:
+                assert response.status == 403
+        assert await server.count(AgentSession) == 0
+
+        assert await agent.login("小张") == 303
+        entry = only((await agent.queue())["waiting"])
+        handoff_id, conversation_id = entry["handoff_id"], entry["conversation_id"]
+        messages, audit = await server.count(Message), await server.count(AuditEntry)
+        attempts = [
+            (f"/agent/api/handoffs/{handoff_id}/claim", {}),
+            ("/agent/api/online", {"online": "1"}),
+            (f"/agent/api/chats/{conversation_id}/notes", {"text": "偷偷记一笔"}),
+            (f"/agent/api/chats/{conversation_id}/reply", {"text": "你好"}),
+            ("/agent/logout", {}),
+        ]
+        for path, fields in attempts:
+            for token in ("", "0" * 64):
+                status, body = await agent.post(path, csrf=token, **fields)
+                assert status == 403, path
+                assert body["error"]["code"] == "csrf"
+
+        assert (await server.handoff(handoff_id)).status == "queued"
+        assert await server.count(Message) == messages
+        assert await server.count(AuditEntry) == audit
+        assert await server.count(AgentNote) == 0
+        assert await server.count(AgentSession) == 1  # the logout did not happen either
+        assert (await agent.queue())["online"] is False
+        # With the token they work: in a JSON body's header, as the page's script sends it...
+        async with agent.http.post(
+            f"{server.base}/agent/api/handoffs/{handoff_id}/claim",
+            json={},
+            headers={"X-CSRF-Token": agent.csrf},
+        ) as response:
+            assert response.status == 200
+            assert await response.json() == {"ok": True}
+        # ...or in a plain form post (no script), answered by a redirect.
+        async with agent.http.post(
+            f"{server.base}/agent/api/online",
+            data={"csrf": agent.csrf, "online": "1", "next": "/agent"},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 303
+            assert response.headers["Location"] == "/agent"
+    assert "客服 小张 已接入" in "\n".join(await texts_seen_by(visitor))
+
+
+async def test_pages_need_a_login_and_the_api_answers_401(server: Server) -> None:
+    async with aiohttp.ClientSession() as anonymous:
+        for path in ("/agent", "/agent/chats/1", "/agent/supervisor"):
+            async with anonymous.get(f"{server.base}{path}", allow_redirects=False) as response:
+                assert response.status == 303, path
+                assert response.headers["Location"] == "/agent/login"
+        for path in ("/agent/api/queue", "/agent/api/chats/1"):
+            async with anonymous.get(f"{server.base}{path}") as response:
+                assert response.status == 401
+                assert (await response.json())["error"]["code"] == "unauthorized"
+        for path in (
+            "/agent/api/online",
+            "/agent/api/handoffs/1/claim",
+            "/agent/api/chats/1/reply",
+        ):
+            async with anonymous.post(f"{server.base}{path}", data={"online": "1"}) as response:
+                assert response.status == 401
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await anonymous.ws_connect(f"{server.base}/agent/ws")
+        assert refused.value.status == 401
+    # An expired session is no session.
+    await server.add_agent("小张")
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        async with server.sessions() as session, session.begin():
+            await session.execute(
+                update(AgentSession).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        assert (await agent.page("/agent"))[0] == 303
+        assert (await agent.get("/agent/api/queue"))[0] == 401
+
+
+async def test_pages_carry_the_strict_content_security_policy(server: Server) -> None:
+    await server.add_agent("老王", supervisor=True)
+    async with agent_session(server.base) as agent:
+        async with agent.http.get(f"{server.base}/agent/login") as response:
+            assert response.headers["Content-Security-Policy"] == CSP
+            assert response.headers["X-Frame-Options"] == "DENY"
+        assert await agent.login("老王") == 303
+        for path in ("/agent", "/agent/supervisor"):
+            async with agent.http.get(f"{server.base}{path}") as response:
+                assert response.headers["Content-Security-Policy"] == CSP
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
+                page = await response.text()
+            assert "style=" not in page and "<style" not in page
+            for tag in re.findall(r"<script[^>]*>", page):
+                assert 'src="/agent/static/' in tag or 'type="application/json"' in tag, tag
+        for asset, kind in (("console.js", "javascript"), ("console.css", "text/css")):
+            async with agent.http.get(f"{server.base}/agent/static/{asset}") as response:
+                assert response.status == 200
+                assert kind in response.headers["Content-Type"]
+
+
+# -- who sees and acts on what ---------------------------------------------------------------
+
+
+async def test_the_queue_lists_priority_first_then_the_longest_waiting(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    await asks_for_a_person(http, server.base, "转人工")
+    await asks_for_a_person(http, server.base, "你好", "找人工客服")
+    await asks_for_a_person(http, server.base, "我要投诉，转人工")
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        waiting = (await agent.queue())["waiting"]
+        assert [(e["priority"], e["preview"]) for e in waiting] == [
+            (1, "我要投诉，转人工"),
+            (0, "转人工"),
+            (0, "找人工客服"),
+        ]
+        assert all(e["channel"] == "webchat" and e["language"] == "zh" for e in waiting)
+        assert all(e["reason"] == "user_asked" for e in waiting)
+        assert waiting[1]["waiting_seconds"] >= waiting[2]["waiting_seconds"]
+        _, page = await agent.page("/agent")
+    waiting_list = page[page.index('id="list-waiting"') : page.index('id="list-mine"')]
+    assert [m for m in re.findall(r'entry__preview">([^<]*)<', waiting_list)] == [
+        "我要投诉，转人工",
+        "转人工",
+        "找人工客服",
+    ]
+    assert waiting_list.count("entry--priority") == 1
+    assert waiting_list.count("/claim") == 3
+
+
+async def test_an_agent_cannot_open_or_act_on_another_agents_chat_but_a_supervisor_can(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    await server.add_agent("小李")
+    await server.add_agent("老王", supervisor=True)
+    visitor = await asks_for_a_person(http, server.base)
+    async with (
+        agent_session(server.base) as zhang,
+        agent_session(server.base) as li,
+        agent_session(server.base) as boss,
+    ):
+        for client, name in ((zhang, "小张"), (li, "小李"), (boss, "老王")):
+            assert await client.login(name) == 303
+        entry = only((await zhang.queue())["waiting"])
+        handoff_id, chat_id = entry["handoff_id"], entry["conversation_id"]
+        await zhang.claim(handoff_id)
+        messages = await server.count(Message)
+
+        assert (await li.queue())["waiting"] == [] and (await li.queue())["mine"] == []
+        assert (await li.page(f"/agent/chats/{chat_id}"))[0] == 404
+        assert (await li.get(f"/agent/api/chats/{chat_id}"))[0] == 404
+        refused = {
+            f"/agent/api/chats/{chat_id}/reply": ({"text": "我来抢答"}, 403),
+            f"/agent/api/chats/{chat_id}/notes": ({"text": "看看"}, 404),
+            f"/agent/api/chats/{chat_id}/payment-link": ({"amount": "10"}, 403),
+            f"/agent/api/chats/{chat_id}/resync": ({"order_no": FAILED_ORDER}, 403),
+            f"/agent/api/chats/{chat_id}/password-reset": ({"login": "wang"}, 403),
+            f"/agent/api/handoffs/{handoff_id}/resolve": ({}, 403),
+            f"/agent/api/handoffs/{handoff_id}/transfer": ({"to_agent_id": "3"}, 403),
+        }
+        for path, (fields, expected) in refused.items():
+            status, body = await li.post(path, **fields)
+            assert status == expected, (path, body)
+            assert set(body["error"]) == {"code", "message"}
+        assert await server.count(Message) == messages
+        assert (await server.handoff(handoff_id)).agent_id is not None
+        assert (await server.handoff(handoff_id)).status == "assigned"
+
+        # The supervisor sees it among the others' chats, opens it, and may step in.
+        other = only((await boss.queue())["others"])
+        assert other["agent"] == "小张"
+        assert (await boss.page(f"/agent/chats/{chat_id}"))[0] == 200
+        status, _ = await boss.post(f"/agent/api/chats/{chat_id}/reply", text="主管来看一下")
+        assert status == 200
+    await server.settle()
+    assert "主管来看一下" in await texts_seen_by(visitor)
+
+
+async def test_claiming_a_chat_someone_already_took_is_a_conflict(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    await server.add_agent("小李")
+    await asks_for_a_person(http, server.base)
+    async with agent_session(server.base) as zhang, agent_session(server.base) as li:
+        assert await zhang.login("小张") == 303
+        assert await li.login("小李") == 303
+        handoff_id = only((await li.queue())["waiting"])["handoff_id"]
+        await zhang.claim(handoff_id)
+        status, body = await li.post(f"/agent/api/handoffs/{handoff_id}/claim")
+        assert status == 409
+        assert body["error"]["code"] == "conflict"
+    assert [action for name, action in await server.audit() if action == "claim"] == ["claim"]
+
+
+async def test_auto_assignment_never_goes_over_an_agents_capacity(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("小张", capacity=1, online=True)
+    await server.add_agent("小李", capacity=1, online=True)
+    first = await asks_for_a_person(http, server.base)
+    second = await asks_for_a_person(http, server.base)
+    third = await asks_for_a_person(http, server.base)
+    assert "客服 小张 已接入" in "\n".join(await texts_seen_by(first))
+    assert "客服 小李 已接入" in "\n".join(await texts_seen_by(second))
+    assert "排在第 1 位" in "\n".join(await texts_seen_by(third))
+    async with agent_session(server.base) as zhang, agent_session(server.base) as li:
+        assert await zhang.login("小张") == 303
+        assert await li.login("小李") == 303
+        mine = only((await zhang.queue())["mine"])
+        assert only((await li.queue())["mine"])["conversation_id"] != mine["conversation_id"]
+        waiting = only((await zhang.queue())["waiting"])
+
+        # 小张 finishes a chat: the one waiting is theirs now, still one at a time.
+        status, _ = await zhang.post(f"/agent/api/handoffs/{mine['handoff_id']}/resolve")
+        assert status == 200
+        queue = await zhang.queue()
+        assert queue["waiting"] == []
+        assert only(queue["mine"])["handoff_id"] == waiting["handoff_id"]
+    async with server.sessions() as session:
+        loads = (
+            await session.execute(
+                select(Handoff.agent_id, func.count())
+                .where(Handoff.status == "assigned")
+                .group_by(Handoff.agent_id)
+            )
+        ).all()
+    assert sorted(n for _, n in loads) == [1, 1]
+    assert "客服 小张 已接入" in "\n".join(await texts_seen_by(third))
+
+
+async def test_a_chat_is_transferred_to_a_colleague_with_room(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    li = await server.add_agent("小李")
+    full = await server.add_agent("小赵", capacity=0)
+    visitor = await asks_for_a_person(http, server.base)
+    async with agent_session(server.base) as zhang, agent_session(server.base) as li_client:
+        assert await zhang.login("小张") == 303
+        assert await li_client.login("小李") == 303
+        entry = only((await zhang.queue())["waiting"])
+        await zhang.claim(entry["handoff_id"])
+        _, page = await zhang.page(f"/agent/chats/{entry['conversation_id']}")
+        assert f'<option value="{li}">小李' in page and "小张 (" not in page
+
+        transfer = f"/agent/api/handoffs/{entry['handoff_id']}/transfer"
+        status, body = await zhang.post(transfer, to_agent_id=full)
+        assert status == 409 and body["error"]["code"] == "conflict"
+        status, body = await zhang.post(transfer, to_agent_id="abc")
+        assert status == 400
+        status, _ = await zhang.post(transfer, to_agent_id=li)
+        assert status == 200
+
+        assert (await zhang.queue())["mine"] == []
+        assert (await zhang.get(f"/agent/api/chats/{entry['conversation_id']}"))[0] == 404
+        assert only((await li_client.queue())["mine"])["handoff_id"] == entry["handoff_id"]
+    await server.settle()
+    assert "您的对话已转给客服 小李 继续处理。" in await texts_seen_by(visitor)
+    assert ("小张", "transfer") in await server.audit()
+
+
+# -- what reaches the user, and what never does --------------------------------------------
+
+
+async def test_resolving_gives_the_user_rating_buttons_and_the_rating_is_kept(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    visitor = await asks_for_a_person(http, server.base)
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        entry = only((await agent.queue())["waiting"])
+        await agent.claim(entry["handoff_id"])
+        status, _ = await agent.post(
+            f"/agent/api/chats/{entry['conversation_id']}/reply", text="问题已经处理好了"
+        )
+        assert status == 200
+        status, _ = await agent.post(f"/agent/api/handoffs/{entry['handoff_id']}/resolve")
+        assert status == 200
+        chat = await agent.chat(entry["conversation_id"])
+        assert chat["handoff"]["status"] == "resolved"
+        assert chat["can"] == {"claim": False, "act": False, "answer": False}
+    await server.settle()
+    history = (await visitor.history())["messages"]
+    said = [m for m in history if m["text"] == "问题已经处理好了"]
+    assert only(said)["sender"] == "agent"
+    closing = history[-1]
+    assert closing["sender"] == "system"
+    assert sorted(b["action"] for b in closing["buttons"]) == [
+        f"rate:{entry['handoff_id']}:{n}" for n in (1, 2, 3, 4, 5)
+    ]
+    replies = await visitor.press(f"rate:{entry['handoff_id']}:5")
+    assert "谢谢您的评价" in replies[0]["text"]
+    assert (await server.handoff(entry["handoff_id"])).rating == 5
+
+
+async def test_a_ticket_answered_in_the_console_reaches_the_user(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("小张")  # offline: nobody can take the chat now
+    visitor = await asks_for_a_person(http, server.base, "转人工")
+    assert "没有客服在线" in (await texts_seen_by(visitor))[-1]
+    await visitor.say("提现三天了还没到账，请帮我查一下")
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        ticket = only((await agent.queue())["tickets"])
+        assert ticket["preview"] == "提现三天了还没到账，请帮我查一下"
+        status, page = await agent.page(f"/agent/chats/{ticket['conversation_id']}")
+        assert status == 200 and 'id="answer-form"' in page
+        answer = f"/agent/api/handoffs/{ticket['handoff_id']}/answer"
+        assert (await agent.post(answer, text="   "))[0] == 400
+        status, _ = await agent.post(answer, text="已帮您催办，今天内到账。")
+        assert status == 200
+        assert (await agent.queue())["tickets"] == []
+        assert (await agent.post(answer, text="再答一次"))[0] == 409
+    await server.settle()
+    last = (await visitor.history())["messages"][-1]
+    assert last["sender"] == "agent"
+    assert last["text"] == "客服回复了您的留言：已帮您催办，今天内到账。"
+    assert ("小张", "answer_ticket") in await server.audit()
+
+
+async def test_notes_stay_inside_the_console(server: Server, http: aiohttp.ClientSession) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    visitor = await asks_for_a_person(http, server.base)
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        entry = only((await agent.queue())["waiting"])
+        chat_id = entry["conversation_id"]
+        before = await texts_seen_by(visitor)
+        outbox = await server.count(OutboxItem)
+        # A note on a chat still in the queue, and one after claiming it.
+        status, _ = await agent.post(f"/agent/api/chats/{chat_id}/notes", text="先看看订单")
+        assert status == 200
+        await agent.claim(entry["handoff_id"])
+        outbox = await server.count(OutboxItem)
+        status, _ = await agent.post(
+            f"/agent/api/chats/{chat_id}/notes", text="用户说手机号 13800138000，内部备忘"
+        )
+        assert status == 200
+        assert (await agent.post(f"/agent/api/chats/{chat_id}/notes", text=""))[0] == 400
+        notes = (await agent.chat(chat_id))["notes"]
+        assert [n["agent"] for n in notes] == ["小张", "小张"]
+        assert notes[0]["text"] == "先看看订单"
+        assert "13800138000" not in notes[1]["text"]  # personal numbers are masked
+        _, page = await agent.page(f"/agent/chats/{chat_id}")
+        assert "先看看订单" in page
+    await server.settle()
+    after = await texts_seen_by(visitor)
+    assert after[: len(before)] == before
+    assert not any("备忘" in text or "先看看订单" in text for text in after)
+    assert await server.count(OutboxItem) == outbox
+    assert await server.count(Message, Message.text.contains("先看看订单")) == 0
+
+
+async def test_the_agent_tools_call_the_platform_and_are_audited(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    merchant = await asks_for_a_person(http, server.base, f"/bind {BIND_CODE}", "转人工")
+    await asks_for_a_person(http, server.base)
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        bound, unbound = (await agent.queue())["waiting"]
+        for entry in (bound, unbound):
+            await agent.claim(entry["handoff_id"])
+        tools = f"/agent/api/chats/{bound['conversation_id']}"
+
+        for amount in ("abc", "0", "-5", "1.234", "999999", "NaN"):
+            status, body = await agent.post(f"{tools}/payment-link", amount=amount)
+            assert status == 400, amount
+        status, body = await agent.post(
+            f"/agent/api/chats/{unbound['conversation_id']}/payment-link", amount="10"
+        )
+        assert status == 409  # an anonymous customer has no merchant to collect for
+        status, body = await agent.post(f"{tools}/payment-link", amount="66.50", description="水果")
+        assert status == 200
+        assert body["result"].startswith("https://pay.btp.example/l/PL")
+
+        status, body = await agent.post(f"{tools}/resync", order_no=STUCK_ORDER.lower())
+        assert (status, body["result"]) == (200, "pending -> paid")
+        assert (await agent.post(f"{tools}/resync", order_no="BT0000000000000000"))[0] == 404
+        assert (await agent.post(f"{tools}/resync", order_no="12345"))[0] == 400
+
+        status, _ = await agent.post(f"{tools}/password-reset", login="wang")
+        assert status == 200
+        assert (await agent.post(f"{tools}/password-reset", login=""))[0] == 400
+
+        chat = await agent.chat(bound["conversation_id"])
+        assert chat["context"]["merchant"]["name"] == "小王水果店"
+
+    await server.settle()
+    link_message = (await merchant.history())["messages"][-1]
+    assert link_message["sender"] == "agent"
+    assert "66.50" in link_message["text"]
+    assert link_message["image"].startswith("data:image/png;base64,")
+    assert await server.count(PaymentLinkRow) == 1
+    assert await server.count(PasswordResetRow, PasswordResetRow.login == "wang") == 1
+    async with server.sessions() as session:
+        order = await session.get(OrderRow, STUCK_ORDER)
+        assert order is not None and order.status == "paid"
+        tools_used = (
+            await session.execute(
+                select(AuditEntry.action, AuditEntry.detail)
+                .where(AuditEntry.action.startswith("tool_"))
+                .order_by(AuditEntry.id)
+            )
+        ).all()
+    assert [action for action, _ in tools_used] == [
+        "tool_payment_link",
+        "tool_resync",
+        "tool_password_reset",
+    ]
+    assert tools_used[0][1]["amount"] == "66.50"
+    assert tools_used[1][1] == {"order_no": STUCK_ORDER, "before": "pending", "after": "paid"}
+
+
+async def test_every_console_action_leaves_an_audit_entry(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("小张", capacity=0)
+    boss = await server.add_agent("老王", supervisor=True)
+    # Nobody online yet: this user leaves a message (a ticket).
+    ticket_user = await asks_for_a_person(http, server.base)
+    await ticket_user.say("我的账户被冻结了")
+    async with agent_session(server.base) as agent, agent_session(server.base) as supervisor:
+        assert await agent.login("小张") == 303
+        assert (await agent.post("/agent/api/online", online="1"))[0] == 200
+        assert (await agent.queue())["online"] is True
+        await asks_for_a_person(http, server.base, f"/bind {BIND_CODE}", "转人工")
+        queue = await agent.queue()
+        chat, ticket = only(queue["waiting"]), only(queue["tickets"])
+        cid = chat["conversation_id"]
+        await agent.claim(chat["handoff_id"])
+        for path, fields in (
+            (f"/agent/api/chats/{cid}/reply", {"text": "您好"}),
+            (f"/agent/api/chats/{cid}/notes", {"text": "已核实身份"}),
+            (f"/agent/api/chats/{cid}/payment-link", {"amount": "12"}),
+            (f"/agent/api/chats/{cid}/resync", {"order_no": FAILED_ORDER}),
+            (f"/agent/api/chats/{cid}/password-reset", {"login": "wang"}),
+            (f"/agent/api/handoffs/{ticket['handoff_id']}/answer", {"text": "已解冻"}),
+            (f"/agent/api/handoffs/{chat['handoff_id']}/transfer", {"to_agent_id": boss}),
+            ("/agent/api/online", {"online": "0"}),
+        ):
+            status, body = await agent.post(path, **fields)
+            assert status == 200, (path, body)
+        assert await supervisor.login("老王") == 303
+        status, _ = await supervisor.post(f"/agent/api/handoffs/{chat['handoff_id']}/resolve")
+        assert status == 200
+        async with agent.http.post(
+            f"{server.base}/agent/logout", data={"csrf": agent.csrf}, allow_redirects=False
+        ) as response:
+            assert response.status == 303
+    assert [entry for entry in await server.audit() if entry[0] is not None] == [
+        ("小张", "login"),
+        ("小张", "online"),
+        ("小张", "claim"),
+        ("小张", "reply"),
+        ("小张", "note"),
+        ("小张", "tool_payment_link"),
+        ("小张", "tool_resync"),
+        ("小张", "tool_password_reset"),
+        ("小张", "answer_ticket"),
+        ("小张", "transfer"),
+        ("小张", "offline"),
+        ("老王", "login"),
+        ("老王", "resolve"),
+        ("小张", "logout"),
+    ]
+
+
+# -- the pages -------------------------------------------------------------------------------
+
+
+async def test_the_conversation_page_shows_the_transcript_context_and_canned_replies(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    await asks_for_a_person(
+        http, server.base, f"/bind {BIND_CODE}", f"订单{FAILED_ORDER}为什么失败", "转人工"
+    )
+    await asks_for_a_person(http, server.base, "I want to talk to a human")
+    canned = load_canned(PROJECT_ROOT / "knowledge" / "canned.yaml")
+    assert 8 <= len(canned) <= 12
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        zh_chat, en_chat = (await agent.queue())["waiting"]
+        await agent.claim(zh_chat["handoff_id"])
+        status, page = await agent.page(f"/agent/chats/{zh_chat['conversation_id']}")
+        assert status == 200
+        for sender in ("user", "bot", "system"):
+            assert f'class="line line--{sender}"' in page
+        assert "小王水果店" in page and "badge--m-active" in page
+        assert f'data-order="{FAILED_ORDER}"' in page and "支付失败" in page
+        assert "insufficient_balance" in page  # the flow's findings
+        assert page.count('data-canned-id="') == len(canned)
+        assert canned[0].zh in page and canned[0].en not in page
+
+        status, page = await agent.page(f"/agent/chats/{en_chat['conversation_id']}")
+        assert status == 200
+        assert canned[0].en in page and canned[0].zh not in page
+        assert "匿名客户" in page
+        assert re.search(r'<form class="composer" id="reply-form"[^>]* hidden>', page)
+
+        detail = await agent.chat(zh_chat["conversation_id"])
+        order = only(detail["context"]["orders"])
+        assert (order["order_no"], order["status"], order["amount"]) == (
+            FAILED_ORDER,
+            "failed",
+            "88.50",
+        )
+        assert detail["context"]["merchant"] == {
+            "id": "M001",
+            "name": "小王水果店",
+            "status": "active",
+        }
+        assert detail["can"] == {"claim": False, "act": True, "answer": False}
+
+
+async def test_user_text_is_escaped_in_the_queue_and_the_conversation(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    attack = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+    await asks_for_a_person(http, server.base, "转人工", attack)
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        entry = only((await agent.queue())["waiting"])
+        assert entry["preview"] == attack
+        for path in ("/agent", f"/agent/chats/{entry['conversation_id']}"):
+            _, page = await agent.page(path)
+            assert attack not in page and "<script>alert" not in page
+            assert "&lt;script&gt;alert(2)&lt;/script&gt;" in page
+
+
+async def test_the_interface_speaks_chinese_by_default_and_english_on_request(
+    server: Server,
+) -> None:
+    await server.add_agent("小张")
+    async with agent_session(server.base) as agent:
+        _, page = await agent.page("/agent/login")
+        assert 'lang="zh-CN"' in page and "客服登录" in page
+        _, page = await agent.page("/agent/login?lang=en")
+        assert 'lang="en"' in page and "Agent login" in page
+        assert await agent.login("小张") == 303
+        _, page = await agent.page("/agent")  # the choice is remembered
+        assert "Waiting" in page and "Go online" in page and "等待接入" not in page
+        _, page = await agent.page("/agent?lang=zh")
+        assert "等待接入" in page
+
+
+async def test_the_supervisor_page_is_for_supervisors_only(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("小张", capacity=1, online=True)
+    await server.add_agent("老王", supervisor=True)
+    visitor = await asks_for_a_person(http, server.base)
+    async with agent_session(server.base) as agent, agent_session(server.base) as boss:
+        assert await agent.login("小张") == 303
+        assert await boss.login("老王") == 303
+        status, page = await agent.page("/agent/supervisor")
+        assert status == 403 and "您没有权限" in page
+        assert "/agent/supervisor" not in (await agent.page("/agent"))[1]
+
+        handoff_id = only((await agent.queue())["mine"])["handoff_id"]
+        await agent.post(f"/agent/api/handoffs/{handoff_id}/resolve")
+        await visitor.press(f"rate:{handoff_id}:4")
+        for days in ("", "?days=1", "?days=30", "?days=12"):
+            status, page = await boss.page(f"/agent/supervisor{days}")
+            assert status == 200
+            assert '<span class="tile__value" id="satisfaction">4.0</span>' in page
+            assert 'data-label="4★"' not in page  # Chinese by default
+            assert re.search(r'<g class="chart__row" data-label="4星" data-count="1">', page)
+            assert "<svg" in page and 'class="chart__bar chart__bar--conversations"' in page
+        current = re.findall(r'days=(\d+)" aria-current="true"', page)
+        assert current == ["7"]  # an unknown period falls back to a week
+        _, page = await boss.page("/agent/supervisor?days=30")
+        assert page.count('class="chart__day"') == 30
+        assert "小张" in page  # the agents' table
+
+
+async def test_the_live_socket_tells_the_console_what_changed(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    zhang = await server.add_agent("小张")
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await agent.http.ws_connect(
+                f"{server.base}/agent/ws", headers={"Origin": "https://evil.example"}
+            )
+        assert refused.value.status == 403
+        async with agent.http.ws_connect(f"{server.base}/agent/ws") as socket:
+            visitor = await asks_for_a_person(http, server.base)
+            assert await socket.receive_json(timeout=5) == {"type": "queue"}
+            entry = only((await agent.queue())["waiting"])
+            await visitor.say("还在吗？")
+            assert await socket.receive_json(timeout=5) == {
+                "type": "chat",
+                "conversation_id": entry["conversation_id"],
+            }
+            await socket.send_str("ping")
+            assert await socket.receive_json(timeout=5) == {"type": "pong"}
+    async with server.sessions() as session:
+        agent_row = await session.get(Agent, zhang)
+        assert agent_row is not None and agent_row.last_seen_at is not None  # heartbeat
