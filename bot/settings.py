@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     # Human handoff
     business_hours: str = "09:00-21:00"
     business_days: str = "0123456"
-    agent_capacity: int = Field(default=3, gt=0)
+    agent_capacity: int = Field(default=3, ge=0)  # 0: agents claim chats themselves
     console_secure_cookies: bool = False
     # The platform: embedded (SqlPlatform on DATABASE_URL) unless PLATFORM_API_URL is set.
     platform_api_url: str | None = None
