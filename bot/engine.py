@@ -158,8 +158,7 @@ class Engine:
             return [Reply(text)]
         started = time.perf_counter()
         async with self._chat_lock((message.channel, message.chat_id)):
-            if await self._already_processed(message):
-                return []
+            # A redelivery fails on the unique key of ProcessedInbound and changes nothing.
             try:
                 async with self.sessions() as session, session.begin():
                     token = current_session.set(session)

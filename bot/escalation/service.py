@@ -36,6 +36,7 @@ from bot.storage.models import (
     Identity,
     Message,
 )
+from bot.storage.unit import joined
 from bot.types import Button, Language, Reply, SenderKind
 
 ONLINE_WINDOW = timedelta(minutes=2)
@@ -519,9 +520,10 @@ class HandoffService:
             low, high = self._link_limits
             if not low <= amount <= high:
                 raise HandoffError("bad_request", f"the amount must be between {low} and {high}")
-            link = await self._gateway.create_payment_link(
-                identity.merchant_id, amount, description
-            )
+            with joined(session):
+                link = await self._gateway.create_payment_link(
+                    identity.merchant_id, amount, description
+                )
             language = Language(conversation.language)
             reply = Reply(
                 self._renderer.render(
@@ -561,10 +563,11 @@ class HandoffService:
                 if conversation.identity_id
                 else None
             )
-            order = await self._gateway.get_order(order_no)
-            if order is None or identity is None or order.merchant_id != identity.merchant_id:
-                raise HandoffError("not_found", "no such order for this chat's merchant")
-            result = await self._gateway.resync_order(order_no)
+            with joined(session):
+                order = await self._gateway.get_order(order_no)
+                if order is None or identity is None or order.merchant_id != identity.merchant_id:
+                    raise HandoffError("not_found", "no such order for this chat's merchant")
+                result = await self._gateway.resync_order(order_no)
             await self._audit(
                 session,
                 agent_id,
@@ -578,7 +581,8 @@ class HandoffService:
     async def start_password_reset(self, agent_id: int, conversation_id: int, login: str) -> None:
         async with self._sessions() as session, session.begin():
             await self._held(session, agent_id, conversation_id, ("assigned",))
-            await self._gateway.start_password_reset(login.strip())
+            with joined(session):
+                await self._gateway.start_password_reset(login.strip())
             await self._audit(
                 session, agent_id, "tool_password_reset", conversation_id, {"login": login}
             )

@@ -8,8 +8,20 @@ conversation's.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 current_session: ContextVar[AsyncSession | None] = ContextVar("current_session", default=None)
+
+
+@contextmanager
+def joined(session: AsyncSession) -> Iterator[None]:
+    """Within this block, the embedded platform works inside `session`'s transaction."""
+    token = current_session.set(session)
+    try:
+        yield
+    finally:
+        current_session.reset(token)
