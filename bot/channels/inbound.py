@@ -40,11 +40,15 @@ class InboundDispatcher:
         processor: Processor,
         *,
         retry_base: float = 0.5,
+        concurrency: int = 8,
     ) -> None:
         self._sessions = sessions
         self._source = source
         self._processor = processor
         self._retry_base = retry_base
+        # Chats are handled in parallel, but only this many at once: under a burst, hundreds of
+        # handlers would otherwise queue on the database ahead of the webhook's own insert.
+        self._slots = asyncio.Semaphore(concurrency)
         self._chats: dict[str, asyncio.Task[None]] = {}
         self._queues: dict[str, list[int]] = {}
 
@@ -95,7 +99,8 @@ class InboundDispatcher:
             queue = self._queues[chat_key]
             while queue:
                 row_id = queue[0]
-                done = await self._process(row_id)
+                async with self._slots:
+                    done = await self._process(row_id)
                 if done:
                     queue.pop(0)
         finally:

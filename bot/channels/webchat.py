@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "webchat"
 MAX_ACTION = 128
 MAX_CLIENT_ID = 64
+MAX_ID = 2**63 - 1  # the largest id a database column holds
 
 
 def _digest(token: str) -> str:
@@ -219,7 +220,7 @@ class WebChat:
     async def history(self, request: web.Request) -> web.Response:
         session_id = await self._authorised(request)
         after = request.query.get("after", "0")
-        if not after.isdigit():
+        if not after.isdigit() or int(after) > MAX_ID:
             raise json_error(400, "bad_request", '"after" must be a message id')
         async with self._sessions() as session:
             conversation = await session.scalar(
