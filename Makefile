@@ -43,6 +43,8 @@ test: $(STAMP) lint kb browser
 bench: $(STAMP)
 	$(BIN)/python benchmarks/nlu_latency.py
 	$(BIN)/python benchmarks/engine_throughput.py
+	$(BIN)/python benchmarks/http_throughput.py
+	$(BIN)/python benchmarks/memory.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
