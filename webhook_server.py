@@ -261,8 +261,12 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(dispatcher.idle(), timeout=10)
                     await dispatcher.close()
+                # Let the relay finish the send it is in (a cancelled send would sit leased for
+                # a minute, then go out twice), then take one last pass.
                 relay.stop()
-                await relay.flush()
+                done, _ = await asyncio.wait(tasks[:1], timeout=15)
+                if done:
+                    await relay.flush()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)

@@ -165,3 +165,17 @@ async def test_two_relays_never_send_the_same_row(db: AsyncEngine) -> None:
     assert len(recorder.sent) == 40
     assert len(set(recorder.sent)) == 40
     assert [t for c, t in recorder.sent if c == "1"] == [f"m{i}" for i in range(20)]
+
+
+async def test_a_row_waiting_to_be_retried_holds_its_newer_rows(db: AsyncEngine) -> None:
+    await queue(db, "1", "first")
+    recorder = Recorder()
+    recorder.failures.append(RetryLater(0.3))
+    relay = OutboxRelay(session_factory(db), {"telegram": recorder})
+    assert await relay.flush() == 0
+    await queue(db, "1", "second")  # arrives while "first" waits for its retry_after
+    await queue(db, "2", "other chat")
+    assert await relay.flush() == 1  # only the other chat goes
+    await asyncio.sleep(0.35)
+    assert await relay.flush() == 2
+    assert [t for c, t in recorder.sent if c == "1"] == ["first", "second"]

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from bot.storage.models import OutboxItem
 
@@ -106,12 +107,27 @@ class OutboxRelay:
         now = _now()
         async with self._sessions() as session, session.begin():
             # Pending rows that are due, and rows whose lease ran out (their sender died).
+            # A chat whose older row waits (retry_after, backoff) or is being sent is held whole:
+            # its newer rows must not overtake it.
+            older = aliased(OutboxItem)
+            waiting = (
+                select(older.id)
+                .where(
+                    older.channel == OutboxItem.channel,
+                    older.chat_id == OutboxItem.chat_id,
+                    older.id < OutboxItem.id,
+                    older.status.in_(("pending", "sending")),
+                    older.next_attempt_at > now,
+                )
+                .exists()
+            )
             due = (
                 select(OutboxItem.id)
                 .where(
                     OutboxItem.status.in_(("pending", "sending")),
                     OutboxItem.next_attempt_at <= now,
                     OutboxItem.channel.in_(list(self._senders)),
+                    ~waiting,
                 )
                 .order_by(OutboxItem.id)
                 .limit(BATCH)
