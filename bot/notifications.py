@@ -32,7 +32,6 @@ from bot.types import Language, Reply, SenderKind
 
 TOLERANCE = 300
 WATCH_WINDOW = timedelta(hours=24)
-_PROGRESS = {"created": 0, "pending": 1, "failed": 2, "closed": 2, "paid": 3, "refunded": 4}
 
 
 class SignatureError(Exception):
@@ -134,7 +133,7 @@ class PaymentNotifier:
             raise EventError("unknown_order", "no such order")
         if from_fen(order.amount_fen) != event.amount.quantize(Decimal("0.01")):
             raise EventError("amount_mismatch", "the amount does not match the order")
-        if _PROGRESS[event.status.value] <= _PROGRESS[order.status]:
+        if not OrderStatus(order.status).moves_forward_to(event.status):
             return Applied.STALE, 0
         order.status, order.updated_at = event.status.value, datetime.now(UTC)
         if event.status != OrderStatus.PAID:

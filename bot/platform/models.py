@@ -27,6 +27,20 @@ class OrderStatus(StrEnum):
     CLOSED = "closed"
     REFUNDED = "refunded"
 
+    def moves_forward_to(self, new: OrderStatus) -> bool:
+        """An order's status only moves forward: a late `pending` never overwrites `paid`."""
+        return _ORDER_PROGRESS[new] > _ORDER_PROGRESS[self]
+
+
+_ORDER_PROGRESS = {
+    OrderStatus.CREATED: 0,
+    OrderStatus.PENDING: 1,
+    OrderStatus.FAILED: 2,
+    OrderStatus.CLOSED: 2,
+    OrderStatus.PAID: 3,
+    OrderStatus.REFUNDED: 4,
+}
+
 
 class Method(StrEnum):
     QR = "qr"

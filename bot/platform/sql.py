@@ -46,16 +46,6 @@ from bot.storage.unit import current_session
 RESETS_PER_ACCOUNT_PER_HOUR = 3
 RESET_TOKEN_LIFETIME = timedelta(minutes=30)
 
-# How far along its life an order status is; a re-sync only moves an order forward.
-_PROGRESS = {
-    OrderStatus.CREATED: 0,
-    OrderStatus.PENDING: 1,
-    OrderStatus.FAILED: 2,
-    OrderStatus.CLOSED: 2,
-    OrderStatus.PAID: 3,
-    OrderStatus.REFUNDED: 4,
-}
-
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -225,7 +215,7 @@ class SqlPlatform:
                 return ResyncResult(row.order_no, before, before, None)
             channel_status = OrderStatus(channel.status)
             after = before
-            if _PROGRESS[channel_status] > _PROGRESS[before]:
+            if before.moves_forward_to(channel_status):
                 after = channel_status
                 row.status, row.updated_at = after.value, now
             channel.synced_at = now
