@@ -130,7 +130,7 @@ async def open_bot(
     knowledge = load_valid_knowledge(settings.knowledge_dir)
     matcher = build_matcher(settings, knowledge)
     renderer = Renderer()
-    db = create_engine(settings.database_url)
+    db = create_engine(settings.database_url, settings)
     try:
         if migrate:
             await upgrade(db)

@@ -37,7 +37,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> None:
-        db = create_engine(settings.database_url)
+        db = create_engine(settings.database_url, settings)
         try:
             await upgrade(db)
         finally:
@@ -89,7 +89,7 @@ def cmd_platform_load(args: argparse.Namespace) -> int:
     world = read_world(Path(args.file))
 
     async def run() -> dict[str, int]:
-        db = create_engine(settings.database_url)
+        db = create_engine(settings.database_url, settings)
         try:
             await upgrade(db)
             return await load_world(session_factory(db), world)
@@ -121,7 +121,7 @@ def cmd_platform_serve(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         if args.demo:
-            db = create_engine(settings.database_url)
+            db = create_engine(settings.database_url, settings)
             try:
                 await upgrade(db)
                 if settings.demo_world is not None:
@@ -146,7 +146,7 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
         raise ValueError("the password needs at least 8 characters")
 
     async def run() -> bool:
-        db = create_engine(settings.database_url)
+        db = create_engine(settings.database_url, settings)
         try:
             await upgrade(db)
             async with session_factory(db)() as session, session.begin():

@@ -22,6 +22,20 @@ class Settings(BaseSettings):
         default=f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'btp.db'}",
         description="SQLAlchemy async URL; postgresql+asyncpg://... for several processes.",
     )
+    # How long a request waits on a busy or locked database before it fails, so a webhook
+    # answers 503 (and Telegram delivers again) instead of hanging; see bot/storage/db.py.
+    database_pool_timeout: float = Field(
+        default=8.0, gt=0, description="Seconds a request waits for a pooled connection."
+    )
+    database_busy_timeout: float = Field(
+        default=5.0, gt=0, description="SQLite: seconds a write waits for another's lock."
+    )
+    database_lock_timeout: float = Field(
+        default=5.0, gt=0, description="PostgreSQL: seconds a statement waits for a lock."
+    )
+    database_statement_timeout: float = Field(
+        default=15.0, gt=0, description="PostgreSQL: seconds a statement may run at most."
+    )
     knowledge_dir: Path = Field(default=PROJECT_ROOT / "knowledge")
     default_language: Language = Language.ZH
     timezone: str = "Asia/Shanghai"

@@ -427,6 +427,14 @@ class BotApiStub:
         name = self._known(method)
         self._faults.setdefault(name, []).append(_Fault(status, retry_after, description, times))
 
+    def clear_faults(self, method: str | None = None) -> None:
+        """Drop the faults still queued for ``method`` (for every method when None): Telegram
+        is well again."""
+        if method is None:
+            self._faults.clear()
+        else:
+            self._faults.pop(self._known(method), None)
+
     def delay(self, method: str, seconds: float) -> None:
         """Answer every call of ``method`` ``seconds`` late (0 to stop)."""
         name = self._known(method)

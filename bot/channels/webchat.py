@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import secrets
 import uuid
 from collections import defaultdict
@@ -34,6 +35,7 @@ CHANNEL = "webchat"
 MAX_ACTION = 128
 MAX_CLIENT_ID = 64
 MAX_ID = 2**63 - 1  # the largest id a database column holds
+_AFTER = re.compile(r"[0-9]{1,19}")  # a message id, as many digits as MAX_ID has at most
 
 
 def _digest(token: str) -> str:
@@ -160,6 +162,9 @@ class WebChat:
         )
 
     async def open_session(self, request: web.Request) -> web.Response:
+        if request.body_exists and request.content_type == "application/json":
+            # No options are defined yet, but a JSON body must still be the documented object.
+            await _json_object(request)
         session_id = "wc_" + secrets.token_hex(10)
         token = secrets.token_urlsafe(32)
         async with self._sessions() as session, session.begin():
@@ -187,19 +192,18 @@ class WebChat:
     async def post_message(self, request: web.Request) -> web.Response:
         session_id = await self._authorised(request)
         body = await _json_object(request)
+        # A field that is present must be valid: null is not a way to leave one out.
         text, action = body.get("text"), body.get("action")
         client_id = body.get("client_message_id")
-        if (text is None) == (action is None):
+        if ("text" in body) == ("action" in body):
             raise json_error(400, "bad_request", 'send exactly one of "text" or "action"')
-        if text is not None and not isinstance(text, str):
+        if "text" in body and not isinstance(text, str):
             raise json_error(400, "bad_request", '"text" must be a string')
-        if action is not None and (
-            not isinstance(action, str) or not 0 < len(action) <= MAX_ACTION
-        ):
+        if "action" in body and (not isinstance(action, str) or not 0 < len(action) <= MAX_ACTION):
             raise json_error(
                 400, "bad_request", f'"action" must be a string of 1-{MAX_ACTION} characters'
             )
-        if client_id is not None and (
+        if "client_message_id" in body and (
             not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID
         ):
             raise json_error(
@@ -219,9 +223,10 @@ class WebChat:
 
     async def history(self, request: web.Request) -> web.Response:
         session_id = await self._authorised(request)
-        after = request.query.get("after", "0")
-        if not after.isdigit() or int(after) > MAX_ID:
+        text = request.query.get("after", "0")
+        if not _AFTER.fullmatch(text):
             raise json_error(400, "bad_request", '"after" must be a message id')
+        after = min(int(text), MAX_ID)  # no id is larger, so nothing comes after a larger one
         async with self._sessions() as session:
             conversation = await session.scalar(
                 select(Conversation).where(
@@ -233,7 +238,7 @@ class WebChat:
             rows = (
                 await session.scalars(
                     select(Message)
-                    .where(Message.conversation_id == conversation.id, Message.id > int(after))
+                    .where(Message.conversation_id == conversation.id, Message.id > after)
                     .order_by(Message.id)
                     .limit(500)
                 )

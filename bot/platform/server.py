@@ -35,6 +35,10 @@ MAX_DESCRIPTION = 200
 # The longest identifier any record can have; a longer one is simply not found.
 MAX_KEY = 64
 MAX_AMOUNT = Decimal("9999999999.99")
+_CENT = Decimal("0.01")
+# An amount as text, as docs/platform-openapi.yaml has it: 0.01 to 9999999999.99, no sign,
+# exponent, leading zero or third decimal.
+_AMOUNT_TEXT = re.compile(r"[1-9][0-9]{0,9}(?:\.[0-9]{1,2})?|0\.(?:0[1-9]|[1-9][0-9]?)")
 
 GATEWAY: web.AppKey[PlatformGateway] = web.AppKey("platform_gateway")
 API_KEY: web.AppKey[str | None] = web.AppKey("platform_api_key")
@@ -132,6 +136,13 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 # Reading requests
 
+# Not for a payer's eyes: control characters but the line break, zero-width and bidirectional
+# formatting, line and paragraph separators, the byte order mark; and lone surrogates, which
+# are not text at all. The pattern of `description` in docs/platform-openapi.yaml, inverted.
+_HIDDEN = re.compile(
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ud800-\udfff]"
+)
+
 
 def _key(value: str, max_length: int = MAX_KEY) -> str | None:
     """The identifier, or None when no record could have it (too long, control characters)."""
@@ -142,6 +153,15 @@ def _key(value: str, max_length: int = MAX_KEY) -> str | None:
 
 def _path_key(request: web.Request, name: str) -> str | None:
     return _key(request.match_info[name])
+
+
+def _filter_key(request: web.Request, name: str) -> str | None:
+    """The id a list is filtered by. One longer than any identifier breaks the contract and
+    is refused (a lookup by it just finds nothing); otherwise as `_key`."""
+    value = request.match_info[name]
+    if len(value) > MAX_KEY:
+        raise BadInput("invalid_field", f"{name}: at most {MAX_KEY} characters")
+    return _key(value)
 
 
 def _limit(request: web.Request, default: int) -> int:
@@ -173,9 +193,11 @@ async def _body(request: web.Request) -> codec.Fields:
 
 
 def _amount(fields: codec.Fields) -> Decimal:
-    amount = fields.decimal("amount")
-    exponent = amount.as_tuple().exponent
-    if not Decimal(0) < amount <= MAX_AMOUNT or (isinstance(exponent, int) and exponent < -2):
+    """More than 0, at most MAX_AMOUNT, whole cents; as text, written plainly ("88.50", "12")."""
+    amount, raw = fields.decimal("amount"), fields.raw("amount")
+    plain = not isinstance(raw, str) or _AMOUNT_TEXT.fullmatch(raw) is not None
+    # The range first: the remainder of an amount like 1E+400 cannot be computed.
+    if not (plain and Decimal(0) < amount <= MAX_AMOUNT and amount % _CENT == 0):
         raise BadInput(
             "invalid_amount", f"amount: more than 0, at most {MAX_AMOUNT}, two decimals at most"
         )
@@ -183,11 +205,11 @@ def _amount(fields: codec.Fields) -> Decimal:
 
 
 def _description(fields: codec.Fields) -> str | None:
-    """Free text for the payer; lone surrogates and control characters are not printable."""
+    """Free text for the payer, without characters that would hide or reorder what they read."""
     text = fields.opt_text("description")
     if text is None:
         return None
-    if len(text) > MAX_DESCRIPTION or not all(c.isprintable() or c == "\n" for c in text):
+    if len(text) > MAX_DESCRIPTION or _HIDDEN.search(text):
         raise BadInput(
             "invalid_field", f"description: at most {MAX_DESCRIPTION} printable characters"
         )
@@ -211,19 +233,19 @@ async def get_merchant(request: web.Request) -> web.Response:
 
 
 async def list_orders(request: web.Request) -> web.Response:
-    key, since, limit = _path_key(request, "merchant_id"), _since(request), _limit(request, 50)
+    key, since, limit = _filter_key(request, "merchant_id"), _since(request), _limit(request, 50)
     orders = await request.app[GATEWAY].list_orders(key, since=since, limit=limit) if key else []
     return _json(codec.encode_items([codec.encode_order(o) for o in orders]))
 
 
 async def list_accounts(request: web.Request) -> web.Response:
-    key = _path_key(request, "merchant_id")
+    key = _filter_key(request, "merchant_id")
     accounts = await request.app[GATEWAY].list_accounts(key) if key else []
     return _json(codec.encode_items([codec.encode_account(a) for a in accounts]))
 
 
 async def list_withdrawals(request: web.Request) -> web.Response:
-    key, limit = _path_key(request, "merchant_id"), _limit(request, 10)
+    key, limit = _filter_key(request, "merchant_id"), _limit(request, 10)
     withdrawals = await request.app[GATEWAY].list_withdrawals(key, limit=limit) if key else []
     return _json(codec.encode_items([codec.encode_withdrawal(w) for w in withdrawals]))
 
@@ -316,7 +338,7 @@ def create_platform_app(gateway: PlatformGateway, api_key: str | None) -> web.Ap
 
 async def run_platform_server(settings: Settings, host: str, port: int) -> None:
     """Serve the embedded platform on `settings.database_url` over HTTP until cancelled."""
-    db = create_engine(settings.database_url)
+    db = create_engine(settings.database_url, settings)
     try:
         await upgrade(db)
         gateway = SqlPlatform(
