@@ -95,7 +95,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def telegram_webhook(request: web.Request) -> web.Response:
-    """Authenticate, store durably, answer 200; processing happens after, in order per chat."""
+    """Authenticate, then store and handle the update; 200 once that committed, 503 if the
+    update could not be stored (Telegram delivers it again)."""
     runtime = request.app[RUNTIME]
     expected = _secret(runtime.bot.settings.telegram_webhook_secret)
     given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
@@ -115,7 +116,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         raise json_error(400, "bad_request", "not a Telegram update")
     chat = telegram.chat_key(update) or f"update:{update_id}"
     try:
-        await runtime.dispatcher.accept(update_id, chat, update)
+        await runtime.dispatcher.receive(update_id, chat, update)
     except Exception as exc:
         runtime.metrics.error("telegram_store")
         log.warning("could not store update %s: %s", update_id, type(exc).__name__)
@@ -169,7 +170,7 @@ async def _poll_telegram(channel: TelegramChannel, dispatcher: InboundDispatcher
             continue
         for update in updates:
             payload = update.to_dict()
-            await dispatcher.accept(update.update_id, telegram.chat_key(payload) or "-", payload)
+            await dispatcher.receive(update.update_id, telegram.chat_key(payload) or "-", payload)
             offset = update.update_id + 1
 
 
@@ -226,6 +227,7 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                     api_url=settings.telegram_api_url,
                     engine=bot.engine,
                     renderer=bot.renderer,
+                    max_rate=settings.telegram_max_rate,
                 )
                 await channel.start(
                     webhook_url=None if telegram_polling else settings.telegram_webhook_url,
@@ -237,6 +239,7 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                 log.warning("TELEGRAM_BOT_TOKEN is not set: serving web chat and the console only")
             relay = OutboxRelay(bot.sessions, senders)
             bot.engine.on_queued = relay.kick
+            bot.engine.deliver = relay.deliver
 
             async def on_event(event: dict[str, object]) -> None:
                 if event.get("kind") == "outbox":

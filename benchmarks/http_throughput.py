@@ -735,6 +735,7 @@ def measure(spec: Spec, options: argparse.Namespace) -> Measured:
                     "TELEGRAM_BOT_TOKEN": "123456:TEST-token",
                     "TELEGRAM_WEBHOOK_SECRET": SECRET,
                     "TELEGRAM_API_URL": str(hello["stub"]),
+                    "TELEGRAM_MAX_RATE": str(options.telegram_rate),
                 }
             # One after the other: the first one migrates the fresh database.
             for number, port in enumerate(ports):
@@ -780,6 +781,12 @@ def measure(spec: Spec, options: argparse.Namespace) -> Measured:
 
 
 def plan(options: argparse.Namespace) -> Iterator[Spec]:
+    for spec in _plan(options):
+        if options.kinds is None or spec.kind in options.kinds:
+            yield spec
+
+
+def _plan(options: argparse.Namespace) -> Iterator[Spec]:
     databases = ["sqlite", "postgres"] if options.only is None else [options.only]
     for database in databases:
         yield Spec(database, 1, "baseline", "closed", "one-row baseline")
@@ -1017,6 +1024,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="measured seconds per row (15; quick 3)")
     parser.add_argument("--concurrency", type=int, default=48, help="connections (48)")
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop messages/s (100)")
+    parser.add_argument(
+        "--telegram-rate",
+        type=float,
+        default=1000.0,
+        help="the bot's Bot API calls/s limit, TELEGRAM_MAX_RATE (1000: the stand-in has no "
+        "flood limit, so the bot is measured rather than Telegram's 30/s)",
+    )
+    parser.add_argument(
+        "--kinds", nargs="+", choices=["baseline", "webchat", "telegram"], help="rows to run"
+    )
     parser.add_argument("--postgres-url", default=os.environ.get("BENCH_DATABASE_URL"))
     parser.add_argument("--role", choices=["baseline", "load"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

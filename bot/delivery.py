@@ -1,20 +1,43 @@
 """Recording what is said to a chat, and queueing it for channels that deliver later.
 
-Every outgoing line is a `Message` (the transcript, personal numbers masked). For channels whose
-sending happens after the transaction (Telegram; web chat pushes), an `OutboxItem` is written in
-the same transaction, so a crash between deciding and sending loses nothing.
+Every line is a `Message` (the transcript, personal numbers masked). For channels whose sending
+happens after the transaction (Telegram; web chat pushes), an `OutboxItem` is written in the
+same transaction, so a crash between deciding and sending loses nothing. A turn's lines go in
+with one INSERT (the user's message first, so ids keep the order of the chat), and their outbox
+rows with one more: this runs for every message, so it is written in SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.privacy import mask_pii
-from bot.storage.models import Conversation, Message, OutboxItem
+from bot.storage.models import Conversation, Message, OutboxItem, utcnow
 from bot.types import Direction, Reply, SenderKind
+
+# How long a row being sent stays with the process that sends it; after that (the process
+# died), any relay may claim it again.
+LEASE = timedelta(seconds=60)
+
+_MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+_OUTBOX: Table = OutboxItem.__table__  # type: ignore[assignment]
+
+
+@dataclass(slots=True)
+class Inbound:
+    """The user's side of a turn, as stored (text masked by `record_turn`)."""
+
+    text: str
+    action: str | None = None
+    channel_message_id: str | None = None
+    label: str | None = None
+    score: float | None = None
 
 
 def reply_payload(reply: Reply) -> dict[str, Any]:
@@ -29,9 +52,47 @@ async def record_outgoing(
     *,
     sender: SenderKind = SenderKind.BOT,
     queue: bool,
-) -> list[Message]:
-    """Store replies in the transcript and, when `queue`, in the outbox of the chat's channel."""
-    messages = []
+    leased_until: datetime | None = None,
+) -> list[OutboxItem]:
+    """Store replies in the transcript and, when `queue`, in the outbox of the chat's channel;
+    returns the outbox rows."""
+    _, items = await record_turn(
+        session, conversation, None, replies, sender=sender, queue=queue, leased_until=leased_until
+    )
+    return items
+
+
+async def record_turn(
+    session: AsyncSession,
+    conversation: Conversation,
+    inbound: Inbound | None,
+    replies: Iterable[Reply],
+    *,
+    sender: SenderKind = SenderKind.BOT,
+    queue: bool,
+    leased_until: datetime | None = None,
+) -> tuple[int | None, list[OutboxItem]]:
+    """Store a turn: the user's message (if any) and the replies; returns the user message's
+    id and the outbox rows (when `queue`). `leased_until`: the rows are written as being sent
+    by this process, which hands them to the relay after the commit, not for any relay to
+    claim."""
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    if inbound is not None:
+        rows.append(
+            _row(
+                conversation.id,
+                Direction.IN,
+                SenderKind.USER,
+                mask_pii(inbound.text),
+                now,
+                action=inbound.action,
+                label=inbound.label,
+                score=inbound.score,
+                channel_message_id=inbound.channel_message_id,
+            )
+        )
+    payloads = []
     offset = 0
     for reply in replies:
         payload = {**reply_payload(reply), "sender": sender.value}
@@ -40,23 +101,92 @@ async def record_outgoing(
         for button in payload["buttons"]:
             button["index"] = offset
             offset += 1
-        message = Message(
-            conversation_id=conversation.id,
-            direction=Direction.OUT,
-            sender_kind=sender,
-            text=mask_pii(reply.text),
-            payload={"buttons": payload["buttons"], "image": payload["image"]},
-        )
-        session.add(message)
-        messages.append(message)
-        if queue:
-            session.add(
-                OutboxItem(
-                    conversation_id=conversation.id,
-                    message=message,
-                    channel=conversation.channel,
-                    chat_id=conversation.chat_id,
-                    payload=payload,
-                )
+        payloads.append(payload)
+        rows.append(
+            _row(
+                conversation.id,
+                Direction.OUT,
+                sender,
+                mask_pii(reply.text),
+                now,
+                payload={"buttons": payload["buttons"], "image": payload["image"]},
             )
-    return messages
+        )
+    if not rows:
+        return None, []
+    ids = list(
+        (
+            await session.scalars(
+                insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True), rows
+            )
+        ).all()
+    )
+    inbound_id = ids.pop(0) if inbound is not None else None
+    if not queue or not payloads:
+        return inbound_id, []
+    status, due = ("sending", leased_until) if leased_until is not None else ("pending", now)
+    items = [
+        OutboxItem(
+            conversation_id=conversation.id,
+            message_id=message_id,
+            channel=conversation.channel,
+            chat_id=conversation.chat_id,
+            payload=payload,
+            status=status,
+            attempts=0,
+            next_attempt_at=due,
+            created_at=now,
+        )
+        for message_id, payload in zip(ids, payloads, strict=True)
+    ]
+    item_ids = (
+        await session.scalars(
+            insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "conversation_id": item.conversation_id,
+                    "message_id": item.message_id,
+                    "channel": item.channel,
+                    "chat_id": item.chat_id,
+                    "payload": item.payload,
+                    "status": item.status,
+                    "attempts": 0,
+                    "next_attempt_at": due,
+                    "created_at": now,
+                }
+                for item in items
+            ],
+        )
+    ).all()
+    # Detached copies of the rows, for the relay to send from after the commit.
+    for item, item_id in zip(items, item_ids, strict=True):
+        item.id = item_id
+    return inbound_id, items
+
+
+def _row(
+    conversation_id: int,
+    direction: Direction,
+    sender: SenderKind,
+    text: str,
+    now: datetime,
+    *,
+    action: str | None = None,
+    label: str | None = None,
+    score: float | None = None,
+    channel_message_id: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    # Every row has every key: one INSERT carries them all.
+    return {
+        "conversation_id": conversation_id,
+        "direction": direction.value,
+        "sender_kind": sender.value,
+        "text": text,
+        "action": action,
+        "label": label,
+        "score": score,
+        "channel_message_id": channel_message_id,
+        "payload": payload,
+        "created_at": now,
+    }

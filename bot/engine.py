@@ -9,22 +9,21 @@ run in parallel. Platform outages become one polite reply here, whatever flow hi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.concurrency import KeyedLocks
 from bot.context import Context, ConversationView, FlowState, Identity, Outcome
-from bot.delivery import record_outgoing
+from bot.delivery import LEASE, Inbound, record_turn
 from bot.diagnostics.registry import FLOWS
 from bot.escalation.service import HandoffService, priority_of
 from bot.faq.knowledge import Knowledge
@@ -45,6 +44,7 @@ from bot.storage.models import (
     FaqFeedback,
     Message,
     OrderWatch,
+    OutboxItem,
     ProcessedInbound,
     RateEvent,
     UnansweredQuestion,
@@ -52,8 +52,8 @@ from bot.storage.models import (
 from bot.storage.models import (
     Identity as IdentityRow,
 )
-from bot.storage.unit import current_session
-from bot.types import Direction, IncomingMessage, Label, Language, Reply, SenderKind
+from bot.storage.unit import after_commit, insert_once, unit_of_work
+from bot.types import Direction, IncomingMessage, Label, Language, Reply
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,40 @@ class _Route:
     argument: str = ""
 
 
+@dataclass(slots=True)
+class _Turn:
+    """What one message writes to the transcript and the outbox, in its transaction: the
+    user's message and the replies together in the end, unless something must come between."""
+
+    session: AsyncSession
+    conversation: Conversation | None = None
+    inbound: Inbound | None = None
+    queue: bool = False
+    leased_until: datetime | None = None
+    inbound_id: int | None = None
+    queued: list[OutboxItem] = field(default_factory=list)
+
+    async def user_first(self) -> int | None:
+        """Store the user's message now, before anything else is said in this turn."""
+        if self.inbound is not None:
+            await self.say([])
+        return self.inbound_id
+
+    async def say(self, replies: list[Reply]) -> None:
+        assert self.conversation is not None
+        inbound_id, items = await record_turn(
+            self.session,
+            self.conversation,
+            self.inbound,
+            replies,
+            queue=self.queue,
+            leased_until=self.leased_until,
+        )
+        if self.inbound is not None:
+            self.inbound, self.inbound_id = None, inbound_id
+        self.queued += items
+
+
 class Engine:
     """Channel-agnostic: takes an IncomingMessage, returns the replies to send."""
 
@@ -119,6 +153,7 @@ class Engine:
         clock: Callable[[], datetime] = _utcnow,
         relay_channels: frozenset[str] = frozenset(),
         on_queued: Callable[[], None] | None = None,
+        deliver: Callable[[list[OutboxItem]], None] | None = None,
         metrics: EngineMetrics | None = None,
         handoffs: HandoffService | None = None,
     ) -> None:
@@ -132,58 +167,47 @@ class Engine:
         self.clock = clock
         self.relay_channels = relay_channels
         self.on_queued = on_queued
+        self.deliver = deliver
         self.metrics = metrics
         self.handoffs = handoffs
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def _chat_lock(self, key: tuple[str, str]) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+        self._chats = KeyedLocks()
 
     async def handle(self, message: IncomingMessage) -> list[Reply]:
-        """Handle one inbound message once; a redelivered message returns no replies."""
+        """Handle one inbound message once; a redelivered message returns no replies.
+
+        Joins the transaction the caller has open (the Telegram webhook stores the update in
+        it), or opens its own."""
         if len(message.text) > self.settings.max_text_length:
             language = detect_language(fold(message.text[:200])) or self.settings.default_language
             text = self.renderer.render(language, "too_long", limit=self.settings.max_text_length)
             return [Reply(text)]
         started = time.perf_counter()
-        async with self._chat_lock((message.channel, message.chat_id)):
-            # A redelivery fails on the unique key of ProcessedInbound and changes nothing.
-            try:
-                async with self.sessions() as session, session.begin():
-                    token = current_session.set(session)
-                    try:
-                        session.add(
-                            ProcessedInbound(channel=message.channel, message_id=message.message_id)
-                        )
-                        await session.flush()
-                        replies, label = await self._handle_in_transaction(session, message)
-                    finally:
-                        current_session.reset(token)
-            except IntegrityError:
-                if await self._already_processed(message):
-                    log.info(
-                        "duplicate delivery %s/%s ignored", message.channel, message.message_id
-                    )
-                    return []
-                raise
-        if message.channel in self.relay_channels and replies and self.on_queued is not None:
-            self.on_queued()
+        async with (
+            self._chats.hold((message.channel, message.chat_id)),
+            unit_of_work(self.sessions) as session,
+        ):
+            # A redelivery finds its inbound id taken and changes nothing.
+            claimed = await insert_once(
+                session, ProcessedInbound, channel=message.channel, message_id=message.message_id
+            )
+            if claimed is None:
+                log.info("duplicate delivery %s/%s ignored", message.channel, message.message_id)
+                return []
+            turn = _Turn(session)
+            replies, label = await self._handle_in_transaction(session, message, turn)
+            if turn.queued:
+                after_commit(session, partial(self._queued, turn.queued))
         if self.metrics is not None:
             self.metrics.handled(
                 message.channel, label, len(replies), time.perf_counter() - started
             )
         return replies
+
+    def _queued(self, items: list[OutboxItem]) -> None:
+        if self.deliver is not None:
+            self.deliver(items)
+        elif self.on_queued is not None:
+            self.on_queued()
 
     async def bind(self, channel: str, user_id: str, merchant_id: str) -> bool:
         """Bind a chat account to a merchant directly (support staff trying things out)."""
@@ -193,16 +217,6 @@ class Engine:
             identity = await self._identity(session, channel, user_id)
             identity.kind, identity.merchant_id = "merchant", merchant_id
         return True
-
-    async def _already_processed(self, message: IncomingMessage) -> bool:
-        async with self.sessions() as session:
-            found = await session.scalar(
-                select(ProcessedInbound.id).where(
-                    ProcessedInbound.channel == message.channel,
-                    ProcessedInbound.message_id == message.message_id,
-                )
-            )
-            return found is not None
 
     async def _identity(self, session: AsyncSession, channel: str, user_id: str) -> IdentityRow:
         identity = await session.scalar(
@@ -216,37 +230,67 @@ class Engine:
             await session.flush()
         return identity
 
-    async def _conversation(self, session: AsyncSession, message: IncomingMessage) -> Conversation:
-        query = select(Conversation).where(
-            Conversation.channel == message.channel, Conversation.chat_id == message.chat_id
+    async def _load(
+        self, session: AsyncSession, message: IncomingMessage, now: datetime
+    ) -> tuple[Conversation, IdentityRow | None, int]:
+        """In one statement: the chat's conversation (locked on PostgreSQL against another
+        process), the writer's identity if known, and the messages the chat sent within the
+        rate window. A chat's first message creates its conversation."""
+        recent = (
+            select(func.count())
+            .select_from(Message)
+            .where(
+                Message.conversation_id == Conversation.id,
+                Message.direction == Direction.IN,
+                Message.created_at > now - RATE_WINDOW,
+            )
+            .correlate(Conversation)
+            .scalar_subquery()
+        )
+        query = (
+            select(Conversation, IdentityRow, recent)
+            .outerjoin(
+                IdentityRow,
+                and_(
+                    IdentityRow.channel == message.channel, IdentityRow.user_id == message.user_id
+                ),
+            )
+            .where(Conversation.channel == message.channel, Conversation.chat_id == message.chat_id)
         )
         if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        conversation = await session.scalar(query)
-        if conversation is None:
-            conversation = Conversation(
-                channel=message.channel,
-                chat_id=message.chat_id,
-                language=self.settings.default_language.value,
-                slots={},
-                findings={},
-            )
-            session.add(conversation)
-            await session.flush()
-        return conversation
+            query = query.with_for_update(of=Conversation)
+        row = (await session.execute(query)).first()
+        if row is not None:
+            return row[0], row[1], int(row[2] or 0)
+        conversation = Conversation(
+            channel=message.channel,
+            chat_id=message.chat_id,
+            language=self.settings.default_language.value,
+            slots={},
+            findings={},
+        )
+        session.add(conversation)
+        await session.flush()
+        return conversation, None, 0
 
     async def _handle_in_transaction(
-        self, session: AsyncSession, message: IncomingMessage
+        self, session: AsyncSession, message: IncomingMessage, turn: _Turn
     ) -> tuple[list[Reply], str | None]:
         now = self.clock()
-        conversation = await self._conversation(session, message)
-        queue = message.channel in self.relay_channels
-        if await self._over_rate_limit(session, conversation, now):
+        conversation, known, recent_messages = await self._load(session, message, now)
+        turn.conversation = conversation
+        # A channel delivered later gets outbox rows, leased to this process when it sends
+        # them itself as soon as the transaction commits.
+        if conversation.channel in self.relay_channels:
+            turn.queue = True
+            turn.leased_until = _utcnow() + LEASE if self.deliver is not None else None
+        if recent_messages >= self.settings.rate_limit_per_minute:
+            # Not stored: a flood does not fill the transcript.
             language = Language(conversation.language)
             limited = [Reply(self.renderer.render(language, "rate_limited"))]
-            await record_outgoing(session, conversation, limited, queue=queue)
+            await turn.say(limited)
             return limited, "rate_limited"
-        identity = await self._identity(session, message.channel, message.user_id)
+        identity = known or await self._identity(session, message.channel, message.user_id)
         if conversation.identity_id != identity.id:
             conversation.identity_id = identity.id
         flow = conversation.flow
@@ -286,23 +330,20 @@ class Engine:
             now=now,
             recent=recent,
         )
-        inbound = Message(
-            conversation_id=conversation.id,
-            direction=Direction.IN,
-            sender_kind=SenderKind.USER,
-            text=mask_pii(message.text),
+        turn.inbound = Inbound(
+            text=message.text,
             action=message.action[:128] if message.action else None,
             channel_message_id=message.message_id,
         )
-        session.add(inbound)
         if conversation.state in ("queued", "agent") and self.handoffs is not None:
+            message_id = await turn.user_first()
             if strip_punctuation(fold(message.text)) not in _BACK_TO_BOT:
                 # People hold the chat: the bot stays silent and passes the message on.
-                await self.handoffs.on_user_message(session, conversation, inbound)
+                await self.handoffs.on_user_message(session, conversation, message_id)
                 return [], None
             had = await self.handoffs.cancel(session, conversation)
             back = [ctx.say("handoff/returned", had_handoff=had)]
-            await record_outgoing(session, conversation, back, queue=queue)
+            await turn.say(back)
             return back, None
         try:
             outcome = await self._route(ctx)
@@ -312,25 +353,32 @@ class Engine:
                 [ctx.say("platform_unavailable", ctx.human_button())], solved=False, end_flow=True
             )
         if ctx.parse is not None:
-            inbound.label, inbound.score = ctx.parse.label.value, ctx.parse.score
+            turn.inbound.label, turn.inbound.score = ctx.parse.label.value, ctx.parse.score
         self._apply(session, conversation, identity, ctx, outcome, now)
         if self.handoffs is not None:
-            outcome.replies.extend(await self._people(session, conversation, ctx, outcome))
-        await record_outgoing(session, conversation, outcome.replies, queue=queue)
+            outcome.replies.extend(await self._people(turn, conversation, ctx, outcome))
+        await turn.say(outcome.replies)
         return outcome.replies, ctx.parse.label.value if ctx.parse else None
 
     async def _people(
-        self, session: AsyncSession, conversation: Conversation, ctx: Context, outcome: Outcome
+        self, turn: _Turn, conversation: Conversation, ctx: Context, outcome: Outcome
     ) -> list[Reply]:
-        """Handoffs, tickets, ratings and returns: what involves people, in this transaction."""
+        """Handoffs, tickets, ratings and returns: what involves people, in this transaction.
+
+        What the people side says itself (an agent took the chat) comes after the user's
+        message, which is therefore stored first."""
         assert self.handoffs is not None
+        session = turn.session
         said: list[Reply] = []
         if outcome.ticket_text is not None:
+            await turn.user_first()
             await self.handoffs.leave_ticket(session, conversation, outcome.ticket_text)
         if outcome.rating is not None:
+            await turn.user_first()
             ok = await self.handoffs.rate(session, conversation, *outcome.rating)
             said.append(ctx.say("handoff/rated", ok=ok))
         if outcome.return_to_bot:
+            await turn.user_first()
             had = await self.handoffs.cancel(session, conversation)
             said.append(ctx.say("handoff/returned", had_handoff=had))
         reason = outcome.handoff
@@ -340,6 +388,7 @@ class Engine:
         if reason is None and ctx.conversation.slots.get(UNHELPFUL) and asked_again:
             reason = "unhelpful_answer"
         if reason is not None:
+            await turn.user_first()
             said += await self.handoffs.request(
                 session,
                 conversation,
@@ -359,20 +408,6 @@ class Engine:
             ]
             conversation.slots = {**(conversation.slots or {}), OFFERED: offered}
         return said
-
-    async def _over_rate_limit(
-        self, session: AsyncSession, conversation: Conversation, now: datetime
-    ) -> bool:
-        recent = await session.scalar(
-            select(func.count())
-            .select_from(Message)
-            .where(
-                Message.conversation_id == conversation.id,
-                Message.direction == Direction.IN,
-                Message.created_at > now - RATE_WINDOW,
-            )
-        )
-        return int(recent or 0) >= self.settings.rate_limit_per_minute
 
     def _flow_state(self, ctx: Context) -> FlowState | None:
         view = ctx.conversation

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     telegram_webhook_url: str | None = None
     telegram_api_url: str = "https://api.telegram.org"
+    # Bot API calls per second this process makes at most (python-telegram-bot's limiter);
+    # Telegram asks bots to stay near 30 a second across chats.
+    telegram_max_rate: float = Field(default=30.0, gt=0)
     platform_webhook_secret: SecretStr | None = None
     # Human handoff
     business_hours: str = "09:00-21:00"

@@ -1,9 +1,13 @@
 """Durable inbound updates: stored before they are acknowledged, processed in order per chat.
 
-A webhook answers 200 only after `accept` committed the update; a unique key on (source,
-update_id) makes a redelivered or concurrently delivered update a no-op. Updates of one chat are
-processed one after another in arrival order; different chats run in parallel. An update whose
-processing fails is retried with backoff, and after a crash every unprocessed update is picked
+A webhook answers 200 only after the update was committed. `receive` stores the update and
+handles it in one transaction, so the 200 also means "handled, replies queued", and a sender
+that delivers faster than the bot handles is slowed down by the answers instead of piling up
+a backlog. When that handling fails, or older updates of the chat still wait, the update is
+stored alone (`accept`) and handled later from the queue. A unique key on (source, update_id)
+makes a redelivered or concurrently delivered update a no-op. Updates of one chat are handled
+one after another in arrival order; different chats run in parallel. A queued update whose
+handling fails is retried with backoff, and after a crash every unprocessed update is picked
 up again on start.
 """
 
@@ -17,10 +21,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.concurrency import KeyedLocks
 from bot.storage.models import InboundUpdate
+from bot.storage.unit import insert_once, joined
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,10 @@ MAX_ATTEMPTS = 8
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class _HandlingFailed(Exception):
+    """The processor raised inside `receive`'s transaction (the cause is chained)."""
 
 
 class InboundDispatcher:
@@ -50,22 +59,67 @@ class InboundDispatcher:
         # handlers would otherwise queue on the database ahead of the webhook's own insert.
         self._slots = asyncio.Semaphore(concurrency)
         self._chats: dict[str, asyncio.Task[None]] = {}
+        # Held while one of the chat's updates is handled, by `receive` or by the queue.
+        self._chats_held = KeyedLocks()
         self._queues: dict[str, list[int]] = {}
 
-    async def accept(self, update_id: int, chat_key: str, payload: dict[str, Any]) -> bool:
-        """Store the update durably; True when it is new. Raises if it could not be stored."""
+    async def receive(self, update_id: int, chat_key: str, payload: dict[str, Any]) -> bool:
+        """Store the update and handle it in one transaction; True when it is new.
+
+        Raises only if the update could not be stored: a handling failure leaves it stored
+        and queued for a retry."""
+        if self._queues.get(chat_key):
+            return await self.accept(update_id, chat_key, payload)  # behind the chat's older ones
         try:
-            async with self._sessions() as session, session.begin():
-                row = InboundUpdate(
-                    source=self._source, update_id=update_id, chat_key=chat_key, payload=payload
-                )
-                session.add(row)
-                await session.flush()
-                row_id = row.id
-        except IntegrityError:
+            async with self._chats_held.hold(chat_key):
+                if self._queues.get(chat_key):
+                    return await self.accept(update_id, chat_key, payload)
+                async with self._sessions() as session, session.begin():
+                    row_id = await self._insert(session, update_id, chat_key, payload, _now())
+                    if row_id is None:
+                        return False
+                    try:
+                        with joined(session):
+                            await self._processor(payload)
+                    except Exception as exc:
+                        raise _HandlingFailed from exc
+        except _HandlingFailed as failed:
+            cause = failed.__cause__
+            log.warning(
+                "update %s failed, queued for a retry: %s",
+                update_id,
+                type(cause).__name__,
+                exc_info=cause,
+            )
+            return await self.accept(update_id, chat_key, payload)
+        return True
+
+    async def accept(self, update_id: int, chat_key: str, payload: dict[str, Any]) -> bool:
+        """Store the update durably and queue it; True when it is new. Raises if not stored."""
+        async with self._sessions() as session, session.begin():
+            row_id = await self._insert(session, update_id, chat_key, payload, None)
+        if row_id is None:
             return False
         self._enqueue(chat_key, row_id)
         return True
+
+    async def _insert(
+        self,
+        session: AsyncSession,
+        update_id: int,
+        chat_key: str,
+        payload: dict[str, Any],
+        processed_at: datetime | None,
+    ) -> int | None:
+        return await insert_once(
+            session,
+            InboundUpdate,
+            source=self._source,
+            update_id=update_id,
+            chat_key=chat_key,
+            payload=payload,
+            processed_at=processed_at,
+        )
 
     async def resume_pending(self) -> int:
         """Queue every stored, unprocessed update (after a restart), oldest first."""
@@ -99,7 +153,7 @@ class InboundDispatcher:
             queue = self._queues[chat_key]
             while queue:
                 row_id = queue[0]
-                async with self._slots:
+                async with self._slots, self._chats_held.hold(chat_key):
                     done = await self._process(row_id)
                 if done:
                     queue.pop(0)
@@ -109,14 +163,22 @@ class InboundDispatcher:
                 self._queues.pop(chat_key, None)
 
     async def _process(self, row_id: int) -> bool:
-        """Process one update; True when finished with it (processed, or given up)."""
+        """Handle one stored update, and mark it handled in the same transaction; True when
+        finished with it (handled, or given up)."""
         async with self._sessions() as session:
             row = await session.get(InboundUpdate, row_id)
             if row is None or row.processed_at is not None:
                 return True
             payload, attempts = row.payload, row.attempts
         try:
-            await self._processor(payload)
+            async with self._sessions() as session, session.begin():
+                with joined(session):
+                    await self._processor(payload)
+                await session.execute(
+                    update(InboundUpdate)
+                    .where(InboundUpdate.id == row_id, InboundUpdate.processed_at.is_(None))
+                    .values(processed_at=_now())
+                )
         except Exception as exc:
             attempts += 1
             log.warning(
@@ -138,10 +200,6 @@ class InboundDispatcher:
                 return True
             await asyncio.sleep(self._retry_base * 2 ** (attempts - 1))
             return False
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(InboundUpdate).where(InboundUpdate.id == row_id).values(processed_at=_now())
-            )
         return True
 
     async def idle(self) -> None:

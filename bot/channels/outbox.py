@@ -1,8 +1,12 @@
 """The outbox relay: delivers what the engine queued, retrying until the channel takes it.
 
-Rows are claimed in short transactions (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
-processes share the work), sent one chat at a time in id order, and marked sent once. A channel
-that says "retry after N seconds" gets exactly that; other transient failures back off
+The engine's replies take a short cut: their rows are written already leased to this process,
+and once their transaction commits they are handed to `deliver` and sent at once, without a
+claim. Everything else (notifications, agents' messages, rows whose process died, retries)
+goes the long way: rows are claimed in short transactions (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL, so several processes share the work) and sent one chat at a time in id order.
+Rows sent at about the same time are marked sent together, in one statement. A channel that
+says "retry after N seconds" gets exactly that; other transient failures back off
 exponentially; a permanent refusal (the user blocked the bot) marks the row failed. A crash
 after sending and before marking sends that message again: delivery is at least once.
 """
@@ -20,12 +24,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from bot.concurrency import KeyedLocks
+from bot.delivery import LEASE
 from bot.storage.models import OutboxItem
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
-LEASE = timedelta(seconds=60)
 BATCH = 50
 
 
@@ -70,9 +75,27 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._concurrency = asyncio.Semaphore(concurrency)
         self._stopped = False
+        self._chats = KeyedLocks()  # one chat's rows go out one at a time, in order
+        self._inflight: set[asyncio.Task[int]] = set()
+        self._unmarked: list[int] = []
+        self._marking = asyncio.Lock()
+        # Chats with a row sent back to the queue (retry after, backoff): until the relay has
+        # sent what waits, new replies to them queue behind it instead of going out at once.
+        self._held: set[tuple[str, str]] = set()
 
     def kick(self) -> None:
         self._wake.set()
+
+    def deliver(self, items: list[OutboxItem]) -> None:
+        """Send rows leased to this process by the transaction that wrote them (which has just
+        committed). A row that fails goes back to the queue like any other."""
+        by_chat: dict[tuple[str, str], list[OutboxItem]] = {}
+        for item in items:
+            by_chat.setdefault((item.channel, item.chat_id), []).append(item)
+        for chat_items in by_chat.values():
+            task = asyncio.create_task(self._send_chat(chat_items, claimed=False))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
 
     async def run(self) -> None:
         while not self._stopped:
@@ -92,7 +115,9 @@ class OutboxRelay:
         self._wake.set()
 
     async def flush(self) -> int:
-        """One pass: send what is due, one task per chat; returns how many were sent."""
+        """One pass: send what is due, one task per chat; returns how many were sent (after
+        the deliveries already under way have finished)."""
+        await asyncio.gather(*self._inflight, return_exceptions=True)
         batch = await self._claim()
         if not batch:
             return 0
@@ -143,9 +168,15 @@ class OutboxRelay:
             )
             return sorted(claimed.all(), key=lambda item: item.id)
 
-    async def _send_chat(self, items: list[OutboxItem]) -> int:
-        sent = 0
-        async with self._concurrency:
+    async def _send_chat(self, items: list[OutboxItem], *, claimed: bool = True) -> int:
+        """Send one chat's items in order; how many the channel took. Items handed over by
+        `deliver` (not `claimed`) for a chat that waits go to the queue behind what waits."""
+        sent: list[int] = []
+        chat = (items[0].channel, items[0].chat_id)
+        async with self._concurrency, self._chats.hold(chat):
+            if not claimed and chat in self._held:
+                await self._queue(items)
+                return 0
             for index, item in enumerate(items):
                 try:
                     payload = {**item.payload, "message_id": item.message_id}
@@ -156,32 +187,67 @@ class OutboxRelay:
                     )
                     # Keep the chat's order: everything after this one waits with it.
                     await self._release(items[index:], delay, str(exc))
-                    return sent
+                    break
                 except Undeliverable as exc:
-                    await self._finish(item, "failed", str(exc))
+                    await self._failed(item, str(exc))
                     continue
                 except Exception as exc:
                     log.warning("sending outbox item %s failed: %s", item.id, type(exc).__name__)
                     await self._release(items[index:], backoff(item.attempts), type(exc).__name__)
-                    return sent
-                await self._finish(item, "sent", None)
-                sent += 1
-        return sent
+                    break
+                sent.append(item.id)
+            else:
+                if claimed:
+                    self._held.discard(chat)  # what waited has gone out
+        if sent:
+            await self._mark_sent(sent)
+        return len(sent)
 
-    async def _finish(self, item: OutboxItem, status: str, error: str | None) -> None:
+    async def _mark_sent(self, ids: list[int]) -> None:
+        """Mark rows sent; ids that arrive while a mark waits for the database go in the next
+        one, so under load one statement covers many rows. If marking fails, the rows stay
+        leased and are sent again when the lease runs out (at least once)."""
+        self._unmarked.extend(ids)
+        async with self._marking:
+            batch, self._unmarked = self._unmarked, []
+            if not batch:
+                return
+            try:
+                async with self._sessions() as session, session.begin():
+                    await session.execute(
+                        update(OutboxItem)
+                        .where(OutboxItem.id.in_(batch))
+                        .values(
+                            status="sent",
+                            sent_at=_now(),
+                            attempts=OutboxItem.attempts + 1,
+                            last_error=None,
+                        )
+                    )
+            except Exception as exc:
+                log.warning("marking %s items sent failed: %s", len(batch), type(exc).__name__)
+
+    async def _failed(self, item: OutboxItem, error: str) -> None:
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id == item.id)
-                .values(
-                    status=status,
-                    sent_at=_now() if status == "sent" else None,
-                    attempts=item.attempts + 1,
-                    last_error=error,
-                )
+                .values(status="failed", attempts=item.attempts + 1, last_error=error)
             )
 
+    async def _queue(self, items: list[OutboxItem]) -> None:
+        """Hand leased rows to the queue, due now: the claim keeps them behind the chat's
+        waiting rows."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id.in_([item.id for item in items]))
+                .values(status="pending", next_attempt_at=_now())
+            )
+        self.kick()
+
     async def _release(self, items: list[OutboxItem], delay: timedelta, error: str) -> None:
+        self._held.add((items[0].channel, items[0].chat_id))
         now = _now()
         async with self._sessions() as session, session.begin():
             for item in items:

@@ -10,6 +10,7 @@ writes can be read as markup. Only private chats are served; group messages are 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
@@ -19,6 +20,7 @@ from typing import Any
 
 from telegram import (
     BotCommand,
+    CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Update,
@@ -138,7 +140,15 @@ class TelegramSender:
 class TelegramChannel:
     """PTB's Application at the edge: builds it, feeds it updates, registers commands."""
 
-    def __init__(self, *, token: str, api_url: str, engine: Engine, renderer: Renderer) -> None:
+    def __init__(
+        self,
+        *,
+        token: str,
+        api_url: str,
+        engine: Engine,
+        renderer: Renderer,
+        max_rate: float = 30.0,
+    ) -> None:
         # PTB's documented opt-in: time periods (retry_after) as timedelta, without warnings.
         os.environ.setdefault("PTB_TIMEDELTA", "true")
         api = api_url.rstrip("/")
@@ -148,12 +158,13 @@ class TelegramChannel:
             .base_url(f"{api}/bot")
             .base_file_url(f"{api}/file/bot")
             .updater(None)
-            .rate_limiter(AIORateLimiter(max_retries=0))
+            .rate_limiter(AIORateLimiter(overall_max_rate=max_rate, max_retries=0))
             .build()
         )
         self._engine = engine
         self._renderer = renderer
         self._errors: dict[int, BaseException] = {}
+        self._answers: set[asyncio.Task[None]] = set()
         private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
         self.application.add_handler(MessageHandler(private, self._on_message))
         self.application.add_handler(CallbackQueryHandler(self._on_callback))
@@ -170,6 +181,7 @@ class TelegramChannel:
             log.info("telegram webhook registered")
 
     async def stop(self) -> None:
+        await asyncio.gather(*self._answers, return_exceptions=True)
         await self.application.shutdown()
 
     async def register_commands(self) -> None:
@@ -192,6 +204,13 @@ class TelegramChannel:
         if isinstance(update, Update) and context.error is not None:
             self._errors[update.update_id] = context.error
 
+    @staticmethod
+    async def _answer(query: CallbackQuery) -> None:
+        try:
+            await query.answer()
+        except tg_error.TelegramError as exc:
+            log.info("callback answer failed: %s", type(exc).__name__)
+
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         user = update.effective_user
@@ -212,10 +231,11 @@ class TelegramChannel:
         query = update.callback_query
         if query is None:
             return
-        try:
-            await query.answer()
-        except tg_error.TelegramError as exc:
-            log.info("callback answer failed: %s", type(exc).__name__)
+        # The answer only stops the button's spinner: it is sent beside the handling, not
+        # inside the transaction that stores the update.
+        task = asyncio.create_task(self._answer(query))
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
         chat = query.message.chat if query.message is not None else None
         if chat is None or chat.type != "private":
             return

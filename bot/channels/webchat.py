@@ -27,6 +27,7 @@ from bot.channels.errors import json_error
 from bot.engine import Engine
 from bot.escalation.bus import EventBus
 from bot.storage.models import Conversation, Message, WebChatSession
+from bot.storage.unit import unit_of_work
 from bot.types import IncomingMessage
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ class WebChat:
     async def _session_id(self, token: str | None) -> str | None:
         if not token:
             return None
-        async with self._sessions() as session:
+        async with unit_of_work(self._sessions) as session:
             return await session.scalar(
                 select(WebChatSession.id).where(WebChatSession.token_digest == _digest(token))
             )
@@ -190,6 +191,13 @@ class WebChat:
         return session_id
 
     async def post_message(self, request: web.Request) -> web.Response:
+        # The body is read before the database is touched, and the token is looked up in the
+        # message's own transaction: one transaction per message.
+        await request.read()
+        async with unit_of_work(self._sessions):
+            return await self._post_message(request)
+
+    async def _post_message(self, request: web.Request) -> web.Response:
         session_id = await self._authorised(request)
         body = await _json_object(request)
         # A field that is present must be valid: null is not a way to leave one out.

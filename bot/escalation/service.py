@@ -217,12 +217,12 @@ class HandoffService:
         return True
 
     async def on_user_message(
-        self, session: AsyncSession, conversation: Conversation, message: Message
+        self, session: AsyncSession, conversation: Conversation, message_id: int | None
     ) -> None:
-        """A user wrote while people hold the chat: the console shows it live."""
-        await session.flush()
+        """A user wrote while people hold the chat (their message is stored as `message_id`):
+        the console shows it live."""
         await self.bus.emit(
-            session, {"kind": "chat", "conversation_id": conversation.id, "message_id": message.id}
+            session, {"kind": "chat", "conversation_id": conversation.id, "message_id": message_id}
         )
 
     # -- the console's side ------------------------------------------------------------------

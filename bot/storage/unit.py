@@ -3,16 +3,21 @@
 The embedded platform shares the bot's database; on SQLite a second connection writing while
 the message's transaction holds the write lock would wait on it, so the platform joins the
 message's transaction instead (as a savepoint), which also makes its effects atomic with the
-conversation's.
+conversation's. The Telegram webhook opens the transaction itself (storing the update and
+handling it commit together), and the engine joins it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 current_session: ContextVar[AsyncSession | None] = ContextVar("current_session", default=None)
 
@@ -25,3 +30,41 @@ def joined(session: AsyncSession) -> Iterator[None]:
         yield
     finally:
         current_session.reset(token)
+
+
+@asynccontextmanager
+async def unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """The transaction already open in this task (joined), or a new one committed at the end."""
+    outer = current_session.get()
+    if outer is not None:
+        yield outer
+        return
+    async with sessions() as session, session.begin():
+        with joined(session):
+            yield session
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Call `callback` once the session's transaction committed (never if it rolls back)."""
+
+    def committed(_session: Any) -> None:
+        event.remove(session.sync_session, "after_rollback", rolled_back)
+        callback()
+
+    def rolled_back(_session: Any) -> None:
+        event.remove(session.sync_session, "after_commit", committed)
+
+    event.listen(session.sync_session, "after_commit", committed, once=True)
+    event.listen(session.sync_session, "after_rollback", rolled_back, once=True)
+
+
+async def insert_once(session: AsyncSession, model: Any, **values: Any) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING: the new row's id, or None when the key was taken.
+
+    One statement, and a taken key neither raises nor spoils the transaction around it."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    table = model.__table__  # Core: none of the ORM's per-row bookkeeping
+    statement = insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+    result = await session.execute(statement)
+    return result.scalar_one_or_none()  # type: ignore[no-any-return]
