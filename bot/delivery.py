@@ -27,6 +27,12 @@ LEASE = timedelta(seconds=60)
 
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _OUTBOX: Table = OutboxItem.__table__  # type: ignore[assignment]
+# Built once: SQLAlchemy then finds their compiled form without rebuilding a cache key.
+_INSERTS = {
+    (table.name, ordered): insert(table).returning(table.c.id, sort_by_parameter_order=ordered)
+    for table in (_MESSAGES, _OUTBOX)
+    for ordered in (False, True)
+}
 
 
 @dataclass(slots=True)
@@ -114,13 +120,7 @@ async def record_turn(
         )
     if not rows:
         return None, []
-    ids = list(
-        (
-            await session.scalars(
-                insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True), rows
-            )
-        ).all()
-    )
+    ids = await _insert_ids(session, _MESSAGES, rows)
     inbound_id = ids.pop(0) if inbound is not None else None
     if not queue or not payloads:
         return inbound_id, []
@@ -139,29 +139,38 @@ async def record_turn(
         )
         for message_id, payload in zip(ids, payloads, strict=True)
     ]
-    item_ids = (
-        await session.scalars(
-            insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "conversation_id": item.conversation_id,
-                    "message_id": item.message_id,
-                    "channel": item.channel,
-                    "chat_id": item.chat_id,
-                    "payload": item.payload,
-                    "status": item.status,
-                    "attempts": 0,
-                    "next_attempt_at": due,
-                    "created_at": now,
-                }
-                for item in items
-            ],
-        )
-    ).all()
+    item_ids = await _insert_ids(
+        session,
+        _OUTBOX,
+        [
+            {
+                "conversation_id": item.conversation_id,
+                "message_id": item.message_id,
+                "channel": item.channel,
+                "chat_id": item.chat_id,
+                "payload": item.payload,
+                "status": item.status,
+                "attempts": 0,
+                "next_attempt_at": due,
+                "created_at": now,
+            }
+            for item in items
+        ],
+    )
     # Detached copies of the rows, for the relay to send from after the commit.
     for item, item_id in zip(items, item_ids, strict=True):
         item.id = item_id
     return inbound_id, items
+
+
+async def _insert_ids(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert `rows` with one statement; their new ids, in the order of `rows`."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    # PostgreSQL gets SQLAlchemy's ordered form (still one statement). On SQLite that form
+    # costs one statement per row, and is not needed: SQLite numbers the rows of one INSERT
+    # in the order of its VALUES, so the ids sorted are the ids in order.
+    ids = list((await session.scalars(_INSERTS[table.name, postgresql], rows)).all())
+    return ids if postgresql else sorted(ids)
 
 
 def _row(

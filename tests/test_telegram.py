@@ -181,6 +181,20 @@ async def test_redelivered_and_concurrent_duplicates_take_effect_once(telegram: 
     assert await telegram.count(InboundUpdate) == 1
 
 
+async def test_a_handled_update_keeps_its_key_but_not_the_users_numbers(
+    telegram: Telegram,
+) -> None:
+    card, phone = "6222020200112233445", "13812345678"
+    await telegram.say(f"我的卡号 {card}，电话 {phone}，付款失败了")
+    async with telegram.client.app[RUNTIME].bot.sessions() as session:
+        stored = (await session.scalars(select(InboundUpdate))).all()
+        said = (await session.scalars(select(Message.text))).all()
+    assert [row.processed_at is not None for row in stored] == [True]
+    assert stored[0].payload == {}
+    assert not any(card in text or phone in text for text in said)
+    assert any("3445" in text for text in said)  # the transcript keeps the last four
+
+
 async def test_updates_of_one_chat_are_answered_in_order(telegram: Telegram) -> None:
     questions = ["提现多久到账", "手续费怎么收", "怎么注册", "二维码收款怎么用"]
     for number, text in enumerate(questions):

@@ -117,7 +117,9 @@ class InboundDispatcher:
             source=self._source,
             update_id=update_id,
             chat_key=chat_key,
-            payload=payload,
+            # A handled update keeps its key, not its text: the transcript holds the message,
+            # with personal numbers masked, and the raw update would hold them in full.
+            payload={} if processed_at is not None else payload,
             processed_at=processed_at,
         )
 
@@ -177,7 +179,7 @@ class InboundDispatcher:
                 await session.execute(
                     update(InboundUpdate)
                     .where(InboundUpdate.id == row_id, InboundUpdate.processed_at.is_(None))
-                    .values(processed_at=_now())
+                    .values(processed_at=_now(), payload={})
                 )
         except Exception as exc:
             attempts += 1
