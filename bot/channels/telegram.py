@@ -39,6 +39,7 @@ from telegram.ext import (
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.channels.outbox import RetryLater, Undeliverable
+from bot.channels.telegram_http import AiohttpRequest
 from bot.engine import Engine
 from bot.render import Renderer
 from bot.types import IncomingMessage, Language
@@ -158,6 +159,8 @@ class TelegramChannel:
             .base_url(f"{api}/bot")
             .base_file_url(f"{api}/file/bot")
             .updater(None)
+            .request(AiohttpRequest())
+            .get_updates_request(AiohttpRequest(connection_pool_size=1, read_timeout=35.0))
             .rate_limiter(AIORateLimiter(overall_max_rate=max_rate, max_retries=0))
             .build()
         )
