@@ -6,14 +6,18 @@ Every database test runs on SQLite, and again on PostgreSQL when TEST_DATABASE_U
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 from argon2 import PasswordHasher
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,9 +37,49 @@ from bot.settings import PROJECT_ROOT, Settings
 from bot.storage.db import create_engine, session_factory, upgrade
 from bot.storage.models import Base
 from bot.types import Button, IncomingMessage, Reply
+from tests.botapi import BotApiStub
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 DATA = Path(__file__).parent / "data"
+
+
+@dataclass
+class Faults:
+    """What a fault-injecting middleware does to every request: wait, fail, and count."""
+
+    delay: float = 0.0
+    status: int | None = None
+    requests: int = 0
+
+    @property
+    def middleware(self) -> Any:
+        @web.middleware
+        async def inject(request: web.Request, handler: Any) -> web.StreamResponse:
+            self.requests += 1
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.status is not None:
+                body = {"error": {"code": "injected", "message": "injected fault"}}
+                return web.json_response(body, status=self.status)
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        return inject
+
+
+def stub_settings(
+    database_url: str, stub: BotApiStub, secret: str, notify_secret: str, **extra: Any
+) -> Settings:
+    """The app's settings with Telegram pointed at the Bot API stand-in `stub`."""
+    return Settings(
+        database_url=database_url,
+        telegram_bot_token=stub.token,
+        telegram_api_url=stub.url,
+        telegram_webhook_secret=secret,
+        platform_webhook_secret=notify_secret,
+        demo_world=None,
+        **extra,
+    )
 
 
 @pytest.fixture(scope="session")

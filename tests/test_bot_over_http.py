@@ -6,10 +6,8 @@ can slow it down or make it fail, so the bot meets real timeouts and real 500s.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,16 +24,10 @@ from bot.platform.world import load_world, read_world
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory
-from tests.conftest import DEMO_WORLD, FAST_HASHER, Chat, _migrated_sqlite
+from tests.conftest import DEMO_WORLD, FAST_HASHER, Chat, Faults, _migrated_sqlite
 
 KEY = "test-platform-key"
 
-
-@dataclass
-class Faults:
-    delay: float = 0.0
-    status: int | None = None
-    requests: int = 0
 
 
 @pytest.fixture
@@ -46,20 +38,8 @@ async def platform(
     db = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'platform.db'}")
     await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
     faults = Faults()
-
-    @web.middleware
-    async def inject(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
-        faults.requests += 1
-        if faults.delay:
-            await asyncio.sleep(faults.delay)
-        if faults.status is not None:
-            return web.json_response(
-                {"error": {"code": "boom", "message": "injected"}}, status=faults.status
-            )
-        return await handler(request)
-
     app = create_platform_app(SqlPlatform(session_factory(db), shares_bot_database=False), KEY)
-    app.middlewares.insert(0, inject)
+    app.middlewares.insert(0, faults.middleware)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

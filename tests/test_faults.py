@@ -69,7 +69,7 @@ from bot.storage.models import (
 )
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub, Call
-from tests.conftest import DEMO_WORLD, FAST_HASHER, _migrated_sqlite
+from tests.conftest import DEMO_WORLD, FAST_HASHER, Faults, _migrated_sqlite, stub_settings
 from webhook_server import RUNTIME, create_app
 
 LONG = os.environ.get("BTP_LONG_TESTS") == "1"
@@ -141,20 +141,13 @@ PLATFORM_KEY = "faults-platform-key"
 ORDER_QUESTION = "BT2026112600000012付款了没有"
 
 
-@dataclass
-class PlatformFaults:
-    delay: float = 0.0
-    status: int | None = None
-    requests: int = 0
-
-
 class PlatformServer:
     """The platform's contract server over its own demo database, stoppable and restartable
     on the same port (stopped, connections to it are refused)."""
 
     def __init__(self, path: Path) -> None:
         self.db = create_engine(f"sqlite+aiosqlite:///{path}")
-        self.faults = PlatformFaults()
+        self.faults = Faults()
         self.port = free_port()
         self._runner: web.AppRunner | None = None
 
@@ -163,22 +156,9 @@ class PlatformServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        faults = self.faults
-
-        @web.middleware
-        async def inject(request: web.Request, handler: Any) -> web.StreamResponse:
-            faults.requests += 1
-            if faults.delay:
-                await asyncio.sleep(faults.delay)
-            if faults.status is not None:
-                body = {"error": {"code": "injected", "message": "injected fault"}}
-                return web.json_response(body, status=faults.status)
-            response: web.StreamResponse = await handler(request)
-            return response
-
         gateway = SqlPlatform(session_factory(self.db), shares_bot_database=False)
         app = create_platform_app(gateway, PLATFORM_KEY)
-        app.middlewares.insert(0, inject)
+        app.middlewares.insert(0, self.faults.middleware)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -317,15 +297,7 @@ async def test_platform_outage_is_answered_in_time_breaker_opens_and_recovers(
 
 
 def app_settings(database_url: str, stub: BotApiStub, **extra: Any) -> Settings:
-    return Settings(
-        database_url=database_url,
-        telegram_bot_token=stub.token,
-        telegram_api_url=stub.url,
-        telegram_webhook_secret=SECRET,
-        platform_webhook_secret=NOTIFY_SECRET,
-        demo_world=None,
-        **extra,
-    )
+    return stub_settings(database_url, stub, SECRET, NOTIFY_SECRET, **extra)
 
 
 async def post_update(
@@ -551,6 +523,20 @@ async def serving(workdir: Path, database: Path, stub: BotApiStub) -> AsyncItera
         await process.ensure_stopped()
 
 
+@asynccontextmanager
+async def started(workdir: Path, database: Path) -> AsyncIterator[tuple[BotApiStub, Driver]]:
+    """The stand-in, a started `btp-bot serve` on `database`, and a driver for it."""
+    async with (
+        BotApiStub() as stub,
+        aiohttp.ClientSession() as http,
+        serving(workdir, database, stub) as server,
+    ):
+        driver = Driver(http, stub)
+        driver.server = server
+        await server.start()
+        yield stub, driver
+
+
 async def add_busy_agent(database: Path) -> None:
     """An agent online but at capacity 0: a handoff request is queued, never assigned."""
     db = create_engine(f"sqlite+aiosqlite:///{database}")
@@ -706,14 +692,9 @@ async def run_kill_and_restart(
 ) -> None:
     database = await demo_database(tmp_path, factory, "bot.db")
     await add_busy_agent(database)
-    async with (
-        BotApiStub() as stub,
-        aiohttp.ClientSession() as http,
-        serving(tmp_path, database, stub) as server,
-    ):
-        driver = Driver(http, stub)
-        driver.server = server
-        await server.start()
+    async with started(tmp_path, database) as (stub, driver):
+        server = driver.server
+        assert server is not None
         # An open flow waiting for its next slot (the verification after the order number).
         await driver.say(FLOW_CHAT, "我付款了没有", wait_for="订单号")
         await driver.say(FLOW_CHAT, "BT2026112600000012", wait_for="后4位")
@@ -1073,14 +1054,9 @@ async def test_sigterm_while_a_reply_is_being_sent_lets_the_send_finish(
     it sent, not leave it claimed for the next process to send again after its lease."""
     database = await demo_database(tmp_path, tmp_path_factory, "bot.db")
     chat = 97_001
-    async with (
-        BotApiStub() as stub,
-        aiohttp.ClientSession() as http,
-        serving(tmp_path, database, stub) as server,
-    ):
-        driver = Driver(http, stub)
-        driver.server = server
-        await server.start()
+    async with started(tmp_path, database) as (stub, driver):
+        server = driver.server
+        assert server is not None
         stub.delay("sendMessage", 2)
         await driver.say(chat, "提现多久到账")
         db = create_engine(f"sqlite+aiosqlite:///{database}")

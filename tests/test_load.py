@@ -54,6 +54,7 @@ from bot.storage.models import (
 )
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
+from tests.conftest import stub_settings
 from webhook_server import RUNTIME, create_app
 
 LONG = os.environ.get("BTP_LONG_TESTS") == "1"
@@ -145,15 +146,7 @@ class Delivery:
 
 
 def app_settings(database_url: str, stub: BotApiStub, **extra: Any) -> Settings:
-    return Settings(
-        database_url=database_url,
-        telegram_bot_token=stub.token,
-        telegram_api_url=stub.url,
-        telegram_webhook_secret=SECRET,
-        platform_webhook_secret=NOTIFY_SECRET,
-        demo_world=None,
-        **extra,
-    )
+    return stub_settings(database_url, stub, SECRET, NOTIFY_SECRET, **extra)
 
 
 @asynccontextmanager
