@@ -54,6 +54,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _by_chat(items: list[OutboxItem]) -> list[list[OutboxItem]]:
+    """The items of each chat, in their order."""
+    chats: dict[tuple[str, str], list[OutboxItem]] = {}
+    for item in items:
+        chats.setdefault((item.channel, item.chat_id), []).append(item)
+    return list(chats.values())
+
+
 def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(300.0, 0.5 * 2 ** min(attempts, 10)))
 
@@ -89,10 +97,7 @@ class OutboxRelay:
     def deliver(self, items: list[OutboxItem]) -> None:
         """Send rows leased to this process by the transaction that wrote them (which has just
         committed). A row that fails goes back to the queue like any other."""
-        by_chat: dict[tuple[str, str], list[OutboxItem]] = {}
-        for item in items:
-            by_chat.setdefault((item.channel, item.chat_id), []).append(item)
-        for chat_items in by_chat.values():
+        for chat_items in _by_chat(items):
             task = asyncio.create_task(self._send_chat(chat_items, claimed=False))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
@@ -121,10 +126,7 @@ class OutboxRelay:
         batch = await self._claim()
         if not batch:
             return 0
-        by_chat: dict[tuple[str, str], list[OutboxItem]] = {}
-        for item in batch:
-            by_chat.setdefault((item.channel, item.chat_id), []).append(item)
-        results = await asyncio.gather(*(self._send_chat(items) for items in by_chat.values()))
+        results = await asyncio.gather(*(self._send_chat(items) for items in _by_chat(batch)))
         return sum(results)
 
     async def _claim(self) -> list[OutboxItem]:
