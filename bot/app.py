@@ -20,6 +20,7 @@ from bot.nlu.matcher import Matcher, MatcherConfig
 from bot.platform.gateway import PlatformGateway
 from bot.platform.http import HttpPlatform
 from bot.platform.notifier import Notifier, OutboxNotifier, SmtpNotifier, SmtpSettings
+from bot.platform.outside import OutsideTransactions
 from bot.platform.sql import SqlPlatform
 from bot.render import Renderer
 from bot.settings import Settings
@@ -69,8 +70,8 @@ def build_gateway(
 ) -> PlatformGateway:
     if settings.platform_api_url:
         key = settings.platform_api_key.get_secret_value() if settings.platform_api_key else None
-        return HttpPlatform(
-            settings.platform_api_url, api_key=key, timeout=settings.platform_timeout
+        return OutsideTransactions(
+            HttpPlatform(settings.platform_api_url, api_key=key, timeout=settings.platform_timeout)
         )
     return build_sql_gateway(settings, sessions, renderer)
 
@@ -154,7 +155,8 @@ async def open_bot(
             yield Bot(settings, db, engine, gateway, renderer, sessions, handoffs, bus)
         finally:
             await bus.close()
-            if isinstance(gateway, HttpPlatform):
-                await gateway.close()
+            remote = gateway.remote if isinstance(gateway, OutsideTransactions) else gateway
+            if isinstance(remote, HttpPlatform):
+                await remote.close()
     finally:
         await db.dispose()

@@ -35,6 +35,7 @@ from bot.nlu.language import detect_language
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.platform.gateway import PlatformGateway, PlatformUnavailable
+from bot.platform.outside import in_unit
 from bot.privacy import mask_pii
 from bot.render import Renderer
 from bot.routing import UNHANDLED, Handler, Result, Router
@@ -52,7 +53,7 @@ from bot.storage.models import (
 from bot.storage.models import (
     Identity as IdentityRow,
 )
-from bot.storage.unit import after_commit, insert_once, unit_of_work
+from bot.storage.unit import after_commit, insert_once
 from bot.types import Direction, IncomingMessage, Label, Language, Reply
 
 log = logging.getLogger(__name__)
@@ -182,26 +183,32 @@ class Engine:
             text = self.renderer.render(language, "too_long", limit=self.settings.max_text_length)
             return [Reply(text)]
         started = time.perf_counter()
-        async with (
-            self._chats.hold((message.channel, message.chat_id)),
-            unit_of_work(self.sessions) as session,
-        ):
-            # A redelivery finds its inbound id taken and changes nothing.
-            claimed = await insert_once(
-                session, ProcessedInbound, channel=message.channel, message_id=message.message_id
-            )
-            if claimed is None:
-                log.info("duplicate delivery %s/%s ignored", message.channel, message.message_id)
-                return []
-            turn = _Turn(session)
-            replies, label = await self._handle_in_transaction(session, message, turn)
-            if turn.queued:
-                after_commit(session, partial(self._queued, turn.queued))
+        async with self._chats.hold((message.channel, message.chat_id)):
+            handled = await in_unit(self.sessions, partial(self._handle_once, message))
+        if handled is None:
+            return []
+        replies, label = handled
         if self.metrics is not None:
             self.metrics.handled(
                 message.channel, label, len(replies), time.perf_counter() - started
             )
         return replies
+
+    async def _handle_once(
+        self, message: IncomingMessage, session: AsyncSession
+    ) -> tuple[list[Reply], str | None] | None:
+        # A redelivery finds its inbound id taken and changes nothing.
+        claimed = await insert_once(
+            session, ProcessedInbound, channel=message.channel, message_id=message.message_id
+        )
+        if claimed is None:
+            log.info("duplicate delivery %s/%s ignored", message.channel, message.message_id)
+            return None
+        turn = _Turn(session)
+        replies, label = await self._handle_in_transaction(session, message, turn)
+        if turn.queued:
+            after_commit(session, partial(self._queued, turn.queued))
+        return replies, label
 
     def _queued(self, items: list[OutboxItem]) -> None:
         if self.deliver is not None:

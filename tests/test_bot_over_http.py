@@ -6,6 +6,7 @@ can slow it down or make it fail, so the bot meets real timeouts and real 500s.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from bot.engine import Engine
 from bot.faq.knowledge import Knowledge
 from bot.nlu.matcher import Matcher
 from bot.platform.http import HttpPlatform
+from bot.platform.outside import OutsideTransactions
 from bot.platform.server import create_platform_app
 from bot.platform.sql import SqlPlatform
 from bot.platform.world import load_world, read_world
@@ -69,7 +71,7 @@ async def remote_chat(
         knowledge=knowledge,
         matcher=matcher,
         renderer=renderer,
-        gateway=gateway,
+        gateway=OutsideTransactions(gateway),  # as bot.app.build_gateway builds it
     )
     try:
         yield Chat(engine)
@@ -123,3 +125,23 @@ async def test_outage_in_the_middle_of_a_flow_ends_it_cleanly(
     faults.status = None
     await remote_chat.say("1111")
     assert "已支付" not in remote_chat.text  # the flow ended; "1111" alone is not a question
+
+
+async def test_a_slow_platform_holds_up_only_the_chat_that_waits_for_it(
+    remote_chat: Chat, platform: tuple[str, Faults]
+) -> None:
+    """The platform is called outside the message's transaction, so the database (on SQLite
+    one connection) stays free for other chats while one waits for the platform."""
+    _, faults = platform
+    await remote_chat.say("/bind 482913")
+    faults.delay = 0.25  # under the gateway's 0.3 s timeout: slow, but it answers
+    before = faults.requests
+    slow = asyncio.create_task(remote_chat.say("订单BT2026112600000005支付失败了"))
+    while faults.requests == before:  # until the first chat waits for the platform
+        await asyncio.sleep(0.01)
+    other = Chat(remote_chat.engine)
+    await other.say("手续费怎么收")
+    assert not slow.done()  # answered while the first chat still waits for the platform
+    assert "暂时不可用" not in other.text
+    await slow
+    assert "发卡银行拒绝" in remote_chat.text

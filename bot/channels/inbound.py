@@ -18,14 +18,16 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.concurrency import KeyedLocks
+from bot.platform.outside import in_unit
 from bot.storage.models import InboundUpdate
-from bot.storage.unit import insert_once, joined
+from bot.storage.unit import insert_once
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +76,9 @@ class InboundDispatcher:
             async with self._chats_held.hold(chat_key):
                 if self._queues.get(chat_key):
                     return await self.accept(update_id, chat_key, payload)
-                async with self._sessions() as session, session.begin():
-                    row_id = await self._insert(session, update_id, chat_key, payload, _now())
-                    if row_id is None:
-                        return False
-                    try:
-                        with joined(session):
-                            await self._processor(payload)
-                    except Exception as exc:
-                        raise _HandlingFailed from exc
+                return await in_unit(
+                    self._sessions, partial(self._store_and_handle, update_id, chat_key, payload)
+                )
         except _HandlingFailed as failed:
             cause = failed.__cause__
             log.warning(
@@ -92,6 +88,16 @@ class InboundDispatcher:
                 exc_info=cause,
             )
             return await self.accept(update_id, chat_key, payload)
+
+    async def _store_and_handle(
+        self, update_id: int, chat_key: str, payload: dict[str, Any], session: AsyncSession
+    ) -> bool:
+        if await self._insert(session, update_id, chat_key, payload, _now()) is None:
+            return False
+        try:
+            await self._processor(payload)
+        except Exception as exc:
+            raise _HandlingFailed from exc
         return True
 
     async def accept(self, update_id: int, chat_key: str, payload: dict[str, Any]) -> bool:
@@ -173,14 +179,7 @@ class InboundDispatcher:
                 return True
             payload, attempts = row.payload, row.attempts
         try:
-            async with self._sessions() as session, session.begin():
-                with joined(session):
-                    await self._processor(payload)
-                await session.execute(
-                    update(InboundUpdate)
-                    .where(InboundUpdate.id == row_id, InboundUpdate.processed_at.is_(None))
-                    .values(processed_at=_now(), payload={})
-                )
+            await in_unit(self._sessions, partial(self._handle_stored, row_id, payload))
         except Exception as exc:
             attempts += 1
             log.warning(
@@ -203,6 +202,16 @@ class InboundDispatcher:
             await asyncio.sleep(self._retry_base * 2 ** (attempts - 1))
             return False
         return True
+
+    async def _handle_stored(
+        self, row_id: int, payload: dict[str, Any], session: AsyncSession
+    ) -> None:
+        await self._processor(payload)
+        await session.execute(
+            update(InboundUpdate)
+            .where(InboundUpdate.id == row_id, InboundUpdate.processed_at.is_(None))
+            .values(processed_at=_now(), payload={})
+        )
 
     async def idle(self) -> None:
         """Wait until every queued update was handled (tests, graceful shutdown)."""

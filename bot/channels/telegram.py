@@ -234,20 +234,20 @@ class TelegramChannel:
         query = update.callback_query
         if query is None:
             return
-        # The answer only stops the button's spinner: it is sent beside the handling, not
-        # inside the transaction that stores the update.
+        chat = query.message.chat if query.message is not None else None
+        if chat is not None and chat.type == "private":
+            await self._engine.handle(
+                IncomingMessage(
+                    channel=CHANNEL,
+                    chat_id=str(chat.id),
+                    user_id=str(query.from_user.id),
+                    message_id=f"u{update.update_id}",
+                    action=(query.data or "")[:MAX_CALLBACK_BYTES],
+                )
+            )
+        # The answer only stops the button's spinner. It goes out beside the transaction, not
+        # inside it, and once the handling went through: a handling run again (after a platform
+        # call, see bot/platform/outside.py) does not answer twice.
         task = asyncio.create_task(self._answer(query))
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
-        chat = query.message.chat if query.message is not None else None
-        if chat is None or chat.type != "private":
-            return
-        await self._engine.handle(
-            IncomingMessage(
-                channel=CHANNEL,
-                chat_id=str(chat.id),
-                user_id=str(query.from_user.id),
-                message_id=f"u{update.update_id}",
-                action=(query.data or "")[:MAX_CALLBACK_BYTES],
-            )
-        )

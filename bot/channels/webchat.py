@@ -17,6 +17,7 @@ import re
 import secrets
 import uuid
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.channels.errors import json_error
 from bot.engine import Engine
 from bot.escalation.bus import EventBus
+from bot.platform.outside import in_unit
 from bot.storage.models import Conversation, Message, WebChatSession
 from bot.storage.unit import unit_of_work
 from bot.types import IncomingMessage
@@ -194,10 +196,9 @@ class WebChat:
         # The body is read before the database is touched, and the token is looked up in the
         # message's own transaction: one transaction per message.
         await request.read()
-        async with unit_of_work(self._sessions):
-            return await self._post_message(request)
+        return await in_unit(self._sessions, partial(self._post_message, request))
 
-    async def _post_message(self, request: web.Request) -> web.Response:
+    async def _post_message(self, request: web.Request, _session: AsyncSession) -> web.Response:
         session_id = await self._authorised(request)
         body = await _json_object(request)
         # A field that is present must be valid: null is not a way to leave one out.
