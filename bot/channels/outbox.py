@@ -176,7 +176,12 @@ class OutboxRelay:
         sent: list[int] = []
         chat = (items[0].channel, items[0].chat_id)
         async with self._concurrency, self._chats.hold(chat):
-            if not claimed and chat in self._held:
+            # Rows held here for half their lease (a backlog behind the channel's rate limit)
+            # go back to the queue rather than out: past the lease, a relay would claim and
+            # send them as well.
+            stale = items[0].next_attempt_at - _now() < LEASE / 2
+            if stale or (not claimed and chat in self._held):
+                self._held.add(chat)
                 await self._queue(items)
                 return 0
             for index, item in enumerate(items):
