@@ -9,7 +9,6 @@ Everything a user types is data: the page renders it as text, never as HTML.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -20,7 +19,7 @@ from collections import defaultdict
 from functools import partial
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,6 +27,7 @@ from bot.channels.errors import json_error
 from bot.engine import Engine
 from bot.escalation.bus import EventBus
 from bot.platform.outside import in_unit
+from bot.sockets import answer_pings
 from bot.storage.models import Conversation, Message, WebChatSession
 from bot.storage.unit import unit_of_work
 from bot.types import IncomingMessage
@@ -267,13 +267,7 @@ class WebChat:
         await socket.prepare(request)
         self._hub.add(session_id, socket)
         try:
-            async for frame in socket:
-                if frame.type == WSMsgType.TEXT and frame.data == "ping":
-                    await socket.send_str(json.dumps({"type": "pong"}))
-                elif frame.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
-                    break
-        except asyncio.CancelledError:
-            raise
+            await answer_pings(socket)
         finally:
             self._hub.remove(session_id, socket)
         return socket

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import yaml
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -51,6 +51,7 @@ from bot.escalation.service import (
 )
 from bot.platform.gateway import PlatformRejected, PlatformUnavailable
 from bot.settings import Settings
+from bot.sockets import answer_pings
 from bot.storage.models import Agent, AgentSession, AuditEntry, Message, RateEvent
 
 log = logging.getLogger(__name__)
@@ -755,11 +756,7 @@ class AgentConsole:
         self._tasks.add(beat)
         beat.add_done_callback(self._tasks.discard)
         try:
-            async for frame in socket:
-                if frame.type == WSMsgType.TEXT and frame.data == "ping":
-                    await socket.send_str(json.dumps({"type": "pong"}))
-                elif frame.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
-                    break
+            await answer_pings(socket)
         finally:
             beat.cancel()
             self._sockets.pop(socket, None)
