@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import bot.platform.tables  # noqa: F401  (registers the platform tables)
 from bot.platform.sql import SqlPlatform
 from bot.platform.world import load_world, read_world
-from bot.storage.db import session_factory
-from bot.storage.models import Base
+from bot.settings import Settings
+from bot.storage.db import create_engine, session_factory, upgrade
+from bot.storage.models import Base, RateEvent
 from tests.conftest import FAST_HASHER
 
 BEIJING = timezone(timedelta(hours=8))
@@ -49,3 +55,62 @@ async def test_offsets_are_kept_as_instants(db: AsyncEngine, tmp_path: Path) -> 
     assert (
         await platform.list_orders("M9", since=datetime(2026, 11, 26, 9, 30, tzinfo=BEIJING)) == []
     )
+
+
+# SQLite on the loop's thread (bot/storage/sqlite_inline.py): waiting for another connection's
+# lock must leave the loop free, end when the lock goes, and give up at the busy timeout.
+
+
+async def _locked_insert(
+    path: Path, busy_timeout: float, release_after: float | None
+) -> tuple[str, float, int]:
+    """Insert through the bot's engine while another connection holds the write lock; the
+    outcome, the seconds it took, and how often the loop ran something else meanwhile."""
+    url = f"sqlite+aiosqlite:///{path}"
+    engine = create_engine(url, Settings.model_construct(database_busy_timeout=busy_timeout))
+    await upgrade(engine)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    loop = asyncio.get_running_loop()
+    if release_after is not None:
+        loop.call_later(release_after, holder.execute, "COMMIT")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beside = asyncio.create_task(ticker())
+    started = time.monotonic()
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            await session.execute(insert(RateEvent).values(key="lock-test", at=datetime.now(UTC)))
+        outcome = "stored"
+    except OperationalError as exc:
+        outcome = str(exc.orig)
+    finally:
+        took = time.monotonic() - started
+        beside.cancel()
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+        await engine.dispose()
+    return outcome, took, ticks
+
+
+async def test_a_locked_sqlite_database_is_waited_for_without_stopping_the_loop(
+    tmp_path: Path,
+) -> None:
+    outcome, took, ticks = await _locked_insert(tmp_path / "a.db", 5.0, release_after=0.4)
+    assert outcome == "stored"
+    assert 0.3 < took < 3.0
+    assert ticks >= 10  # the loop ran the ticker while the insert waited
+
+
+async def test_a_sqlite_lock_held_past_the_busy_timeout_fails_as_locked(tmp_path: Path) -> None:
+    outcome, took, ticks = await _locked_insert(tmp_path / "b.db", 0.5, release_after=None)
+    assert outcome == "database is locked"
+    assert 0.4 < took < 3.0
+    assert ticks >= 10

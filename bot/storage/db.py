@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from bot.settings import Settings
+from bot.storage.sqlite_inline import connector
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -52,12 +53,18 @@ def create_engine(url: str, settings: Settings | None = None, **kwargs: Any) -> 
         # handler's growing sleeps (p99 in seconds under load); one connection makes them queue
         # in order at the pool instead. Code never holds one session while opening another.
         # A request waits at most the pool timeout plus the busy timeout.
+        busy_timeout = _milliseconds(limits.database_busy_timeout)
         if parsed.database not in (None, "", ":memory:"):
             kwargs.setdefault("pool_size", 1)
             kwargs.setdefault("max_overflow", 0)
             kwargs.setdefault("pool_timeout", limits.database_pool_timeout)
+            # Statements run on the loop's thread, not aiosqlite's (see sqlite_inline.py);
+            # the connection waits for a lock itself, so SQLite's busy handler is off.
+            kwargs.setdefault(
+                "async_creator", connector(parsed.database, limits.database_busy_timeout)
+            )
+            busy_timeout = 0
         engine = create_async_engine(url, **kwargs)
-        busy_timeout = _milliseconds(limits.database_busy_timeout)
         event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_timeout))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
