@@ -42,6 +42,9 @@ WEB_DIR = Path(__file__).resolve().parent / "bot" / "web"
 # HTTP response instead); and the channels that take pushed messages (notices, agents' answers).
 RELAYED = frozenset({telegram.CHANNEL})
 PUSHED = frozenset({telegram.CHANNEL, "webchat"})
+# How long a Telegram webhook call waits for the replies before it to go out (OutboxRelay.room);
+# well inside the time Telegram waits for an answer.
+ROOM_WAIT = 5.0
 
 
 @dataclass
@@ -115,6 +118,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         raise json_error(400, "bad_request", "not a Telegram update")
     chat = telegram.chat_key(update) or f"update:{update_id}"
+    await runtime.relay.room(ROOM_WAIT)
     try:
         await runtime.dispatcher.receive(update_id, chat, update)
     except Exception as exc:

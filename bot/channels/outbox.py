@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
 BATCH = 50
+# Replies handed over by `deliver` and not yet sent, past which `room()` makes new work wait.
+BACKLOG = 64
 
 
 class RetryLater(Exception):
@@ -90,6 +92,8 @@ class OutboxRelay:
         # Chats with a row sent back to the queue (retry after, backoff): until the relay has
         # sent what waits, new replies to them queue behind it instead of going out at once.
         self._held: set[tuple[str, str]] = set()
+        self._roomy = asyncio.Event()
+        self._roomy.set()
 
     def kick(self) -> None:
         self._wake.set()
@@ -100,7 +104,26 @@ class OutboxRelay:
         for chat_items in _by_chat(items):
             task = asyncio.create_task(self._send_chat(chat_items, claimed=False))
             self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(self._delivered)
+        if len(self._inflight) >= BACKLOG:
+            self._roomy.clear()
+
+    def _delivered(self, task: asyncio.Task[int]) -> None:
+        self._inflight.discard(task)
+        if len(self._inflight) < BACKLOG:
+            self._roomy.set()
+
+    async def room(self, timeout: float) -> None:
+        """Wait (up to `timeout` seconds) while the replies handed over exceed the backlog.
+
+        A webhook that waits here before taking an update slows its sender down to the pace
+        at which replies go out, instead of answering ever more updates whose replies queue:
+        without it, a fast sender got its 200s twice as fast as the replies left, and the
+        replies' delay grew for as long as the load lasted. The timeout bounds the wait when
+        the channel stalls (Telegram redelivers an update whose webhook call took too long)."""
+        if not self._roomy.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._roomy.wait(), timeout)
 
     async def run(self) -> None:
         while not self._stopped:
