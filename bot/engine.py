@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.concurrency import KeyedLocks
@@ -53,7 +53,7 @@ from bot.storage.models import (
 from bot.storage.models import (
     Identity as IdentityRow,
 )
-from bot.storage.unit import after_commit, insert_once
+from bot.storage.unit import after_commit, inbound_claimed, insert_once
 from bot.types import Direction, IncomingMessage, Label, Language, Reply
 
 log = logging.getLogger(__name__)
@@ -197,11 +197,14 @@ class Engine:
     async def _handle_once(
         self, message: IncomingMessage, session: AsyncSession
     ) -> tuple[list[Reply], str | None] | None:
-        # A redelivery finds its inbound id taken and changes nothing.
-        claimed = await insert_once(
-            session, ProcessedInbound, channel=message.channel, message_id=message.message_id
-        )
-        if claimed is None:
+        # A redelivery finds its inbound id taken and changes nothing. A Telegram update taken
+        # by the webhook was claimed by its inbound row, in this same transaction.
+        if not inbound_claimed.get() and (
+            await insert_once(
+                session, ProcessedInbound, channel=message.channel, message_id=message.message_id
+            )
+            is None
+        ):
             log.info("duplicate delivery %s/%s ignored", message.channel, message.message_id)
             return None
         turn = _Turn(session)
@@ -243,30 +246,14 @@ class Engine:
         """In one statement: the chat's conversation (locked on PostgreSQL against another
         process), the writer's identity if known, and the messages the chat sent within the
         rate window. A chat's first message creates its conversation."""
-        recent = (
-            select(func.count())
-            .select_from(Message)
-            .where(
-                Message.conversation_id == Conversation.id,
-                Message.direction == Direction.IN,
-                Message.created_at > now - RATE_WINDOW,
-            )
-            .correlate(Conversation)
-            .scalar_subquery()
-        )
-        query = (
-            select(Conversation, IdentityRow, recent)
-            .outerjoin(
-                IdentityRow,
-                and_(
-                    IdentityRow.channel == message.channel, IdentityRow.user_id == message.user_id
-                ),
-            )
-            .where(Conversation.channel == message.channel, Conversation.chat_id == message.chat_id)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(of=Conversation)
-        row = (await session.execute(query)).first()
+        postgresql = session.get_bind().dialect.name == "postgresql"
+        parameters = {
+            "channel": message.channel,
+            "chat_id": message.chat_id,
+            "user_id": message.user_id,
+            "since": now - RATE_WINDOW,
+        }
+        row = (await session.execute(_LOAD[postgresql], parameters)).first()
         if row is not None:
             return row[0], row[1], int(row[2] or 0)
         conversation = Conversation(
@@ -586,6 +573,41 @@ class Engine:
                     reason=ctx.parse.reason,
                 )
             )
+
+
+def _load_statement(postgresql: bool) -> Any:
+    """`Engine._load`'s query, built once: it runs for every message, and building it (with
+    its correlated count) cost about as much as running it."""
+    recent = (
+        select(func.count())
+        .select_from(Message)
+        .where(
+            Message.conversation_id == Conversation.id,
+            Message.direction == Direction.IN,
+            Message.created_at > bindparam("since"),
+        )
+        .correlate(Conversation)
+        .scalar_subquery()
+    )
+    query = (
+        select(Conversation, IdentityRow, recent)
+        .outerjoin(
+            IdentityRow,
+            and_(
+                IdentityRow.channel == bindparam("channel"),
+                IdentityRow.user_id == bindparam("user_id"),
+            ),
+        )
+        .where(
+            Conversation.channel == bindparam("channel"),
+            Conversation.chat_id == bindparam("chat_id"),
+        )
+    )
+    # On PostgreSQL the row is locked against another process handling the same chat.
+    return query.with_for_update(of=Conversation) if postgresql else query
+
+
+_LOAD = {postgresql: _load_statement(postgresql) for postgresql in (False, True)}
 
 
 async def _back_to_bot(ctx: Context) -> Outcome:

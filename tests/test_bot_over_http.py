@@ -31,7 +31,6 @@ from tests.conftest import DEMO_WORLD, FAST_HASHER, Chat, Faults, _migrated_sqli
 KEY = "test-platform-key"
 
 
-
 @pytest.fixture
 async def platform(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory

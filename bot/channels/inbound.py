@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.concurrency import KeyedLocks
 from bot.platform.outside import in_unit
 from bot.storage.models import InboundUpdate
-from bot.storage.unit import insert_once
+from bot.storage.unit import inbound_claimed, insert_once
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,13 @@ class InboundDispatcher:
     ) -> bool:
         if await self._insert(session, update_id, chat_key, payload, _now()) is None:
             return False
+        claimed = inbound_claimed.set(True)  # the row just inserted is the update's claim
         try:
             await self._processor(payload)
         except Exception as exc:
             raise _HandlingFailed from exc
+        finally:
+            inbound_claimed.reset(claimed)
         return True
 
     async def accept(self, update_id: int, chat_key: str, payload: dict[str, Any]) -> bool:

@@ -113,9 +113,7 @@ class OutsideTransactions:
     async def list_orders(
         self, merchant_id: str, *, since: datetime | None = None, limit: int = 50
     ) -> list[Order]:
-        result: list[Order] = await self._call(
-            "list_orders", merchant_id, since=since, limit=limit
-        )
+        result: list[Order] = await self._call("list_orders", merchant_id, since=since, limit=limit)
         return result
 
     async def get_account(self, login: str) -> Account | None:

@@ -20,6 +20,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 current_session: ContextVar[AsyncSession | None] = ContextVar("current_session", default=None)
+# True while the message being handled was claimed already in this transaction, by a unique
+# row of the caller's (the Telegram webhook's (source, update_id)): the engine's own claim of
+# the message id would be a second statement deciding the same thing.
+inbound_claimed: ContextVar[bool] = ContextVar("inbound_claimed", default=False)
 
 
 @contextmanager
@@ -58,13 +62,21 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     event.listen(session.sync_session, "after_rollback", rolled_back, once=True)
 
 
+_INSERT_ONCE: dict[tuple[str, str], Any] = {}
+
+
 async def insert_once(session: AsyncSession, model: Any, **values: Any) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING: the new row's id, or None when the key was taken.
 
-    One statement, and a taken key neither raises nor spoils the transaction around it."""
+    One statement, and a taken key neither raises nor spoils the transaction around it. The
+    statement is built once per table and dialect, the values travel as parameters: it runs
+    for every inbound message, and building it each time cost more than SQLite's work."""
     dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     table = model.__table__  # Core: none of the ORM's per-row bookkeeping
-    statement = insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
-    result = await session.execute(statement)
-    return result.scalar_one_or_none()  # type: ignore[no-any-return]
+    statement = _INSERT_ONCE.get((table.name, dialect))
+    if statement is None:
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(table).on_conflict_do_nothing().returning(table.c.id)
+        _INSERT_ONCE[table.name, dialect] = statement
+    result = await session.execute(statement, values)
+    return result.scalar_one_or_none()
