@@ -132,8 +132,11 @@ def start_server(port: int, env: dict[str, str], folder: Path, name: str) -> Pro
     return spawn(name, [btp_bot(), "serve", "--host", HOST, "--port", str(port)], env, folder)
 
 
-def start_baseline(port: int, database_url: str, folder: Path, name: str) -> Proc:
+def start_baseline(
+    port: int, database_url: str, folder: Path, name: str, driver: str = "bot"
+) -> Proc:
     argv = [sys.executable, __file__, "--role", "baseline", "--port", str(port)]
+    argv += ["--driver", driver]
     return spawn(name, argv, server_env(database_url), folder)
 
 
@@ -342,8 +345,11 @@ def postgres_available(url: str) -> str | None:
 # ---------------------------------------------------------------- the baseline server
 
 
-def run_baseline(port: int) -> None:
-    """A bare aiohttp handler: parse the update JSON, commit one row through the ORM."""
+def run_baseline(port: int, driver: str) -> None:
+    """A bare aiohttp handler: parse the update JSON, commit one row through the ORM.
+
+    `driver` "aiosqlite": SQLite through SQLAlchemy's stock aiosqlite adapter (the engine the
+    load issue's orientation figures were measured with), not the bot's inline connection."""
     from aiohttp import web
 
     from bot.settings import Settings
@@ -354,7 +360,8 @@ def run_baseline(port: int) -> None:
     sessions_key = web.AppKey("sessions", object)
 
     async def resources(app: web.Application) -> Any:
-        db = create_engine(url)
+        stock = driver == "aiosqlite" and url.startswith("sqlite")
+        db = create_engine(url, async_creator=None) if stock else create_engine(url)
         await upgrade(db)
         app[sessions_key] = session_factory(db)
         yield
@@ -693,6 +700,9 @@ class Spec:
     kind: str  # baseline | webchat | telegram
     mode: str  # closed | e2e | open
     label: str
+    # The baseline's SQLite driver: "bot" (bot.storage.db.create_engine, as the bot runs) or
+    # "aiosqlite" (SQLAlchemy's stock aiosqlite adapter, each call on aiosqlite's thread).
+    driver: str = "bot"
 
 
 @dataclass
@@ -741,7 +751,7 @@ def measure(spec: Spec, options: argparse.Namespace) -> Measured:
             for number, port in enumerate(ports):
                 label = f"server{number}"
                 if spec.kind == "baseline":
-                    proc = start_baseline(port, url, folder, label)
+                    proc = start_baseline(port, url, folder, label, spec.driver)
                 else:
                     proc = start_server(port, server_env(url, extra), folder, label)
                 servers.append(proc)
@@ -790,6 +800,8 @@ def _plan(options: argparse.Namespace) -> Iterator[Spec]:
     databases = ["sqlite", "postgres"] if options.only is None else [options.only]
     for database in databases:
         yield Spec(database, 1, "baseline", "closed", "one-row baseline")
+        if database == "sqlite":
+            yield Spec(database, 1, "baseline", "closed", STOCK_LABEL, driver="aiosqlite")
         yield Spec(database, 1, "webchat", "closed", "web chat POST /api/chat/messages")
         yield Spec(database, 1, "telegram", "closed", "Telegram webhook (200 once stored)")
         yield Spec(database, 1, "telegram", "e2e", "Telegram end to end (update to reply)")
@@ -820,6 +832,7 @@ def cpu(result: dict[str, Any]) -> str:
 
 
 DB_NAMES = {"sqlite": "SQLite (WAL)", "postgres": "PostgreSQL"}
+STOCK_LABEL = "one-row baseline, stock aiosqlite driver"
 CPU_HEADER = "CPU cores: bot / load / machine"
 
 
@@ -837,13 +850,22 @@ def report(results: list[Measured], options: argparse.Namespace) -> None:
             runs = [
                 n.result["throughput"]
                 for n in closed
-                if n.spec.kind == "baseline" and (n.spec.database, n.spec.processes) == key
+                if n.spec.kind == "baseline"
+                and n.spec.driver == "bot"
+                and (n.spec.database, n.spec.processes) == key
             ]
-            baselines[key] = sum(runs) / len(runs)
+            if runs:
+                baselines[key] = sum(runs) / len(runs)
+    stock = next((m.result["throughput"] for m in closed if m.spec.driver == "aiosqlite"), None)
 
     def ratio(m: Measured, value: float) -> str:
         base = baselines.get((m.spec.database, m.spec.processes))
+        if m.spec.driver != "bot":
+            return "-"
         return f"{value / base:.2f}x" if base else "-"
+
+    def versus_stock(value: float) -> str:
+        return f"{value / stock:.2f}x" if stock else "-"
 
     rows = []
     for m in closed:
@@ -884,6 +906,26 @@ def report(results: list[Measured], options: argparse.Namespace) -> None:
             rows,
         )
     )
+    if stock:
+        rows = []
+        for m in closed:
+            if m.spec.database != "sqlite" or m.spec.kind == "baseline":
+                continue
+            figures = [(m.spec.label, headline(m))]
+            if m.spec.kind == "telegram" and m.spec.mode == "closed":
+                figures.append(("Telegram updates handled", m.result.get("handled_rate", 0.0)))
+            for label, value in figures:
+                rows.append([label, f"{value:,.0f}/s", ratio(m, value), versus_stock(value)])
+        print(
+            "\nSQLite, one process, against both one-row baselines: the bot's own engine "
+            f"(above) and SQLAlchemy's stock aiosqlite driver ({stock:,.0f}/s in this run).\n"
+        )
+        print(
+            table(
+                ["path", "throughput", "vs baseline, bot's engine", "vs baseline, stock aiosqlite"],
+                rows,
+            )
+        )
 
     telegram = [m for m in closed if m.spec.kind == "telegram"]
     if telegram:
@@ -1036,11 +1078,12 @@ def main() -> None:
     )
     parser.add_argument("--postgres-url", default=os.environ.get("BENCH_DATABASE_URL"))
     parser.add_argument("--role", choices=["baseline", "load"], help=argparse.SUPPRESS)
+    parser.add_argument("--driver", default="bot", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.role == "baseline":
-        run_baseline(options.port)
+        run_baseline(options.port, options.driver)
         return
     if options.role == "load":
         asyncio.run(load_main(json.loads(options.config)))
