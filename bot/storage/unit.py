@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 current_session: ContextVar[AsyncSession | None] = ContextVar("current_session", default=None)
 # True while the message being handled was claimed already in this transaction, by a unique
@@ -48,18 +49,26 @@ async def unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> AsyncItera
             yield session
 
 
-def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
-    """Call `callback` once the session's transaction committed (never if it rolls back)."""
+_AFTER_COMMIT = "btp_after_commit"
 
-    def committed(_session: Any) -> None:
-        event.remove(session.sync_session, "after_rollback", rolled_back)
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Call `callback` once the session's transaction committed (never if it rolls back).
+
+    The callbacks wait in `session.info`, read by two listeners registered once for every
+    Session: adding and removing listeners per transaction cost more than the commit."""
+    session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, ()):
         callback()
 
-    def rolled_back(_session: Any) -> None:
-        event.remove(session.sync_session, "after_commit", committed)
 
-    event.listen(session.sync_session, "after_commit", committed, once=True)
-    event.listen(session.sync_session, "after_rollback", rolled_back, once=True)
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
 
 
 _INSERT_ONCE: dict[tuple[str, str], Any] = {}
