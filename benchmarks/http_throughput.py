@@ -792,7 +792,9 @@ def measure(spec: Spec, options: argparse.Namespace) -> Measured:
 
 def plan(options: argparse.Namespace) -> Iterator[Spec]:
     for spec in _plan(options):
-        if options.kinds is None or spec.kind in options.kinds:
+        if options.kinds is not None and spec.kind not in options.kinds:
+            continue
+        if options.modes is None or spec.mode in options.modes:
             yield spec
 
 
@@ -1075,6 +1077,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--kinds", nargs="+", choices=["baseline", "webchat", "telegram"], help="rows to run"
+    )
+    parser.add_argument(
+        "--modes", nargs="+", choices=["closed", "e2e", "open"], help="rows to run, by mode"
     )
     parser.add_argument("--postgres-url", default=os.environ.get("BENCH_DATABASE_URL"))
     parser.add_argument("--role", choices=["baseline", "load"], help=argparse.SUPPRESS)

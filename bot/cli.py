@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import getpass
 import json
 import logging
@@ -175,6 +176,14 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _freeze_startup_objects(_app: object) -> None:
+    """What start-up built (the knowledge, the matcher's index, templates, PTB's objects) lives
+    as long as the process. Frozen, it is left out of the collector's full passes, which walked
+    its ~140,000 objects in about 50 ms here, a pause every request in flight waited out."""
+    gc.collect()
+    gc.freeze()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -195,8 +204,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("Telegram:      long polling")
     else:
         print("Telegram:      webhook at /telegram/webhook")
+    app = create_app(settings, telegram_polling=args.telegram_polling)
+    app.on_startup.append(_freeze_startup_objects)  # runs after create_app's own start-up
     web.run_app(
-        create_app(settings, telegram_polling=args.telegram_polling),
+        app,
         host=args.host,
         port=args.port,
         print=None,
