@@ -199,12 +199,13 @@ class Engine:
     ) -> tuple[list[Reply], str | None] | None:
         # A redelivery finds its inbound id taken and changes nothing. A Telegram update taken
         # by the webhook was claimed by its inbound row, in this same transaction.
-        if not inbound_claimed.get() and (
+        claimed = inbound_claimed.get() or (
             await insert_once(
                 session, ProcessedInbound, channel=message.channel, message_id=message.message_id
             )
-            is None
-        ):
+            is not None
+        )
+        if not claimed:
             log.info("duplicate delivery %s/%s ignored", message.channel, message.message_id)
             return None
         turn = _Turn(session)

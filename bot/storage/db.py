@@ -59,11 +59,11 @@ def create_engine(url: str, settings: Settings | None = None, **kwargs: Any) -> 
             kwargs.setdefault("max_overflow", 0)
             kwargs.setdefault("pool_timeout", limits.database_pool_timeout)
             # Statements run on the loop's thread, not aiosqlite's (see sqlite_inline.py);
-            # the connection waits for a lock itself, so SQLite's busy handler is off.
-            kwargs.setdefault(
-                "async_creator", connector(parsed.database, limits.database_busy_timeout)
-            )
-            busy_timeout = 0
+            # the connection waits for a lock itself, so SQLite's busy handler is off. A
+            # caller may still ask for aiosqlite with async_creator=None (benchmarks do).
+            inline = connector(parsed.database, limits.database_busy_timeout)
+            if kwargs.setdefault("async_creator", inline) is inline:
+                busy_timeout = 0
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_timeout))
         return engine

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -159,16 +159,8 @@ class InlineConnection:
     def isolation_level(self, value: str | None) -> None:
         self._conn.isolation_level = value  # type: ignore[assignment]
 
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
-
     def cursor(self) -> InlineCursor:
         return InlineCursor(self._conn.cursor(), self._patience)
-
-    async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> InlineCursor:
-        cursor = self.cursor()
-        return await cursor.execute(sql, parameters)
 
     async def commit(self) -> None:
         connection = self._conn
@@ -181,12 +173,10 @@ class InlineConnection:
         self._conn.create_function(*args, **kwargs)
 
     async def close(self) -> None:
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            connection.close()
+        self.stop()
 
     def stop(self) -> None:
-        """Close at once (SQLAlchemy's terminate)."""
+        """Close at once (SQLAlchemy's terminate); closing twice is harmless."""
         if self._connection is not None:
             connection, self._connection = self._connection, None
             connection.close()
