@@ -69,11 +69,6 @@ class InlineCursor:
     async def __aexit__(self, *_exc: object) -> None:
         self._cursor.close()
 
-    def __await__(self) -> Any:
-        # `await connection.cursor()` (aiosqlite's form) as well as `async with`.
-        yield from ()
-        return self
-
     @property
     def description(self) -> Any:
         return self._cursor.description
