@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot.concurrency import KeyedLocks
@@ -34,6 +34,17 @@ MAX_ATTEMPTS = 12
 BATCH = 50
 # Replies handed over by `deliver` and not yet sent, past which `room()` makes new work wait.
 BACKLOG = 64
+
+_OUTBOX: Table = OutboxItem.__table__  # type: ignore[assignment]
+# Runs once for every few replies sent: built once, in Core, on a bare connection (no ORM
+# session, nothing in it to synchronise).
+_MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status="sent", sent_at=bindparam("now"), attempts=_OUTBOX.c.attempts + 1, last_error=None
+    )
+)
 
 
 class RetryLater(Exception):
@@ -80,6 +91,7 @@ class OutboxRelay:
         concurrency: int = 16,
     ) -> None:
         self._sessions = sessions
+        self._engine: AsyncEngine = sessions.kw["bind"]
         self._senders = dict(senders)
         self._poll = poll_interval
         self._wake = asyncio.Event()
@@ -243,17 +255,8 @@ class OutboxRelay:
             if not batch:
                 return
             try:
-                async with self._sessions() as session, session.begin():
-                    await session.execute(
-                        update(OutboxItem)
-                        .where(OutboxItem.id.in_(batch))
-                        .values(
-                            status="sent",
-                            sent_at=_now(),
-                            attempts=OutboxItem.attempts + 1,
-                            last_error=None,
-                        )
-                    )
+                async with self._engine.begin() as connection:
+                    await connection.execute(_MARK_SENT, {"ids": batch, "now": _now()})
             except Exception as exc:
                 log.warning("marking %s items sent failed: %s", len(batch), type(exc).__name__)
 
