@@ -45,6 +45,8 @@ PUSHED = frozenset({telegram.CHANNEL, "webchat"})
 # How long a Telegram webhook call waits for the replies before it to go out (OutboxRelay.room);
 # well inside the time Telegram waits for an answer.
 ROOM_WAIT = 5.0
+# Long polling: the pause before polling again after a failed poll or an update not stored.
+POLL_RETRY = 3.0
 
 
 @dataclass
@@ -156,25 +158,41 @@ async def platform_notify(request: web.Request) -> web.Response:
     return web.json_response({"result": outcome.value, "notified": told})
 
 
-async def _poll_telegram(channel: TelegramChannel, dispatcher: InboundDispatcher) -> None:
-    """Long polling, for a bot without a public URL: updates go through the same durable store."""
+async def _poll_telegram(
+    channel: TelegramChannel, dispatcher: InboundDispatcher, relay: OutboxRelay
+) -> None:
+    """Long polling, for a bot without a public URL: updates go through the same durable store,
+    paced like the webhook (`OutboxRelay.room`). An update is confirmed to Telegram (the next
+    poll's offset passes it) only once stored; one that could not be stored (the database
+    locked or down) is polled again, with everything after it."""
     bot = channel.application.bot
-    await bot.delete_webhook()
-    offset = 0
+    offset, webhook_deleted = 0, False
     while True:
         try:
+            if not webhook_deleted:
+                await bot.delete_webhook()
+                webhook_deleted = True
             updates = await bot.get_updates(
                 offset=offset, timeout=25, allowed_updates=telegram.ALLOWED_UPDATES
             )
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             log.warning("telegram polling failed: %s", type(exc).__name__)
-            await asyncio.sleep(3)
+            await asyncio.sleep(POLL_RETRY)
             continue
         for update in updates:
             payload = update.to_dict()
-            await dispatcher.receive(update.update_id, telegram.chat_key(payload) or "-", payload)
+            chat = telegram.chat_key(payload) or f"update:{update.update_id}"
+            await relay.room(ROOM_WAIT)
+            try:
+                await dispatcher.receive(update.update_id, chat, payload)
+            except Exception as exc:
+                log.warning(
+                    "could not store update %s, polling it again: %s",
+                    update.update_id,
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(POLL_RETRY)
+                break
             offset = update.update_id + 1
 
 
@@ -259,7 +277,9 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                 await dispatcher.resume_pending()
                 if telegram_polling and channel is not None:
                     tasks.append(
-                        asyncio.create_task(_poll_telegram(channel, dispatcher), name="polling")
+                        asyncio.create_task(
+                            _poll_telegram(channel, dispatcher, relay), name="polling"
+                        )
                     )
             try:
                 yield

@@ -12,7 +12,8 @@ skipped with that reason; the default tests take one to two minutes.
   bot still answers in time, says the service is unavailable and offers a person; the circuit
   breaker (a short cool-down injected for the test) stops the bot calling, and it recovers.
 - The database locked by another connection: the Telegram webhook answers 5xx, so Telegram
-  delivers again, and never 200 for an update it did not store.
+  delivers again, and never 200 for an update it did not store; long polling does not confirm
+  an update it could not store, so it fetches it again.
 - `btp-bot serve` as a real process on SQLite, Telegram pointed at the Bot API stand-in run by
   the test: SIGKILL mid-conversation and start again; SIGTERM under a burst of Telegram updates
   and web chat messages; SIGTERM while a reply is on its way to Telegram.
@@ -39,6 +40,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import bot.app
+import webhook_server
 from bot.channels import telegram
 from bot.platform.breaker import BreakerState, CircuitBreaker
 from bot.platform.http import HttpPlatform
@@ -417,6 +420,47 @@ async def test_a_locked_database_gets_5xx_and_nothing_unstored_is_acknowledged(
         f"5xx answers took {[s for _, s in answers]} s for {len(updates)} concurrent "
         f"updates (expected within {LOCKED_ANSWER_WITHIN} s each)"
     )
+
+
+async def test_polling_confirms_only_stored_updates_and_outlasts_a_locked_database(
+    db: AsyncEngine, world: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`btp-bot serve --telegram-polling`: updates fetched while the database is locked are
+    not confirmed to Telegram, so they are fetched again and stored once it is free."""
+    monkeypatch.setattr(webhook_server, "POLL_RETRY", 0.2)
+    url = db.url.render_as_string(hide_password=False)
+    first, chats = 920_000, [920_001, 920_002, 920_003]
+    async with BotApiStub() as stub:
+        settings = app_settings(url, stub, database_busy_timeout=1.0, database_lock_timeout=1.0)
+        app = create_app(settings, telegram_polling=True)
+        async with TestClient(TestServer(app, host="127.0.0.1")):
+            stub.push_update(tg.text_message(30_000, first, "提现多久到账"))
+
+            async def answered(chat_ids: list[int]) -> bool:
+                return all(stub.sent_texts(chat) for chat in chat_ids)
+
+            await until(partial(answered, [first]), 15, "the reply to a polled update")
+            async with locked(db) as stored:
+                polls = len(stub.calls_of("getUpdates"))
+                for n, chat in enumerate(chats):
+                    stub.push_update(tg.text_message(30_001 + n, chat, "提现多久到账"))
+
+                async def polled_again() -> bool:
+                    # Fetched, not stored, fetched again: the poller is still alive.
+                    return len(stub.calls_of("getUpdates")) >= polls + 2
+
+                await until(polled_again, 15, "the updates polled again while locked")
+                assert await stored() == 1
+                assert len(stub.pending_updates) == 3  # none of them confirmed
+            await until(partial(answered, chats), 15, "the replies after the lock was released")
+            runtime = app[RUNTIME]
+            assert runtime.dispatcher is not None
+            await runtime.dispatcher.idle()
+            await runtime.relay.flush()
+        assert await scalar(db, select(func.count()).select_from(InboundUpdate)) == 4
+        for chat in [first, *chats]:
+            texts = stub.sent_texts(chat)
+            assert len(texts) == 1 and "1-3个工作日" in texts[0], texts
 
 
 # ---------------------------------------------------------------------------------------------
