@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     database_pool_timeout: float = Field(
         default=8.0, gt=0, description="Seconds a request waits for a pooled connection."
     )
+    # PostgreSQL: connections per server process. The process runs Python on one core, so a
+    # few connections keep it busy while PostgreSQL answers; more only add backends that
+    # compete with the processes for the same cores (benchmarks/README.md, "pool").
+    database_pool_size: int = Field(
+        default=3, ge=1, le=100, description="PostgreSQL: connections per server process."
+    )
     database_busy_timeout: float = Field(
         default=5.0, gt=0, description="SQLite: seconds a write waits for another's lock."
     )

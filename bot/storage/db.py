@@ -68,6 +68,11 @@ def create_engine(url: str, settings: Settings | None = None, **kwargs: Any) -> 
         event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_timeout))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    # A few connections per process, no overflow: with SQLAlchemy's default (5, and 10 more
+    # under load) two processes ran up to 30 backends on a 2-core machine, and two processes
+    # handled fewer messages than one (benchmarks/README.md).
+    kwargs.setdefault("pool_size", limits.database_pool_size)
+    kwargs.setdefault("max_overflow", 0)
     kwargs.setdefault("pool_timeout", limits.database_pool_timeout)
     if parsed.get_driver_name() == "asyncpg":
         connect_args = dict(kwargs.pop("connect_args", {}))
