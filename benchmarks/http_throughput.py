@@ -757,6 +757,8 @@ def measure(spec: Spec, options: argparse.Namespace) -> Measured:
                 servers.append(proc)
                 wait_ready(proc, port)
             phases.append(("ready", time.monotonic()))
+            if options.pin and spec.processes == 1:
+                pin([proc.popen.pid for proc in servers], load.popen.pid)
             sampler = CpuSampler(
                 {"bot": [proc.popen.pid for proc in servers], "load": [load.popen.pid]}
             )
@@ -788,6 +790,18 @@ def measure(spec: Spec, options: argparse.Namespace) -> Measured:
     )
     print(f"  {steps}", file=sys.stderr, flush=True)
     return Measured(spec, result, clean)
+
+
+def pin(server_pids: list[int], load_pid: int) -> None:
+    """The server on one core and the load generator on another (`--pin`), as in the load
+    issue's orientation figures: a server then cannot borrow the second core for a thread."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return
+    for pid in server_pids:
+        for task in os.listdir(f"/proc/{pid}/task"):  # every thread, not only the main one
+            os.sched_setaffinity(int(task), {cores[-1]})
+    os.sched_setaffinity(load_pid, {cores[0]})
 
 
 def plan(options: argparse.Namespace) -> Iterator[Spec]:
@@ -1080,6 +1094,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--modes", nargs="+", choices=["closed", "e2e", "open"], help="rows to run, by mode"
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="one-process rows: the server pinned to one core, the load generator to another",
     )
     parser.add_argument("--postgres-url", default=os.environ.get("BENCH_DATABASE_URL"))
     parser.add_argument("--role", choices=["baseline", "load"], help=argparse.SUPPRESS)
