@@ -42,8 +42,8 @@ WEB_DIR = Path(__file__).resolve().parent / "bot" / "web"
 # HTTP response instead); and the channels that take pushed messages (notices, agents' answers).
 RELAYED = frozenset({telegram.CHANNEL})
 PUSHED = frozenset({telegram.CHANNEL, "webchat"})
-# How long a Telegram webhook call waits for the replies before it to go out (OutboxRelay.room);
-# well inside the time Telegram waits for an answer.
+# How long a Telegram update (a webhook call, or one taken by polling) waits for the replies
+# ahead of it to go out (OutboxRelay.room); well inside the time Telegram waits for an answer.
 ROOM_WAIT = 5.0
 # Long polling: the pause before polling again after a failed poll or an update not stored.
 POLL_RETRY = 3.0

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     )
     # PostgreSQL: connections per server process. The process runs Python on one core, so a
     # few connections keep it busy while PostgreSQL answers; more only add backends that
-    # compete with the processes for the same cores (benchmarks/README.md, "pool").
+    # compete with the processes for the same cores (benchmarks/README.md, "What changed").
     database_pool_size: int = Field(
         default=3, ge=1, le=100, description="PostgreSQL: connections per server process."
     )
