@@ -613,19 +613,9 @@ def _load_statement(postgresql: bool) -> Any:
 _LOAD = {postgresql: _load_statement(postgresql) for postgresql in (False, True)}
 
 _CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
-_SAVED = (
-    "identity_id",
-    "state",
-    "language",
-    "language_pinned",
-    "flow",
-    "flow_step",
-    "slots",
-    "failures",
-    "findings",
-    "last_label",
-    "updated_at",
-)
+# Every column but the key: one written from the object, so a column added to the model later
+# is saved like the others instead of silently dropped.
+_SAVED = tuple(column.name for column in _CONVERSATIONS.columns if not column.primary_key)
 _SAVE = (
     update(_CONVERSATIONS)
     .where(_CONVERSATIONS.c.id == bindparam("_id"))
