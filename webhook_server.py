@@ -119,7 +119,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     update_id = update.get("update_id") if isinstance(update, dict) else None
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         raise json_error(400, "bad_request", "not a Telegram update")
-    chat = telegram.chat_key(update) or f"update:{update_id}"
+    chat = telegram.queue_key(update, update_id)
     await runtime.relay.room(ROOM_WAIT)
     try:
         await runtime.dispatcher.receive(update_id, chat, update)
@@ -181,7 +181,7 @@ async def _poll_telegram(
             continue
         for update in updates:
             payload = update.to_dict()
-            chat = telegram.chat_key(payload) or f"update:{update.update_id}"
+            chat = telegram.queue_key(payload, update.update_id)
             await relay.room(ROOM_WAIT)
             try:
                 await dispatcher.receive(update.update_id, chat, payload)

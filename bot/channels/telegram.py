@@ -69,6 +69,12 @@ def chat_key(payload: dict[str, Any]) -> str | None:
     return None
 
 
+def queue_key(payload: dict[str, Any], update_id: int) -> str:
+    """What an update queues behind (webhook or polling): its chat's earlier updates, or, for
+    an update without a chat, nothing but itself."""
+    return chat_key(payload) or f"update:{update_id}"
+
+
 def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
     """Parts of at most `limit` characters, cut at a line break or space where possible."""
     parts = []
