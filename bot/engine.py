@@ -53,7 +53,7 @@ from bot.storage.models import (
 from bot.storage.models import (
     Identity as IdentityRow,
 )
-from bot.storage.unit import after_commit, inbound_claimed, insert_once
+from bot.storage.unit import add_new, after_commit, inbound_claimed, insert_once
 from bot.types import Direction, IncomingMessage, Label, Language, Reply
 
 log = logging.getLogger(__name__)
@@ -230,16 +230,17 @@ class Engine:
         return True
 
     async def _identity(self, session: AsyncSession, channel: str, user_id: str) -> IdentityRow:
-        identity = await session.scalar(
+        """The chat account's identity; an account seen for the first time is a customer."""
+        identity = IdentityRow(channel=channel, user_id=user_id, kind="customer")
+        if await add_new(session, identity, unless_taken=True):
+            return identity
+        known = await session.scalar(
             select(IdentityRow).where(
                 IdentityRow.channel == channel, IdentityRow.user_id == user_id
             )
         )
-        if identity is None:
-            identity = IdentityRow(channel=channel, user_id=user_id, kind="customer")
-            session.add(identity)
-            await session.flush()
-        return identity
+        assert known is not None  # the key was taken, in this transaction's view
+        return known
 
     async def _load(
         self, session: AsyncSession, message: IncomingMessage, now: datetime
@@ -263,9 +264,10 @@ class Engine:
             language=self.settings.default_language.value,
             slots={},
             findings={},
+            created_at=now,
+            updated_at=now,
         )
-        session.add(conversation)
-        await session.flush()
+        await add_new(session, conversation)
         return conversation, None, 0
 
     async def _handle_in_transaction(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,7 +19,8 @@ from bot.platform.sql import SqlPlatform
 from bot.platform.world import load_world, read_world
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
-from bot.storage.models import Base, RateEvent
+from bot.storage.models import Base, Conversation, Identity, RateEvent
+from bot.storage.unit import add_new
 from tests.conftest import FAST_HASHER
 
 BEIJING = timezone(timedelta(hours=8))
@@ -55,6 +56,30 @@ async def test_offsets_are_kept_as_instants(db: AsyncEngine, tmp_path: Path) -> 
     assert (
         await platform.list_orders("M9", since=datetime(2026, 11, 26, 9, 30, tzinfo=BEIJING)) == []
     )
+
+
+async def test_a_new_row_is_stored_whole_and_loaded_in_the_session(db: AsyncEngine) -> None:
+    """`add_new`: one INSERT, the defaults on the object, changes afterwards saved as for a
+    loaded object; a taken key (with `unless_taken`) changes nothing."""
+    sessions = session_factory(db)
+    async with sessions() as session, session.begin():
+        conversation = Conversation(channel="t", chat_id="1", language="en")
+        assert await add_new(session, conversation)
+        assert conversation.id is not None
+        assert (conversation.state, conversation.slots, conversation.failures) == ("bot", {}, 0)
+        assert conversation.created_at is not None
+        conversation.state = "queued"  # a loaded object's change: flushed at the commit
+        first = Identity(channel="t", user_id="1", kind="merchant", merchant_id="M1")
+        assert await add_new(session, first, unless_taken=True)
+        again = Identity(channel="t", user_id="1", kind="customer")
+        assert not await add_new(session, again, unless_taken=True)
+        assert again not in session
+    async with sessions() as session:
+        stored = await session.get(Conversation, conversation.id)
+        assert stored is not None
+        assert (stored.state, stored.language, stored.slots) == ("queued", "en", {})
+        identities = (await session.scalars(select(Identity))).all()
+        assert [(i.kind, i.merchant_id) for i in identities] == [("merchant", "M1")]
 
 
 # SQLite on the loop's thread (bot/storage/sqlite_inline.py): waiting for another connection's

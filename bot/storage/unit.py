@@ -14,11 +14,11 @@ from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, insert, inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 current_session: ContextVar[AsyncSession | None] = ContextVar("current_session", default=None)
 # True while the message being handled was claimed already in this transaction, by a unique
@@ -89,3 +89,48 @@ async def insert_once(session: AsyncSession, model: Any, **values: Any) -> int |
         _INSERT_ONCE[table.name, dialect] = statement
     result = await session.execute(statement, values)
     return result.scalar_one_or_none()
+
+
+_ADD_NEW: dict[tuple[str, str, bool], Any] = {}
+
+
+async def add_new(session: AsyncSession, instance: Any, *, unless_taken: bool = False) -> bool:
+    """INSERT a new object with one Core statement built once, and put it in the session as
+    if it had been loaded; True when inserted. With `unless_taken`, a row holding the same
+    unique key makes it a no-op (False, and the object stays out of the session).
+
+    The ORM's flush of a new object (its unit of work, sorted by dependency, then the INSERT
+    and the fetch of the new key) cost several times the statement itself, and every chat's
+    first message creates two rows. Columns left unset get their defaults here, so the object
+    holds every value it was stored with and nothing is ever loaded lazily."""
+    mapper = inspect(type(instance))
+    table = mapper.local_table
+    state = inspect(instance)
+    values = {}
+    for attribute in mapper.column_attrs:
+        column = attribute.columns[0]
+        if column.primary_key:
+            continue
+        if attribute.key not in state.dict:
+            default = column.default
+            value = None if default is None else default.arg
+            setattr(instance, attribute.key, value(None) if callable(value) else value)
+        values[column.name] = state.dict[attribute.key]
+    dialect = session.get_bind().dialect.name
+    statement = _ADD_NEW.get((table.name, dialect, unless_taken))
+    if statement is None:
+        if unless_taken:
+            build = postgresql_insert if dialect == "postgresql" else sqlite_insert
+            statement = build(table).on_conflict_do_nothing()
+        else:
+            statement = insert(table)
+        statement = statement.returning(*(column for column in table.primary_key.columns))
+        _ADD_NEW[table.name, dialect, unless_taken] = statement
+    key = (await session.execute(statement, values)).first()
+    if key is None:
+        return False
+    for attribute, value in zip(mapper.primary_key, key, strict=True):
+        setattr(instance, mapper.get_property_by_column(attribute).key, value)
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return True
