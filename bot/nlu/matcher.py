@@ -10,12 +10,11 @@ or when the two best labels are too close, the label is `out_of_scope`.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from operator import itemgetter
 
+import numpy as np
 from rapidfuzz import fuzz, process
 
 from bot.faq.knowledge import Knowledge
@@ -124,7 +123,6 @@ class MatcherConfig:
     max_foreign: float = 0.2
     min_score_contentless: float = 0.5
     candidates: int = 60
-    postings_budget: int = 12_000
     weight_nearest: float = 0.2
     weight_top3: float = 0.2
     weight_centroid: float = 0.4
@@ -165,15 +163,24 @@ class Matcher:
                 frequency[token] += 1
         self._idf = {t: math.log((documents + 1) / (n + 0.5)) for t, n in frequency.items()}
         self._max_idf = math.log((documents + 1) / 0.5)
-        self._index: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        self._vectors: list[dict[str, float]] = []
+        postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
         centroids: dict[Label, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         for i, bag in enumerate(bags):
-            vector = self._vector(bag)
-            self._vectors.append(vector)
-            for token, weight in vector.items():
-                self._index[token].append((i, weight))
+            for token, weight in self._vector(bag).items():
+                postings[token].append((i, weight))
                 centroids[self._entries[i].label][token] += weight
+        # The inverted index as two flat arrays, each token's postings one slice of them: a
+        # query's cosines are then summed by numpy, not posting by posting in Python.
+        self._spans: dict[str, tuple[int, int]] = {}
+        documents_of: list[int] = []
+        weights_of: list[float] = []
+        for token, entries in postings.items():
+            start = len(documents_of)
+            documents_of.extend(i for i, _ in entries)
+            weights_of.extend(w for _, w in entries)
+            self._spans[token] = (start, len(documents_of))
+        self._posting_documents = np.array(documents_of, dtype=np.intp)
+        self._posting_weights = np.array(weights_of, dtype=np.float64)
         self._centroids = {label: _normalise(dict(v)) for label, v in centroids.items()}
         self._labels = sorted(self._centroids)
         # Vocabulary of what the bot can answer: out-of-scope examples explain nothing.
@@ -242,32 +249,22 @@ class Matcher:
         return explained / total, foreign / total
 
     def _candidates(self, query: dict[str, float]) -> list[tuple[int, float]]:
-        """The phrasings nearest to the query by cosine, best first.
+        """The phrasings nearest to the query by cosine, best first (ties in knowledge order).
 
-        Rare tokens are walked first; once the postings budget is spent, common tokens (的, how)
-        only refine the exact cosines of the candidates already found. On knowledge of normal size
-        the budget is never reached and the result is exact.
-        """
-        dots: dict[int, float] = defaultdict(float)
-        known = [t for t in query if t in self._index]
-        visited = 0
-        truncated = False
-        for used, token in enumerate(sorted(known, key=lambda t: len(self._index[t]))):
-            postings = self._index[token]
-            if visited + len(postings) > self.config.postings_budget and used >= 3:
-                truncated = True
-                break
-            weight = query[token]
-            for i, w in postings:
-                dots[i] += weight * w
-            visited += len(postings)
-        if not truncated:
-            return heapq.nlargest(self.config.candidates, dots.items(), key=itemgetter(1))
-        shortlist = heapq.nlargest(self.config.candidates * 3, dots, key=dots.__getitem__)
-        exact = [
-            (i, sum(w * self._vectors[i].get(t, 0.0) for t, w in query.items())) for i in shortlist
-        ]
-        return heapq.nlargest(self.config.candidates, exact, key=itemgetter(1))
+        Exact at any size: every posting of every query token counts, summed in one numpy
+        pass (`bincount`), and only the best are sorted."""
+        spans = [(self._spans[t], w) for t, w in query.items() if t in self._spans]
+        if not spans:
+            return []
+        documents = np.concatenate([self._posting_documents[a:b] for (a, b), _ in spans])
+        products = np.concatenate([self._posting_weights[a:b] * w for (a, b), w in spans])
+        dots = np.bincount(documents, weights=products, minlength=len(self._entries))
+        found = np.flatnonzero(dots)
+        wanted = self.config.candidates
+        if len(found) > wanted:
+            found = found[np.argpartition(dots[found], -wanted)[-wanted:]]
+        found = found[np.lexsort((found, -dots[found]))]
+        return list(zip(found.tolist(), dots[found].tolist(), strict=True))
 
     def scores(self, body: str) -> tuple[dict[Label, float], dict[Label, str]]:
         """Each candidate label's combined score, and the phrasing that matched it best."""
