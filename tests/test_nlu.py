@@ -9,7 +9,9 @@ import sys
 import pytest
 
 from bot.nlu.evaluate import evaluate, read_items
+from bot.nlu.features import tokens
 from bot.nlu.matcher import Matcher
+from bot.nlu.normalize import fold
 from bot.types import Label, Language
 from tests.conftest import DATA
 
@@ -99,3 +101,19 @@ def test_parse_command_prints_json() -> None:
         check=True,
     ).stdout
     assert json.loads(out)["label"] == "withdraw.how"
+
+
+def test_candidates_are_the_exact_nearest_phrasings(matcher: Matcher) -> None:
+    """The numpy index finds what comparing the query with every phrasing finds: the same
+    phrasings, in the same order, with the same cosines."""
+    vectors = [matcher._vector(tokens(entry.body)) for entry in matcher._entries]
+    for item in read_items(DATA / "nlu_dev.jsonl")[:80]:
+        query = matcher._vector(tokens(matcher.body(fold(item.text))))
+        cosines = [sum(w * vector.get(t, 0.0) for t, w in query.items()) for vector in vectors]
+        ranked = sorted(
+            (i for i, cosine in enumerate(cosines) if cosine > 0), key=lambda i: (-cosines[i], i)
+        )
+        expected = ranked[: matcher.config.candidates]
+        found = matcher._candidates(query)
+        assert [i for i, _ in found] == expected, item.text
+        assert [c for _, c in found] == pytest.approx([cosines[i] for i in expected]), item.text
