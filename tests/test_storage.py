@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import bot.platform.tables  # noqa: F401  (registers the platform tables)
+from bot.engine import _LOAD
 from bot.platform.sql import SqlPlatform
 from bot.platform.world import load_world, read_world
 from bot.settings import Settings
@@ -80,6 +81,28 @@ async def test_a_new_row_is_stored_whole_and_loaded_in_the_session(db: AsyncEngi
         assert (stored.state, stored.language, stored.slots) == ("queued", "en", {})
         identities = (await session.scalars(select(Identity))).all()
         assert [(i.kind, i.merchant_id) for i in identities] == [("merchant", "M1")]
+
+
+async def test_the_rate_limit_count_reads_only_the_last_minute(tmp_path: Path) -> None:
+    """Every message counts its chat's messages of the last minute (`Engine._load`); SQLite
+    finds them through an index, not by reading every message the chat ever sent."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'plan.db'}")
+    await upgrade(engine)
+    compiled = _LOAD[False].compile(dialect=engine.dialect)
+    values = compiled.construct_params(
+        {"channel": "t", "chat_id": "1", "user_id": "1", "since": "2026-11-26 00:00:00"}
+    )
+    async with engine.connect() as connection:
+        plan = await connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {compiled}", tuple(values[k] for k in compiled.positiontup or [])
+        )
+        steps = [row[-1] for row in plan]
+    await engine.dispose()
+    assert any(
+        "messages USING COVERING INDEX ix_messages_conversation_direction_at" in step
+        and "created_at>" in step
+        for step in steps
+    ), steps
 
 
 # SQLite on the loop's thread (bot/storage/sqlite_inline.py): waiting for another connection's

@@ -98,7 +98,14 @@ class Message(Base):
     """Every line of a chat, in and out; text is stored with personal numbers masked."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_conversation_id_id", "conversation_id", "id"),)
+    __table_args__ = (
+        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        # The rate limit counts a chat's messages of the last minute on every message: without
+        # it, that count read every message the chat ever sent.
+        Index(
+            "ix_messages_conversation_direction_at", "conversation_id", "direction", "created_at"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
