@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import event, insert, inspect
+from sqlalchemy import Column, ColumnDefault, Table, event, insert, inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -71,27 +71,33 @@ def _rolled_back(session: Session) -> None:
     session.info.pop(_AFTER_COMMIT, None)
 
 
-_INSERT_ONCE: dict[tuple[str, str], Any] = {}
+_INSERTS: dict[tuple[str, str, bool], Any] = {}
+
+
+def _insert(table: Table, dialect: str, *, unless_taken: bool) -> Any:
+    """INSERT ... RETURNING the key, with ON CONFLICT DO NOTHING when `unless_taken`: built
+    once per table and dialect, the values travel as parameters. These run for every inbound
+    message, and building the statement each time cost more than SQLite's work."""
+    statement = _INSERTS.get((table.name, dialect, unless_taken))
+    if statement is None:
+        if unless_taken:
+            build = postgresql_insert if dialect == "postgresql" else sqlite_insert
+            statement = build(table).on_conflict_do_nothing()
+        else:
+            statement = insert(table)
+        statement = statement.returning(*table.primary_key.columns)
+        _INSERTS[table.name, dialect, unless_taken] = statement
+    return statement
 
 
 async def insert_once(session: AsyncSession, model: Any, **values: Any) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING: the new row's id, or None when the key was taken.
 
-    One statement, and a taken key neither raises nor spoils the transaction around it. The
-    statement is built once per table and dialect, the values travel as parameters: it runs
-    for every inbound message, and building it each time cost more than SQLite's work."""
-    dialect = session.get_bind().dialect.name
-    table = model.__table__  # Core: none of the ORM's per-row bookkeeping
-    statement = _INSERT_ONCE.get((table.name, dialect))
-    if statement is None:
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        statement = insert(table).on_conflict_do_nothing().returning(table.c.id)
-        _INSERT_ONCE[table.name, dialect] = statement
+    One statement, and a taken key neither raises nor spoils the transaction around it. Core:
+    none of the ORM's per-row bookkeeping."""
+    statement = _insert(model.__table__, session.get_bind().dialect.name, unless_taken=True)
     result = await session.execute(statement, values)
     return result.scalar_one_or_none()
-
-
-_ADD_NEW: dict[tuple[str, str, bool], Any] = {}
 
 
 async def add_new(session: AsyncSession, instance: Any, *, unless_taken: bool = False) -> bool:
@@ -104,7 +110,6 @@ async def add_new(session: AsyncSession, instance: Any, *, unless_taken: bool = 
     first message creates two rows. Columns left unset get their defaults here, so the object
     holds every value it was stored with and nothing is ever loaded lazily."""
     mapper = inspect(type(instance))
-    table = mapper.local_table
     state = inspect(instance)
     values = {}
     for attribute in mapper.column_attrs:
@@ -112,25 +117,32 @@ async def add_new(session: AsyncSession, instance: Any, *, unless_taken: bool = 
         if column.primary_key:
             continue
         if attribute.key not in state.dict:
-            default = column.default
-            value = None if default is None else default.arg
-            setattr(instance, attribute.key, value(None) if callable(value) else value)
+            setattr(instance, attribute.key, _default(column))
         values[column.name] = state.dict[attribute.key]
-    dialect = session.get_bind().dialect.name
-    statement = _ADD_NEW.get((table.name, dialect, unless_taken))
-    if statement is None:
-        if unless_taken:
-            build = postgresql_insert if dialect == "postgresql" else sqlite_insert
-            statement = build(table).on_conflict_do_nothing()
-        else:
-            statement = insert(table)
-        statement = statement.returning(*(column for column in table.primary_key.columns))
-        _ADD_NEW[table.name, dialect, unless_taken] = statement
+    statement = _insert(
+        mapper.local_table, session.get_bind().dialect.name, unless_taken=unless_taken
+    )
     key = (await session.execute(statement, values)).first()
     if key is None:
         return False
-    for attribute, value in zip(mapper.primary_key, key, strict=True):
-        setattr(instance, mapper.get_property_by_column(attribute).key, value)
+    for column, value in zip(mapper.primary_key, key, strict=True):
+        setattr(instance, mapper.get_property_by_column(column).key, value)
     make_transient_to_detached(instance)
     session.add(instance)
     return True
+
+
+def _default(column: Column[Any]) -> Any:
+    """The value an INSERT would give a column left out: its Python-side default, or NULL."""
+    if column.server_default is not None:
+        # The database would choose it, and the object could only learn it with a query.
+        raise ValueError(f"add_new: set {column.name}, its default is the database's")
+    default = column.default
+    if default is None:
+        return None
+    if isinstance(default, ColumnDefault) and default.is_scalar:
+        return default.arg
+    if isinstance(default, ColumnDefault) and default.is_callable:
+        return default.arg(None)  # SQLAlchemy wraps a default() to take the execution context
+    # A SQL expression or a sequence: the database computes it.
+    raise ValueError(f"add_new: set {column.name}, its default is computed by the database")
