@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -119,10 +120,8 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     update_id = update.get("update_id") if isinstance(update, dict) else None
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         raise json_error(400, "bad_request", "not a Telegram update")
-    chat = telegram.queue_key(update, update_id)
-    await runtime.relay.room(ROOM_WAIT)
     try:
-        await runtime.dispatcher.receive(update_id, chat, update)
+        await _take_update(runtime.relay, runtime.dispatcher, update_id, update)
     except Exception as exc:
         runtime.metrics.error("telegram_store")
         log.warning("could not store update %s: %s", update_id, type(exc).__name__)
@@ -158,6 +157,16 @@ async def platform_notify(request: web.Request) -> web.Response:
     return web.json_response({"result": outcome.value, "notified": told})
 
 
+async def _take_update(
+    relay: OutboxRelay, dispatcher: InboundDispatcher, update_id: int, payload: dict[str, Any]
+) -> bool:
+    """Store and handle one Telegram update, from the webhook or from polling alike: paced by
+    the replies waiting to go out (`OutboxRelay.room`), and queued behind its chat's earlier
+    updates. True when it was new; raises if it could not be stored."""
+    await relay.room(ROOM_WAIT)
+    return await dispatcher.receive(update_id, telegram.queue_key(payload, update_id), payload)
+
+
 async def _poll_telegram(
     channel: TelegramChannel, dispatcher: InboundDispatcher, relay: OutboxRelay
 ) -> None:
@@ -180,11 +189,8 @@ async def _poll_telegram(
             await asyncio.sleep(POLL_RETRY)
             continue
         for update in updates:
-            payload = update.to_dict()
-            chat = telegram.queue_key(payload, update.update_id)
-            await relay.room(ROOM_WAIT)
             try:
-                await dispatcher.receive(update.update_id, chat, payload)
+                await _take_update(relay, dispatcher, update.update_id, update.to_dict())
             except Exception as exc:
                 log.warning(
                     "could not store update %s, polling it again: %s",
