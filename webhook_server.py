@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from bot.logsafety import install_redaction
 from bot.metrics import Metrics
 from bot.notifications import EventError, PaymentEvent, PaymentNotifier, SignatureError, verify
 from bot.settings import Settings
+from bot.storage.retention import keep_pruning
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +280,12 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
             app[RUNTIME] = Runtime(bot, meter, hub, relay, notifier, channel, dispatcher)
             console.attach(app[RUNTIME])
             webchat.attach(bot.engine, bot.sessions, hub)
-            tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
+            tasks = [
+                asyncio.create_task(relay.run(), name="outbox-relay"),
+                asyncio.create_task(
+                    keep_pruning(bot.db, timedelta(days=settings.retention_days)), name="pruning"
+                ),
+            ]
             if dispatcher is not None:
                 await dispatcher.resume_pending()
                 if telegram_polling and channel is not None:

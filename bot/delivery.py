@@ -18,15 +18,15 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.privacy import mask_pii
-from bot.storage.models import Conversation, Message, OutboxItem, utcnow
+from bot.storage.models import Conversation, Message, OutboxItem, table_of, utcnow
 from bot.types import Direction, Reply, SenderKind
 
 # How long a row being sent stays with the process that sends it; after that (the process
 # died), any relay may claim it again.
 LEASE = timedelta(seconds=60)
 
-_MESSAGES: Table = Message.__table__  # type: ignore[assignment]
-_OUTBOX: Table = OutboxItem.__table__  # type: ignore[assignment]
+_MESSAGES = table_of(Message)
+_OUTBOX = table_of(OutboxItem)
 # Built once: SQLAlchemy then finds their compiled form without rebuilding a cache key.
 _INSERTS = {
     (table.name, ordered): insert(table).returning(table.c.id, sort_by_parameter_order=ordered)

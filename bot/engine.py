@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import Table, and_, bindparam, func, inspect, select, update
+from sqlalchemy import and_, bindparam, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.concurrency import KeyedLocks
@@ -49,6 +49,7 @@ from bot.storage.models import (
     ProcessedInbound,
     RateEvent,
     UnansweredQuestion,
+    table_of,
 )
 from bot.storage.models import (
     Identity as IdentityRow,
@@ -614,7 +615,7 @@ def _load_statement(postgresql: bool) -> Any:
 
 _LOAD = {postgresql: _load_statement(postgresql) for postgresql in (False, True)}
 
-_CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
+_CONVERSATIONS = table_of(Conversation)
 # Every column but the key: one written from the object, so a column added to the model later
 # is saved like the others instead of silently dropped.
 _SAVED = tuple(column.name for column in _CONVERSATIONS.columns if not column.primary_key)

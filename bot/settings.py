@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     nlu_suggest_score: float = Field(default=0.15, ge=0.0, le=1.0)
     max_text_length: int = Field(default=4000, gt=0)
     rate_limit_per_minute: int = Field(default=20, gt=0)
+    # Days the delivery bookkeeping (handled updates, sent replies, rate events) is kept.
+    retention_days: int = Field(default=7, ge=1, le=3650)
     # Channels
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None

@@ -20,13 +20,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot.concurrency import KeyedLocks
 from bot.delivery import LEASE
-from bot.storage.models import OutboxItem
+from bot.storage.models import OutboxItem, table_of
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ BATCH = 50
 # Replies handed over by `deliver` and not yet sent, past which `room()` makes new work wait.
 BACKLOG = 64
 
-_OUTBOX: Table = OutboxItem.__table__  # type: ignore[assignment]
+_OUTBOX = table_of(OutboxItem)
 # Runs once for every few replies sent: built once, in Core, on a bare connection (no ORM
 # session, nothing in it to synchronise).
 _MARK_SENT = (
