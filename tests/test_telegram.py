@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from bot.channels.telegram import split_text
+from bot.channels.telegram import keyboard, split_text
 from bot.notifications import sign
 from bot.platform.world import load_world, read_world
 from bot.settings import Settings
@@ -283,3 +283,20 @@ def test_long_text_is_split_at_telegrams_limit() -> None:
     parts = split_text(text)
     assert all(len(part) <= 4096 for part in parts)
     assert "".join(parts).replace("\n", "") == text.replace("\n", "")
+
+
+def test_keyboard_sends_a_long_action_as_its_index_and_is_built_once() -> None:
+    long_action = "flow:payment_link:amount:" + "9" * 60
+    buttons = [
+        {"label": "转人工", "action": "human", "index": 0},
+        {"label": "长" * 80, "action": long_action, "index": 1},
+    ]
+    markup = keyboard(buttons)
+    assert markup is not None
+    rows = [[b.to_dict() for b in row] for row in markup.inline_keyboard]
+    assert rows == [
+        [{"text": "转人工", "callback_data": "human"}],
+        [{"text": "长" * 64, "callback_data": "#1"}],
+    ]
+    assert keyboard([dict(b) for b in buttons]) is markup  # the same keyboard, not rebuilt
+    assert keyboard([]) is None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import os
 import warnings
@@ -94,12 +95,18 @@ def keyboard(buttons: list[dict[str, Any]]) -> InlineKeyboardMarkup | None:
     """One button per row; an action over 64 bytes travels as its index ("#3")."""
     if not buttons:
         return None
+    return _keyboard(tuple((str(b["label"]), str(b["action"]), b.get("index")) for b in buttons))
+
+
+@functools.lru_cache(maxsize=1024)
+def _keyboard(buttons: tuple[tuple[str, str, Any], ...]) -> InlineKeyboardMarkup:
+    # Built once per distinct keyboard: the same few (an answer's feedback and related
+    # questions, the greeting's topics) go out again and again, and each PTB object built
+    # costs a check on every attribute it sets. PTB's objects are immutable, so shared safely.
     rows = []
-    for button in buttons:
-        data = str(button["action"])
-        if len(data.encode("utf-8")) > MAX_CALLBACK_BYTES:
-            data = f"#{button['index']}"
-        rows.append([InlineKeyboardButton(str(button["label"])[:64], callback_data=data)])
+    for label, action, index in buttons:
+        data = action if len(action.encode("utf-8")) <= MAX_CALLBACK_BYTES else f"#{index}"
+        rows.append([InlineKeyboardButton(label[:64], callback_data=data)])
     return InlineKeyboardMarkup(rows)
 
 

@@ -183,6 +183,7 @@ class AgentConsole:
             extensions=["jinja2.ext.do"],
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # as the bot's replies (bot/render.py): changed by a deploy
         )
         module = self._env.get_template("_i18n.html").module
         self._strings: dict[str, dict[str, str]] = module.STRINGS  # type: ignore[attr-defined]
