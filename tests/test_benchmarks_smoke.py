@@ -67,6 +67,10 @@ def test_http_throughput_and_memory_quick_runs_print_their_tables(tmp_path: Path
     assert "| path | requests | HTTP response p50 / p99 |" in out
     assert _table_rows(out, "Telegram webhook |"), out
     assert "x |" in paths  # the ratios against the baseline
+    # Every chat's first message went out before the windows, and was answered.
+    assert "| chats | first messages | vs later ones |" in out
+    firsts = [row for row in closed if "| 200 |" in row and "/s |" in row]
+    assert len(firsts) >= 3, out  # web chat, Telegram closed, Telegram end to end
 
     code, out, err = outputs["memory"]
     assert code == 0, f"memory.py exited {code}:\n{out}\n{err[-3000:]}"
