@@ -20,6 +20,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from bot.storage.models import table_of
+
 current_session: ContextVar[AsyncSession | None] = ContextVar("current_session", default=None)
 # True while the message being handled was claimed already in this transaction, by a unique
 # row of the caller's (the Telegram webhook's (source, update_id)): the engine's own claim of
@@ -95,7 +97,7 @@ async def insert_once(session: AsyncSession, model: Any, **values: Any) -> int |
 
     One statement, and a taken key neither raises nor spoils the transaction around it. Core:
     none of the ORM's per-row bookkeeping."""
-    statement = _insert(model.__table__, session.get_bind().dialect.name, unless_taken=True)
+    statement = _insert(table_of(model), session.get_bind().dialect.name, unless_taken=True)
     result = await session.execute(statement, values)
     return result.scalar_one_or_none()
 
