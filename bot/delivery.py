@@ -4,18 +4,21 @@ Every line is a `Message` (the transcript, personal numbers masked). For channel
 happens after the transaction (Telegram; web chat pushes), an `OutboxItem` is written in the
 same transaction, so a crash between deciding and sending loses nothing. A turn's lines go in
 with one INSERT (the user's message first, so ids keep the order of the chat), and their outbox
-rows with one more: this runs for every message, so it is written in SQLAlchemy Core.
+rows with one more: this runs for every message, so it is written in SQLAlchemy Core, and both
+statements (with whatever else the caller writes at that point, see `record_turn`'s `also`) go
+through one hop into SQLAlchemy's synchronous layer instead of one each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Connection, Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bot.privacy import mask_pii
 from bot.storage.models import Conversation, Message, OutboxItem, table_of, utcnow
@@ -77,11 +80,15 @@ async def record_turn(
     sender: SenderKind = SenderKind.BOT,
     queue: bool,
     leased_until: datetime | None = None,
+    also: Callable[[Session, Connection], None] | None = None,
 ) -> tuple[int | None, list[OutboxItem]]:
     """Store a turn: the user's message (if any) and the replies; returns the user message's
     id and the outbox rows (when `queue`). `leased_until`: the rows are written as being sent
     by this process, which hands them to the relay after the commit, not for any relay to
-    claim."""
+    claim. `also` writes more in the same hop, after the turn's rows (the engine's UPDATE of
+    the conversation). Through `AsyncSession` each statement costs its own greenlet switch
+    and the ORM's handling of a Core statement: in a loop on SQLite, a turn's transaction
+    (load, two INSERTs, the UPDATE, commit) took 1.13 ms that way and 0.98 ms this way."""
     now = utcnow()
     rows: list[dict[str, Any]] = []
     if inbound is not None:
@@ -118,13 +125,60 @@ async def record_turn(
                 payload={"buttons": payload["buttons"], "image": payload["image"]},
             )
         )
-    if not rows:
+    if not rows and also is None:
         return None, []
-    ids = await _insert_ids(session, _MESSAGES, rows)
-    inbound_id = ids.pop(0) if inbound is not None else None
-    if not queue or not payloads:
-        return inbound_id, []
     status, due = ("sending", leased_until) if leased_until is not None else ("pending", now)
+    return await session.run_sync(
+        _write_turn,
+        conversation,
+        rows,
+        payloads if queue else [],
+        inbound is not None,
+        status,
+        due,
+        now,
+        also,
+    )
+
+
+def _write_turn(
+    session: Session,
+    conversation: Conversation,
+    rows: list[dict[str, Any]],
+    payloads: list[dict[str, Any]],
+    with_inbound: bool,
+    status: str,
+    due: datetime,
+    now: datetime,
+    also: Callable[[Session, Connection], None] | None,
+) -> tuple[int | None, list[OutboxItem]]:
+    """`record_turn`'s statements, on the session's connection."""
+    if session.autoflush:
+        session.flush()  # as `session.execute` would have, before statements it does not know
+    connection = session.connection()
+    inbound_id: int | None = None
+    items: list[OutboxItem] = []
+    if rows:
+        ids = _insert_ids(connection, _MESSAGES, rows)
+        inbound_id = ids.pop(0) if with_inbound else None
+        if payloads:
+            items = _queue(connection, conversation, ids, payloads, status, due, now)
+    if also is not None:
+        also(session, connection)
+    return inbound_id, items
+
+
+def _queue(
+    connection: Connection,
+    conversation: Conversation,
+    message_ids: list[int],
+    payloads: list[dict[str, Any]],
+    status: str,
+    due: datetime,
+    now: datetime,
+) -> list[OutboxItem]:
+    """The replies' outbox rows, inserted; detached copies for the relay to send from after
+    the commit."""
     items = [
         OutboxItem(
             conversation_id=conversation.id,
@@ -137,10 +191,10 @@ async def record_turn(
             next_attempt_at=due,
             created_at=now,
         )
-        for message_id, payload in zip(ids, payloads, strict=True)
+        for message_id, payload in zip(message_ids, payloads, strict=True)
     ]
-    item_ids = await _insert_ids(
-        session,
+    item_ids = _insert_ids(
+        connection,
         _OUTBOX,
         [
             {
@@ -157,19 +211,18 @@ async def record_turn(
             for item in items
         ],
     )
-    # Detached copies of the rows, for the relay to send from after the commit.
     for item, item_id in zip(items, item_ids, strict=True):
         item.id = item_id
-    return inbound_id, items
+    return items
 
 
-async def _insert_ids(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+def _insert_ids(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
     """Insert `rows` with one statement; their new ids, in the order of `rows`."""
-    postgresql = session.get_bind().dialect.name == "postgresql"
+    postgresql = connection.dialect.name == "postgresql"
     # PostgreSQL gets SQLAlchemy's ordered form (still one statement). On SQLite that form
     # costs one statement per row, and is not needed: SQLite numbers the rows of one INSERT
     # in the order of its VALUES, so the ids sorted are the ids in order.
-    ids = list((await session.scalars(_INSERTS[table.name, postgresql], rows)).all())
+    ids = list(connection.execute(_INSERTS[table.name, postgresql], rows).scalars().all())
     return ids if postgresql else sorted(ids)
 
 

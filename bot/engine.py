@@ -18,8 +18,9 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, func, inspect, select, update
+from sqlalchemy import Connection, and_, bindparam, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from bot.concurrency import KeyedLocks
 from bot.context import Context, ConversationView, FlowState, Identity, Outcome
@@ -124,7 +125,9 @@ class _Turn:
             await self.say([])
         return self.inbound_id
 
-    async def say(self, replies: list[Reply]) -> None:
+    async def say(self, replies: list[Reply], *, last: bool = False) -> None:
+        """Store what is said; `last`: the turn's last writes, with the conversation's UPDATE
+        in the same hop (see `_save`)."""
         assert self.conversation is not None
         inbound_id, items = await record_turn(
             self.session,
@@ -133,6 +136,7 @@ class _Turn:
             replies,
             queue=self.queue,
             leased_until=self.leased_until,
+            also=partial(_save, self.conversation) if last else None,
         )
         if self.inbound is not None:
             self.inbound, self.inbound_id = None, inbound_id
@@ -355,9 +359,8 @@ class Engine:
         self._apply(session, conversation, identity, ctx, outcome, now)
         if self.handoffs is not None:
             outcome.replies.extend(await self._people(turn, conversation, ctx, outcome))
-        with session.no_autoflush:  # the conversation is written by `_save`, below
-            await turn.say(outcome.replies)
-            await _save(session, conversation)
+        with session.no_autoflush:  # the conversation is written by `_save`, with the replies
+            await turn.say(outcome.replies, last=True)
         return outcome.replies, ctx.parse.label.value if ctx.parse else None
 
     async def _people(
@@ -626,7 +629,7 @@ _SAVE = (
 )
 
 
-async def _save(session: AsyncSession, conversation: Conversation) -> None:
+def _save(conversation: Conversation, session: Session, connection: Connection) -> None:
     """Write the conversation's columns with one UPDATE built once, and leave the object out
     of the session, so the commit's flush has nothing of it to write.
 
@@ -635,7 +638,7 @@ async def _save(session: AsyncSession, conversation: Conversation) -> None:
     if not inspect(conversation).modified:
         return
     values = {f"_{name}": getattr(conversation, name) for name in _SAVED}
-    await session.execute(_SAVE, {"_id": conversation.id, **values})
+    connection.execute(_SAVE, {"_id": conversation.id, **values})
     session.expunge(conversation)
 
 
