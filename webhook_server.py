@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 from bot.app import Bot, open_bot
 from bot.channels import telegram
+from bot.channels.client import TRUSTED_PROXIES, parse_networks
 from bot.channels.errors import json_error
 from bot.channels.inbound import InboundDispatcher
 from bot.channels.outbox import OutboxRelay, Sender
@@ -229,6 +230,7 @@ async def _close_sockets(app: web.Application) -> None:
 
 def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
+    app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.on_shutdown.append(_close_sockets)
 
     async def _resources(app: web.Application) -> AsyncIterator[None]:

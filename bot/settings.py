@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from ipaddress import ip_network
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.types import Language
@@ -69,6 +70,8 @@ class Settings(BaseSettings):
     business_days: str = "0123456"
     agent_capacity: int = Field(default=3, ge=0)  # 0: agents claim chats themselves
     console_secure_cookies: bool = False
+    # Reverse proxies whose X-Forwarded-For is believed, for limits per client address.
+    trusted_proxies: str = ""
     # The platform: embedded (SqlPlatform on DATABASE_URL) unless PLATFORM_API_URL is set.
     platform_api_url: str | None = None
     platform_api_key: SecretStr | None = None
@@ -84,3 +87,11 @@ class Settings(BaseSettings):
     smtp_sender: str = "no-reply@btp.example"
     smtp_starttls: bool = True
     suggestions: int = Field(default=3, ge=0, le=5)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ip_network(part.strip(), strict=False)  # ValueError names the bad entry
+        return value
