@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck kb nlu-eval bench clean browser
+.PHONY: run chat test lint typecheck kb nlu-eval bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/btp-bot serve --demo
 
+# Talk to the bot in this terminal, on the demo world.
+chat: $(STAMP)
+	$(BIN)/btp-bot chat --demo
+
 lint: $(STAMP)
 	$(BIN)/ruff check bot webhook_server.py tests benchmarks
 	$(BIN)/mypy bot webhook_server.py
@@ -29,12 +33,14 @@ kb: $(STAMP)
 nlu-eval: $(STAMP)
 	$(BIN)/btp-bot nlu eval tests/data/nlu_dev.jsonl
 
-# The browser tests drive Debian's Chromium (browser downloads are not possible here).
+# The browser tests drive Debian's Chromium (browser downloads are not possible here). On a
+# shared machine another program may hold apt's lock: wait for it rather than fail.
+APT_WAIT := -o DPkg::Lock::Timeout=600
 browser:
 	@{ command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi "wenquanyi"; } || { \
 	  echo "installing Debian's chromium and a CJK font for the browser tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	  $$SUDO apt-get $(APT_WAIT) update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get $(APT_WAIT) install -y -qq \
 	    chromium fonts-wqy-microhei >/dev/null; }
 
 test: $(STAMP) lint kb browser
