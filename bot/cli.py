@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--knowledge", help="knowledge folder (default: KNOWLEDGE_DIR or ./knowledge)"
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show the migrations' progress (Alembic)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(
@@ -326,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = build_parser().parse_args(argv)
+    # Every command applies the migrations; their step-by-step lines are noise unless asked for.
+    logging.getLogger("alembic").setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return int(args.func(args))
     except KnowledgeError as exc:
