@@ -198,6 +198,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         asyncio.run(demo())
     print(f"Web chat:      http://{args.host}:{args.port}/")
+    print(
+        f"Agent console: http://{args.host}:{args.port}/agent"
+        "  (add an agent: btp-bot agent add NAME [--supervisor], password on stdin)"
+    )
     if settings.telegram_bot_token is None:
         print("Telegram:      off (set TELEGRAM_BOT_TOKEN to serve Telegram too)")
     elif args.telegram_polling:
