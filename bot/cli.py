@@ -21,7 +21,7 @@ from bot.channels.terminal import run_terminal
 from bot.faq.knowledge import KnowledgeError, load_knowledge, load_valid_knowledge
 from bot.nlu.evaluate import evaluate, format_report, read_items
 from bot.platform.server import run_platform_server
-from bot.platform.world import load_world, read_world
+from bot.platform.world import World, load_world, read_world
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
 from bot.storage.models import Agent, AuditEntry
@@ -108,13 +108,38 @@ async def load_demo(bot: Bot, settings: Settings, *, quiet: bool = False) -> Non
         return
     world = read_world(settings.demo_world)
     await load_world(session_factory(bot.db), world)
-    if quiet:
-        return
+    if not quiet:
+        _print_bind_codes(world)
+
+
+def _print_bind_codes(world: World) -> None:
     print("Demo world loaded. Bind a chat to a demo merchant with /bind CODE:")
     for merchant in world.merchants:
         if merchant.bind_code:
             status = merchant.status.value
             print(f"  {merchant.id} {merchant.name} ({status}): /bind {merchant.bind_code}")
+    print("Each code works once; `btp-bot demo reset` (or restarting with --demo) restores them.")
+
+
+def cmd_demo_reset(args: argparse.Namespace) -> int:
+    """Put the demo world back as it was: orders, logins, withdrawals and unused bind codes."""
+    settings = _settings(args)
+    if settings.demo_world is None:
+        print("error: DEMO_WORLD is not set", file=sys.stderr)
+        return 2
+    world = read_world(settings.demo_world)
+
+    async def run() -> None:
+        db = create_engine(settings.database_url, settings)
+        try:
+            await upgrade(db)
+            await load_world(session_factory(db), world)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    _print_bind_codes(world)
+    return 0
 
 
 def cmd_platform_serve(args: argparse.Namespace) -> int:
@@ -288,6 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8081)
     serve.add_argument("--demo", action="store_true", help="load the demo world first")
     serve.set_defaults(func=cmd_platform_serve)
+
+    demo = commands.add_parser("demo", help="the demo world").add_subparsers(
+        dest="demo_command", required=True
+    )
+    demo.add_parser(
+        "reset", help="restore the demo world: its orders, logins and unused bind codes"
+    ).set_defaults(func=cmd_demo_reset)
 
     agent = commands.add_parser("agent", help="console agents").add_subparsers(
         dest="agent_command", required=True

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from bot.app import build_gateway
+from bot.cli import main
+from bot.render import Renderer
+from bot.settings import Settings
+from bot.storage.db import create_engine, session_factory
 
 
 def _upgrade(database: Path, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -51,3 +60,25 @@ def test_serve_says_where_the_console_is(tmp_path: Path) -> None:
         process.kill()
         process.wait(timeout=30)
     assert any(f"http://127.0.0.1:{port}/agent" in line for line in lines), lines
+
+
+async def test_demo_reset_gives_the_bind_codes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    monkeypatch.setenv("DATABASE_URL", database)
+    settings = Settings()
+
+    async def redeem() -> str | None:
+        db = create_engine(database, settings)
+        try:
+            gateway = build_gateway(settings, session_factory(db), Renderer())
+            return await gateway.redeem_bind_code("482913")
+        finally:
+            await db.dispose()
+
+    assert await asyncio.to_thread(main, ["demo", "reset"]) == 0
+    assert await redeem() == "M001"
+    assert await redeem() is None  # single use
+    assert await asyncio.to_thread(main, ["demo", "reset"]) == 0
+    assert await redeem() == "M001"
