@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# make run ARGS=--telegram-polling: Telegram by long polling, for a machine without a public URL.
+ARGS ?=
 run: $(STAMP)
-	$(BIN)/btp-bot serve --demo
+	$(BIN)/btp-bot serve --demo $(ARGS)
 
 # Talk to the bot in this terminal, on the demo world.
 chat: $(STAMP)

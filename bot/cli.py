@@ -246,6 +246,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_telegram_status(args: argparse.Namespace) -> int:
+    from telegram.error import TelegramError
+
+    from bot.channels.telegram_status import telegram_status
+
+    settings = _settings(args)
+    if settings.telegram_bot_token is None:
+        print("error: TELEGRAM_BOT_TOKEN is not set (see README, Telegram in five steps)")
+        return 2
+    token = settings.telegram_bot_token.get_secret_value()
+    try:
+        status = asyncio.run(telegram_status(token, settings.telegram_api_url))
+    except TelegramError as exc:
+        # PTB's messages name the problem (InvalidToken, NetworkError) and never the token.
+        print(f"error: Telegram did not answer: {type(exc).__name__}: {exc}")
+        return 1
+    print(f"Bot:             @{status.username}")
+    if status.webhook_url:
+        print(f"Webhook:         {status.webhook_url}")
+        configured = settings.telegram_webhook_url
+        if configured and configured != status.webhook_url:
+            print(f"                 (but TELEGRAM_WEBHOOK_URL here is {configured})")
+        print(f"Allowed updates: {', '.join(status.allowed_updates) or 'all'}")
+    else:
+        print("Webhook:         none (long polling, or the server has not registered it yet)")
+    print(f"Pending updates: {status.pending_updates}")
+    if status.last_error_at is not None:
+        print(f"Last error:      {status.last_error_at.isoformat()} {status.last_error}")
+    else:
+        print("Last error:      none")
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not args.json:
@@ -328,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--supervisor", action="store_true")
     add.set_defaults(func=cmd_agent_add)
+
+    telegram = commands.add_parser("telegram", help="the Telegram bot").add_subparsers(
+        dest="telegram_command", required=True
+    )
+    telegram.add_parser(
+        "status", help="what Telegram reports: the bot, its webhook, pending updates, errors"
+    ).set_defaults(func=cmd_telegram_status)
 
     serve = commands.add_parser(
         "serve", help="run the HTTP server: web chat, Telegram, notifications"

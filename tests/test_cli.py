@@ -82,3 +82,12 @@ async def test_demo_reset_gives_the_bind_codes_back(
     assert await redeem() is None  # single use
     assert await asyncio.to_thread(main, ["demo", "reset"]) == 0
     assert await redeem() == "M001"
+
+
+def test_telegram_status_without_a_token_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    monkeypatch.chdir(Path(__file__).parent)  # no .env here
+    assert main(["telegram", "status"]) == 2
+    assert "TELEGRAM_BOT_TOKEN" in capsys.readouterr().out
