@@ -133,7 +133,10 @@ class Visitor:
             return history
 
     async def socket(self) -> aiohttp.ClientWebSocketResponse:
-        return await self.http.ws_connect(f"{self.base}/api/chat/ws", params={"token": self.token})
+        """As the page connects: the token offered as a subprotocol, never in the URL."""
+        return await self.http.ws_connect(
+            f"{self.base}/api/chat/ws", protocols=("btp.chat", f"btp.token.{self.token}")
+        )
 
 
 async def pushed_before_pong(socket: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
@@ -304,7 +307,9 @@ async def test_without_a_valid_token_the_api_answers_401(
 
 async def test_the_websocket_needs_a_valid_token(http: aiohttp.ClientSession, base: str) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await http.ws_connect(f"{base}/api/chat/ws", params={"token": "not-a-token"})
+        await http.ws_connect(
+            f"{base}/api/chat/ws", protocols=("btp.chat", "btp.token.not-a-token")
+        )
     assert refused.value.status == 401
 
 
