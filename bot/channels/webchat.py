@@ -23,13 +23,14 @@ import re
 import secrets
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from aiohttp import WSCloseCode, hdrs, web
+from aiohttp import hdrs, web
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -81,6 +82,26 @@ class Limits:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class _OneAtATime:
+    """A lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: Counter[str] = Counter()
+
+    @asynccontextmanager
+    async def held(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if self._users[key] <= 0:
+                del self._users[key], self._locks[key]
 
 
 class WebChatHub:
@@ -190,6 +211,7 @@ class WebChat:
         self._page = page
         self._limits = limits
         self._clock = clock or utcnow
+        self._opening = _OneAtATime()
         self._attached: tuple[Engine, async_sessionmaker[AsyncSession], WebChatHub] | None = None
 
     def attach(
@@ -231,24 +253,30 @@ class WebChat:
         if request.body_exists and request.content_type == "application/json":
             # No options are defined yet, but a JSON body must still be the documented object.
             await _json_object(request)
-        # Counted per client address. A refusal writes nothing; an attempt that passes the
-        # first count is recorded, then counted again with everything committed meanwhile,
-        # so requests racing each other never get more sessions than the limit between them.
         key = f"webchat:session:{client_address(request)}"[:128]
-        now = self._clock()
-        async with self._sessions() as session:
-            await self._refuse_when_over(session, key, now, self._limits.sessions_per_address)
-        async with self._sessions() as session, session.begin():
-            session.add(RateEvent(key=key, at=now))
         session_id = "wc_" + secrets.token_hex(10)
         token = secrets.token_urlsafe(32)
-        async with self._sessions() as session, session.begin():
-            await self._refuse_when_over(session, key, now, self._limits.sessions_per_address + 1)
-            session.add(
-                WebChatSession(
-                    id=session_id, token_digest=_digest(token), created_at=now, last_seen_at=now
+        # Counted per client address, one request at a time per address in this process. A
+        # refusal writes nothing. An attempt that passes the count is recorded, then counted
+        # again with what other processes committed meanwhile: racing requests never get
+        # more sessions than the limit between them.
+        async with self._opening.held(key):
+            now = self._clock()
+            limit = self._limits.sessions_per_address
+            async with self._sessions() as session:
+                await self._refuse_when_over(session, key, now, limit)
+            async with self._sessions() as session, session.begin():
+                session.add(RateEvent(key=key, at=now))
+            async with self._sessions() as session, session.begin():
+                await self._refuse_when_over(session, key, now, limit + 1)
+                session.add(
+                    WebChatSession(
+                        id=session_id,
+                        token_digest=_digest(token),
+                        created_at=now,
+                        last_seen_at=now,
+                    )
                 )
-            )
         return web.json_response({"session_id": session_id, "token": token}, status=201)
 
     @staticmethod
@@ -380,7 +408,8 @@ class WebChat:
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """Authenticated before the upgrade, so a refused client holds no socket. A token in
         the query string is not read: it would be in every access log on the way."""
-        session_id = await self._session_id(_socket_token(request))
+        token = _socket_token(request)
+        session_id = await self._session_id(token)
         if session_id is None:
             raise json_error(
                 401,
@@ -398,16 +427,17 @@ class WebChat:
             raise json_error(
                 429, "too_many_sockets", "too many open sockets for this session or address"
             )
+
+        async def still_allowed() -> bool:
+            # The page pings every 25 s: a use of the token while the tab is open, and the
+            # moment a token that expired (or was replaced) closes the socket.
+            return await self._session_id(token) == session_id
+
         try:
             await socket.prepare(request)
             self._hub.add(session_id, socket)
             try:
-                # No socket outlives the idle timeout: the page connects again, and a token
-                # unused meanwhile is refused then.
-                async with asyncio.timeout(self._limits.idle_timeout.total_seconds()):
-                    await answer_pings(socket)
-            except TimeoutError:
-                await socket.close(code=WSCloseCode.POLICY_VIOLATION, message=b"authenticate again")
+                await answer_pings(socket, still_allowed)
             finally:
                 self._hub.remove(session_id, socket)
         finally:
