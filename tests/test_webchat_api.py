@@ -38,7 +38,9 @@ CSP = (
 
 
 @asynccontextmanager
-async def serve_webchat(directory: Path, factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+async def serve_webchat(
+    directory: Path, factory: pytest.TempPathFactory, **settings_: Any
+) -> AsyncIterator[str]:
     """The whole bot app on a random port of 127.0.0.1, over a fresh demo database."""
     path = directory / "webchat.db"
     shutil.copyfile(await _migrated_sqlite(factory), path)
@@ -47,6 +49,7 @@ async def serve_webchat(directory: Path, factory: pytest.TempPathFactory) -> Asy
         platform_webhook_secret=SecretStr(SECRET),
         telegram_bot_token=None,
         default_language=Language.ZH,
+        **settings_,
     )
     db = create_engine(settings.database_url)
     try:

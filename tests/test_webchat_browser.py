@@ -299,3 +299,21 @@ async def test_an_expired_session_is_renewed_and_the_message_still_answered(
     assert sockets and not [url for url in sockets if "token" in url]
     assert before["token"] not in str(sockets) and after["token"] not in str(sockets)
     assert [p for p in chat.problems if "status of 401" not in p] == []
+
+
+async def test_an_address_out_of_new_sessions_is_told_to_wait(
+    browser: Browser, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    async with serve_webchat(tmp_path, tmp_path_factory, webchat_sessions_per_address=1) as base:
+        async with aiohttp.ClientSession() as http, http.post(f"{base}/api/chat/sessions") as r:
+            assert r.status == 201  # the address's one session, taken by another visitor
+        context = await browser.new_context(viewport=PHONE, locale="zh-CN")
+        context.set_default_timeout(10_000)
+        try:
+            page = await context.new_page()
+            await page.goto(base)
+            status = page.locator("#status")
+            await expect(status).to_have_text("您所在的网络新开的对话太多，请稍候，稍后会自动重试…")
+            await expect(page.locator("#input")).to_be_disabled()
+        finally:
+            await context.close()
