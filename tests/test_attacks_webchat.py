@@ -201,9 +201,7 @@ async def test_a_burst_of_sessions_from_one_address_gets_no_more_than_the_limit(
 ) -> None:
     """200 requests at once, as in the attack run: racing each other does not help."""
     async with serve(db, webchat_sessions_per_address=10) as server:
-        statuses = await asyncio.gather(
-            *(open_session(http, server.base) for _ in range(200))
-        )
+        statuses = await asyncio.gather(*(open_session(http, server.base) for _ in range(200)))
         opened = [body for status, body in statuses if status == 201]
         assert len(opened) == 10
         assert sorted({status for status, _ in statuses}) == [201, 429]

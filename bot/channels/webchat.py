@@ -280,9 +280,7 @@ class WebChat:
         return web.json_response({"session_id": session_id, "token": token}, status=201)
 
     @staticmethod
-    async def _refuse_when_over(
-        session: AsyncSession, key: str, now: datetime, limit: int
-    ) -> None:
+    async def _refuse_when_over(session: AsyncSession, key: str, now: datetime, limit: int) -> None:
         """429, with the seconds until the oldest counted attempt leaves the window."""
         count, oldest = (
             await session.execute(
@@ -329,9 +327,7 @@ class WebChat:
             return session_id
 
     async def _authorised(self, request: web.Request) -> str:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        session_id = await self._session_id(token.strip() if scheme.lower() == "bearer" else None)
+        session_id = await self._session_id(_bearer(request))
         if session_id is None:
             raise json_error(
                 401, "unauthorized", "a valid Authorization: Bearer <token> is required"
@@ -417,9 +413,7 @@ class WebChat:
                 f'a valid token is required: Sec-WebSocket-Protocol "{SUBPROTOCOL}, '
                 f'{TOKEN_PROTOCOL}<token>" or Authorization: Bearer <token>',
             )
-        socket = web.WebSocketResponse(
-            protocols=(SUBPROTOCOL,), heartbeat=30, max_msg_size=4096
-        )
+        socket = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=30, max_msg_size=4096)
         if not socket.can_prepare(request).ok:
             raise json_error(400, "bad_request", "a WebSocket upgrade is required")
         address = client_address(request)
@@ -460,6 +454,10 @@ def _socket_token(request: web.Request) -> str | None:
         protocols = [protocol.strip() for protocol in offered.split(",")]
         tokens = [p[len(TOKEN_PROTOCOL) :] for p in protocols if p.startswith(TOKEN_PROTOCOL)]
         return tokens[0] if SUBPROTOCOL in protocols and len(tokens) == 1 else None
+    return _bearer(request)
+
+
+def _bearer(request: web.Request) -> str | None:
     scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
 
