@@ -31,6 +31,16 @@ from webhook_server import create_app
 
 OTHER_ADDRESS = "127.0.0.2"
 PROTOCOL = "btp.chat"
+PEER = "X-Test-Peer"
+
+
+@web.middleware
+async def peer_from_header(request: web.Request, handler: Any) -> web.StreamResponse:
+    """What a trusted reverse proxy's middleware does: the client's address from a header
+    (127.0.0.1 has no IPv6 neighbours to test with)."""
+    peer = request.headers.get(PEER)
+    response: web.StreamResponse = await handler(request.clone(remote=peer) if peer else request)
+    return response
 
 
 @dataclass
@@ -73,14 +83,17 @@ class Server:
 
 
 @asynccontextmanager
-async def serve(db: AsyncEngine, **limits: Any) -> AsyncIterator[Server]:
+async def serve(db: AsyncEngine, *, proxied: bool = False, **limits: Any) -> AsyncIterator[Server]:
     settings = Settings(
         database_url=db.url.render_as_string(hide_password=False),
         telegram_bot_token=None,
         demo_world=None,
         **limits,
     )
-    runner = web.AppRunner(create_app(settings))
+    app = create_app(settings)
+    if proxied:
+        app.middlewares.insert(0, peer_from_header)
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -111,8 +124,11 @@ async def elsewhere() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def open_session(http: aiohttp.ClientSession, base: str) -> tuple[int, dict[str, Any]]:
-    async with http.post(f"{base}/api/chat/sessions") as response:
+async def open_session(
+    http: aiohttp.ClientSession, base: str, peer: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    headers = {PEER: peer} if peer else {}
+    async with http.post(f"{base}/api/chat/sessions", headers=headers) as response:
         body: dict[str, Any] = await response.json()
         if response.status == 429:
             body["retry_after"] = response.headers.get("Retry-After")
@@ -210,6 +226,22 @@ async def test_a_burst_of_sessions_from_one_address_gets_no_more_than_the_limit(
         # Every token handed out works.
         for body in opened[:3]:
             assert (await say(http, server.base, body["token"], "你好"))[0] == 200
+
+
+async def test_an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_as_itself(
+    db: AsyncEngine, http: aiohttp.ClientSession
+) -> None:
+    """One IPv6 subscriber has a whole /64: counting single addresses would give it 2**64."""
+    async with serve(db, proxied=True, webchat_sessions_per_address=3) as server:
+        for host in range(1, 4):
+            assert (await open_session(http, server.base, f"2001:db8:1:2::{host}"))[0] == 201
+        assert (await open_session(http, server.base, "2001:db8:1:2:ffff::9"))[0] == 429
+        assert (await open_session(http, server.base, "2001:db8:1:3::1"))[0] == 201
+        assert await server.session_attempts("2001:db8:1:2::/64") == 3
+
+        for _ in range(3):
+            assert (await open_session(http, server.base, "::ffff:198.51.100.7"))[0] == 201
+        assert (await open_session(http, server.base, "198.51.100.7"))[0] == 429
 
 
 # ---- sockets per session and per address ----------------------------------------------------

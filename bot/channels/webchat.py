@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import logging
 import math
@@ -253,7 +254,7 @@ class WebChat:
         if request.body_exists and request.content_type == "application/json":
             # No options are defined yet, but a JSON body must still be the documented object.
             await _json_object(request)
-        key = f"webchat:session:{client_address(request)}"[:128]
+        key = f"webchat:session:{_counted_address(request)}"[:128]
         session_id = "wc_" + secrets.token_hex(10)
         token = secrets.token_urlsafe(32)
         # Counted per client address, one request at a time per address in this process. A
@@ -416,7 +417,7 @@ class WebChat:
         socket = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=30, max_msg_size=4096)
         if not socket.can_prepare(request).ok:
             raise json_error(400, "bad_request", "a WebSocket upgrade is required")
-        address = client_address(request)
+        address = _counted_address(request)
         if not self._hub.admit(session_id, address, self._limits):
             raise json_error(
                 429, "too_many_sockets", "too many open sockets for this session or address"
@@ -443,6 +444,21 @@ _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+
+
+def _counted_address(request: web.Request) -> str:
+    """The client address a per-address limit counts: an IPv6 client by its /64, the network
+    one subscriber gets (counting single IPv6 addresses, one host would have 2**64 of them)."""
+    address = client_address(request)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _socket_token(request: web.Request) -> str | None:
