@@ -30,7 +30,7 @@ from bot.channels.errors import json_error
 from bot.channels.inbound import InboundDispatcher
 from bot.channels.outbox import OutboxRelay, Sender
 from bot.channels.telegram import TelegramChannel
-from bot.channels.webchat import WebChat, WebChatFanout, WebChatHub
+from bot.channels.webchat import Limits, WebChat, WebChatFanout, WebChatHub
 from bot.escalation.console import AgentConsole
 from bot.logsafety import install_redaction
 from bot.metrics import Metrics
@@ -317,7 +317,7 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                 if channel is not None:
                     await channel.stop()
 
-    webchat = WebChat(render_page(settings))
+    webchat = WebChat(render_page(settings), Limits.of(settings))
     webchat.add_routes(app)
     console = AgentConsole(settings)
     console.add_routes(app)

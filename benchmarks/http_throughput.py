@@ -94,12 +94,14 @@ def btp_bot() -> str:
 
 
 def server_env(database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a served bot: our database, no per-chat limit, Telegram off unless
-    `extra` switches it on. The folder it runs in has no .env file."""
+    """The environment of a served bot: our database, no per-chat limit, no limit on the web
+    chat sessions one address opens (every chat of the run comes from 127.0.0.1), Telegram off
+    unless `extra` switches it on. The folder it runs in has no .env file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELEGRAM_")}
     env.update(
         DATABASE_URL=database_url,
         RATE_LIMIT_PER_MINUTE=RATE_LIMIT,
+        WEBCHAT_SESSIONS_PER_ADDRESS=RATE_LIMIT,
         PYTHONUNBUFFERED="1",
         **(extra or {}),
     )

@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     nlu_suggest_score: float = Field(default=0.15, ge=0.0, le=1.0)
     max_text_length: int = Field(default=4000, gt=0)
     rate_limit_per_minute: int = Field(default=20, gt=0)
+    # Web chat: free resources a visitor gets without any account (bot/channels/webchat.py).
+    # Sessions opened per client address in a sliding 10 minutes; behind a reverse proxy that
+    # is not trusted to name the client, every visitor has the proxy's address (docs/SECURITY.md).
+    webchat_sessions_per_address: int = Field(default=30, ge=1)
+    webchat_sockets_per_session: int = Field(default=3, ge=1)
+    # Per server process: the sockets live in the process that accepted them.
+    webchat_sockets_per_address: int = Field(default=50, ge=1)
+    # Seconds a session token may go unused before it stops working (the page then opens a new
+    # session); longer than the few minutes between two refreshes of its last use.
+    webchat_idle_timeout: float = Field(default=86400.0, gt=600)
     # Days the delivery bookkeeping (handled updates, sent replies, rate events) is kept.
     retention_days: int = Field(default=7, ge=1, le=3650)
     # Channels

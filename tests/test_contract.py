@@ -164,6 +164,9 @@ def webchat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             database_url=url,
             platform_webhook_secret=NOTIFY_SECRET,
             rate_limit_per_minute=100_000,
+            # schemathesis opens hundreds of sessions from 127.0.0.1; the limit has tests of
+            # its own (tests/test_attacks_webchat.py).
+            webchat_sessions_per_address=100_000,
             demo_world=None,
         )
 

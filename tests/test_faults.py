@@ -505,6 +505,8 @@ class ServeProcess:
             # Handoffs behave the same at any hour the test runs.
             BUSINESS_HOURS="00:00-23:59:59.999999",
             RATE_LIMIT_PER_MINUTE="1000",
+            # Every web chat visitor of a burst comes from 127.0.0.1.
+            WEBCHAT_SESSIONS_PER_ADDRESS="1000",
             PYTHONUNBUFFERED="1",
         )
         self.env = env

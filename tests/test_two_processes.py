@@ -223,7 +223,7 @@ async def test_two_processes_behave_as_one(servers: tuple[str, str]) -> None:
 
             # The user's socket is on the other process than the agent who answers.
             user_base = a if winner is alice else b
-            user_socket = await http.ws_connect(f"{user_base}/api/chat/ws?token={session['token']}")
+            user_socket = await http.ws_connect(f"{user_base}/api/chat/ws", headers=auth)
             conversation = await winner.queue()
             conversation_id = int(
                 re.findall(r'"conversation_id":\s*(\d+)', json.dumps(conversation))[0]

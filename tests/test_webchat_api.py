@@ -38,7 +38,9 @@ CSP = (
 
 
 @asynccontextmanager
-async def serve_webchat(directory: Path, factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+async def serve_webchat(
+    directory: Path, factory: pytest.TempPathFactory, **settings_: Any
+) -> AsyncIterator[str]:
     """The whole bot app on a random port of 127.0.0.1, over a fresh demo database."""
     path = directory / "webchat.db"
     shutil.copyfile(await _migrated_sqlite(factory), path)
@@ -47,6 +49,7 @@ async def serve_webchat(directory: Path, factory: pytest.TempPathFactory) -> Asy
         platform_webhook_secret=SecretStr(SECRET),
         telegram_bot_token=None,
         default_language=Language.ZH,
+        **settings_,
     )
     db = create_engine(settings.database_url)
     try:
@@ -133,7 +136,10 @@ class Visitor:
             return history
 
     async def socket(self) -> aiohttp.ClientWebSocketResponse:
-        return await self.http.ws_connect(f"{self.base}/api/chat/ws", params={"token": self.token})
+        """As the page connects: the token offered as a subprotocol, never in the URL."""
+        return await self.http.ws_connect(
+            f"{self.base}/api/chat/ws", protocols=("btp.chat", f"btp.token.{self.token}")
+        )
 
 
 async def pushed_before_pong(socket: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
@@ -304,7 +310,9 @@ async def test_without_a_valid_token_the_api_answers_401(
 
 async def test_the_websocket_needs_a_valid_token(http: aiohttp.ClientSession, base: str) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await http.ws_connect(f"{base}/api/chat/ws", params={"token": "not-a-token"})
+        await http.ws_connect(
+            f"{base}/api/chat/ws", protocols=("btp.chat", "btp.token.not-a-token")
+        )
     assert refused.value.status == 401
 
 

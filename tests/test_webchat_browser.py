@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -22,8 +23,11 @@ from playwright.async_api import (
     async_playwright,
     expect,
 )
+from sqlalchemy import update
 
 from bot.settings import PROJECT_ROOT
+from bot.storage.db import create_engine, session_factory
+from bot.storage.models import WebChatSession, utcnow
 from tests.test_webchat_api import PENDING_ORDER, notify, payment_event, serve_webchat
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -255,3 +259,61 @@ async def test_a_dropped_connection_and_a_lost_session_lose_nothing(chat: ChatPa
     await expect(chat.bot("1-3个工作日")).to_be_visible()
     # The browser logs the refused history request; nothing else may go wrong.
     assert [p for p in chat.problems if "status of 401" not in p] == []
+
+
+async def test_an_expired_session_is_renewed_and_the_message_still_answered(
+    chat: ChatPage, tmp_path: Path
+) -> None:
+    page = chat.page
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    await chat.open()
+    await chat.say("提现多久到账")
+    await expect(chat.bot("1-3个工作日")).to_be_visible()
+    await chat.settled()
+    before = await page.evaluate("JSON.parse(localStorage.getItem('btp.webchat.session'))")
+
+    # A day and a bit without use: the token has expired on the server.
+    db = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'webchat.db'}")
+    try:
+        async with session_factory(db)() as session, session.begin():
+            await session.execute(
+                update(WebChatSession)
+                .where(WebChatSession.id == before["session_id"])
+                .values(last_seen_at=utcnow() - timedelta(hours=25))
+            )
+    finally:
+        await db.dispose()
+
+    await chat.say("手续费怎么收")
+    await chat.settled()
+    # The page says so, and the message goes to the new session, which answers it.
+    await expect(chat.messages).to_have_count(3)
+    await expect(chat.messages.nth(0)).to_contain_text("会话已失效，已为您开始新的对话。")
+    await expect(chat.messages.nth(1)).to_contain_text("手续费怎么收")
+    await expect(chat.messages.nth(2)).to_have_class(re.compile(r"msg--bot"))
+    after = await page.evaluate("JSON.parse(localStorage.getItem('btp.webchat.session'))")
+    assert after["session_id"] != before["session_id"]
+    await expect(page.locator("#status")).to_be_hidden()
+    # The token never travelled in a WebSocket's URL, old session or new.
+    assert sockets and not [url for url in sockets if "token" in url]
+    assert before["token"] not in str(sockets) and after["token"] not in str(sockets)
+    assert [p for p in chat.problems if "status of 401" not in p] == []
+
+
+async def test_an_address_out_of_new_sessions_is_told_to_wait(
+    browser: Browser, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    async with serve_webchat(tmp_path, tmp_path_factory, webchat_sessions_per_address=1) as base:
+        async with aiohttp.ClientSession() as http, http.post(f"{base}/api/chat/sessions") as r:
+            assert r.status == 201  # the address's one session, taken by another visitor
+        context = await browser.new_context(viewport=PHONE, locale="zh-CN")
+        context.set_default_timeout(10_000)
+        try:
+            page = await context.new_page()
+            await page.goto(base)
+            status = page.locator("#status")
+            await expect(status).to_have_text("您所在的网络新开的对话太多，请稍候，稍后会自动重试…")
+            await expect(page.locator("#input")).to_be_disabled()
+        finally:
+            await context.close()

@@ -3,32 +3,46 @@
 `POST /api/chat/sessions` opens a session and returns its bearer token (only a digest is
 stored); `POST /api/chat/messages` hands `{"text"}` or `{"action"}` to the engine and returns the
 replies; `GET /api/chat/history` lets the page rebuild the conversation after a reload;
-`GET /api/chat/ws?token=...` receives what arrives later (a person's answer, a payment notice).
-Everything a user types is data: the page renders it as text, never as HTML.
+`GET /api/chat/ws` receives what arrives later (a person's answer, a payment notice), with the
+token in `Sec-WebSocket-Protocol` (a browser cannot set headers on a WebSocket, and a URL ends up
+in access logs). Everything a user types is data: the page renders it as text, never as HTML.
+
+What a visitor gets without an account is bounded: sessions opened per client address, sockets
+per session and per address, and a token that goes unused for `WEBCHAT_IDLE_TIMEOUT` stops
+working (docs/SECURITY.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import ipaddress
 import json
 import logging
+import math
 import re
 import secrets
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from aiohttp import web
-from sqlalchemy import select
+from aiohttp import hdrs, web
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.channels.client import client_address
 from bot.channels.errors import json_error
 from bot.engine import Engine
 from bot.escalation.bus import EventBus
 from bot.platform.outside import in_unit
+from bot.settings import Settings
 from bot.sockets import answer_pings
-from bot.storage.models import Conversation, Message, WebChatSession
+from bot.storage.models import Conversation, Message, RateEvent, WebChatSession, utcnow
 from bot.storage.unit import unit_of_work
 from bot.types import IncomingMessage
 
@@ -39,10 +53,56 @@ MAX_ACTION = 128
 MAX_CLIENT_ID = 64
 MAX_ID = 2**63 - 1  # the largest id a database column holds
 _AFTER = re.compile(r"[0-9]{1,19}")  # a message id, as many digits as MAX_ID has at most
+# Sessions opened per client address are counted over this sliding window.
+SESSION_WINDOW = timedelta(minutes=10)
+# A token's last use is written when the stored one is older than this, not on every request.
+TOUCH_EVERY = timedelta(minutes=5)
+# The page offers both in Sec-WebSocket-Protocol; the server answers with the first.
+SUBPROTOCOL = "btp.chat"
+TOKEN_PROTOCOL = "btp.token."
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one visitor may take: read once from the settings."""
+
+    sessions_per_address: int
+    sockets_per_session: int
+    sockets_per_address: int
+    idle_timeout: timedelta
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            sessions_per_address=settings.webchat_sessions_per_address,
+            sockets_per_session=settings.webchat_sockets_per_session,
+            sockets_per_address=settings.webchat_sockets_per_address,
+            idle_timeout=timedelta(seconds=settings.webchat_idle_timeout),
+        )
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class _OneAtATime:
+    """A lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: Counter[str] = Counter()
+
+    @asynccontextmanager
+    async def held(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if self._users[key] <= 0:
+                del self._users[key], self._locks[key]
 
 
 class WebChatHub:
@@ -50,6 +110,27 @@ class WebChatHub:
 
     def __init__(self) -> None:
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        # Sockets admitted (their handshake may not be done yet) per session and per address.
+        self._held: Counter[str] = Counter()
+        self._held_by: Counter[str] = Counter()
+
+    def admit(self, session_id: str, address: str, limits: Limits) -> bool:
+        """Reserve a socket for the session from the address, unless either has its limit.
+        Nothing is awaited between the check and the reservation."""
+        if (
+            self._held[session_id] >= limits.sockets_per_session
+            or self._held_by[address] >= limits.sockets_per_address
+        ):
+            return False
+        self._held[session_id] += 1
+        self._held_by[address] += 1
+        return True
+
+    def release(self, session_id: str, address: str) -> None:
+        for counter, key in ((self._held, session_id), (self._held_by, address)):
+            counter[key] -= 1
+            if counter[key] <= 0:
+                del counter[key]
 
     def add(self, session_id: str, socket: web.WebSocketResponse) -> None:
         self._sockets[session_id].add(socket)
@@ -125,8 +206,13 @@ class WebChatFanout:
 class WebChat:
     """The routes; registered when the app is built, attached to the engine when it starts."""
 
-    def __init__(self, page: str) -> None:
+    def __init__(
+        self, page: str, limits: Limits, clock: Callable[[], datetime] | None = None
+    ) -> None:
         self._page = page
+        self._limits = limits
+        self._clock = clock or utcnow
+        self._opening = _OneAtATime()
         self._attached: tuple[Engine, async_sessionmaker[AsyncSession], WebChatHub] | None = None
 
     def attach(
@@ -168,24 +254,81 @@ class WebChat:
         if request.body_exists and request.content_type == "application/json":
             # No options are defined yet, but a JSON body must still be the documented object.
             await _json_object(request)
+        key = f"webchat:session:{_counted_address(request)}"[:128]
         session_id = "wc_" + secrets.token_hex(10)
         token = secrets.token_urlsafe(32)
-        async with self._sessions() as session, session.begin():
-            session.add(WebChatSession(id=session_id, token_digest=_digest(token)))
+        # Counted per client address, one request at a time per address in this process. A
+        # refusal writes nothing. An attempt that passes the count is recorded, then counted
+        # again with what other processes committed meanwhile: racing requests never get
+        # more sessions than the limit between them.
+        async with self._opening.held(key):
+            now = self._clock()
+            limit = self._limits.sessions_per_address
+            async with self._sessions() as session:
+                await self._refuse_when_over(session, key, now, limit)
+            async with self._sessions() as session, session.begin():
+                session.add(RateEvent(key=key, at=now))
+            async with self._sessions() as session, session.begin():
+                await self._refuse_when_over(session, key, now, limit + 1)
+                session.add(
+                    WebChatSession(
+                        id=session_id,
+                        token_digest=_digest(token),
+                        created_at=now,
+                        last_seen_at=now,
+                    )
+                )
         return web.json_response({"session_id": session_id, "token": token}, status=201)
 
+    @staticmethod
+    async def _refuse_when_over(session: AsyncSession, key: str, now: datetime, limit: int) -> None:
+        """429, with the seconds until the oldest counted attempt leaves the window."""
+        count, oldest = (
+            await session.execute(
+                select(func.count(), func.min(RateEvent.at)).where(
+                    RateEvent.key == key, RateEvent.at > now - SESSION_WINDOW
+                )
+            )
+        ).one()
+        if count < limit:
+            return
+        wait = (oldest + SESSION_WINDOW - now).total_seconds() if oldest is not None else 1.0
+        error = json_error(
+            429, "too_many_sessions", "too many new sessions from this address; try again later"
+        )
+        error.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        raise error
+
     async def _session_id(self, token: str | None) -> str | None:
+        """The session a token opens, if it was used within the idle timeout. The use is
+        recorded only when the stored one is older than `TOUCH_EVERY`: one write in minutes."""
         if not token:
             return None
+        now = self._clock()
         async with unit_of_work(self._sessions) as session:
-            return await session.scalar(
-                select(WebChatSession.id).where(WebChatSession.token_digest == _digest(token))
-            )
+            row = (
+                await session.execute(
+                    select(WebChatSession.id, WebChatSession.last_seen_at).where(
+                        WebChatSession.token_digest == _digest(token)
+                    )
+                )
+            ).first()
+            if row is None or row.last_seen_at <= now - self._limits.idle_timeout:
+                return None
+            if row.last_seen_at <= now - TOUCH_EVERY:
+                await session.execute(
+                    update(WebChatSession)
+                    .where(
+                        WebChatSession.id == row.id,
+                        WebChatSession.last_seen_at <= now - TOUCH_EVERY,
+                    )
+                    .values(last_seen_at=now)
+                )
+            session_id: str = row.id
+            return session_id
 
     async def _authorised(self, request: web.Request) -> str:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        session_id = await self._session_id(token.strip() if scheme.lower() == "bearer" else None)
+        session_id = await self._session_id(_bearer(request))
         if session_id is None:
             raise json_error(
                 401, "unauthorized", "a valid Authorization: Bearer <token> is required"
@@ -260,16 +403,40 @@ class WebChat:
         )
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        session_id = await self._session_id(request.query.get("token"))
+        """Authenticated before the upgrade, so a refused client holds no socket. A token in
+        the query string is not read: it would be in every access log on the way."""
+        token = _socket_token(request)
+        session_id = await self._session_id(token)
         if session_id is None:
-            raise json_error(401, "unauthorized", "a valid token query parameter is required")
-        socket = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
-        await socket.prepare(request)
-        self._hub.add(session_id, socket)
+            raise json_error(
+                401,
+                "unauthorized",
+                f'a valid token is required: Sec-WebSocket-Protocol "{SUBPROTOCOL}, '
+                f'{TOKEN_PROTOCOL}<token>" or Authorization: Bearer <token>',
+            )
+        socket = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=30, max_msg_size=4096)
+        if not socket.can_prepare(request).ok:
+            raise json_error(400, "bad_request", "a WebSocket upgrade is required")
+        address = _counted_address(request)
+        if not self._hub.admit(session_id, address, self._limits):
+            raise json_error(
+                429, "too_many_sockets", "too many open sockets for this session or address"
+            )
+
+        async def still_allowed() -> bool:
+            # The page pings every 25 s: a use of the token while the tab is open, and the
+            # moment a token that expired (or was replaced) closes the socket.
+            return await self._session_id(token) == session_id
+
         try:
-            await answer_pings(socket)
+            await socket.prepare(request)
+            self._hub.add(session_id, socket)
+            try:
+                await answer_pings(socket, still_allowed)
+            finally:
+                self._hub.remove(session_id, socket)
         finally:
-            self._hub.remove(session_id, socket)
+            self._hub.release(session_id, address)
         return socket
 
 
@@ -277,6 +444,38 @@ _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+
+
+def _counted_address(request: web.Request) -> str:
+    """The client address a per-address limit counts: an IPv6 client by its /64, the network
+    one subscriber gets (counting single IPv6 addresses, one host would have 2**64 of them)."""
+    address = client_address(request)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _socket_token(request: web.Request) -> str | None:
+    """The token from the first Sec-WebSocket-Protocol header (the one aiohttp negotiates
+    from), offered beside `SUBPROTOCOL`; or from an Authorization header (clients that are not
+    browsers). None when the protocols do not include `SUBPROTOCOL`: aiohttp would log them."""
+    offered = request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL)
+    if offered is not None:
+        protocols = [protocol.strip() for protocol in offered.split(",")]
+        tokens = [p[len(TOKEN_PROTOCOL) :] for p in protocols if p.startswith(TOKEN_PROTOCOL)]
+        return tokens[0] if SUBPROTOCOL in protocols and len(tokens) == 1 else None
+    return _bearer(request)
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 def _history_item(row: Message) -> dict[str, Any]:

@@ -219,13 +219,16 @@ class OutboxItem(Base):
 
 
 class WebChatSession(Base):
-    """A web chat visitor; only a digest of the bearer token is kept."""
+    """A web chat visitor; only a digest of the bearer token is kept. `last_seen_at` is the
+    token's last use, refreshed every few minutes at most: unused for the idle timeout
+    (`WEBCHAT_IDLE_TIMEOUT`), the token stops working."""
 
     __tablename__ = "webchat_sessions"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     token_digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PlatformEvent(Base):

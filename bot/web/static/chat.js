@@ -130,6 +130,11 @@
 
   function NetworkError() {}
 
+  /** The server asked to wait (429): `seconds` from Retry-After, 0 when it said nothing. */
+  function Limited(seconds) {
+    this.seconds = seconds;
+  }
+
   /** fetch with the bearer token; resolves {status, data}; rejects with NetworkError. */
   function api(method, path, body) {
     var headers = { Accept: "application/json" };
@@ -151,7 +156,8 @@
               return null;
             })
             .then(function (data) {
-              return { status: response.status, data: data };
+              var wait = parseInt(response.headers.get("Retry-After") || "", 10);
+              return { status: response.status, data: data, retryAfter: wait > 0 ? wait : 0 };
             });
         },
         function () {
@@ -163,12 +169,33 @@
   function openSession() {
     return api("POST", "/api/chat/sessions").then(function (result) {
       var data = result.data;
+      if (result.status === 429) throw new Limited(result.retryAfter);
       if (result.status !== 201 || !data || typeof data.token !== "string") {
         throw new NetworkError();
       }
       state.session = { session_id: data.session_id, token: data.token };
       writeJson(SESSION_KEY, state.session);
     });
+  }
+
+  /** Open a session, trying again with a growing pause, or as long as the server asked. */
+  async function openSessionUntilDone() {
+    for (var attempt = 0; ; attempt++) {
+      try {
+        await openSession();
+        break;
+      } catch (err) {
+        var pause = Math.min(RECONNECT_MAX, 1000 * Math.pow(2, attempt));
+        if (err instanceof Limited) {
+          showStatus("error_limited");
+          pause = Math.max(pause, 1000 * err.seconds);
+        } else {
+          showStatus("error_start");
+        }
+        await delay(pause);
+      }
+    }
+    showStatus("");
   }
 
   /** A 401: the session is gone (expired, or storage from another deployment). Start afresh. */
@@ -183,16 +210,7 @@
       state.seen.clear();
       els.messages.replaceChildren();
       closeSocket();
-      for (var attempt = 0; ; attempt++) {
-        try {
-          await openSession();
-          break;
-        } catch (err) {
-          showStatus("error_start");
-          await delay(Math.min(RECONNECT_MAX, 1000 * Math.pow(2, attempt)));
-        }
-      }
-      showStatus("");
+      await openSessionUntilDone();
       appendNotice(t("session_renewed"));
       // What the user sent and the new session has not seen yet is sent there, after the notice.
       state.pending.forEach(function (bubble) {
@@ -612,10 +630,10 @@
     closeSocket();
     var url = new URL("/api/chat/ws", window.location.href);
     url.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
-    url.searchParams.set("token", state.session.token);
     var socket;
     try {
-      socket = new WebSocket(url.toString());
+      // The token travels as a subprotocol, not in the URL (URLs end up in access logs).
+      socket = new WebSocket(url.toString(), ["btp.chat", "btp.token." + state.session.token]);
     } catch (err) {
       scheduleReconnect();
       return;
@@ -745,15 +763,7 @@
     setLanguage(DEFAULT_LANGUAGE);
     var stored = readJson(SESSION_KEY);
     if (stored && typeof stored.token === "string") state.session = stored;
-    for (var attempt = 0; !state.session; attempt++) {
-      try {
-        await openSession();
-      } catch (err) {
-        showStatus("error_start");
-        await delay(Math.min(RECONNECT_MAX, 1000 * Math.pow(2, attempt)));
-      }
-    }
-    showStatus("");
+    if (!state.session) await openSessionUntilDone();
     els.input.disabled = false;
     updateComposer();
     await sync();
