@@ -223,8 +223,8 @@ async def unlock(session: AsyncSession, agent: Agent) -> int:
     keys = [name_key(agent.name)] + [
         device_key(device_id) for device_id in (await session.scalars(devices)).all()
     ]
+    # Every attempt counted against the agent left one row under the name or a device key.
+    forgotten = await session.execute(delete(RateEvent).where(RateEvent.key.in_(keys)))
     pairs = pair_key(agent.name, "")
-    result = await session.execute(
-        delete(RateEvent).where(RateEvent.key.in_(keys) | RateEvent.key.startswith(pairs))
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    await session.execute(delete(RateEvent).where(RateEvent.key.startswith(pairs)))
+    return int(forgotten.rowcount)  # type: ignore[attr-defined]
