@@ -223,19 +223,26 @@ async def test_a_known_device_logs_in_while_strangers_hold_the_name_and_the_offi
 
 async def test_the_device_cookie_is_httponly_strict_and_long_lived(server: Server) -> None:
     await server.add_agent("小张")
+    cookies: list[str] = []
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        token = await login_form(http, server.base)
-        async with http.post(
-            f"{server.base}/agent/login",
-            data={"csrf": token, "name": "小张", "password": PASSWORD},
-            headers={"Cookie": f"btp_agent_login={token}"},
-            allow_redirects=False,
-        ) as response:
-            assert response.status == 303
-            cookie = _set_cookie(response, "btp_agent_device")
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    assert "Path=/agent/login" in cookie
-    assert f"Max-Age={365 * 86400}" in cookie
+        device = ""
+        for _ in range(2):
+            token = await login_form(http, server.base)
+            async with http.post(
+                f"{server.base}/agent/login",
+                data={"csrf": token, "name": "小张", "password": PASSWORD},
+                headers={"Cookie": f"btp_agent_login={token}; btp_agent_device={device}"},
+                allow_redirects=False,
+            ) as response:
+                assert response.status == 303
+                cookies.append(_set_cookie(response, "btp_agent_device"))
+                device = response.cookies["btp_agent_device"].value
+    first, again = cookies
+    assert "HttpOnly" in first and "SameSite=Strict" in first
+    assert "Path=/agent/login" in first
+    assert f"Max-Age={365 * 86400}" in first
+    assert again == first  # the same device: its token again, for another year
+    assert await server.count(AgentDevice) == 1
 
 
 async def test_the_lock_for_a_name_from_one_address_grows_with_every_failure(

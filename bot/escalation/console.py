@@ -460,6 +460,8 @@ class AgentConsole:
             )
             device_token = await login_guard.remember_device(session, agent.id, device_id, now)
             session.add(AuditEntry(agent_id=agent.id, action="login", detail={}, at=now))
+        # A known device keeps its token; its cookie's year starts again with its row's.
+        device_token = device_token or request.cookies.get(DEVICE_COOKIE)
         redirect = web.HTTPSeeOther("/agent")
         self._set_cookie(
             request, redirect, COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds())
