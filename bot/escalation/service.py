@@ -508,11 +508,11 @@ class HandoffService:
             context["merchant"] = merchant
         # Order numbers the user wrote, and the orders this chat proved: the card shows an order
         # only when the chat is entitled to it, by the flows' own rule.
-        mentioned: list[str] = []
-        texts = [message.text.upper() for message in detail.messages]
-        for order_no in [*sorted(detail.verified_orders), *ORDER_NO.findall(" ".join(texts))]:
-            if order_no not in mentioned:
-                mentioned.append(order_no)
+        mentioned: list[str] = sorted(detail.verified_orders)
+        for message in detail.messages:
+            for order_no in ORDER_NO.findall(message.text.upper()):
+                if order_no not in mentioned:
+                    mentioned.append(order_no)
         merchant_id = (
             identity.merchant_id if identity is not None and identity.kind == "merchant" else None
         )
