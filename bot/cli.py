@@ -11,20 +11,26 @@ import json
 import logging
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app import Bot, build_matcher, open_bot
 from bot.channels.terminal import run_terminal
+from bot.escalation import login_guard
 from bot.faq.knowledge import KnowledgeError, load_knowledge, load_valid_knowledge
 from bot.nlu.evaluate import evaluate, format_report, read_items
 from bot.platform.server import run_platform_server
 from bot.platform.world import World, load_world, read_world
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
-from bot.storage.models import Agent, AuditEntry
+from bot.storage.models import Agent, AgentDevice, AgentSession, AuditEntry
+
+T = TypeVar("T")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -161,43 +167,144 @@ def cmd_platform_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_agent_add(args: argparse.Namespace) -> int:
-    """Create or update a console agent; the password is read from stdin, never an argument."""
-    settings = _settings(args)
+def _read_password(name: str) -> str:
+    """A new password from stdin (a prompt on a terminal), never from the command line."""
     if sys.stdin.isatty():
-        password = getpass.getpass(f"password for {args.name}: ")
+        password = getpass.getpass(f"password for {name}: ")
     else:
         password = sys.stdin.readline().rstrip("\n")
     if len(password) < 8:
         raise ValueError("the password needs at least 8 characters")
+    return password
 
-    async def run() -> bool:
+
+def _on_agents(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one transaction on the (upgraded) database."""
+
+    async def run() -> T:
         db = create_engine(settings.database_url, settings)
         try:
             await upgrade(db)
             async with session_factory(db)() as session, session.begin():
-                agent = await session.scalar(select(Agent).where(Agent.name == args.name))
-                created = agent is None
-                if agent is None:
-                    agent = Agent(
-                        name=args.name, password_hash="", capacity=settings.agent_capacity
-                    )
-                    session.add(agent)
-                agent.password_hash = PasswordHasher().hash(password)
-                agent.is_supervisor = args.supervisor
-                session.add(
-                    AuditEntry(
-                        action="agent_added" if created else "agent_updated",
-                        detail={"name": args.name, "supervisor": args.supervisor},
-                    )
-                )
-                return created
+                return await work(session)
         finally:
             await db.dispose()
 
-    created = asyncio.run(run())
+    return asyncio.run(run())
+
+
+async def _agent_named(session: AsyncSession, name: str) -> Agent:
+    agent = await session.scalar(select(Agent).where(Agent.name == name))
+    if agent is None:
+        raise ValueError(f"no agent {name!r}")
+    return agent
+
+
+async def _end_sessions(session: AsyncSession, agent_id: int) -> int:
+    """Every console session of the agent, and the devices it logged in from: a new password
+    starts over everywhere."""
+    ended = await session.execute(delete(AgentSession).where(AgentSession.agent_id == agent_id))
+    await session.execute(delete(AgentDevice).where(AgentDevice.agent_id == agent_id))
+    return int(ended.rowcount)  # type: ignore[attr-defined]
+
+
+def cmd_agent_add(args: argparse.Namespace) -> int:
+    """Create or update a console agent; the password is read from stdin, never an argument."""
+    settings = _settings(args)
+    password = _read_password(args.name)
+
+    async def work(session: AsyncSession) -> bool:
+        agent = await session.scalar(select(Agent).where(Agent.name == args.name))
+        created = agent is None
+        if agent is None:
+            agent = Agent(name=args.name, password_hash="")
+            session.add(agent)
+            await session.flush()
+        else:
+            await _end_sessions(session, agent.id)
+        agent.password_hash = PasswordHasher().hash(password)
+        agent.is_supervisor = args.supervisor
+        session.add(
+            AuditEntry(
+                action="agent_added" if created else "agent_updated",
+                detail={"name": args.name, "supervisor": args.supervisor},
+            )
+        )
+        return created
+
+    created = _on_agents(settings, work)
     role = "supervisor" if args.supervisor else "agent"
     print(f"{role} {args.name} {'added' if created else 'updated'}")
+    return 0
+
+
+def cmd_agent_passwd(args: argparse.Namespace) -> int:
+    """A new password for an agent (stdin); every session of the agent ends."""
+    settings = _settings(args)
+    password = _read_password(args.name)
+
+    async def work(session: AsyncSession) -> int:
+        agent = await _agent_named(session, args.name)
+        agent.password_hash = PasswordHasher().hash(password)
+        ended = await _end_sessions(session, agent.id)
+        session.add(
+            AuditEntry(
+                action="agent_password_changed",
+                detail={"name": args.name, "sessions_ended": ended},
+            )
+        )
+        return ended
+
+    ended = _on_agents(settings, work)
+    print(f"password of {args.name} changed; {ended} session(s) ended")
+    return 0
+
+
+def cmd_agent_unlock(args: argparse.Namespace) -> int:
+    """Forget the failed logins counted against an agent's name."""
+    settings = _settings(args)
+
+    async def work(session: AsyncSession) -> int:
+        agent = await _agent_named(session, args.name)
+        cleared = await login_guard.unlock(session, agent)
+        session.add(
+            AuditEntry(action="agent_unlocked", detail={"agent": args.name, "cleared": cleared})
+        )
+        return cleared
+
+    cleared = _on_agents(settings, work)
+    print(f"{args.name} unlocked; {cleared} failed login(s) forgotten")
+    return 0
+
+
+def _capacity(text: str) -> int | None:
+    if text == "default":
+        return None
+    if not text.isdigit() or int(text) > 1000:
+        raise argparse.ArgumentTypeError("a capacity is 0 to 1000, or `default`")
+    return int(text)
+
+
+def cmd_agent_set(args: argparse.Namespace) -> int:
+    """Change an existing agent: its capacity (`default` follows AGENT_CAPACITY)."""
+    settings = _settings(args)
+
+    async def work(session: AsyncSession) -> None:
+        agent = await _agent_named(session, args.name)
+        agent.capacity = args.capacity
+        session.add(
+            AuditEntry(
+                action="agent_capacity_set", detail={"name": args.name, "capacity": args.capacity}
+            )
+        )
+
+    _on_agents(settings, work)
+    shown = (
+        args.capacity
+        if args.capacity is not None
+        else f"AGENT_CAPACITY ({settings.agent_capacity})"
+    )
+    print(f"capacity of {args.name}: {shown}")
     return 0
 
 
@@ -361,6 +468,24 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--supervisor", action="store_true")
     add.set_defaults(func=cmd_agent_add)
+    passwd = agent.add_parser(
+        "passwd", help="a new password (read from stdin); ends every session of the agent"
+    )
+    passwd.add_argument("name")
+    passwd.set_defaults(func=cmd_agent_passwd)
+    unlock = agent.add_parser("unlock", help="forget the failed logins against an agent's name")
+    unlock.add_argument("name")
+    unlock.set_defaults(func=cmd_agent_unlock)
+    change = agent.add_parser("set", help="change an existing agent")
+    change.add_argument("name")
+    change.add_argument(
+        "--capacity",
+        type=_capacity,
+        required=True,
+        metavar="N",
+        help="the most chats assigned at once (0: claims by hand); `default`: AGENT_CAPACITY",
+    )
+    change.set_defaults(func=cmd_agent_set)
 
     telegram = commands.add_parser("telegram", help="the Telegram bot").add_subparsers(
         dest="telegram_command", required=True

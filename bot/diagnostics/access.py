@@ -7,6 +7,7 @@ stranger that an order number exists.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -31,7 +32,7 @@ async def merchant_order(ctx: Context, order_no: str) -> Order | None:
     if not ctx.identity.is_merchant:
         return None
     order = await ctx.gateway.get_order(order_no)
-    if order is None or order.merchant_id != ctx.identity.merchant_id:
+    if order is None or not chat_may_see(order, ctx.identity.merchant_id, ()):
         return None
     return order
 
@@ -66,3 +67,12 @@ def _is_number(text: str) -> bool:
     except InvalidOperation:
         return False
     return True
+
+
+def chat_may_see(order: Order, merchant_id: str | None, verified: Collection[str]) -> bool:
+    """Whether a chat is entitled to `order`: it is the bound merchant's own, or the customer
+    proved it in this chat (`verified`: the chat's `OrderWatch` rows, which the order flows
+    write only after the proof matched). What a user merely typed proves nothing."""
+    if merchant_id is not None and order.merchant_id == merchant_id:
+        return True
+    return order.order_no in verified

@@ -3,8 +3,9 @@
 HTTP and HTML only. Every decision about chats is the handoff service's (who may see or act on
 what, claims, transfers, audit entries, events); the handlers read a request, call the service and
 render the result. What belongs to the console itself lives here: agents' sessions (a random
-cookie token and a CSRF token, stored as SHA-256 digests), login throttling with `RateEvent`
-rows, and pushing bus events to open consoles over a WebSocket.
+cookie token and a CSRF token, stored as SHA-256 digests), logins (throttled by
+`bot.escalation.login_guard`, which also knows the devices an agent logged in from), and pushing
+bus events to open consoles over a WebSocket.
 
 Routes (all under /agent): the login form, the queue page, a conversation page, the supervisor
 page, `GET /agent/ws`, and the JSON/form API under /agent/api. Pages without a session redirect
@@ -19,6 +20,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,12 +37,13 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Bot
+from bot.channels.client import client_address
 from bot.channels.errors import json_error
-from bot.escalation import stats
+from bot.escalation import login_guard, stats
 from bot.escalation.service import (
     ONLINE_WINDOW,
     ORDER_NO,
@@ -52,7 +55,7 @@ from bot.escalation.service import (
 from bot.platform.gateway import PlatformRejected, PlatformUnavailable
 from bot.settings import Settings
 from bot.sockets import answer_pings
-from bot.storage.models import Agent, AgentSession, AuditEntry, Message, RateEvent
+from bot.storage.models import Agent, AgentSession, AuditEntry, Message
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +66,8 @@ STATIC = HERE / "static"
 COOKIE = "btp_agent"
 LOGIN_COOKIE = "btp_agent_login"
 LANG_COOKIE = "btp_agent_lang"
+DEVICE_COOKIE = "btp_agent_device"
 SESSION_LIFETIME = timedelta(hours=12)
-LOGIN_WINDOW = timedelta(minutes=15)
-LOGIN_FAILURES = 5
 HEARTBEAT_EVERY = 30.0
 LANGUAGES = ("zh", "en")
 PERIODS = (1, 7, 30)
@@ -206,6 +208,7 @@ class AgentConsole:
             ("GET", "/agent/api/queue", self.queue_json),
             ("GET", "/agent/api/chats/" + _ID % "conversation_id", self.chat_json),
             ("POST", "/agent/api/online", self.set_online),
+            ("POST", "/agent/api/agents/" + _ID % "agent_id" + "/unlock", self.unlock),
             ("POST", "/agent/api/handoffs/" + _ID % "handoff_id" + "/claim", self.claim),
             ("POST", "/agent/api/handoffs/" + _ID % "handoff_id" + "/transfer", self.transfer),
             ("POST", "/agent/api/handoffs/" + _ID % "handoff_id" + "/resolve", self.resolve),
@@ -377,7 +380,13 @@ class AgentConsole:
         return self._login_form(request)
 
     def _login_form(
-        self, request: web.Request, *, status: int = 200, error: str | None = None, name: str = ""
+        self,
+        request: web.Request,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        name: str = "",
+        minutes: int = 0,
     ) -> web.Response:
         token = secrets.token_urlsafe(32)
         response = self._render(
@@ -389,6 +398,7 @@ class AgentConsole:
             status=status,
             error=error,
             name=name,
+            minutes=minutes,
         )
         self._set_cookie(request, response, LOGIN_COOKIE, token, path="/agent/login")
         return response
@@ -404,21 +414,24 @@ class AgentConsole:
         password = values.get("password", "")
         if not name or not password or len(name) > MAX_NAME or len(password) > MAX_PASSWORD:
             return self._login_form(request, status=401, error="login_invalid", name=name[:64])
-        keys = (f"login:name:{name.casefold()}", f"login:ip:{request.remote or '-'}")
         now = self._clock()
         async with self._sessions() as session:
-            for key in keys:
-                failures = await session.scalar(
-                    select(func.count())
-                    .select_from(RateEvent)
-                    .where(RateEvent.key == key, RateEvent.at > now - LOGIN_WINDOW)
-                )
-                if (failures or 0) >= LOGIN_FAILURES:
-                    return self._login_form(request, status=429, error="login_locked", name=name)
             agent = await session.scalar(select(Agent).where(Agent.name == name))
+            device_id = await login_guard.known_device(
+                session, request.cookies.get(DEVICE_COOKIE), name, now
+            )
+        async with self._sessions() as session:
+            reservation = await login_guard.reserve(
+                session, name, client_address(request), device_id, now
+            )
+        if reservation.retry_after is not None:
+            minutes = max(1, math.ceil(reservation.retry_after.total_seconds() / 60))
+            response = self._login_form(
+                request, status=429, error="login_locked", name=name, minutes=minutes
+            )
+            response.headers["Retry-After"] = str(minutes * 60)
+            return response
         if not await self._verify(agent.password_hash if agent else None, password):
-            async with self._sessions() as session, session.begin():
-                session.add_all(RateEvent(key=key, at=now) for key in keys)
             return self._login_form(request, status=401, error="login_invalid", name=name)
         assert agent is not None
         token = secrets.token_urlsafe(32)
@@ -426,6 +439,7 @@ class AgentConsole:
         if self._hasher.check_needs_rehash(agent.password_hash):
             rehashed = await asyncio.to_thread(self._hasher.hash, password)
         async with self._sessions() as session, session.begin():
+            await login_guard.release(session, reservation)
             if rehashed is not None:
                 stored = await session.get(Agent, agent.id)
                 if stored is not None:
@@ -444,12 +458,25 @@ class AgentConsole:
                     expires_at=now + SESSION_LIFETIME,
                 )
             )
+            device_token = await login_guard.remember_device(session, agent.id, device_id, now)
             session.add(AuditEntry(agent_id=agent.id, action="login", detail={}, at=now))
+        # A known device keeps its token; its cookie's year starts again with its row's.
+        device_token = device_token or request.cookies.get(DEVICE_COOKIE)
         redirect = web.HTTPSeeOther("/agent")
         self._set_cookie(
             request, redirect, COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds())
         )
         redirect.del_cookie(LOGIN_COOKIE, path="/agent/login")
+        if device_token is not None:
+            lifetime = int(login_guard.DEVICE_LIFETIME.total_seconds())
+            self._set_cookie(
+                request,
+                redirect,
+                DEVICE_COOKIE,
+                device_token,
+                path="/agent/login",
+                max_age=lifetime,
+            )
         raise redirect
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
@@ -502,7 +529,12 @@ class AgentConsole:
             )
         days = request.query.get("days", "")
         period = int(days) if days.isdigit() and int(days) in PERIODS else DEFAULT_PERIOD
-        numbers = await stats.collect(self._sessions, now=self._clock(), days=period)
+        numbers = await stats.collect(
+            self._sessions,
+            now=self._clock(),
+            days=period,
+            default_capacity=self._settings.agent_capacity,
+        )
         return self._render(
             request,
             "supervisor.html",
@@ -655,6 +687,27 @@ class AgentConsole:
         viewer, fields = await self._action(request)
         await self._service.set_online(viewer.agent_id, _flag(fields, "online"))
         return _done(request, fields, "/agent")
+
+    async def unlock(self, request: web.Request) -> web.StreamResponse:
+        """A supervisor forgets the failed logins counted against an agent's name."""
+        viewer, fields = await self._action(request)
+        if not viewer.is_supervisor:
+            raise json_error(403, "forbidden", "only a supervisor unlocks agents")
+        agent_id = _path_id(request, "agent_id")
+        async with self._sessions() as session, session.begin():
+            agent = await session.get(Agent, agent_id)
+            if agent is None:
+                raise json_error(404, "not_found", "no such agent")
+            cleared = await login_guard.unlock(session, agent)
+            session.add(
+                AuditEntry(
+                    agent_id=viewer.agent_id,
+                    action="agent_unlocked",
+                    detail={"agent": agent.name, "cleared": cleared},
+                    at=self._clock(),
+                )
+            )
+        return _done(request, fields, "/agent/supervisor", cleared=cleared)
 
     async def claim(self, request: web.Request) -> web.StreamResponse:
         viewer, fields = await self._action(request)

@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.delivery import record_outgoing
+from bot.diagnostics.access import chat_may_see
 from bot.escalation.bus import EventBus
 from bot.escalation.hours import BusinessHours
 from bot.platform.gateway import PlatformGateway
@@ -35,6 +36,7 @@ from bot.storage.models import (
     Handoff,
     Identity,
     Message,
+    OrderWatch,
 )
 from bot.storage.unit import joined
 from bot.types import Button, Language, Reply, SenderKind
@@ -91,6 +93,7 @@ class ConversationDetail:
     notes: list[tuple[str, AgentNote]]
     identity: Identity | None
     context: dict[str, Any] = field(default_factory=dict)
+    verified_orders: frozenset[str] = frozenset()
 
 
 class HandoffService:
@@ -227,6 +230,11 @@ class HandoffService:
 
     # -- the console's side ------------------------------------------------------------------
 
+    def capacity_of(self, agent: Agent) -> int:
+        """The most chats assigned to the agent at once: its own capacity when one was set
+        (`btp-bot agent set NAME --capacity N`), else AGENT_CAPACITY."""
+        return agent.capacity if agent.capacity is not None else self._capacity
+
     async def agent(self, agent_id: int) -> Agent | None:
         async with self._sessions() as session:
             return await session.get(Agent, agent_id)
@@ -361,7 +369,7 @@ class HandoffService:
                 raise HandoffError("not_found", "no such open chat or agent")
             if handoff.agent_id != agent_id and not agent.is_supervisor:
                 raise HandoffError("forbidden", "not your chat")
-            if await self._load(session, to_agent_id) >= target.capacity:
+            if await self._load(session, to_agent_id) >= self.capacity_of(target):
                 raise HandoffError("conflict", f"{target.name} is at capacity")
             handoff.agent_id = to_agent_id
             conversation = await session.get(Conversation, handoff.conversation_id)
@@ -471,7 +479,18 @@ class HandoffService:
                 if conversation.identity_id
                 else None
             )
-        detail = ConversationDetail(conversation, handoff, messages, notes, identity)
+            verified = frozenset(
+                (
+                    await session.scalars(
+                        select(OrderWatch.order_no).where(
+                            OrderWatch.conversation_id == conversation_id
+                        )
+                    )
+                ).all()
+            )
+        detail = ConversationDetail(
+            conversation, handoff, messages, notes, identity, verified_orders=verified
+        )
         detail.context = await self._context(detail)
         return detail
 
@@ -487,18 +506,20 @@ class HandoffService:
         if identity is not None and identity.kind == "merchant" and identity.merchant_id:
             merchant = await self._gateway.get_merchant(identity.merchant_id)
             context["merchant"] = merchant
-        mentioned: list[str] = []
+        # Order numbers the user wrote, and the orders this chat proved: the card shows an order
+        # only when the chat is entitled to it, by the flows' own rule.
+        mentioned: list[str] = sorted(detail.verified_orders)
         for message in detail.messages:
             for order_no in ORDER_NO.findall(message.text.upper()):
                 if order_no not in mentioned:
                     mentioned.append(order_no)
+        merchant_id = (
+            identity.merchant_id if identity is not None and identity.kind == "merchant" else None
+        )
         orders = []
         for order_no in mentioned[:10]:
             order = await self._gateway.get_order(order_no)
-            visible = order is not None and (
-                (context.get("merchant") is not None and order.merchant_id == identity.merchant_id)  # type: ignore[union-attr]
-                or order_no in str(context["findings"])
-            )
+            visible = order is not None and chat_may_see(order, merchant_id, detail.verified_orders)
             orders.append((order_no, order if visible else None))
         context["orders"] = orders
         return context
@@ -644,7 +665,7 @@ class HandoffService:
         candidates = []
         for agent in await self._online_agents(session, now):
             load = await self._load(session, agent.id)
-            if load < agent.capacity:
+            if load < self.capacity_of(agent):
                 candidates.append((load, agent.id, agent))
         if not candidates:
             return None

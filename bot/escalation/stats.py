@@ -21,6 +21,7 @@ SIMILAR = 60  # rapidfuzz score from which two unanswered questions are the same
 
 @dataclass(frozen=True, slots=True)
 class AgentLoad:
+    id: int
     name: str
     online: bool
     open_chats: int
@@ -78,7 +79,11 @@ def group_similar(texts: list[str], limit: int = 10) -> list[UnansweredGroup]:
 
 
 async def collect(
-    sessions: async_sessionmaker[AsyncSession], *, now: datetime, days: int
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    now: datetime,
+    days: int,
+    default_capacity: int,
 ) -> SupervisorStats:
     since = now - timedelta(days=days)
     async with sessions() as session:
@@ -97,7 +102,8 @@ async def collect(
                 and agent.last_seen_at is not None
                 and agent.last_seen_at > now - ONLINE_WINDOW
             )
-            agents.append(AgentLoad(agent.name, online, int(open_chats or 0), agent.capacity))
+            capacity = agent.capacity if agent.capacity is not None else default_capacity
+            agents.append(AgentLoad(agent.id, agent.name, online, int(open_chats or 0), capacity))
 
         conversations = (
             await session.execute(

@@ -265,7 +265,8 @@ class Agent(Base):
     is_supervisor: Mapped[bool] = mapped_column(Boolean, default=False)
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
-    capacity: Mapped[int] = mapped_column(Integer, default=3)
+    # The most chats assigned to this agent at once; None follows AGENT_CAPACITY.
+    capacity: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -278,6 +279,19 @@ class AgentSession(Base):
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
     token_digest: Mapped[str] = mapped_column(String(64), unique=True)
     csrf_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class AgentDevice(Base):
+    """A browser an agent logged in from: its cookie token is stored as a digest only. Logins
+    from it are throttled per device, so strangers failing on the name do not lock it out."""
+
+    __tablename__ = "agent_devices"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
 
