@@ -11,6 +11,7 @@ SQLite and PostgreSQL store the same thing (PostgreSQL answered 500 before).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import string
 from collections.abc import AsyncIterator
@@ -24,9 +25,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, select
+from sqlalchemy import text as sql_text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.privacy import PASSWORD_MASK, clean_text, contains_password, mask_pii
+from bot.storage.db import create_engine
 from bot.storage.models import (
     Agent,
     Conversation,
@@ -395,3 +399,37 @@ def test_an_id_number_glued_to_letters_keeps_its_first_three_and_last_four(
 ) -> None:
     masked = mask_pii(f"{before}{_written(body, separators)}{check}号")
     assert digits(masked) == digits(body[:3] + body[-3:] + check), masked
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 7: logs
+
+
+async def test_a_failed_statement_names_no_values_in_its_error(db: AsyncEngine) -> None:
+    """Errors are logged and kept in `last_error` columns: they carry no message text."""
+    engine = create_engine(db.url.render_as_string(hide_password=False))
+    try:
+        async with engine.connect() as connection:
+            with pytest.raises(DBAPIError) as failed:
+                insert_text = sql_text("INSERT INTO no_such_table (x) VALUES (:x)")
+                await connection.execute(insert_text, {"x": "卡号6222021234567890"})
+    finally:
+        await engine.dispose()
+    assert "6222021234567890" not in str(failed.value)
+
+
+async def test_log_lines_of_the_running_app_are_masked(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app installs the mask on the log handlers when it starts (pytest's among them)."""
+    logger = logging.getLogger("tests.attacks")
+    with caplog.at_level(logging.INFO):
+        logger.info("user wrote %s", "电话 139 1234 5678, 密码:abc123")
+        try:
+            raise ValueError("card 6222.0212.3456.7890")
+        except ValueError:
+            logger.exception("failed")
+    lines = "\n".join(caplog.handler.format(record) for record in caplog.records)
+    assert "139****5678" in lines and "************7890" in lines
+    for leaked in ("1234 5678", "6222.0212", "abc123"):
+        assert leaked not in lines
