@@ -41,7 +41,7 @@ _MOBILE_86 = re.compile(r"861[3-9]")
 # a bare word or "is", the token must hold a digit or a symbol ("my password is wrong"), and
 # not be a mobile number, order number or email address ("重置密码13912345678").
 _PASSWORD = re.compile(
-    r"(?:(?P<zh>(?:登录|登陆|支付|交易|账户|账号|帐号|原|新|旧)?(?:密码|口令))"
+    r"(?:(?P<zh>密码|口令)"
     r"|(?<![A-Za-z])(?P<en>password|passwd|passcode|pwd)(?![A-Za-z]))"
     r"(?P<connector>\s*(?:是|为|is(?![A-Za-z]))?\s*(?P<colon>[:：=])?\s*)"
     r"(?P<token>[!-~]+)",
@@ -52,10 +52,16 @@ PASSWORD_MASK = "******"
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_UNFIT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+# Whatever masking could change starts with one of these; most texts hold none.
+_MASKABLE = re.compile(r"[0-9*]|密码|口令|pass|pwd", re.IGNORECASE)
+_FULL_WIDTH = re.compile("[０-９ＸｘＢＴｂｔ]")
 
 
 def clean_text(text: str) -> str:
     """Text fit to store on any database: no C0 controls but \\t \\n \\r, no lone surrogates."""
+    if not _UNFIT.search(text):
+        return text
     text = _CONTROL.sub("", text)
     return _SURROGATE.sub("\ufffd", text)
 
@@ -110,6 +116,8 @@ def _mask_run(run: str, x_follows: bool) -> str:
     of groups that is a personal number is masked; a group too long for any number keeps its
     last 4 characters."""
     groups = [(m.start(), m.end()) for m in _GROUP.finditer(run)]
+    if sum(end - start for start, end in groups) < 11:
+        return run  # shorter than any number masked here (amounts, dates, codes)
     out: list[str] = []
     cursor = i = 0
     while i < len(groups):
@@ -158,7 +166,11 @@ def _mask_once(text: str) -> str:
 
 def mask_pii(text: str) -> str:
     """Text safe to store and show: no full card, ID or phone number, no typed password."""
-    text = clean_text(text).translate(_FULL_WIDTH_DIGITS)
+    text = clean_text(text)
+    if _FULL_WIDTH.search(text):
+        text = text.translate(_FULL_WIDTH_DIGITS)
+    if not _MASKABLE.search(text):
+        return text
     while (masked := _mask_once(text)) != text:
         text = masked
     return text
