@@ -812,7 +812,7 @@ class HandoffService:
                 agent_id=agent_id,
                 action=action,
                 conversation_id=conversation_id,
-                detail=detail,
+                detail=mask_data(detail),
                 at=self._clock(),
             )
         )
