@@ -24,7 +24,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,7 +44,7 @@ from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
 from tests.conftest import FAST_HASHER, stub_settings
 from tests.test_console_http import PASSWORD, agent_session
-from tests.test_webchat_api import Visitor, pushed_before_pong
+from tests.test_webchat_api import Visitor, next_pushed
 from webhook_server import RUNTIME, create_app
 
 SECRET = "mask-webhook-secret-0123456789"
@@ -203,17 +203,7 @@ async def test_a_password_sent_while_people_hold_the_chat_is_masked_and_warned(
     served: Served,
 ) -> None:
     # An agent on duty with no room: the handoff waits in the queue, and people hold the chat.
-    async with served.db.begin() as connection:
-        await connection.execute(
-            insert(Agent).values(
-                name="picker",
-                password_hash=FAST_HASHER.hash("x" * 12),
-                is_supervisor=False,
-                capacity=0,
-                online=True,
-                last_seen_at=datetime.now(UTC),
-            )
-        )
+    await add_agents(served, ("picker", 0, True))
     visitor = await served.visitor()
     await visitor.say("转人工")
     assert await served.rows(Conversation.state) == ["queued"]
@@ -252,18 +242,7 @@ async def test_the_outbox_keeps_a_sent_reply_masked_and_the_user_got_it_whole(
 async def test_an_agents_reply_reaches_the_user_whole_and_the_outbox_keeps_it_masked(
     served: Served,
 ) -> None:
-    async with served.db.begin() as connection:
-        for name, capacity, online in (("picker", 0, True), ("小张", 3, False)):
-            await connection.execute(
-                insert(Agent).values(
-                    name=name,
-                    password_hash=FAST_HASHER.hash(PASSWORD),
-                    is_supervisor=False,
-                    capacity=capacity,
-                    online=online,
-                    last_seen_at=datetime.now(UTC),
-                )
-            )
+    await add_agents(served, ("picker", 0, True), ("小张", 3, False))
     visitor = await served.visitor()
     await visitor.say("转人工")
     socket = await visitor.socket()
@@ -277,21 +256,61 @@ async def test_an_agents_reply_reaches_the_user_whole_and_the_outbox_keeps_it_ma
         )
         assert status == 200, body
         await served.client.app[RUNTIME].relay.flush()
-        pushed = [m["text"] for m in await pushed_before_pong(socket)]
+        pushed = (await next_pushed(socket, "请核对卡号"))["text"]
         chat = await agent.chat(entry["conversation_id"])
     await socket.close()
     masked = "请核对卡号 ************7890 和电话 139****5678"
     if served.db.dialect.name == "sqlite":
-        assert said in pushed, pushed  # the user gets what the agent wrote, in full
+        assert pushed == said  # the user gets what the agent wrote, in full
     else:
         # Several processes share PostgreSQL: the push goes through the event bus, which
         # carries the message's id, and every process reads the text from the transcript
         # (bot.channels.webchat.WebChatSender, as before this change).
-        assert masked in pushed, pushed
+        assert pushed == masked
     assert masked in [m["text"] for m in chat["messages"]]
     assert masked in [p["text"] for p in await served.rows(OutboxItem.payload)]
     everything = await everything_stored(served)
     assert "6222 0212" not in everything and "1234.5678" not in everything
+
+
+async def add_agents(served: Served, *agents: tuple[str, int, bool]) -> None:
+    """(name, capacity, online) rows, with `PASSWORD`."""
+    async with served.db.begin() as connection:
+        for name, capacity, online in agents:
+            await connection.execute(
+                insert(Agent).values(
+                    name=name,
+                    password_hash=FAST_HASHER.hash(PASSWORD),
+                    is_supervisor=False,
+                    capacity=capacity,
+                    online=online,
+                    last_seen_at=datetime.now(UTC),
+                )
+            )
+
+
+async def test_the_console_shows_rows_kept_from_before_the_mask_masked(served: Served) -> None:
+    """Rows stored by the older, weaker mask are masked again where the console shows them."""
+    await add_agents(served, ("picker", 0, True), ("小张", 3, False))
+    visitor = await served.visitor()
+    await visitor.say("转人工")
+    old = "卡号 6222.0212.3456.7890 电话 139 1234 5678"
+    async with served.db.begin() as connection:
+        await connection.execute(update(Message).where(Message.direction == "in").values(text=old))
+        await connection.execute(
+            update(Conversation).values(findings={"password_reset_for": "13912345678"})
+        )
+    async with agent_session(served.base) as agent:
+        assert await agent.login("小张") == 303
+        [entry] = (await agent.queue())["waiting"]
+        _, page = await agent.page("/agent")
+        chat = await agent.chat(entry["conversation_id"])
+    masked = "卡号 ************7890 电话 139****5678"
+    assert entry["preview"] == masked
+    assert masked in page and "6222.0212" not in page
+    assert masked in [m["text"] for m in chat["messages"]]
+    assert ["password_reset_for", "139****5678"] in chat["context"]["findings"]
+    assert "13912345678" not in json.dumps(chat, ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------------------------
