@@ -102,7 +102,8 @@ class Served:
 
     async def rows(self, column: Any, *where: Any) -> list[Any]:
         async with self.db.connect() as connection:
-            return list((await connection.execute(select(column).where(*where))).scalars())
+            query = select(column).where(*where).order_by(column.table.c.id)
+            return list((await connection.execute(query)).scalars())
 
 
 @asynccontextmanager
@@ -271,6 +272,19 @@ async def test_an_agents_reply_reaches_the_user_whole_and_the_outbox_keeps_it_ma
     assert masked in [p["text"] for p in await served.rows(OutboxItem.payload)]
     everything = await everything_stored(served)
     assert "6222 0212" not in everything and "1234.5678" not in everything
+
+
+async def test_a_reply_refused_for_good_is_kept_masked_too(served: Served) -> None:
+    chat = 930_003
+    await served.telegram(40_020, chat, "我要重置密码")
+    served.stub.fail_next("sendMessage", status=403, description="Forbidden: bot was blocked")
+    await served.telegram(40_021, chat, "13912345678")
+    assert not any("13912345678" in text for text in served.stub.sent_texts(chat))
+    statuses = await served.rows(OutboxItem.status)
+    assert statuses == ["sent", "failed"]
+    payloads = await served.rows(OutboxItem.payload)
+    assert "139****5678" in payloads[-1]["text"]
+    assert "13912345678" not in await everything_stored(served)
 
 
 async def add_agents(served: Served, *agents: tuple[str, int, bool]) -> None:
