@@ -440,7 +440,7 @@ def _written(number: str, separators: list[str]) -> str:
     before=LETTERS,
     after=LETTERS,
 )
-def test_a_card_written_any_way_keeps_at_most_four_digits(
+def test_a_card_written_any_way_keeps_only_its_last_four_or_what_its_kind_shows(
     card: str, separators: list[str], before: str, after: str
 ) -> None:
     written = _written(card, separators[: len(card) - 1])
