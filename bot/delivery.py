@@ -54,6 +54,24 @@ def reply_payload(reply: Reply) -> dict[str, Any]:
     return reply.to_json()
 
 
+def kept_payload(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """What the outbox keeps of a payload once it is sent or given up (the row stays for the
+    retention, 7 days by default): its texts masked like the transcript's; None when masking
+    changes nothing. Until then the payload is what the user must get, in full (a payment
+    link, an agent's words)."""
+    kept = dict(payload)
+    if isinstance(payload.get("text"), str):
+        kept["text"] = mask_pii(payload["text"])
+    if isinstance(payload.get("buttons"), list):
+        kept["buttons"] = [
+            {**button, **{k: mask_pii(button[k]) for k in ("label", "action") if k in button}}
+            if isinstance(button, dict)
+            else button
+            for button in payload["buttons"]
+        ]
+    return kept if kept != payload else None
+
+
 async def record_outgoing(
     session: AsyncSession,
     conversation: Conversation,

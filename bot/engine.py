@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
@@ -37,7 +37,7 @@ from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.platform.gateway import PlatformGateway, PlatformUnavailable
 from bot.platform.outside import in_unit
-from bot.privacy import mask_pii
+from bot.privacy import clean_text, contains_password, mask_data, mask_pii
 from bot.render import Renderer
 from bot.routing import UNHANDLED, Handler, Result, Router
 from bot.settings import Settings
@@ -183,6 +183,7 @@ class Engine:
 
         Joins the transaction the caller has open (the Telegram webhook stores the update in
         it), or opens its own."""
+        message = _cleaned(message)
         if len(message.text) > self.settings.max_text_length:
             language = detect_language(fold(message.text[:200])) or self.settings.default_language
             text = self.renderer.render(language, "too_long", limit=self.settings.max_text_length)
@@ -340,9 +341,13 @@ class Engine:
         if conversation.state in ("queued", "agent") and self.handoffs is not None:
             message_id = await turn.user_first()
             if strip_punctuation(fold(message.text)) not in _BACK_TO_BOT:
-                # People hold the chat: the bot stays silent and passes the message on.
+                # People hold the chat: the bot stays silent and passes the message on, but
+                # for a typed password, which it warns about.
                 await self.handoffs.on_user_message(session, conversation, message_id)
-                return [], None
+                warned = _password_warning(ctx)
+                if warned:
+                    await turn.say(warned)
+                return warned, None
             had = await self.handoffs.cancel(session, conversation)
             back = [ctx.say("handoff/returned", had_handoff=had)]
             await turn.say(back)
@@ -359,6 +364,7 @@ class Engine:
         self._apply(session, conversation, identity, ctx, outcome, now)
         if self.handoffs is not None:
             outcome.replies.extend(await self._people(turn, conversation, ctx, outcome))
+        outcome.replies[:0] = _password_warning(ctx)
         with session.no_autoflush:  # the conversation is written by `_save`, with the replies
             await turn.say(outcome.replies, last=True)
         return outcome.replies, ctx.parse.label.value if ctx.parse else None
@@ -554,7 +560,8 @@ class Engine:
         conversation.slots = slots
         conversation.updated_at = now
         if outcome.findings:
-            conversation.findings = {**(conversation.findings or {}), **outcome.findings}
+            findings = mask_data(outcome.findings)
+            conversation.findings = {**(conversation.findings or {}), **findings}
         if ctx.parse is not None:
             conversation.last_label = ctx.parse.label.value
         if outcome.bind_merchant is not None:
@@ -640,6 +647,27 @@ def _save(conversation: Conversation, session: Session, connection: Connection) 
     values = {f"_{name}": getattr(conversation, name) for name in _SAVED}
     connection.execute(_SAVE, {"_id": conversation.id, **values})
     session.expunge(conversation)
+
+
+def _cleaned(message: IncomingMessage) -> IncomingMessage:
+    """The message with what no database stores alike (NUL, other C0 controls, lone
+    surrogates) taken out of every text a channel passed on."""
+    return replace(
+        message,
+        chat_id=clean_text(message.chat_id),
+        user_id=clean_text(message.user_id),
+        message_id=clean_text(message.message_id),
+        text=clean_text(message.text),
+        action=clean_text(message.action) if message.action is not None else None,
+    )
+
+
+def _password_warning(ctx: Context) -> list[Reply]:
+    """A warning to put before the turn's replies when the user typed a password (which the
+    transcript keeps masked): never send one in a chat."""
+    if not contains_password(ctx.message.text):
+        return []
+    return [ctx.say("password_warning")]
 
 
 async def _back_to_bot(ctx: Context) -> Outcome:

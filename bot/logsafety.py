@@ -1,12 +1,16 @@
-"""Secrets never reach a log line: a filter that blanks them out of every record.
+"""Secrets and personal numbers never reach a log line: filters on every record.
 
 httpx logs request URLs at INFO, and a Telegram request URL contains the bot token; the filter
-is the second line of defence after turning httpx's logger down.
+is the second line of defence after turning httpx's logger down. Log lines are no transcript:
+what a message or an error carries of a card, ID or phone number or a typed password is masked
+as in the transcript (`bot.privacy.mask_pii`), tracebacks included.
 """
 
 from __future__ import annotations
 
 import logging
+
+from bot.privacy import mask_pii
 
 
 class RedactSecrets(logging.Filter):
@@ -25,9 +29,25 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class MaskPersonalData(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_pii(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_pii(record.exc_text)
+        return True
+
+
 def install_redaction(secrets: list[str]) -> None:
-    """Redact `secrets` in every record that reaches the root logger's handlers."""
+    """Redact `secrets` and mask personal numbers in every record that reaches the root
+    logger's handlers."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    redactor = RedactSecrets(secrets)
+    redactor, masker = RedactSecrets(secrets), MaskPersonalData()
     for handler in logging.getLogger().handlers:
-        handler.addFilter(redactor)
+        handler.addFilter(redactor)  # first: masking could change a secret's digits
+        if not any(isinstance(f, MaskPersonalData) for f in handler.filters):
+            handler.addFilter(masker)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from argon2 import PasswordHasher
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,6 +42,13 @@ from tests.botapi import BotApiStub
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 DATA = Path(__file__).parent / "data"
+
+# CI runs the property tests derandomized: the same examples on every run, so a failure there
+# is reproducible and a pass is not luck of the seed (a found example becomes an explicit case
+# in the test). Locally they keep exploring new examples.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @dataclass

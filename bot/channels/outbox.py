@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot.concurrency import KeyedLocks
-from bot.delivery import LEASE
+from bot.delivery import LEASE, kept_payload
 from bot.storage.models import OutboxItem, table_of
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,12 @@ _MARK_SENT = (
     .values(
         status="sent", sent_at=bindparam("now"), attempts=_OUTBOX.c.attempts + 1, last_error=None
     )
+)
+# The few sent rows whose payload held a personal number keep it masked (see `kept_payload`).
+_KEEP_MASKED = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("b_id"))
+    .values(payload=bindparam("b_payload", type_=_OUTBOX.c.payload.type))
 )
 
 
@@ -100,6 +106,7 @@ class OutboxRelay:
         self._chats = KeyedLocks()  # one chat's rows go out one at a time, in order
         self._inflight: set[asyncio.Task[int]] = set()
         self._unmarked: list[int] = []
+        self._unmasked: dict[int, dict[str, Any]] = {}
         self._marking = asyncio.Lock()
         # Chats with a row sent back to the queue (retry after, backoff): until the relay has
         # sent what waits, new replies to them queue behind it instead of going out at once.
@@ -238,6 +245,8 @@ class OutboxRelay:
                     await self._release(items[index:], backoff(item.attempts), type(exc).__name__)
                     break
                 sent.append(item.id)
+                if (kept := kept_payload(item.payload)) is not None:
+                    self._unmasked[item.id] = kept
             else:
                 if claimed:
                     self._held.discard(chat)  # what waited has gone out
@@ -254,9 +263,16 @@ class OutboxRelay:
             batch, self._unmarked = self._unmarked, []
             if not batch:
                 return
+            masked = [
+                {"b_id": row_id, "b_payload": self._unmasked.pop(row_id)}
+                for row_id in batch
+                if row_id in self._unmasked
+            ]
             try:
                 async with self._engine.begin() as connection:
                     await connection.execute(_MARK_SENT, {"ids": batch, "now": _now()})
+                    if masked:
+                        await connection.execute(_KEEP_MASKED, masked)
             except Exception as exc:
                 log.warning("marking %s items sent failed: %s", len(batch), type(exc).__name__)
 
@@ -265,7 +281,12 @@ class OutboxRelay:
             await session.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id == item.id)
-                .values(status="failed", attempts=item.attempts + 1, last_error=error)
+                .values(
+                    status="failed",
+                    attempts=item.attempts + 1,
+                    last_error=error,
+                    payload=kept_payload(item.payload) or item.payload,
+                )
             )
 
     async def _queue(self, items: list[OutboxItem]) -> None:
@@ -286,15 +307,16 @@ class OutboxRelay:
             for item in items:
                 attempts = item.attempts + (1 if item is items[0] else 0)
                 give_up = attempts >= MAX_ATTEMPTS
+                values: dict[str, Any] = {
+                    "status": "failed" if give_up else "pending",
+                    "attempts": attempts,
+                    "next_attempt_at": now + delay,
+                    "last_error": error,
+                }
+                if give_up and (kept := kept_payload(item.payload)) is not None:
+                    values["payload"] = kept
                 await session.execute(
-                    update(OutboxItem)
-                    .where(OutboxItem.id == item.id)
-                    .values(
-                        status="failed" if give_up else "pending",
-                        attempts=attempts,
-                        next_attempt_at=now + delay,
-                        last_error=error,
-                    )
+                    update(OutboxItem).where(OutboxItem.id == item.id).values(values)
                 )
                 if give_up:
                     log.error("outbox item %s given up after %s attempts", item.id, attempts)

@@ -53,6 +53,7 @@ from bot.escalation.service import (
     QueueEntry,
 )
 from bot.platform.gateway import PlatformRejected, PlatformUnavailable
+from bot.privacy import mask_pii
 from bot.settings import Settings
 from bot.sockets import answer_pings
 from bot.storage.models import Agent, AgentSession, AuditEntry, Message
@@ -608,6 +609,7 @@ class AgentConsole:
             section = _section(entry, viewer.agent_id)
             item = asdict(entry)
             item["agent"] = names.get(entry.agent_id) if entry.agent_id is not None else None
+            item["preview"] = mask_pii(entry.preview)  # rows kept from before the mask's rules
             sections[section].append(item)
         return {"online": bool(agent and agent.online), **sections}
 
@@ -633,7 +635,7 @@ class AgentConsole:
                 "agent": names.get(handoff.agent_id) if handoff.agent_id else None,
                 "since": self._time(handoff.created_at),
                 "rating": handoff.rating,
-                "ticket_text": handoff.ticket_text,
+                "ticket_text": mask_pii(handoff.ticket_text) if handoff.ticket_text else None,
             },
             "can": {
                 "claim": status == "queued",
@@ -642,7 +644,7 @@ class AgentConsole:
             },
             "messages": [self._message(message) for message in detail.messages],
             "notes": [
-                {"agent": name, "text": note.text, "time": self._time(note.created_at)}
+                {"agent": name, "text": mask_pii(note.text), "time": self._time(note.created_at)}
                 for name, note in detail.notes
             ],
             "context": _context(detail, self._time),
@@ -655,9 +657,10 @@ class AgentConsole:
         return {
             "id": message.id,
             "sender": "user" if message.direction == "in" else message.sender_kind,
-            "text": message.text,
-            "action": message.action,
-            "buttons": [str(b.get("label", "")) for b in buttons if isinstance(b, dict)],
+            # Masked when shown as well: rows stored before a rule of the mask was added.
+            "text": mask_pii(message.text),
+            "action": mask_pii(message.action) if message.action else message.action,
+            "buttons": [mask_pii(str(b.get("label", ""))) for b in buttons if isinstance(b, dict)],
             "image": image if isinstance(image, str) and _PNG.match(image) else None,
             "time": self._time(message.created_at),
         }
@@ -895,7 +898,8 @@ def _context(detail: ConversationDetail, time: Callable[[datetime | None], str])
 
 
 def _plain(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return mask_pii(text)
 
 
 async def _fields(request: web.Request) -> dict[str, str]:

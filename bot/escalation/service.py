@@ -25,7 +25,7 @@ from bot.diagnostics.access import chat_may_see
 from bot.escalation.bus import EventBus
 from bot.escalation.hours import BusinessHours
 from bot.platform.gateway import PlatformGateway
-from bot.privacy import mask_pii
+from bot.privacy import clean_text, mask_data, mask_pii
 from bot.qr import qr_png
 from bot.render import Renderer
 from bot.storage.models import (
@@ -60,7 +60,7 @@ class HandoffError(Exception):
 
 def _checked(text: str, what: str) -> str:
     """Text an agent sends or keeps: 1 to 4,000 characters after trimming."""
-    text = text.strip()
+    text = clean_text(text).strip()
     if not text or len(text) > 4000:
         raise HandoffError("bad_request", f"a {what} has 1 to 4,000 characters")
     return text
@@ -147,7 +147,7 @@ class HandoffService:
             status="ticket_pending" if ticket else "queued",
             reason=reason,
             priority=priority,
-            findings=findings,
+            findings=mask_data(findings),
             created_at=now,
         )
         session.add(handoff)
@@ -833,7 +833,7 @@ class HandoffService:
                 agent_id=agent_id,
                 action=action,
                 conversation_id=conversation_id,
-                detail=detail,
+                detail=mask_data(detail),
                 at=self._clock(),
             )
         )

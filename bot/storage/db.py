@@ -46,6 +46,9 @@ def create_engine(url: str, settings: Settings | None = None, **kwargs: Any) -> 
     """
     limits = settings if settings is not None else Settings.model_construct()
     parsed = make_url(url)
+    # A failed statement's error (logged, kept in `last_error` columns) names the statement,
+    # not its values: those are message texts, payloads, tokens.
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
