@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,11 @@ from bot.types import Language, Reply, SenderKind
 
 TOLERANCE = 300
 WATCH_WINDOW = timedelta(hours=24)
+# The largest amount an order can have (as the platform's API has it), and the unit of amounts.
+MAX_AMOUNT = Decimal("9999999999.99")
+CENT = Decimal("0.01")
+# Seconds since 1970, as the platform signs them: digits only, and few enough to be a time.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class SignatureError(Exception):
@@ -39,11 +45,15 @@ class SignatureError(Exception):
 
 
 class EventError(Exception):
-    """The event is well signed but cannot be applied (unknown order, wrong amount, bad shape)."""
+    """The event is well signed but cannot be applied (unknown order, wrong amount, bad shape).
 
-    def __init__(self, code: str, message: str) -> None:
+    `status`: the HTTP status that says so, 400 for a malformed event, 422 for a well-formed
+    one with a value that cannot be right (an amount with a third decimal)."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status
 
 
 class Applied(StrEnum):
@@ -63,7 +73,7 @@ def verify(secret: str, header: str, body: bytes, now: float | None = None) -> N
     """Raise SignatureError unless `header` signs `body` with `secret` within 5 minutes of now."""
     fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
     timestamp, signature = fields.get("t", ""), fields.get("v1", "")
-    if not timestamp.isdigit() or not signature:
+    if not _TIMESTAMP.fullmatch(timestamp) or not signature:
         raise SignatureError("malformed signature header")
     if abs((time.time() if now is None else now) - int(timestamp)) > TOLERANCE:
         raise SignatureError("timestamp outside the tolerance")
@@ -89,16 +99,41 @@ class PaymentEvent:
             event_id = str(raw["id"])
             order_no = str(raw["order_no"]).upper()
             status = OrderStatus(str(raw["status"]))
-            amount = Decimal(str(raw["amount"]))
-        except (KeyError, ValueError, InvalidOperation) as exc:
-            raise EventError("bad_request", f"missing or invalid field: {exc}") from exc
+            amount = raw["amount"]
+        except KeyError as exc:
+            raise EventError("bad_request", f"missing field: {exc}") from exc
+        except ValueError as exc:
+            raise EventError("bad_request", "invalid status") from exc
         if raw.get("type", "payment.status") != "payment.status":
             raise EventError("bad_request", "unsupported event type")
-        if not 0 < len(event_id) <= 64 or len(order_no) != 18 or not order_no.startswith("BT"):
+        if (
+            not 0 < len(event_id) <= 64
+            or not event_id.isprintable()
+            or len(order_no) != 18
+            or not order_no.startswith("BT")
+        ):
             raise EventError("bad_request", "invalid id or order_no")
-        if not amount.is_finite() or amount <= 0:
-            raise EventError("bad_request", "invalid amount")
-        return cls(event_id, order_no, status, amount)
+        return cls(event_id, order_no, status, _amount(amount))
+
+
+def _amount(raw: object) -> Decimal:
+    """An amount in yuan: more than 0, at most MAX_AMOUNT, whole cents ("128.004" is refused,
+    not rounded: the platform never sends a third decimal, so one means a bug or a forgery)."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
+        raise EventError("bad_request", "amount: a decimal number, as text or a JSON number")
+    try:
+        amount = Decimal(raw)
+        # The range first: a huge exponent (1E+30, 1E+999999) cannot be rounded to cents.
+        whole_cents = (
+            amount.is_finite() and 0 < amount <= MAX_AMOUNT and amount == amount.quantize(CENT)
+        )
+    except InvalidOperation:
+        whole_cents = False
+    if not whole_cents:
+        raise EventError(
+            "invalid_amount", f"amount: more than 0, at most {MAX_AMOUNT}, whole cents", 422
+        )
+    return amount
 
 
 class PaymentNotifier:
