@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from bot.concurrency import KeyedLocks
 from bot.context import Context, ConversationView, FlowState, Identity, Outcome
-from bot.delivery import LEASE, Inbound, record_turn
+from bot.delivery import LEASE, Inbound, record_outgoing, record_turn
 from bot.diagnostics.registry import FLOWS
 from bot.escalation.service import HandoffService, priority_of
 from bot.faq.knowledge import Knowledge
@@ -56,7 +56,7 @@ from bot.storage.models import (
     Identity as IdentityRow,
 )
 from bot.storage.unit import add_new, after_commit, inbound_claimed, insert_once
-from bot.types import Direction, IncomingMessage, Label, Language, Reply
+from bot.types import Direction, IncomingMessage, Label, Language, Reply, SenderKind
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,45 @@ class Engine:
             self.deliver(items)
         elif self.on_queued is not None:
             self.on_queued()
+
+    async def tell(self, channel: str, chat_id: str, template: str) -> None:
+        """Say one templated line to a chat outside any turn (a message the channel gave up on
+        for good, see bot/channels/inbound.py), in the chat's language; the chat's first
+        contact creates its conversation, as a message would."""
+        async with (
+            self._chats.hold((channel, chat_id)),
+            self.sessions() as session,
+            session.begin(),
+        ):
+            conversation = await session.scalar(
+                select(Conversation).where(
+                    Conversation.channel == channel, Conversation.chat_id == chat_id
+                )
+            )
+            if conversation is None:
+                now = self.clock()
+                conversation = Conversation(
+                    channel=channel,
+                    chat_id=chat_id,
+                    language=self.settings.default_language.value,
+                    slots={},
+                    findings={},
+                    created_at=now,
+                    updated_at=now,
+                )
+                await add_new(session, conversation)
+            text = self.renderer.render(Language(conversation.language), template)
+            queue = channel in self.relay_channels
+            items = await record_outgoing(
+                session,
+                conversation,
+                [Reply(text)],
+                sender=SenderKind.SYSTEM,
+                queue=queue,
+                leased_until=_utcnow() + LEASE if queue and self.deliver else None,
+            )
+        if items:
+            self._queued(items)
 
     async def bind(self, channel: str, user_id: str, merchant_id: str) -> bool:
         """Bind a chat account to a merchant directly (support staff trying things out)."""
