@@ -43,7 +43,8 @@ Processor = Callable[[dict[str, Any]], Awaitable[None]]
 Rejected = Callable[[dict[str, Any]], Awaitable[None]]
 # Attempts for an update whose failure may pass (backoff from retry_base: 0.5 s, 1 s, ... 64 s).
 MAX_ATTEMPTS = 8
-# Attempts for one whose failure will not (the first, then after poison_retry and twice that).
+# Attempts for one whose failure will not: on arrival, again from the queue, and once more
+# 2 x poison_retry later (0.5 s by default).
 POISON_ATTEMPTS = 3
 REJECTED = "rejected"
 
