@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,12 +29,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import webhook_server
 from bot.channels import outbox
 from bot.channels.body import MAX_DEPTH
-from bot.channels.inbound import POISON_ATTEMPTS, REJECTED
+from bot.channels.inbound import POISON_ATTEMPTS, REJECTED, transient
 from bot.channels.outbox import OutboxRelay
 from bot.cleantext import REPLACEMENT
 from bot.notifications import sign
@@ -41,11 +43,18 @@ from bot.platform.server import create_platform_app
 from bot.platform.sql import SqlPlatform
 from bot.render import Renderer
 from bot.storage.db import session_factory
-from bot.storage.models import Conversation, InboundUpdate, Message, OutboxItem, PlatformEvent
+from bot.storage.models import (
+    Agent,
+    Conversation,
+    InboundUpdate,
+    Message,
+    OutboxItem,
+    PlatformEvent,
+)
 from bot.types import Language
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
-from tests.conftest import stub_settings
+from tests.conftest import FAST_HASHER, stub_settings
 from webhook_server import create_app
 
 SECRET = "robust-webhook-secret-0123456789"
@@ -54,6 +63,7 @@ TELEGRAM = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token
 PENDING_ORDER = "BT2026112600000013"  # M001's, pending, 15.50
 FAQ_QUESTION = "手续费怎么收"
 FAQ_ANSWER = "手续费标准"
+AGENT_PASSWORD = "robust-agent-password"
 
 
 async def until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
@@ -153,6 +163,24 @@ async def test_deeply_nested_json_is_a_400_on_every_json_endpoint(bot: Bot, dept
     status, parsed, text = await bot.post("/api/chat/messages", body, await bot.session())
     assert_refused(status, parsed, text, 400, "too_deep")
     assert await bot.scalar(select(func.count()).select_from(InboundUpdate)) == 0
+
+
+async def test_deeply_nested_json_is_a_400_on_the_agent_console(bot: Bot) -> None:
+    async with session_factory(bot.db)() as session, session.begin():
+        session.add(Agent(name="robust", password_hash=FAST_HASHER.hash(AGENT_PASSWORD)))
+    login = await bot.client.get("/agent/login")
+    form = re.search(r'name="csrf" value="([^"]*)"', await login.text())
+    assert form is not None
+    response = await bot.client.post(
+        "/agent/login",
+        data={"csrf": form.group(1), "name": "robust", "password": AGENT_PASSWORD},
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    for depth in (5000, MAX_DEPTH + 1):
+        status, parsed, text = await bot.post("/agent/api/online", nested(depth), headers)
+        assert_refused(status, parsed, text, 400, "too_deep")
 
 
 async def test_json_within_the_depth_limit_is_still_read(bot: Bot) -> None:
@@ -297,6 +325,31 @@ async def test_a_chat_id_that_is_no_id_does_not_break_the_webhook(bot: Bot) -> N
     update["message"]["chat"]["id"] = "x" * 1000  # no Telegram chat id; over the column's 64
     status, _, text = await bot.update(update)
     assert status == 200, text
+
+
+class _Orig(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("error", "passes"),
+    [
+        (OperationalError("UPDATE", {}, _Orig("")), True),  # SQLite: database is locked
+        (DBAPIError("UPDATE", {}, _Orig("40P01")), True),  # PostgreSQL: deadlock detected
+        (DBAPIError("UPDATE", {}, _Orig("08006")), True),  # connection failure
+        (DBAPIError("UPDATE", {}, _Orig("22021")), False),  # a character no column takes
+        (IntegrityError("INSERT", {}, _Orig("23505")), False),
+        (ConnectionResetError(), True),
+        (TimeoutError(), True),
+        (TypeError("bad value"), False),
+        (KeyError("message"), False),
+    ],
+    ids=repr,
+)
+def test_which_failures_are_retried_for_a_minute(error: Exception, passes: bool) -> None:
+    assert transient(error) is passes
 
 
 def poisoned(update_id: int, chat: int) -> dict[str, Any]:

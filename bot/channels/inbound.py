@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.concurrency import KeyedLocks
@@ -57,12 +58,21 @@ class _HandlingFailed(Exception):
     """The processor raised inside `receive`'s transaction (the cause is chained)."""
 
 
+# PostgreSQL's SQLSTATE classes (and codes) of failures that pass: connection lost (08), a
+# serialization failure or deadlock (40), out of resources (53), a lock not available (55P03),
+# an operator's shutdown or a cancelled query (57), a system error (58).
+_PASSING_SQLSTATES = ("08", "40", "53", "55P03", "57", "58")
+
+
 def transient(exc: BaseException) -> bool:
     """Whether a handling failure may pass if the update is tried again later: the database or
-    the network failed, not the code on this update."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OperationalError | InterfaceError | TimeoutError | OSError)
+    the network failed, not the code on this update (a bug, a value no column takes)."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+            return True  # SQLite's "database is locked" is an OperationalError
+        state = getattr(exc.orig, "sqlstate", None)
+        return isinstance(state, str) and state.startswith(_PASSING_SQLSTATES)
+    return isinstance(exc, OSError | PoolTimeout)  # OSError: TimeoutError, ConnectionError
 
 
 def _error_text(exc: BaseException) -> str:
