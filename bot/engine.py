@@ -115,7 +115,8 @@ class _Turn:
     conversation: Conversation | None = None
     inbound: Inbound | None = None
     queue: bool = False
-    leased_until: datetime | None = None
+    # The replies' outbox rows are written leased to this process (which sends them itself).
+    leased: bool = False
     inbound_id: int | None = None
     queued: list[OutboxItem] = field(default_factory=list)
 
@@ -135,7 +136,10 @@ class _Turn:
             self.inbound,
             replies,
             queue=self.queue,
-            leased_until=self.leased_until,
+            # The lease starts when the rows are written, not when the turn began: the relay
+            # renews it from the commit on, and a slow turn must not hand over rows already
+            # near its end (bot/channels/outbox.py).
+            leased_until=_utcnow() + LEASE if self.leased else None,
             also=partial(_save, self.conversation) if last else None,
         )
         if self.inbound is not None:
@@ -324,7 +328,7 @@ class Engine:
         # them itself as soon as the transaction commits.
         if conversation.channel in self.relay_channels:
             turn.queue = True
-            turn.leased_until = _utcnow() + LEASE if self.deliver is not None else None
+            turn.leased = self.deliver is not None
         if recent_messages >= self.settings.rate_limit_per_minute:
             # Not stored: a flood does not fill the transcript.
             language = Language(conversation.language)

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.concurrency import KeyedLocks
 from bot.platform.outside import in_unit
+from bot.privacy import mask_pii
 from bot.storage.models import InboundUpdate
 from bot.storage.unit import inbound_claimed, insert_once
 
@@ -76,7 +77,10 @@ def transient(exc: BaseException) -> bool:
 
 
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
+    """What `last_error` keeps of a failure: a database error's own message, without the
+    statement's parameters (the user's text among them), and no personal number in full."""
+    detail = exc.orig if isinstance(exc, DBAPIError) else exc
+    return mask_pii(f"{type(exc).__name__}: {detail}")[:500]
 
 
 class InboundDispatcher:

@@ -114,7 +114,7 @@ class OutboxRelay:
         self._held: set[tuple[str, str]] = set()
         self._roomy = asyncio.Event()
         self._roomy.set()
-        # Rows leased to this process and not yet taken by the channel or released, by id.
+        # Rows leased to this process and not yet marked sent or released, by id (renewed).
         self._leased: dict[int, OutboxItem] = {}
         self._renewing: asyncio.Task[None] | None = None
 
