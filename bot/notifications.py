@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -38,6 +38,8 @@ MAX_AMOUNT = Decimal("9999999999.99")
 CENT = Decimal("0.01")
 # Seconds since 1970, as the platform signs them: digits only, and few enough to be a time.
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# An amount as text, written plainly (docs/platform-api.md): no sign, exponent, space or "_".
+_PLAIN_AMOUNT = re.compile(r"[0-9]{1,13}(?:\.[0-9]{1,13})?")
 
 
 class SignatureError(Exception):
@@ -118,22 +120,23 @@ class PaymentEvent:
 
 def _amount(raw: object) -> Decimal:
     """An amount in yuan: more than 0, at most MAX_AMOUNT, whole cents ("128.004" is refused,
-    not rounded: the platform never sends a third decimal, so one means a bug or a forgery)."""
+    not rounded: the platform never sends a third decimal, so one means a bug or a forgery);
+    as text written plainly, or a JSON number (read exactly, see `parse_float`)."""
     if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
         raise EventError("bad_request", "amount: a decimal number, as text or a JSON number")
-    try:
-        amount = Decimal(raw)
-        # The range first: a huge exponent (1E+30, 1E+999999) cannot be rounded to cents.
-        whole_cents = (
-            amount.is_finite() and 0 < amount <= MAX_AMOUNT and amount == amount.quantize(CENT)
-        )
-    except InvalidOperation:
-        whole_cents = False
-    if not whole_cents:
-        raise EventError(
-            "invalid_amount", f"amount: more than 0, at most {MAX_AMOUNT}, whole cents", 422
-        )
+    if isinstance(raw, str) and not _PLAIN_AMOUNT.fullmatch(raw):
+        raise _amount_refused()
+    amount = Decimal(raw)  # exact: plain digits, an int, or a JSON number read as a Decimal
+    # The range first: a huge exponent (1E+30, 1E+999999) cannot be rounded to cents.
+    if not (amount.is_finite() and 0 < amount <= MAX_AMOUNT and amount == amount.quantize(CENT)):
+        raise _amount_refused()
     return amount
+
+
+def _amount_refused() -> EventError:
+    return EventError(
+        "invalid_amount", f"amount: more than 0, at most {MAX_AMOUNT}, whole cents", 422
+    )
 
 
 class PaymentNotifier:
