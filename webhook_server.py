@@ -129,14 +129,15 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         runtime.metrics.error("telegram_forbidden")
         raise json_error(403, "forbidden", "bad or missing secret token")
     update = parse_json_object(await request.read())
-    update_id = update.get("update_id")
-    if not telegram.valid_update_id(update_id):
-        # JSON, from the holder of the secret, but no update this bot can store or handle
-        # (Telegram's update_ids fit a BIGINT). Any answer but 2xx would only make Telegram
-        # deliver it again, for a day: acknowledged, nothing stored, counted and logged.
+    unusable = telegram.unusable(update)
+    if unusable is not None:
+        # JSON, from the holder of the secret, but no update this bot can store or handle (an
+        # id no BIGINT holds). Any answer but 2xx would only make Telegram deliver it again,
+        # for a day: acknowledged, nothing stored, counted and logged.
         runtime.metrics.error("telegram_rejected")
-        log.warning("telegram update rejected: update_id is not an id")
-        return web.json_response({"ok": True, "rejected": "bad_update_id"})
+        log.warning("telegram update rejected: %s", unusable)
+        return web.json_response({"ok": True, "rejected": unusable})
+    update_id: int = update["update_id"]
     try:
         await _take_update(runtime.relay, runtime.dispatcher, update_id, update)
     except Exception as exc:

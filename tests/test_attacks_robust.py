@@ -329,11 +329,15 @@ async def test_an_update_id_that_is_no_id_is_acknowledged_and_not_stored(
     assert FAQ_ANSWER in reply
 
 
-async def test_a_chat_id_that_is_no_id_does_not_break_the_webhook(bot: Bot) -> None:
+@pytest.mark.parametrize("chat_id", ["x" * 1000, 2**64, None, 1.5], ids=repr)
+async def test_a_chat_id_that_is_no_id_is_acknowledged_and_not_stored(
+    bot: Bot, chat_id: Any
+) -> None:
     update = tg.text_message(7_151, 515_151, FAQ_QUESTION)
-    update["message"]["chat"]["id"] = "x" * 1000  # no Telegram chat id; over the column's 64
-    status, _, text = await bot.update(update)
-    assert status == 200, text
+    update["message"]["chat"]["id"] = chat_id
+    status, parsed, text = await bot.update(update)
+    assert status == 200 and parsed == {"ok": True, "rejected": "bad_chat_id"}, text
+    assert await bot.scalar(select(func.count()).select_from(InboundUpdate)) == 0
 
 
 class _Orig(Exception):

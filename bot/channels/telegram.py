@@ -80,6 +80,17 @@ def _chat(payload: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def unusable(payload: dict[str, Any]) -> str | None:
+    """Why an update can never be stored or handled, read from the raw JSON (None when it can):
+    Telegram's own updates always carry ids that fit a BIGINT."""
+    if not valid_update_id(payload.get("update_id")):
+        return "bad_update_id"
+    chat = _chat(payload)
+    if chat is not None and not valid_id(chat.get("id")):
+        return "bad_chat_id"
+    return None
+
+
 def chat_key(payload: dict[str, Any]) -> str | None:
     """The chat an update belongs to, read from the raw JSON (before any parsing); None
     when it has none, or none that is a Telegram id."""
