@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from aiohttp.typedefs import Handler
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import text
 
-from bot.app import Bot, open_bot
+from bot.app import Bot, open_bot, remote_platform
 from bot.channels import telegram
+from bot.channels.body import MAX_BODY, parse_json_object
 from bot.channels.client import TRUSTED_PROXIES, parse_networks
 from bot.channels.errors import json_error
 from bot.channels.inbound import InboundDispatcher
@@ -40,7 +42,6 @@ from bot.storage.retention import keep_pruning
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024
 WEB_DIR = Path(__file__).resolve().parent / "bot" / "web"
 # Replies the engine queues for delivery after its transaction (web chat replies travel in the
 # HTTP response instead); and the channels that take pushed messages (notices, agents' answers).
@@ -49,6 +50,8 @@ PUSHED = frozenset({telegram.CHANNEL, "webchat"})
 # How long a Telegram update (a webhook call, or one taken by polling) waits for the replies
 # ahead of it to go out (OutboxRelay.room); well inside the time Telegram waits for an answer.
 ROOM_WAIT = 5.0
+# How long /readyz waits for the remote platform's health check: under a probe's usual timeout.
+PLATFORM_PROBE_TIMEOUT = 1.0
 # Long polling: the pause before polling again after a failed poll or an update not stored.
 POLL_RETRY = 3.0
 
@@ -89,13 +92,23 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """The database answers; 503 otherwise, so a load balancer stops sending traffic."""
+    """503 when the database does not answer, so a load balancer stops sending traffic; 200
+    otherwise. With a remote platform that does not answer, 200 "degraded": the bot still
+    answers questions, hands chats to people and takes notifications, and the platform is the
+    same one for every instance, so taking this one out of rotation would help no one."""
+    runtime = request.app[RUNTIME]
     try:
-        async with request.app[RUNTIME].bot.db.connect() as connection:
+        async with runtime.bot.db.connect() as connection:
             await connection.execute(text("SELECT 1"))
     except Exception as exc:  # any failure here means "not ready"
         return web.json_response({"status": "unavailable", "error": type(exc).__name__}, status=503)
-    return web.json_response({"status": "ready"})
+    remote = remote_platform(runtime.bot.gateway)
+    if remote is None:
+        return web.json_response({"status": "ready", "platform": "embedded"})
+    if await remote.available(PLATFORM_PROBE_TIMEOUT):
+        return web.json_response({"status": "ready", "platform": "ok"})
+    runtime.metrics.error("platform_unready")
+    return web.json_response({"status": "degraded", "platform": "unavailable"})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -116,13 +129,16 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     ):
         runtime.metrics.error("telegram_forbidden")
         raise json_error(403, "forbidden", "bad or missing secret token")
-    try:
-        update = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise json_error(400, "bad_json", "the body is not valid JSON") from exc
-    update_id = update.get("update_id") if isinstance(update, dict) else None
-    if not isinstance(update_id, int) or isinstance(update_id, bool):
-        raise json_error(400, "bad_request", "not a Telegram update")
+    update = parse_json_object(await request.read())
+    unusable = telegram.unusable(update)
+    if unusable is not None:
+        # JSON, from the holder of the secret, but no update this bot can store or handle (an
+        # id no BIGINT holds). Any answer but 2xx would only make Telegram deliver it again,
+        # for a day: acknowledged, nothing stored, counted and logged.
+        runtime.metrics.error("telegram_rejected")
+        log.warning("telegram update rejected: %s", unusable)
+        return web.json_response({"ok": True, "rejected": unusable})
+    update_id: int = update["update_id"]
     try:
         await _take_update(runtime.relay, runtime.dispatcher, update_id, update)
     except Exception as exc:
@@ -144,11 +160,9 @@ async def platform_notify(request: web.Request) -> web.Response:
         runtime.metrics.notifications.labels("bad_signature").inc()
         raise json_error(401, "bad_signature", str(exc)) from exc
     try:
-        event = PaymentEvent.parse(json.loads(body))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise json_error(400, "bad_json", "the body is not valid JSON") from exc
+        event = PaymentEvent.parse(parse_json_object(body, parse_float=Decimal))
     except EventError as exc:
-        raise json_error(400, exc.code, str(exc)) from exc
+        raise json_error(exc.status, exc.code, str(exc)) from exc
     try:
         outcome, told = await runtime.notifier.apply(event)
     except EventError as exc:
@@ -207,7 +221,9 @@ async def _poll_telegram(
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own 413 (body over the limit) in the same JSON shape as every other error."""
+    """aiohttp's own 413 (body over the limit) in the same JSON shape as every other error; and
+    an exception no handler expected as a 500 that says nothing of it (the log has the
+    traceback). No input is meant to get that far: a 500 here is a bug to fix."""
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge as exc:
@@ -220,6 +236,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             text=body,
             content_type="application/json",
         ) from exc
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        body = json.dumps({"error": {"code": "internal", "message": "internal error"}})
+        return web.Response(status=500, text=body, content_type="application/json")
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -266,7 +288,9 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                     secret=_secret(settings.telegram_webhook_secret),
                 )
                 senders[telegram.CHANNEL] = channel.sender
-                dispatcher = InboundDispatcher(bot.sessions, telegram.CHANNEL, channel.process)
+                dispatcher = InboundDispatcher(
+                    bot.sessions, telegram.CHANNEL, channel.process, on_rejected=channel.reject
+                )
             else:
                 log.warning("TELEGRAM_BOT_TOKEN is not set: serving web chat and the console only")
             relay = OutboxRelay(bot.sessions, senders)
@@ -304,11 +328,12 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                         await asyncio.wait_for(dispatcher.idle(), timeout=10)
                     await dispatcher.close()
                 # Let the relay finish the send it is in (a cancelled send would sit leased for
-                # a minute, then go out twice), then take one last pass.
+                # its lease, then go out twice), then take one last pass.
                 relay.stop()
                 done, _ = await asyncio.wait(tasks[:1], timeout=15)
                 if done:
                     await relay.flush()
+                await relay.close()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)

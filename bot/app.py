@@ -76,6 +76,12 @@ def build_gateway(
     return build_sql_gateway(settings, sessions, renderer)
 
 
+def remote_platform(gateway: PlatformGateway) -> HttpPlatform | None:
+    """The HTTP client under `gateway` when the platform is remote (PLATFORM_API_URL)."""
+    remote = gateway.remote if isinstance(gateway, OutsideTransactions) else gateway
+    return remote if isinstance(remote, HttpPlatform) else None
+
+
 def build_sql_gateway(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], renderer: Renderer
 ) -> SqlPlatform:
@@ -155,8 +161,8 @@ async def open_bot(
             yield Bot(settings, db, engine, gateway, renderer, sessions, handoffs, bus)
         finally:
             await bus.close()
-            remote = gateway.remote if isinstance(gateway, OutsideTransactions) else gateway
-            if isinstance(remote, HttpPlatform):
+            remote = remote_platform(gateway)
+            if remote is not None:
                 await remote.close()
     finally:
         await db.dispose()

@@ -24,9 +24,11 @@ from bot.privacy import mask_pii
 from bot.storage.models import Conversation, Message, OutboxItem, table_of, utcnow
 from bot.types import Direction, Reply, SenderKind
 
-# How long a row being sent stays with the process that sends it; after that (the process
-# died), any relay may claim it again.
-LEASE = timedelta(seconds=60)
+# How long a row being sent stays with the process that sends it; the relay renews it while
+# the row waits or is in flight (bot/channels/outbox.py), so it runs out only when the process
+# died, and then any relay may claim the row: the longest a reply acknowledged before a crash
+# waits for the next start.
+LEASE = timedelta(seconds=10)
 
 _MESSAGES = table_of(Message)
 _OUTBOX = table_of(OutboxItem)

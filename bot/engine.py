@@ -22,9 +22,10 @@ from sqlalchemy import Connection, and_, bindparam, func, inspect, select, updat
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from bot.cleantext import clean_text
 from bot.concurrency import KeyedLocks
 from bot.context import Context, ConversationView, FlowState, Identity, Outcome
-from bot.delivery import LEASE, Inbound, record_turn
+from bot.delivery import LEASE, Inbound, record_outgoing, record_turn
 from bot.diagnostics.registry import FLOWS
 from bot.escalation.service import HandoffService, priority_of
 from bot.faq.knowledge import Knowledge
@@ -37,7 +38,7 @@ from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.platform.gateway import PlatformGateway, PlatformUnavailable
 from bot.platform.outside import in_unit
-from bot.privacy import clean_text, contains_password, mask_data, mask_pii
+from bot.privacy import contains_password, mask_data, mask_pii
 from bot.render import Renderer
 from bot.routing import UNHANDLED, Handler, Result, Router
 from bot.settings import Settings
@@ -56,7 +57,7 @@ from bot.storage.models import (
     Identity as IdentityRow,
 )
 from bot.storage.unit import add_new, after_commit, inbound_claimed, insert_once
-from bot.types import Direction, IncomingMessage, Label, Language, Reply
+from bot.types import Direction, IncomingMessage, Label, Language, Reply, SenderKind
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ class _Turn:
     conversation: Conversation | None = None
     inbound: Inbound | None = None
     queue: bool = False
-    leased_until: datetime | None = None
+    # The replies' outbox rows are written leased to this process (which sends them itself).
+    leased: bool = False
     inbound_id: int | None = None
     queued: list[OutboxItem] = field(default_factory=list)
 
@@ -135,7 +137,10 @@ class _Turn:
             self.inbound,
             replies,
             queue=self.queue,
-            leased_until=self.leased_until,
+            # The lease starts when the rows are written, not when the turn began: the relay
+            # renews it from the commit on, and a slow turn must not hand over rows already
+            # near its end (bot/channels/outbox.py).
+            leased_until=_utcnow() + LEASE if self.leased else None,
             also=partial(_save, self.conversation) if last else None,
         )
         if self.inbound is not None:
@@ -226,6 +231,45 @@ class Engine:
         elif self.on_queued is not None:
             self.on_queued()
 
+    async def tell(self, channel: str, chat_id: str, template: str) -> None:
+        """Say one templated line to a chat outside any turn (a message the channel gave up on
+        for good, see bot/channels/inbound.py), in the chat's language; the chat's first
+        contact creates its conversation, as a message would."""
+        async with (
+            self._chats.hold((channel, chat_id)),
+            self.sessions() as session,
+            session.begin(),
+        ):
+            conversation = await session.scalar(
+                select(Conversation).where(
+                    Conversation.channel == channel, Conversation.chat_id == chat_id
+                )
+            )
+            if conversation is None:
+                now = self.clock()
+                conversation = Conversation(
+                    channel=channel,
+                    chat_id=chat_id,
+                    language=self.settings.default_language.value,
+                    slots={},
+                    findings={},
+                    created_at=now,
+                    updated_at=now,
+                )
+                await add_new(session, conversation)
+            text = self.renderer.render(Language(conversation.language), template)
+            queue = channel in self.relay_channels
+            items = await record_outgoing(
+                session,
+                conversation,
+                [Reply(text)],
+                sender=SenderKind.SYSTEM,
+                queue=queue,
+                leased_until=_utcnow() + LEASE if queue and self.deliver else None,
+            )
+        if items:
+            self._queued(items)
+
     async def bind(self, channel: str, user_id: str, merchant_id: str) -> bool:
         """Bind a chat account to a merchant directly (support staff trying things out)."""
         if await self.gateway.get_merchant(merchant_id) is None:
@@ -286,7 +330,7 @@ class Engine:
         # them itself as soon as the transaction commits.
         if conversation.channel in self.relay_channels:
             turn.queue = True
-            turn.leased_until = _utcnow() + LEASE if self.deliver is not None else None
+            turn.leased = self.deliver is not None
         if recent_messages >= self.settings.rate_limit_per_minute:
             # Not stored: a flood does not fill the transcript.
             language = Language(conversation.language)

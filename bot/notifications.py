@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +33,13 @@ from bot.types import Language, Reply, SenderKind
 
 TOLERANCE = 300
 WATCH_WINDOW = timedelta(hours=24)
+# The largest amount an order can have (as the platform's API has it), and the unit of amounts.
+MAX_AMOUNT = Decimal("9999999999.99")
+CENT = Decimal("0.01")
+# Seconds since 1970, as the platform signs them: digits only, and few enough to be a time.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# An amount as text, written plainly (docs/platform-api.md): no sign, exponent, space or "_".
+_PLAIN_AMOUNT = re.compile(r"[0-9]{1,13}(?:\.[0-9]{1,13})?")
 
 
 class SignatureError(Exception):
@@ -39,11 +47,15 @@ class SignatureError(Exception):
 
 
 class EventError(Exception):
-    """The event is well signed but cannot be applied (unknown order, wrong amount, bad shape)."""
+    """The event is well signed but cannot be applied (unknown order, wrong amount, bad shape).
 
-    def __init__(self, code: str, message: str) -> None:
+    `status`: the HTTP status that says so, 400 for a malformed event, 422 for a well-formed
+    one with a value that cannot be right (an amount with a third decimal)."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status
 
 
 class Applied(StrEnum):
@@ -63,7 +75,7 @@ def verify(secret: str, header: str, body: bytes, now: float | None = None) -> N
     """Raise SignatureError unless `header` signs `body` with `secret` within 5 minutes of now."""
     fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
     timestamp, signature = fields.get("t", ""), fields.get("v1", "")
-    if not timestamp.isdigit() or not signature:
+    if not _TIMESTAMP.fullmatch(timestamp) or not signature:
         raise SignatureError("malformed signature header")
     if abs((time.time() if now is None else now) - int(timestamp)) > TOLERANCE:
         raise SignatureError("timestamp outside the tolerance")
@@ -89,16 +101,42 @@ class PaymentEvent:
             event_id = str(raw["id"])
             order_no = str(raw["order_no"]).upper()
             status = OrderStatus(str(raw["status"]))
-            amount = Decimal(str(raw["amount"]))
-        except (KeyError, ValueError, InvalidOperation) as exc:
-            raise EventError("bad_request", f"missing or invalid field: {exc}") from exc
+            amount = raw["amount"]
+        except KeyError as exc:
+            raise EventError("bad_request", f"missing field: {exc}") from exc
+        except ValueError as exc:
+            raise EventError("bad_request", "invalid status") from exc
         if raw.get("type", "payment.status") != "payment.status":
             raise EventError("bad_request", "unsupported event type")
-        if not 0 < len(event_id) <= 64 or len(order_no) != 18 or not order_no.startswith("BT"):
+        if (
+            not 0 < len(event_id) <= 64
+            or not event_id.isprintable()
+            or len(order_no) != 18
+            or not order_no.startswith("BT")
+        ):
             raise EventError("bad_request", "invalid id or order_no")
-        if not amount.is_finite() or amount <= 0:
-            raise EventError("bad_request", "invalid amount")
-        return cls(event_id, order_no, status, amount)
+        return cls(event_id, order_no, status, _amount(amount))
+
+
+def _amount(raw: object) -> Decimal:
+    """An amount in yuan: more than 0, at most MAX_AMOUNT, whole cents ("128.004" is refused,
+    not rounded: the platform never sends a third decimal, so one means a bug or a forgery);
+    as text written plainly, or a JSON number (read exactly, see `parse_float`)."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
+        raise EventError("bad_request", "amount: a decimal number, as text or a JSON number")
+    if isinstance(raw, str) and not _PLAIN_AMOUNT.fullmatch(raw):
+        raise _amount_refused()
+    amount = Decimal(raw)  # exact: plain digits, an int, or a JSON number read as a Decimal
+    # The range first: a huge exponent (1E+30, 1E+999999) cannot be rounded to cents.
+    if not (amount.is_finite() and 0 < amount <= MAX_AMOUNT and amount == amount.quantize(CENT)):
+        raise _amount_refused()
+    return amount
+
+
+def _amount_refused() -> EventError:
+    return EventError(
+        "invalid_amount", f"amount: more than 0, at most {MAX_AMOUNT}, whole cents", 422
+    )
 
 
 class PaymentNotifier:

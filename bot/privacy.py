@@ -13,15 +13,17 @@ keeps its length and is read the same way again, and the passes repeat until not
 (each pass that changes the text turns at least one character into `*` or drops one, so this
 ends; in practice after the second pass).
 
-`clean_text` is the other half: what arrives from outside loses its C0 control characters
-(but tab, line feed and carriage return) and lone surrogates become U+FFFD, so every
-database stores the same thing (PostgreSQL refuses NUL in text and unpaired surrogates).
+`bot.cleantext.clean_text` is the other half: what arrives from outside loses its C0 control
+characters (but tab, line feed and carriage return) and lone surrogates become U+FFFD, so
+every database stores the same thing (PostgreSQL refuses NUL in text and unpaired surrogates).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from bot.cleantext import clean_text
 
 _FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９ＸｘＢＴｂｔ", "0123456789XxBTbt")
 # What may stand between the digits of one number, in any number and mix.
@@ -50,20 +52,9 @@ _PASSWORD = re.compile(
 _NOT_A_PASSWORD = re.compile(r"(?:\+?86)?1[3-9][0-9*]{9}|BT[0-9]{16}|\S+@\S+\.\w+", re.IGNORECASE)
 PASSWORD_MASK = "******"
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-_UNFIT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 # Whatever masking could change starts with one of these; most texts hold none.
 _MASKABLE = re.compile(r"[0-9*]|密码|口令|pass|pwd", re.IGNORECASE)
 _FULL_WIDTH = re.compile("[０-９ＸｘＢＴｂｔ]")
-
-
-def clean_text(text: str) -> str:
-    """Text fit to store on any database: no C0 controls but \\t \\n \\r, no lone surrogates."""
-    if not _UNFIT.search(text):
-        return text
-    text = _CONTROL.sub("", text)
-    return _SURROGATE.sub("\ufffd", text)
 
 
 def _password_token(match: re.Match[str]) -> bool:

@@ -29,7 +29,8 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.privacy import PASSWORD_MASK, clean_text, contains_password, mask_pii
+from bot.cleantext import clean_text
+from bot.privacy import PASSWORD_MASK, contains_password, mask_pii
 from bot.storage.db import create_engine
 from bot.storage.models import (
     Agent,

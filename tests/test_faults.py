@@ -3,7 +3,7 @@
     BTP_LONG_TESTS=1 .venv/bin/python -m pytest -q tests/test_faults.py
 
 also runs the long variants (a reply in flight when the server is killed, delivered once its
-60 s outbox lease runs out: about 1.5 minutes; a SIGTERM during a burst of 2,500 requests, then a
+10 s outbox lease runs out: about a minute; a SIGTERM during a burst of 2,500 requests, then a
 restart that must deliver what the stop left in the outbox). Without BTP_LONG_TESTS=1 they are
 skipped with that reason; the default tests take one to two minutes.
 
@@ -54,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import bot.app
 import webhook_server
 from bot.channels import telegram
+from bot.delivery import LEASE
 from bot.platform.breaker import BreakerState, CircuitBreaker
 from bot.platform.http import HttpPlatform
 from bot.platform.server import create_platform_app
@@ -844,7 +845,7 @@ async def run_kill_and_restart(
         stub.delay("sendMessage", 0)
         calls_at_restart = len(stub.calls)
         await server.start()
-        await drained(database, 90 if in_flight else 30)
+        await drained(database, 30 + (LEASE.total_seconds() if in_flight else 0))
         # Unsent replies sent, exactly those; stored updates processed, once.
         resent = await outbox_after(database, killed.last_outbox_id)
         expected = collections.Counter((c, t) for _, c, _, t in killed.unsent)
@@ -940,7 +941,7 @@ async def run_sigterm_burst(
     restart_anyway: bool,
 ) -> None:
     """`restart_anyway`: even when the stop left rows claimed mid-send (which then wait out
-    their 60 s lease), start again and check that every reply reached Telegram exactly once."""
+    their 10 s lease), start again and check that every reply reached Telegram exactly once."""
     database = await demo_database(tmp_path, factory, "bot.db")
     questions = ["提现多久到账", "手续费怎么收", "怎么注册", "二维码收款怎么用", "谢谢"]
     async with (
@@ -1079,7 +1080,8 @@ async def run_sigterm_burst(
         half_sent = statuses_by_row["sending"]
         problem = (
             f"the graceful stop left {half_sent} outbox rows claimed mid-send ('sending'): they "
-            f"wait out the 60 s lease on the next start, and those Telegram already has "
+            f"wait out the {LEASE.total_seconds():.0f} s lease on the next start, and those "
+            f"Telegram already has "
             f"({(arrived - sent_rows).total()} here) are sent twice"
         )
         if not restart_anyway:
@@ -1143,8 +1145,8 @@ async def test_sigterm_while_a_reply_is_being_sent_lets_the_send_finish(
         print(f"exited {took:.1f} s after SIGTERM; the row is {status!r}; sends {attempts}")
         assert status == "sent", (
             f"SIGTERM cut the send short: the row is left {status!r} (Telegram saw {attempts}); "
-            "the next start sends it again only after the 60 s lease, and twice if Telegram "
-            "had already taken it"
+            f"the next start sends it again only after the {LEASE.total_seconds():.0f} s lease, "
+            "and twice if Telegram had already taken it"
         )
         assert [c.params["chat_id"] for c in sends(stub) if not c.failed] == [chat]
 

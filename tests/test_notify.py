@@ -168,7 +168,8 @@ async def test_unknown_order_is_422(client: TestClient) -> None:
 
 async def test_health_readiness_and_metrics(client: TestClient) -> None:
     assert (await client.get("/healthz")).status == 200
-    assert (await (await client.get("/readyz")).json()) == {"status": "ready"}
+    ready = await (await client.get("/readyz")).json()
+    assert ready == {"status": "ready", "platform": "embedded"}
     await post(client, event())
     text = await (await client.get("/metrics")).text()
     assert 'btp_platform_events_total{outcome="applied"} 1.0' in text

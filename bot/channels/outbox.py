@@ -7,8 +7,14 @@ goes the long way: rows are claimed in short transactions (`FOR UPDATE SKIP LOCK
 PostgreSQL, so several processes share the work) and sent one chat at a time in id order.
 Rows sent at about the same time are marked sent together, in one statement. A channel that
 says "retry after N seconds" gets exactly that; other transient failures back off
-exponentially; a permanent refusal (the user blocked the bot) marks the row failed. A crash
-after sending and before marking sends that message again: delivery is at least once.
+exponentially; a permanent refusal (the user blocked the bot) marks the row failed.
+
+A row this process holds (written leased to it, or claimed) keeps its lease of `LEASE` seconds
+renewed every third of it, until it is marked sent or goes back to the queue: a slow send, or a
+wait behind the rate limit, never lets another relay take a row that is still being sent.
+When the process dies its rows' leases run out within `LEASE`, and any relay sends them. A
+crash after the channel took a row and before the row was marked sent sends that message again,
+once, within `LEASE` of the restart: delivery is at least once.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -34,6 +40,8 @@ MAX_ATTEMPTS = 12
 BATCH = 50
 # Replies handed over by `deliver` and not yet sent, past which `room()` makes new work wait.
 BACKLOG = 64
+# How often the leases of the rows this process holds are pushed forward.
+RENEW_EVERY = LEASE / 3
 
 _OUTBOX = table_of(OutboxItem)
 # Runs once for every few replies sent: built once, in Core, on a bare connection (no ORM
@@ -113,6 +121,9 @@ class OutboxRelay:
         self._held: set[tuple[str, str]] = set()
         self._roomy = asyncio.Event()
         self._roomy.set()
+        # Rows leased to this process and not yet marked sent or released, by id (renewed).
+        self._leased: dict[int, OutboxItem] = {}
+        self._renewing: asyncio.Task[None] | None = None
 
     def kick(self) -> None:
         self._wake.set()
@@ -120,6 +131,7 @@ class OutboxRelay:
     def deliver(self, items: list[OutboxItem]) -> None:
         """Send rows leased to this process by the transaction that wrote them (which has just
         committed). A row that fails goes back to the queue like any other."""
+        self._hold(items)
         for chat_items in _by_chat(items):
             task = asyncio.create_task(self._send_chat(chat_items, claimed=False))
             self._inflight.add(task)
@@ -160,6 +172,50 @@ class OutboxRelay:
     def stop(self) -> None:
         self._stopped = True
         self._wake.set()
+
+    async def close(self) -> None:
+        """Stop renewing leases (after the last `flush`); what is still held runs out."""
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
+            self._renewing = None
+
+    def _hold(self, items: list[OutboxItem]) -> None:
+        for item in items:
+            self._leased[item.id] = item
+        if items and (self._renewing is None or self._renewing.done()):
+            self._renewing = asyncio.create_task(self._keep_leases(), name="outbox-leases")
+
+    def _let_go(self, ids: Iterable[int]) -> None:
+        for row_id in ids:
+            self._leased.pop(row_id, None)
+
+    async def _keep_leases(self) -> None:
+        """Push the held rows' leases forward every RENEW_EVERY, while any are held. A renewal
+        that fails is logged; the rows' half-lease check (`_send_chat`) then sends them back to
+        the queue rather than risk a second relay sending them too."""
+        while self._leased:
+            await asyncio.sleep(RENEW_EVERY.total_seconds())
+            held = list(self._leased.values())
+            if not held:
+                break
+            until = _now() + LEASE
+            try:
+                async with self._engine.begin() as connection:
+                    await connection.execute(
+                        update(_OUTBOX)
+                        .where(
+                            _OUTBOX.c.id.in_([item.id for item in held]),
+                            _OUTBOX.c.status == "sending",
+                        )
+                        .values(next_attempt_at=until)
+                    )
+            except Exception as exc:
+                log.warning("renewing %s outbox leases failed: %s", len(held), type(exc).__name__)
+                continue
+            for item in held:
+                item.next_attempt_at = until
 
     async def flush(self) -> int:
         """One pass: send what is due, one task per chat; returns how many were sent (after
@@ -210,7 +266,9 @@ class OutboxRelay:
                 .returning(OutboxItem),
                 execution_options={"synchronize_session": False},
             )
-            return sorted(claimed.all(), key=lambda item: item.id)
+            items = sorted(claimed.all(), key=lambda item: item.id)
+        self._hold(items)
+        return items
 
     async def _send_chat(self, items: list[OutboxItem], *, claimed: bool = True) -> int:
         """Send one chat's items in order; how many the channel took. Items handed over by
@@ -275,8 +333,12 @@ class OutboxRelay:
                         await connection.execute(_KEEP_MASKED, masked)
             except Exception as exc:
                 log.warning("marking %s items sent failed: %s", len(batch), type(exc).__name__)
+            finally:
+                # Renewed until marked: a slow mark must not let another relay send them too.
+                self._let_go(batch)
 
     async def _failed(self, item: OutboxItem, error: str) -> None:
+        self._let_go([item.id])
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(OutboxItem)
@@ -292,6 +354,7 @@ class OutboxRelay:
     async def _queue(self, items: list[OutboxItem]) -> None:
         """Hand leased rows to the queue, due now: the claim keeps them behind the chat's
         waiting rows."""
+        self._let_go(item.id for item in items)
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(OutboxItem)
@@ -301,6 +364,7 @@ class OutboxRelay:
         self.kick()
 
     async def _release(self, items: list[OutboxItem], delay: timedelta, error: str) -> None:
+        self._let_go(item.id for item in items)
         self._held.add((items[0].channel, items[0].chat_id))
         now = _now()
         async with self._sessions() as session, session.begin():

@@ -17,7 +17,7 @@ import logging
 import os
 import warnings
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from telegram import (
     BotCommand,
@@ -41,6 +41,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot.channels.outbox import RetryLater, Undeliverable
 from bot.channels.telegram_http import AiohttpRequest
+from bot.cleantext import clean_text
 from bot.engine import Engine
 from bot.render import Renderer
 from bot.types import IncomingMessage, Language
@@ -52,22 +53,63 @@ MAX_TEXT = 4096
 MAX_CALLBACK_BYTES = 64
 COMMANDS = ("start", "help", "status", "pay", "reset", "bind", "human", "lang")
 ALLOWED_UPDATES = ["message", "callback_query"]
+# Telegram's ids (update_id, chat and user ids) fit a signed 64-bit integer, as stored.
+MAX_ID = 2**63 - 1
+REJECTED_TEMPLATE = "update_rejected"
+
+
+def valid_id(value: object) -> bool:
+    """An id as Telegram sends them: a JSON integer that a BIGINT column holds."""
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_ID <= value <= MAX_ID
+
+
+def valid_update_id(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+
+
+def _chat(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The raw chat object of an update's message (or of the message a button was on)."""
+    messages = [payload.get(field) for field in ("message", "edited_message", "channel_post")]
+    query = payload.get("callback_query")
+    if isinstance(query, dict):
+        messages.append(query.get("message"))
+    for message in messages:
+        chat = message.get("chat") if isinstance(message, dict) else None
+        if isinstance(chat, dict):
+            return chat
+    return None
+
+
+def unusable(payload: dict[str, Any]) -> str | None:
+    """Why an update can never be stored or handled, read from the raw JSON (None when it can):
+    Telegram's own updates always carry ids that fit a BIGINT."""
+    if not valid_update_id(payload.get("update_id")):
+        return "bad_update_id"
+    chat = _chat(payload)
+    if chat is not None and not valid_id(chat.get("id")):
+        return "bad_chat_id"
+    return None
 
 
 def chat_key(payload: dict[str, Any]) -> str | None:
-    """The chat an update belongs to, read from the raw JSON (before any parsing)."""
-    for field in ("message", "edited_message", "channel_post"):
-        message = payload.get(field)
-        if isinstance(message, dict) and isinstance(message.get("chat"), dict):
-            return str(message["chat"].get("id"))
+    """The chat an update belongs to, read from the raw JSON (before any parsing); None
+    when it has none, or none that is a Telegram id."""
+    chat = _chat(payload)
+    if chat is not None:
+        return str(chat["id"]) if valid_id(chat.get("id")) else None
     query = payload.get("callback_query")
-    if isinstance(query, dict):
-        message = query.get("message")
-        if isinstance(message, dict) and isinstance(message.get("chat"), dict):
-            return str(message["chat"].get("id"))
-        if isinstance(query.get("from"), dict):
-            return str(query["from"].get("id"))
+    if isinstance(query, dict) and isinstance(query.get("from"), dict):
+        user_id = query["from"].get("id")
+        return str(user_id) if valid_id(user_id) else None
     return None
+
+
+def private_chat(payload: dict[str, Any]) -> str | None:
+    """The private chat an update came from, if any: the only chats the bot answers."""
+    chat = _chat(payload)
+    if chat is None or chat.get("type") != "private" or not valid_id(chat.get("id")):
+        return None
+    return str(chat["id"])
 
 
 def queue_key(payload: dict[str, Any], update_id: int) -> str:
@@ -208,6 +250,13 @@ class TelegramChannel:
             ]
             await self.application.bot.set_my_commands(commands, language_code=code)
 
+    async def reject(self, payload: dict[str, Any]) -> None:
+        """An update given up for good (see bot/channels/inbound.py): a private chat hears
+        that its message was not processed, instead of silence."""
+        chat_id = private_chat(payload)
+        if chat_id is not None:
+            await self._engine.tell(CHANNEL, chat_id, REJECTED_TEMPLATE)
+
     async def process(self, payload: dict[str, Any]) -> None:
         """Run one stored update through PTB; a handler's failure is raised so it is retried."""
         update = Update.de_json(payload, self.application.bot)
@@ -238,7 +287,7 @@ class TelegramChannel:
                 chat_id=str(message.chat_id),
                 user_id=str(user.id),
                 message_id=f"u{update.update_id}",
-                text=message.text or message.caption or "",
+                text=clean_text(message.text or message.caption or ""),
                 received_at=message.date,
             )
         )
@@ -255,7 +304,7 @@ class TelegramChannel:
                     chat_id=str(chat.id),
                     user_id=str(query.from_user.id),
                     message_id=f"u{update.update_id}",
-                    action=(query.data or "")[:MAX_CALLBACK_BYTES],
+                    action=clean_text((query.data or "")[:MAX_CALLBACK_BYTES]),
                 )
             )
         # The answer only stops the button's spinner. It goes out beside the transaction, not

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TextIO
 
+from bot.cleantext import clean_text
 from bot.engine import Engine
 from bot.types import IncomingMessage, Reply
 
@@ -52,8 +53,8 @@ def incoming_from_line(
         chat_id=chat_id,
         user_id=chat_id,
         message_id=message_id,
-        text=text,
-        action=action,
+        text=clean_text(text),
+        action=clean_text(action) if action is not None else None,
     )
 
 

@@ -35,8 +35,10 @@ from aiohttp import hdrs, web
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.channels.body import read_json_object
 from bot.channels.client import client_address
 from bot.channels.errors import json_error
+from bot.cleantext import clean_text
 from bot.engine import Engine
 from bot.escalation.bus import EventBus
 from bot.platform.outside import in_unit
@@ -367,8 +369,8 @@ class WebChat:
             user_id=session_id,
             # Scoped to the session: one visitor's id never collides with another's.
             message_id=f"{session_id}:{client_id or uuid.uuid4().hex}",
-            text=text or "",
-            action=action,
+            text=clean_text(text or ""),
+            action=clean_text(action) if action is not None else None,
         )
         replies = await self._engine.handle(message)
         return web.json_response({"replies": [reply.to_json() for reply in replies]})
@@ -495,10 +497,4 @@ def _history_item(row: Message) -> dict[str, Any]:
 async def _json_object(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise json_error(415, "unsupported_media_type", "send application/json")
-    try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise json_error(400, "bad_json", "the body is not valid JSON") from exc
-    if not isinstance(body, dict):
-        raise json_error(400, "bad_request", "the body must be a JSON object")
-    return body
+    return await read_json_object(request)

@@ -41,8 +41,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Bot
+from bot.channels.body import read_json_object
 from bot.channels.client import client_address
 from bot.channels.errors import json_error
+from bot.cleantext import clean_text
 from bot.escalation import login_guard, stats
 from bot.escalation.service import (
     ONLINE_WINDOW,
@@ -905,12 +907,7 @@ def _plain(value: Any) -> str:
 async def _fields(request: web.Request) -> dict[str, str]:
     """A POST body, JSON object or form, as text fields."""
     if request.content_type == "application/json":
-        try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise json_error(400, "bad_json", "the body is not valid JSON") from exc
-        if not isinstance(body, dict):
-            raise json_error(400, "bad_request", "the body must be a JSON object")
+        body = await read_json_object(request)
         fields = {}
         for key, value in body.items():
             if isinstance(value, bool):
@@ -921,7 +918,7 @@ async def _fields(request: web.Request) -> dict[str, str]:
                 raise json_error(400, "bad_request", f'"{key}" must be text or a number')
         return fields
     form = await request.post()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+    return {key: clean_text(value) for key, value in form.items() if isinstance(value, str)}
 
 
 def _flag(fields: Mapping[str, str], name: str) -> bool:

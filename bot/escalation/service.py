@@ -20,12 +20,13 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.cleantext import clean_text
 from bot.delivery import record_outgoing
 from bot.diagnostics.access import chat_may_see
 from bot.escalation.bus import EventBus
 from bot.escalation.hours import BusinessHours
 from bot.platform.gateway import PlatformGateway
-from bot.privacy import clean_text, mask_data, mask_pii
+from bot.privacy import mask_data, mask_pii
 from bot.qr import qr_png
 from bot.render import Renderer
 from bot.storage.models import (

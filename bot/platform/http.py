@@ -24,7 +24,7 @@ import aiohttp
 from yarl import URL
 
 from bot.platform import codec
-from bot.platform.breaker import CircuitBreaker
+from bot.platform.breaker import BreakerState, CircuitBreaker
 from bot.platform.gateway import PlatformRejected, PlatformUnavailable
 from bot.platform.models import (
     Account,
@@ -95,6 +95,25 @@ class HttpPlatform:
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def available(self, timeout: float) -> bool:
+        """Whether the platform answers now, for a readiness probe: False at once while the
+        breaker is open (the chats' own calls found it down), else one `GET /v1/health` within
+        `timeout` seconds, without retries and without counting for the breaker."""
+        if self._breaker.state is BreakerState.OPEN:
+            return False
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        try:
+            async with self._session.get(
+                URL(self._base + "/v1/health", encoded=True),
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as response:
+                return response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            return False
 
     # The gateway
 

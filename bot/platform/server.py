@@ -16,10 +16,11 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any
 
 from aiohttp import web
 
+from bot.channels.body import BadBody, parse_json
 from bot.platform import codec
 from bot.platform.gateway import PlatformGateway, PlatformRejected, PlatformUnavailable
 from bot.platform.models import ResetResult
@@ -178,17 +179,14 @@ def _since(request: web.Request) -> datetime | None:
     return None if text is None else codec.decode_datetime(text, "since")
 
 
-def _reject_constant(token: str) -> NoReturn:
-    raise ValueError(f"{token} is not JSON")
-
-
 async def _body(request: web.Request) -> codec.Fields:
     """The request's JSON object; numbers parse as Decimal so no amount passes through a float."""
     raw = await request.read()
     try:
-        value: Any = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise BadInput("invalid_json", "the body is not valid JSON") from exc
+        # Lone surrogates stay: the contract refuses them (codec.Fields), rather than guess.
+        value: Any = parse_json(raw, parse_float=Decimal, replace_surrogates=False)
+    except BadBody as exc:
+        raise BadInput("invalid_json", f"the body is not valid JSON: {exc.message}") from exc
     return codec.Fields(value)
 
 
