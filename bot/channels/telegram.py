@@ -240,6 +240,7 @@ class TelegramChannel:
                 message_id=f"u{update.update_id}",
                 text=message.text or message.caption or "",
                 received_at=message.date,
+                client=str(user.id),
             )
         )
 
@@ -256,6 +257,7 @@ class TelegramChannel:
                     user_id=str(query.from_user.id),
                     message_id=f"u{update.update_id}",
                     action=(query.data or "")[:MAX_CALLBACK_BYTES],
+                    client=str(query.from_user.id),
                 )
             )
         # The answer only stops the button's spinner. It goes out beside the transaction, not

@@ -23,6 +23,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.channels.client import client_address
 from bot.channels.errors import json_error
 from bot.engine import Engine
 from bot.escalation.bus import EventBus
@@ -226,6 +227,7 @@ class WebChat:
             message_id=f"{session_id}:{client_id or uuid.uuid4().hex}",
             text=text or "",
             action=action,
+            client=client_address(request),
         )
         replies = await self._engine.handle(message)
         return web.json_response({"replies": [reply.to_json() for reply in replies]})

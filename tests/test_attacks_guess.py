@@ -1,0 +1,170 @@
+"""Guessing attacks from outside, over real HTTP (issue 15): order proofs, bind codes, and
+payment links of merchants that may not collect.
+
+The whole app from `create_app` listens on 127.0.0.1 over the `db` tier (SQLite, and
+PostgreSQL when TEST_DATABASE_URL is set) with the demo world loaded. An attacker here opens a
+new web chat session for every guess, as the attack run did. Windows are passed by moving the
+stored attempts back in time, not by waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.settings import Settings
+from bot.storage.db import session_factory
+from bot.storage.models import RateEvent
+from bot.types import Language
+from tests.test_webchat_api import Visitor, text_of
+from webhook_server import create_app
+
+PENDING_ORDER = "BT2026112600000013"  # M001, pending, ¥15.50, payer phone ends 2222
+TWELVE_YUAN_ORDER = "BT2026112600000021"  # M002, paid, ¥12.00, payer phone ends 3333
+UNKNOWN_ORDER = "BT2026112600009999"
+
+
+@dataclass
+class Server:
+    base: str
+    http: aiohttp.ClientSession
+    db: AsyncEngine
+    app: web.Application
+
+    async def visitor(self) -> Visitor:
+        return await Visitor(self.http, self.base).open()
+
+    async def rate_events(self, key: str) -> int:
+        async with session_factory(self.db)() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(RateEvent).where(RateEvent.key == key)
+            )
+            return int(count or 0)
+
+    async def age_rate_events(self, **delta: float) -> None:
+        """Every counted attempt happened `delta` earlier: a window passes without waiting."""
+        async with session_factory(self.db)() as session, session.begin():
+            for event in (await session.scalars(select(RateEvent))).all():
+                event.at -= timedelta(**delta)
+
+
+def _settings(db: AsyncEngine, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": db.url.render_as_string(hide_password=False),
+        "platform_webhook_secret": SecretStr("test-platform-webhook-secret"),
+        "telegram_bot_token": None,
+        "default_language": Language.ZH,
+        "demo_world": None,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
+async def server(db: AsyncEngine, world: None) -> AsyncIterator[Server]:
+    app = create_app(_settings(db))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Server(f"http://127.0.0.1:{port}", http, db, app)
+    finally:
+        await runner.cleanup()
+
+
+async def ask_about(server: Server, order_no: str, proof: str) -> str:
+    """A new session asks about `order_no` and offers `proof`: one guess, one session."""
+    visitor = await server.visitor()
+    replies = await visitor.say(f"订单{order_no}付款了吗")
+    assert "手机号的后4位" in text_of(replies), text_of(replies)
+    return text_of(await visitor.say(proof))
+
+
+def same_reply(text: str, order_no: str) -> str:
+    return text.replace(order_no, "<order>")
+
+
+# ---- 1. customer order proof -------------------------------------------------------------
+
+
+async def test_wrong_proofs_from_new_sessions_lock_the_order_even_for_the_right_proof(
+    server: Server,
+) -> None:
+    wrong = [await ask_about(server, PENDING_ORDER, f"{n:04d}") for n in range(5)]
+    assert all("无法核实" in text for text in wrong)
+    # The right proof, from a new session, now reads exactly as a wrong one.
+    locked = await ask_about(server, PENDING_ORDER, "2222")
+    assert locked == wrong[0]
+    assert "待支付" not in locked
+    # ... and exactly as an order that does not exist.
+    unknown = await ask_about(server, UNKNOWN_ORDER, "2222")
+    assert same_reply(unknown, UNKNOWN_ORDER) == same_reply(locked, PENDING_ORDER)
+    # Every proof while locked was counted, so the order stays locked while guessing goes on.
+    assert await server.rate_events(f"verify:order:{PENDING_ORDER}") == 6
+    await server.age_rate_events(minutes=16)
+    assert "待支付" in await ask_about(server, PENDING_ORDER, "2222")
+
+
+async def test_an_order_that_does_not_exist_is_counted_per_its_number(server: Server) -> None:
+    for n in range(3):
+        text = await ask_about(server, UNKNOWN_ORDER, f"{n:04d}")
+        assert "无法核实" in text
+    assert await server.rate_events(f"verify:order:{UNKNOWN_ORDER}") == 3
+    assert await server.rate_events("verify:client:webchat:127.0.0.1") == 3
+
+
+async def test_one_client_address_is_stopped_across_sessions_and_orders(server: Server) -> None:
+    # 20 wrong proofs from one address: 4 sessions, 5 each, on 20 different order numbers.
+    for chat in range(4):
+        visitor = await server.visitor()
+        for n in range(5):
+            order_no = f"BT20261126{chat:04d}{n:04d}"
+            await visitor.say(f"订单{order_no}付款了吗")
+            assert "无法核实" in text_of(await visitor.say("0000"))
+    visitor = await server.visitor()
+    replies = await visitor.say(f"订单{PENDING_ORDER}付款了吗")
+    assert "验证失败次数过多" in text_of(replies)
+    await server.age_rate_events(minutes=16)
+    assert "待支付" in await ask_about(server, PENDING_ORDER, "2222")
+
+
+async def test_one_chat_is_stopped_after_five_wrong_proofs(server: Server) -> None:
+    visitor = await server.visitor()
+    for n in range(5):
+        await visitor.say(f"订单BT202611260000{n:04d}付款了吗")
+        await visitor.say("0000")
+    replies = await visitor.say(f"订单{PENDING_ORDER}付款了吗")
+    assert "验证失败次数过多" in text_of(replies)
+
+
+async def test_four_digits_are_phone_digits_never_an_amount(server: Server) -> None:
+    text = await ask_about(server, TWELVE_YUAN_ORDER, "0012")  # the order is ¥12.00
+    assert "无法核实" in text and "已支付" not in text
+    assert "已支付" in await ask_about(server, TWELVE_YUAN_ORDER, "12元")
+
+
+@pytest.mark.parametrize("amount", ["15.50", "15.5元", "¥15.5", "金额是 ￥15.50"])
+async def test_an_amount_written_as_one_proves_the_order(server: Server, amount: str) -> None:
+    assert "待支付" in await ask_about(server, PENDING_ORDER, amount)
+
+
+async def test_one_message_carries_one_proof(server: Server) -> None:
+    visitor = await server.visitor()
+    await visitor.say(f"订单{PENDING_ORDER}付款了吗")
+    replies = await visitor.say("1234 ¥15.50")
+    assert "只能提供一项" in text_of(replies) and "待支付" not in text_of(replies)
+    assert await server.rate_events(f"verify:order:{PENDING_ORDER}") == 0
+    # Still waiting for the proof: one proof alone now goes through.
+    assert "待支付" in text_of(await visitor.say("¥15.50"))
