@@ -93,7 +93,9 @@ def cmd_platform_load(args: argparse.Namespace) -> int:
         db = create_engine(settings.database_url, settings)
         try:
             await upgrade(db)
-            return await load_world(session_factory(db), world)
+            return await load_world(
+                session_factory(db), world, bind_code_secret=settings.bind_code_key
+            )
         finally:
             await db.dispose()
 
@@ -107,7 +109,7 @@ async def load_demo(bot: Bot, settings: Settings, *, quiet: bool = False) -> Non
     if settings.demo_world is None:
         return
     world = read_world(settings.demo_world)
-    await load_world(session_factory(bot.db), world)
+    await load_world(session_factory(bot.db), world, bind_code_secret=settings.bind_code_key)
     if quiet:
         return
     print("Demo world loaded. Bind a chat to a demo merchant with /bind CODE:")
@@ -126,7 +128,11 @@ def cmd_platform_serve(args: argparse.Namespace) -> int:
             try:
                 await upgrade(db)
                 if settings.demo_world is not None:
-                    await load_world(session_factory(db), read_world(settings.demo_world))
+                    await load_world(
+                        session_factory(db),
+                        read_world(settings.demo_world),
+                        bind_code_secret=settings.bind_code_key,
+                    )
             finally:
                 await db.dispose()
         await run_platform_server(settings, args.host, args.port)

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=20, gt=0)
     # Days the delivery bookkeeping (handled updates, sent replies, rate events) is kept.
     retention_days: int = Field(default=7, ge=1, le=3650)
+    # Wrong bind codes, from all chats together, that pause binding for everyone (see
+    # docs/SECURITY.md, "Merchant bind codes", for why so few: it bounds a botnet's guesses).
+    bind_global_limit: int = Field(default=3, ge=1)
+    bind_global_window_minutes: int = Field(default=60, ge=1, le=1440)
+    # The key bind codes are stored under (HMAC-SHA256); unset, one is generated on first
+    # start and kept in the database (platform_secrets).
+    bind_code_secret: SecretStr | None = None
     # Channels
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
@@ -84,3 +91,9 @@ class Settings(BaseSettings):
     smtp_sender: str = "no-reply@btp.example"
     smtp_starttls: bool = True
     suggestions: int = Field(default=3, ge=0, le=5)
+
+    @property
+    def bind_code_key(self) -> str | None:
+        """BIND_CODE_SECRET's value, or None: the platform then keeps a key of its own."""
+        secret = self.bind_code_secret
+        return secret.get_secret_value() if secret and secret.get_secret_value() else None

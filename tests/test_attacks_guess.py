@@ -9,7 +9,12 @@ stored attempts back in time, not by waiting.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
+import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,9 +23,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.platform.tables import MerchantRow, PlatformSecretRow
 from bot.settings import Settings
 from bot.storage.db import session_factory
 from bot.storage.models import RateEvent
@@ -31,6 +37,7 @@ from webhook_server import create_app
 PENDING_ORDER = "BT2026112600000013"  # M001, pending, ¥15.50, payer phone ends 2222
 TWELVE_YUAN_ORDER = "BT2026112600000021"  # M002, paid, ¥12.00, payer phone ends 3333
 UNKNOWN_ORDER = "BT2026112600009999"
+M001_CODE, M002_CODE = "482913", "275160"
 
 
 @dataclass
@@ -69,9 +76,10 @@ def _settings(db: AsyncEngine, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-@pytest.fixture
-async def server(db: AsyncEngine, world: None) -> AsyncIterator[Server]:
-    app = create_app(_settings(db))
+@asynccontextmanager
+async def running(db: AsyncEngine, **overrides: Any) -> AsyncIterator[Server]:
+    """The app on a random port of 127.0.0.1, over `db` (the demo world loaded already)."""
+    app = create_app(_settings(db, **overrides))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -82,6 +90,20 @@ async def server(db: AsyncEngine, world: None) -> AsyncIterator[Server]:
             yield Server(f"http://127.0.0.1:{port}", http, db, app)
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def server(db: AsyncEngine, world: None) -> AsyncIterator[Server]:
+    async with running(db) as server:
+        yield server
+
+
+@asynccontextmanager
+async def from_address(server: Server, address: str) -> AsyncIterator[Server]:
+    """The same server, reached from another loopback address (another client, to limits)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        yield Server(server.base, http, server.db, server.app)
 
 
 async def ask_about(server: Server, order_no: str, proof: str) -> str:
@@ -168,3 +190,80 @@ async def test_one_message_carries_one_proof(server: Server) -> None:
     assert await server.rate_events(f"verify:order:{PENDING_ORDER}") == 0
     # Still waiting for the proof: one proof alone now goes through.
     assert "待支付" in text_of(await visitor.say("¥15.50"))
+
+
+# ---- 2. merchant bind codes --------------------------------------------------------------
+
+
+async def bind_attempt(server: Server, code: str) -> list[dict[str, Any]]:
+    """A new session tries one bind code."""
+    return await (await server.visitor()).say(f"/bind {code}")
+
+
+async def test_one_address_is_stopped_after_three_wrong_codes(
+    db: AsyncEngine, world: None
+) -> None:
+    async with running(db, bind_global_limit=100) as server:
+        for code in ("000001", "000002", "000003"):
+            assert "无效" in text_of(await bind_attempt(server, code))
+        # The right code from this address now waits; from another address it binds.
+        refused = await bind_attempt(server, M001_CODE)
+        assert "这里输错的绑定码太多" in text_of(refused) and "60分钟" in text_of(refused)
+        assert [b["action"] for r in refused for b in r["buttons"]] == ["human"]
+        async with from_address(server, "127.0.0.2") as other:
+            assert "小王水果店" in text_of(await bind_attempt(other, M001_CODE))
+        await server.age_rate_events(minutes=61)
+        assert "李记早餐" in text_of(await bind_attempt(server, M002_CODE))
+
+
+async def test_wrong_codes_from_many_addresses_pause_binding_for_everyone(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bot.engine")
+    # A botnet: every wrong code from a new address and a new session. The default global
+    # limit is 3 wrong codes an hour.
+    for n, code in enumerate(("000001", "000002", "000003")):
+        async with from_address(server, f"127.0.0.{n + 2}") as bot:
+            assert "无效" in text_of(await bind_attempt(bot, code))
+    assert any("limit bind_global reached" in r.getMessage() for r in caplog.records)
+    async with server.http.get(f"{server.base}/metrics") as response:
+        assert 'btp_limit_tripped_total{limit="bind_global"} 1.0' in await response.text()
+    # The real merchant's right code, from a fresh address: paused, not tried, not used up.
+    async with from_address(server, "127.0.0.9") as merchant:
+        paused = await bind_attempt(merchant, M001_CODE)
+        assert "绑定功能暂时不可用" in text_of(paused) and "60分钟" in text_of(paused)
+        assert [b["action"] for r in paused for b in r["buttons"]] == ["human"]
+        await server.age_rate_events(minutes=61)
+        assert "小王水果店" in text_of(await bind_attempt(merchant, M001_CODE))
+
+
+async def test_concurrent_wrong_codes_get_no_more_tries_than_the_limit(server: Server) -> None:
+    async def guess(n: int) -> str:
+        async with from_address(server, f"127.0.1.{n + 1}") as bot:
+            return text_of(await bind_attempt(bot, f"{100000 + n}"))
+
+    answers = await asyncio.gather(*(guess(n) for n in range(12)))
+    assert sum("无效" in a for a in answers) == 3, answers
+    assert sum("暂时不可用" in a for a in answers) == 9, answers
+    assert await server.rate_events("bind:global") == 3
+
+
+async def test_bind_codes_are_stored_under_a_key_not_as_a_plain_digest(server: Server) -> None:
+    async with session_factory(server.db)() as session:
+        stored = await session.get(MerchantRow, "M001")
+        secret = await session.get(PlatformSecretRow, "bind_code_key")
+    assert stored is not None and secret is not None
+    assert stored.bind_code_digest != hashlib.sha256(M001_CODE.encode()).hexdigest()
+    keyed = hmac.new(bytes.fromhex(secret.value), M001_CODE.encode(), hashlib.sha256)
+    assert stored.bind_code_digest == keyed.hexdigest()
+    assert "小王水果店" in text_of(await bind_attempt(server, M001_CODE))
+
+
+async def test_a_code_stored_before_keyed_digests_still_binds_once(server: Server) -> None:
+    legacy = hashlib.sha256(M002_CODE.encode()).hexdigest()
+    async with session_factory(server.db)() as session, session.begin():
+        await session.execute(
+            update(MerchantRow).where(MerchantRow.id == "M002").values(bind_code_digest=legacy)
+        )
+    assert "李记早餐" in text_of(await bind_attempt(server, M002_CODE))
+    assert "无效或已被使用" in text_of(await bind_attempt(server, M002_CODE))

@@ -345,6 +345,7 @@ async def run_platform_server(settings: Settings, host: str, port: int) -> None:
             session_factory(db),
             shares_bot_database=False,
             public_url=settings.platform_public_url,
+            bind_code_secret=settings.bind_code_key,
         )
         secret = settings.platform_api_key
         runner = web.AppRunner(

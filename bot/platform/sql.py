@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -39,16 +40,39 @@ from bot.platform.tables import (
     OrderRow,
     PasswordResetRow,
     PaymentLinkRow,
+    PlatformSecretRow,
     WithdrawalRow,
 )
-from bot.storage.unit import current_session
+from bot.storage.unit import current_session, insert_once
 
 RESETS_PER_ACCOUNT_PER_HOUR = 3
 RESET_TOKEN_LIFETIME = timedelta(minutes=30)
 
 
+BIND_KEY = "bind_code_key"
+
+
 def digest(secret: str) -> str:
+    """For random secrets (reset tokens): a plain digest cannot be reversed by trying them all."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def bind_code_digest(key: bytes, code: str) -> str:
+    """A bind code at rest: keyed, since a plain digest of 6 digits is reversed by trying all."""
+    return hmac.new(key, code.strip().encode(), hashlib.sha256).hexdigest()
+
+
+async def bind_code_key(session: AsyncSession, configured: str | None) -> bytes:
+    """BIND_CODE_SECRET when set; otherwise the key kept in the database, made on first use."""
+    if configured:
+        return configured.encode()
+    stored = await session.get(PlatformSecretRow, BIND_KEY)
+    if stored is None:
+        key = secrets.token_hex(32)
+        await insert_once(session, PlatformSecretRow, name=BIND_KEY, value=key, created_at=_now())
+        stored = await session.get(PlatformSecretRow, BIND_KEY)
+    assert stored is not None  # inserted now, or by whoever won the race, in this view
+    return bytes.fromhex(stored.value)
 
 
 def to_fen(amount: Decimal) -> int:
@@ -82,6 +106,7 @@ class SqlPlatform:
         public_url: str = "https://pay.btp.example",
         reset_message: ResetMessage = _plain_reset_message,
         clock: Callable[[], datetime] = _now,
+        bind_code_secret: str | None = None,
     ) -> None:
         self._sessions = sessions
         self._shares = shares_bot_database
@@ -89,6 +114,8 @@ class SqlPlatform:
         self._public_url = public_url.rstrip("/")
         self._reset_message = reset_message
         self._clock = clock
+        self._bind_code_secret = bind_code_secret
+        self._bind_key: bytes | None = None
 
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[AsyncSession]:
@@ -225,10 +252,15 @@ class SqlPlatform:
 
     async def redeem_bind_code(self, code: str) -> str | None:
         async with self._unit() as session:
+            if self._bind_key is None:
+                self._bind_key = await bind_code_key(session, self._bind_code_secret)
+            # A code stored before keyed digests (plain SHA-256) still works, once: it is
+            # consumed by the redemption; `btp-bot platform load` stores every code keyed.
+            digests = [bind_code_digest(self._bind_key, code), digest(code.strip())]
             result = await session.execute(
                 update(MerchantRow)
                 .where(
-                    MerchantRow.bind_code_digest == digest(code.strip()),
+                    MerchantRow.bind_code_digest.in_(digests),
                     MerchantRow.bind_code_used_at.is_(None),
                 )
                 .values(bind_code_used_at=self._clock())
