@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -26,11 +27,18 @@ from pydantic import SecretStr
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.platform.tables import MerchantRow, PlatformSecretRow
+from bot.platform.gateway import MerchantNotActive
+from bot.platform.http import HttpPlatform
+from bot.platform.models import MerchantStatus
+from bot.platform.server import create_platform_app
+from bot.platform.sql import SqlPlatform
+from bot.platform.tables import MerchantRow, PaymentLinkRow, PlatformSecretRow
 from bot.settings import Settings
 from bot.storage.db import session_factory
 from bot.storage.models import RateEvent
 from bot.types import Language
+from tests.test_console_http import ALL_DAY, agent_session, asks_for_a_person, with_console
+from tests.test_console_http import Server as ConsoleServer
 from tests.test_webchat_api import Visitor, text_of
 from webhook_server import create_app
 
@@ -38,6 +46,7 @@ PENDING_ORDER = "BT2026112600000013"  # M001, pending, ¥15.50, payer phone ends
 TWELVE_YUAN_ORDER = "BT2026112600000021"  # M002, paid, ¥12.00, payer phone ends 3333
 UNKNOWN_ORDER = "BT2026112600009999"
 M001_CODE, M002_CODE = "482913", "275160"
+M003_CODE = "913527"  # 张姐服装, pending_review
 
 
 @dataclass
@@ -71,6 +80,8 @@ def _settings(db: AsyncEngine, **overrides: Any) -> Settings:
         "telegram_bot_token": None,
         "default_language": Language.ZH,
         "demo_world": None,
+        "business_hours": ALL_DAY,
+        "business_days": "0123456",
         **overrides,
     }
     return Settings(**values)
@@ -79,7 +90,8 @@ def _settings(db: AsyncEngine, **overrides: Any) -> Settings:
 @asynccontextmanager
 async def running(db: AsyncEngine, **overrides: Any) -> AsyncIterator[Server]:
     """The app on a random port of 127.0.0.1, over `db` (the demo world loaded already)."""
-    app = create_app(_settings(db, **overrides))
+    settings = _settings(db, **overrides)
+    app = with_console(create_app(settings), settings)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -267,3 +279,98 @@ async def test_a_code_stored_before_keyed_digests_still_binds_once(server: Serve
         )
     assert "李记早餐" in text_of(await bind_attempt(server, M002_CODE))
     assert "无效或已被使用" in text_of(await bind_attempt(server, M002_CODE))
+
+
+# ---- 13. payment links of merchants that may not collect ---------------------------------
+
+
+async def payment_links(server: Server) -> int:
+    async with session_factory(server.db)() as session:
+        return int(await session.scalar(select(func.count()).select_from(PaymentLinkRow)) or 0)
+
+
+async def set_status(server: Server, merchant_id: str, status: str) -> None:
+    async with session_factory(server.db)() as session, session.begin():
+        await session.execute(
+            update(MerchantRow).where(MerchantRow.id == merchant_id).values(status=status)
+        )
+
+
+async def test_a_merchant_under_review_hears_why_it_cannot_make_a_link(server: Server) -> None:
+    visitor = await server.visitor()
+    assert "张姐服装" in text_of(await visitor.say(f"/bind {M003_CODE}"))
+    replies = await visitor.say("生成一个88元的收款链接")
+    assert "审核中" in text_of(replies) and "1-3个工作日" in text_of(replies)
+    assert "https://" not in text_of(replies)
+    assert [b["action"] for r in replies for b in r["buttons"]] == ["human"]
+    await visitor.say("/lang en")
+    replies = await visitor.say("create a payment link for 50 yuan")
+    assert "under review" in text_of(replies)
+    assert await payment_links(server) == 0
+
+
+async def test_the_platform_refuses_a_suspended_merchant_at_confirmation(server: Server) -> None:
+    visitor = await server.visitor()
+    await visitor.say(f"/bind {M001_CODE}")
+    replies = await visitor.say("生成一个88元的收款链接")
+    confirm = next(b for r in replies for b in r["buttons"] if "确认" in b["label"])
+    await set_status(server, "M001", "suspended")  # suspended while the merchant confirms
+    replies = await visitor.press(confirm["action"])
+    assert "暂停收款" in text_of(replies) and "https://" not in text_of(replies)
+    assert await payment_links(server) == 0
+    await set_status(server, "M001", "active")
+    replies = await visitor.say("生成一个88元的收款链接")
+    confirm = next(b for r in replies for b in r["buttons"] if "确认" in b["label"])
+    assert "https://" in text_of(await visitor.press(confirm["action"]))
+    assert await payment_links(server) == 1
+
+
+async def test_the_platform_api_refuses_with_the_merchant_status(
+    db: AsyncEngine, world: None
+) -> None:
+    platform = SqlPlatform(session_factory(db), shares_bot_database=False)
+    runner = web.AppRunner(create_platform_app(platform, "key"))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{base}/v1/payment-links",
+                json={"merchant_id": "M003", "amount": "88.00"},
+                headers={"Authorization": "Bearer key"},
+            ) as response:
+                assert response.status == 422
+                error = (await response.json())["error"]
+            assert error["code"] == "merchant_not_active"
+            assert error["merchant_status"] == "pending_review"
+        async with HttpPlatform(base, api_key="key") as client:
+            with pytest.raises(MerchantNotActive) as refused:
+                await client.create_payment_link("M003", Decimal("88.00"), None)
+            assert refused.value.status is MerchantStatus.PENDING_REVIEW
+            link = await client.create_payment_link("M001", Decimal("88.00"), None)
+            assert link.merchant_id == "M001"
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_console_tool_shows_the_refusal(server: Server) -> None:
+    console = ConsoleServer(server.base, server.app)
+    await console.add_agent("picker", capacity=0, online=True)
+    await console.add_agent("小张")
+    await asks_for_a_person(server.http, server.base, f"/bind {M003_CODE}", "转人工")
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        waiting = (await agent.queue())["waiting"]
+        assert len(waiting) == 1
+        await agent.claim(waiting[0]["handoff_id"])
+        tools = f"/agent/api/chats/{waiting[0]['conversation_id']}"
+        status, body = await agent.post(f"{tools}/payment-link", amount="66.50")
+        assert status == 409, body
+        assert body["error"]["code"] == "merchant_not_active"
+        assert "pending review" in body["error"]["message"]
+        _, page = await agent.page(f"/agent/chats/{waiting[0]['conversation_id']}")
+        assert "err_merchant_not_active" in page  # the console's own words for it
+    assert await payment_links(server) == 0

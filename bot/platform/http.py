@@ -25,7 +25,7 @@ from yarl import URL
 
 from bot.platform import codec
 from bot.platform.breaker import CircuitBreaker
-from bot.platform.gateway import PlatformRejected, PlatformUnavailable
+from bot.platform.gateway import MerchantNotActive, PlatformRejected, PlatformUnavailable
 from bot.platform.models import (
     Account,
     Merchant,
@@ -256,6 +256,13 @@ class HttpPlatform:
                 raise _Transient(f"malformed response ({exc})") from exc
         if status == 404 and codec.decode_error_code(payload) == "not_found":
             return None
+        if status == 422 and codec.decode_error_code(payload) == "merchant_not_active":
+            try:
+                merchant_status = codec.decode_merchant_not_active(payload)
+            except codec.CodecError:
+                pass  # refused all the same, for a reason the bot cannot name
+            else:
+                raise MerchantNotActive(merchant_status)
         if status in (400, 422):
             message = _error_message(payload) or f"HTTP {status}"
             log.debug("platform %s rejected: %s", operation, message)

@@ -21,7 +21,12 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from bot.platform import codec
-from bot.platform.gateway import PlatformGateway, PlatformRejected, PlatformUnavailable
+from bot.platform.gateway import (
+    MerchantNotActive,
+    PlatformGateway,
+    PlatformRejected,
+    PlatformUnavailable,
+)
 from bot.platform.models import ResetResult
 from bot.platform.sql import SqlPlatform
 from bot.settings import Settings
@@ -93,6 +98,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(400, "invalid_field", str(exc))
     except NotFound as exc:
         return _error(404, "not_found", str(exc))
+    except MerchantNotActive as exc:
+        return _json(codec.encode_merchant_not_active(exc.status), 422)
     except PlatformRejected as exc:
         return _error(400, "rejected", str(exc) or "the platform refused the request")
     except PlatformUnavailable:

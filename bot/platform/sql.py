@@ -13,6 +13,7 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.platform.gateway import MerchantNotActive, PlatformRejected
 from bot.platform.models import (
     Account,
     AccountStatus,
@@ -179,6 +180,7 @@ class SqlPlatform:
     async def create_payment_link(
         self, merchant_id: str, amount: Decimal, description: str | None
     ) -> PaymentLink:
+        """A link that collects for the merchant; only an active merchant may collect."""
         link_id = "PL" + secrets.token_hex(8).upper()
         row = PaymentLinkRow(
             id=link_id,
@@ -189,6 +191,11 @@ class SqlPlatform:
             created_at=self._clock(),
         )
         async with self._unit() as session:
+            merchant = await session.get(MerchantRow, merchant_id)
+            if merchant is None:
+                raise PlatformRejected("no such merchant")
+            if merchant.status != MerchantStatus.ACTIVE:
+                raise MerchantNotActive(MerchantStatus(merchant.status))
             session.add(row)
         return PaymentLink(
             row.id, merchant_id, from_fen(row.amount_fen), row.url, row.created_at, description
