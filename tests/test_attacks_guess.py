@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,8 +38,11 @@ from bot.settings import Settings
 from bot.storage.db import session_factory
 from bot.storage.models import RateEvent
 from bot.types import Language
+from tests.botapi import BotApiStub
 from tests.test_console_http import ALL_DAY, agent_session, asks_for_a_person, with_console
 from tests.test_console_http import Server as ConsoleServer
+from tests.test_telegram import SECRET as TG_SECRET
+from tests.test_telegram import Telegram
 from tests.test_webchat_api import Visitor, text_of
 from webhook_server import create_app
 
@@ -47,6 +51,7 @@ TWELVE_YUAN_ORDER = "BT2026112600000021"  # M002, paid, ¥12.00, payer phone end
 UNKNOWN_ORDER = "BT2026112600009999"
 M001_CODE, M002_CODE = "482913", "275160"
 M003_CODE = "913527"  # 张姐服装, pending_review
+TG_USER = 515151
 
 
 @dataclass
@@ -279,6 +284,26 @@ async def test_a_code_stored_before_keyed_digests_still_binds_once(server: Serve
         )
     assert "李记早餐" in text_of(await bind_attempt(server, M002_CODE))
     assert "无效或已被使用" in text_of(await bind_attempt(server, M002_CODE))
+
+
+async def test_a_telegram_user_is_a_client_of_its_own(db: AsyncEngine, world: None) -> None:
+    """Telegram has no client address: the Telegram user's id stands in for it."""
+    async with BotApiStub() as stub:
+        settings = _settings(
+            db,
+            telegram_bot_token=stub.token,
+            telegram_api_url=stub.url,
+            telegram_webhook_secret=TG_SECRET,
+        )
+        async with TestClient(TestServer(create_app(settings))) as client:
+            telegram = Telegram(client, stub)
+            for code in ("000001", "000002", "000003"):
+                assert "无效" in "\n".join(await telegram.say(f"/bind {code}", chat=TG_USER))
+            refused = "\n".join(await telegram.say(f"/bind {M001_CODE}", chat=TG_USER))
+            assert "这里输错的绑定码太多" in refused
+            async with session_factory(db)() as session:
+                keys = set(await session.scalars(select(RateEvent.key)))
+            assert f"bind:client:telegram:{TG_USER}" in keys
 
 
 # ---- 13. payment links of merchants that may not collect ---------------------------------
