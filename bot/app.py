@@ -95,6 +95,7 @@ def build_sql_gateway(
         public_url=settings.platform_public_url,
         reset_message=reset_message,
         bind_code_secret=settings.bind_code_key,
+        bind_limit=settings.bind_limit,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -97,3 +98,8 @@ class Settings(BaseSettings):
         """BIND_CODE_SECRET's value, or None: the platform then keeps a key of its own."""
         secret = self.bind_code_secret
         return secret.get_secret_value() if secret and secret.get_secret_value() else None
+
+    @property
+    def bind_limit(self) -> tuple[int, timedelta]:
+        """Wrong bind codes across all chats per window (the bot's count and the platform's)."""
+        return self.bind_global_limit, timedelta(minutes=self.bind_global_window_minutes)

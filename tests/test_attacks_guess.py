@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -33,7 +33,7 @@ from bot.platform.http import HttpPlatform
 from bot.platform.models import MerchantStatus
 from bot.platform.server import create_platform_app
 from bot.platform.sql import SqlPlatform
-from bot.platform.tables import MerchantRow, PaymentLinkRow, PlatformSecretRow
+from bot.platform.tables import BindFailureRow, MerchantRow, PaymentLinkRow, PlatformSecretRow
 from bot.settings import Settings
 from bot.storage.db import session_factory
 from bot.storage.models import RateEvent
@@ -72,10 +72,13 @@ class Server:
             return int(count or 0)
 
     async def age_rate_events(self, **delta: float) -> None:
-        """Every counted attempt happened `delta` earlier: a window passes without waiting."""
+        """Every counted attempt (the bot's and the platform's) happened `delta` earlier: a
+        window passes without waiting."""
         async with session_factory(self.db)() as session, session.begin():
             for event in (await session.scalars(select(RateEvent))).all():
                 event.at -= timedelta(**delta)
+            for failure in (await session.scalars(select(BindFailureRow))).all():
+                failure.at -= timedelta(**delta)
 
 
 def _settings(db: AsyncEngine, **overrides: Any) -> Settings:
@@ -304,6 +307,48 @@ async def test_a_telegram_user_is_a_client_of_its_own(db: AsyncEngine, world: No
             async with session_factory(db)() as session:
                 keys = set(await session.scalars(select(RateEvent.key)))
             assert f"bind:client:telegram:{TG_USER}" in keys
+
+
+async def test_the_platform_counts_wrong_codes_of_calls_in_flight_at_once(
+    db: AsyncEngine, world: None
+) -> None:
+    """With PLATFORM_API_URL the bot calls outside its transaction, so codes in flight at
+    once are not counted against each other by the bot: the platform counts them itself."""
+    platform = SqlPlatform(
+        session_factory(db), shares_bot_database=False, bind_limit=(3, timedelta(hours=1))
+    )
+    runner = web.AppRunner(create_platform_app(platform, "key"))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        remote = {
+            "platform_api_url": f"http://127.0.0.1:{port}",
+            "platform_api_key": SecretStr("key"),
+            "bind_global_limit": 100,  # the bot's own count would let all of them through
+        }
+        async with running(db, **remote) as server:
+
+            async def guess(n: int) -> str:
+                async with from_address(server, f"127.0.2.{n + 1}") as bot:
+                    return text_of(await bind_attempt(bot, f"{200000 + n}"))
+
+            answers = await asyncio.gather(*(guess(n) for n in range(12)))
+            assert sum("无效" in a for a in answers) == 3, answers
+            assert sum("绑定功能暂时不可用" in a for a in answers) == 9, answers
+            async with from_address(server, "127.0.2.99") as merchant:
+                assert "暂时不可用" in text_of(await bind_attempt(merchant, M001_CODE))
+            async with session_factory(db)() as session:
+                assert await session.scalar(select(func.count()).select_from(BindFailureRow)) == 3
+                await session.execute(
+                    update(BindFailureRow).values(at=datetime.now(UTC) - timedelta(minutes=61))
+                )
+                await session.commit()
+            async with from_address(server, "127.0.2.99") as merchant:
+                assert "小王水果店" in text_of(await bind_attempt(merchant, M001_CODE))
+    finally:
+        await runner.cleanup()
 
 
 # ---- 13. payment links of merchants that may not collect ---------------------------------

@@ -12,6 +12,7 @@ import re
 from datetime import timedelta
 
 from bot.context import Context, Outcome
+from bot.platform.gateway import BindCodesPaused
 from bot.routing import Result, Router
 
 router = Router("binding")
@@ -39,7 +40,7 @@ def _client_key(ctx: Context) -> str | None:
 async def bind(ctx: Context) -> Result:
     code = ctx.argument.strip() or bind_code_in(ctx.message.text) or ""
     chat_key, client_key = f"bind:{ctx.conversation.id}", _client_key(ctx)
-    global_window = timedelta(minutes=ctx.settings.bind_global_window_minutes)
+    global_window = ctx.settings.bind_limit[1]
     # The keys in this order only (chat, client, global): see `recent` in bot/engine.py.
     if await ctx.recent(chat_key, BIND_WINDOW) >= BIND_LIMIT:
         return Outcome([ctx.say("bind/locked", ctx.human_button())], solved=False)
@@ -54,7 +55,12 @@ async def bind(ctx: Context) -> Result:
     if wrong_everywhere >= ctx.settings.bind_global_limit:
         minutes = ctx.settings.bind_global_window_minutes
         return Outcome([ctx.say("bind/paused", ctx.human_button(), minutes=minutes)], solved=False)
-    merchant_id = await ctx.gateway.redeem_bind_code(code)
+    try:
+        merchant_id = await ctx.gateway.redeem_bind_code(code)
+    except BindCodesPaused:
+        # The platform's own count across all its clients (other bot processes too).
+        minutes = ctx.settings.bind_global_window_minutes
+        return Outcome([ctx.say("bind/paused", ctx.human_button(), minutes=minutes)], solved=False)
     merchant = await ctx.gateway.get_merchant(merchant_id) if merchant_id else None
     if merchant is None:
         keys = [chat_key, GLOBAL_KEY] + ([client_key] if client_key else [])

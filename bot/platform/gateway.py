@@ -35,6 +35,10 @@ class PlatformRejected(PlatformError):
     """The platform refused a request as invalid (e.g. an amount outside the limits)."""
 
 
+class BindCodesPaused(PlatformRejected):
+    """Too many wrong bind codes were tried lately, from anywhere: none is tried now."""
+
+
 class MerchantNotActive(PlatformRejected):
     """The merchant may not collect money yet or any more: under review, or suspended."""
 

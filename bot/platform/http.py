@@ -25,7 +25,12 @@ from yarl import URL
 
 from bot.platform import codec
 from bot.platform.breaker import CircuitBreaker
-from bot.platform.gateway import MerchantNotActive, PlatformRejected, PlatformUnavailable
+from bot.platform.gateway import (
+    BindCodesPaused,
+    MerchantNotActive,
+    PlatformRejected,
+    PlatformUnavailable,
+)
 from bot.platform.models import (
     Account,
     Merchant,
@@ -256,6 +261,8 @@ class HttpPlatform:
                 raise _Transient(f"malformed response ({exc})") from exc
         if status == 404 and codec.decode_error_code(payload) == "not_found":
             return None
+        if status == 429 and codec.decode_error_code(payload) == "bind_codes_paused":
+            raise BindCodesPaused("the platform paused binding")  # an answer, not a failure
         if status == 422 and codec.decode_error_code(payload) == "merchant_not_active":
             try:
                 merchant_status = codec.decode_merchant_not_active(payload)

@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.platform.gateway import MerchantNotActive, PlatformRejected
+from bot.platform.gateway import BindCodesPaused, MerchantNotActive, PlatformRejected
 from bot.platform.models import (
     Account,
     AccountStatus,
@@ -36,6 +36,7 @@ from bot.platform.notifier import Notice, Notifier, OutboxNotifier
 from bot.platform.tables import (
     AccountRow,
     AttemptRow,
+    BindFailureRow,
     ChannelRecordRow,
     MerchantRow,
     OrderRow,
@@ -47,6 +48,7 @@ from bot.platform.tables import (
 from bot.storage.unit import current_session, insert_once
 
 RESETS_PER_ACCOUNT_PER_HOUR = 3
+_BIND_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('platform:bind_codes'))")
 RESET_TOKEN_LIFETIME = timedelta(minutes=30)
 
 
@@ -108,6 +110,7 @@ class SqlPlatform:
         reset_message: ResetMessage = _plain_reset_message,
         clock: Callable[[], datetime] = _now,
         bind_code_secret: str | None = None,
+        bind_limit: tuple[int, timedelta] | None = None,
     ) -> None:
         self._sessions = sessions
         self._shares = shares_bot_database
@@ -117,6 +120,7 @@ class SqlPlatform:
         self._clock = clock
         self._bind_code_secret = bind_code_secret
         self._bind_key: bytes | None = None
+        self._bind_limit = bind_limit
 
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[AsyncSession]:
@@ -258,7 +262,22 @@ class SqlPlatform:
             )
 
     async def redeem_bind_code(self, code: str) -> str | None:
+        """The merchant whose unused code this is, consuming it. With `bind_limit` (count,
+        window) at most that many wrong codes are tried per window, whoever sends them: the
+        bot's own counts cannot see calls of other processes still in flight."""
         async with self._unit() as session:
+            now = self._clock()
+            if self._bind_limit is not None:
+                limit, window = self._bind_limit
+                if session.get_bind().dialect.name == "postgresql":
+                    await session.execute(_BIND_LOCK)  # count and record as one, across processes
+                failures = await session.scalar(
+                    select(func.count())
+                    .select_from(BindFailureRow)
+                    .where(BindFailureRow.at > now - window)
+                )
+                if (failures or 0) >= limit:
+                    raise BindCodesPaused(f"{limit} wrong bind codes within {window}")
             if self._bind_key is None:
                 self._bind_key = await bind_code_key(session, self._bind_code_secret)
             # A code stored before keyed digests (plain SHA-256) still works, once: it is
@@ -270,10 +289,15 @@ class SqlPlatform:
                     MerchantRow.bind_code_digest.in_(digests),
                     MerchantRow.bind_code_used_at.is_(None),
                 )
-                .values(bind_code_used_at=self._clock())
+                .values(bind_code_used_at=now)
                 .returning(MerchantRow.id)
             )
-            return result.scalar_one_or_none()
+            merchant_id = result.scalar_one_or_none()
+            if merchant_id is None and self._bind_limit is not None:
+                stale = BindFailureRow.at < now - self._bind_limit[1]
+                await session.execute(delete(BindFailureRow).where(stale))
+                session.add(BindFailureRow(at=now))
+            return merchant_id
 
 
 def _merchant(row: MerchantRow) -> Merchant:

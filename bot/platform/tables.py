@@ -40,6 +40,15 @@ class PlatformSecretRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class BindFailureRow(Base):
+    """A bind code tried and not found: the platform's own count across every client."""
+
+    __tablename__ = "platform_bind_failures"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class AccountRow(Base):
     __tablename__ = "platform_accounts"
 

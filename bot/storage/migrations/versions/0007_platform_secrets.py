@@ -1,4 +1,5 @@
-"""platform_secrets: the server key bind codes are stored under (HMAC-SHA256)
+"""platform_secrets: the server key bind codes are stored under (HMAC-SHA256);
+platform_bind_failures: wrong bind codes, counted by the platform across all its clients
 
 Bind codes stored before this revision are plain SHA-256 digests; a migration cannot key them
 again without the codes. They keep working once (redemption consumes a code), and
@@ -28,7 +29,23 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
+    op.create_table(
+        "platform_bind_failures",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("platform_bind_failures", schema=None) as batch_op:
+        batch_op.create_index("ix_platform_bind_failures_at", ["at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("platform_bind_failures", schema=None) as batch_op:
+        batch_op.drop_index("ix_platform_bind_failures_at")
+    op.drop_table("platform_bind_failures")
     op.drop_table("platform_secrets")
