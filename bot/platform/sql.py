@@ -48,11 +48,9 @@ from bot.platform.tables import (
 from bot.storage.unit import current_session, insert_once
 
 RESETS_PER_ACCOUNT_PER_HOUR = 3
-_BIND_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('platform:bind_codes'))")
 RESET_TOKEN_LIFETIME = timedelta(minutes=30)
-
-
 BIND_KEY = "bind_code_key"
+_BIND_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('platform:bind_codes'))")
 
 
 def digest(secret: str) -> str:
@@ -119,7 +117,6 @@ class SqlPlatform:
         self._reset_message = reset_message
         self._clock = clock
         self._bind_code_secret = bind_code_secret
-        self._bind_key: bytes | None = None
         self._bind_limit = bind_limit
 
     @asynccontextmanager
@@ -278,11 +275,11 @@ class SqlPlatform:
                 )
                 if (failures or 0) >= limit:
                     raise BindCodesPaused(f"{limit} wrong bind codes within {window}")
-            if self._bind_key is None:
-                self._bind_key = await bind_code_key(session, self._bind_code_secret)
+            # Read each time, not kept: a key made in a transaction that rolls back is no key.
+            key = await bind_code_key(session, self._bind_code_secret)
             # A code stored before keyed digests (plain SHA-256) still works, once: it is
             # consumed by the redemption; `btp-bot platform load` stores every code keyed.
-            digests = [bind_code_digest(self._bind_key, code), digest(code.strip())]
+            digests = [bind_code_digest(key, code), digest(code.strip())]
             result = await session.execute(
                 update(MerchantRow)
                 .where(
