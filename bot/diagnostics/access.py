@@ -53,8 +53,8 @@ LIMITS: tuple[Limit, ...] = (
 
 # A proof is one thing: 4 digits standing alone are phone digits; an amount is written as one
 # ("15.50", "15.5元", "¥15.5"). A message holding two (or none) proves nothing.
-_FOUR_DIGITS = re.compile(r"(?<![\d.])\d{4}(?![\d.])")
-_DECIMAL = re.compile(r"(?<![\d.])\d{1,9}\.\d{1,2}(?![\d.])")
+_FOUR_DIGITS = re.compile(r"(?<![\d.,])\d{4}(?![\d.,])")
+_DECIMAL = re.compile(r"(?<![\d.,])\d{1,9}\.\d{1,2}(?![\d.,])")
 
 
 class ProofKind(StrEnum):
