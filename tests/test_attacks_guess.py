@@ -182,6 +182,20 @@ async def test_one_client_address_is_stopped_across_sessions_and_orders(server: 
     assert "待支付" in await ask_about(server, PENDING_ORDER, "2222")
 
 
+async def test_one_client_address_gets_a_hundred_wrong_proofs_a_day(server: Server) -> None:
+    # 100 wrong proofs over the last hours (under 20 in any 15 minutes) from 127.0.0.1.
+    earlier = datetime.now(UTC) - timedelta(hours=2)
+    async with session_factory(server.db)() as session, session.begin():
+        session.add_all(
+            RateEvent(key="verify:client:webchat:127.0.0.1", at=earlier - timedelta(minutes=n))
+            for n in range(100)
+        )
+    replies = await (await server.visitor()).say(f"订单{PENDING_ORDER}付款了吗")
+    assert "验证失败次数过多" in text_of(replies) and "24小时" in text_of(replies)
+    async with from_address(server, "127.0.0.2") as other:
+        assert "待支付" in await ask_about(other, PENDING_ORDER, "2222")
+
+
 async def test_one_chat_is_stopped_after_five_wrong_proofs(server: Server) -> None:
     visitor = await server.visitor()
     for n in range(5):

@@ -113,24 +113,24 @@ def wrong_proof_keys(ctx: Context, order_no: str) -> list[str]:
     return [key for key in keys if key is not None]
 
 
-async def _over(ctx: Context, scopes: set[Scope], order_no: str) -> bool:
+async def _over(ctx: Context, scopes: set[Scope], order_no: str) -> Limit | None:
     for limit in LIMITS:
         if limit.scope not in scopes:
             continue
         key = _key(ctx, limit.scope, order_no)
         if key is not None and await ctx.recent(key, limit.window) >= limit.count:
-            return True
-    return False
+            return limit
+    return None
 
 
-async def verification_locked(ctx: Context) -> bool:
-    """This chat or this client made too many wrong proofs lately (it is told so)."""
+async def verification_locked(ctx: Context) -> Limit | None:
+    """The limit this chat or this client is over, if any (it is told to wait that long)."""
     return await _over(ctx, {Scope.CHAT, Scope.CLIENT}, "")
 
 
 async def order_locked(ctx: Context, order_no: str) -> bool:
     """Too many wrong proofs for this order number, from anywhere; it reads as a wrong proof."""
-    return await _over(ctx, {Scope.ORDER}, order_no)
+    return await _over(ctx, {Scope.ORDER}, order_no) is not None
 
 
 async def merchant_order(ctx: Context, order_no: str) -> Order | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bot.context import Context, FlowState, Outcome
 from bot.diagnostics.access import (
+    Limit,
     merchant_order,
     order_locked,
     read_proofs,
@@ -34,6 +35,11 @@ class OrderLookupFlow(Flow):
             return await self.with_order(ctx, order_no)
         return await self.ask_order(ctx)
 
+    def locked(self, ctx: Context, limit: Limit) -> Outcome:
+        minutes = int(limit.window.total_seconds() // 60)
+        reply = ctx.say("flows/verify_locked", ctx.human_button(), minutes=minutes)
+        return self.finish(ctx, [reply], solved=False)
+
     async def ask_order(self, ctx: Context) -> Outcome:
         return self.wait(ctx, "order", "flows/ask_order_no")
 
@@ -56,10 +62,8 @@ class OrderLookupFlow(Flow):
                     solved=False,
                 )
             return await self.about(ctx, order, {})
-        if await verification_locked(ctx):
-            return self.finish(
-                ctx, [ctx.say("flows/verify_locked", ctx.human_button())], solved=False
-            )
+        if locked := await verification_locked(ctx):
+            return self.locked(ctx, locked)
         return self.wait(
             ctx, "verify", "flows/ask_verification", slots={"order_no": order_no}, order_no=order_no
         )
@@ -79,10 +83,8 @@ class OrderLookupFlow(Flow):
                 extra=[ctx.say("flows/one_proof")],
                 order_no=order_no,
             )
-        if await verification_locked(ctx):
-            return self.finish(
-                ctx, [ctx.say("flows/verify_locked", ctx.human_button())], solved=False
-            )
+        if locked := await verification_locked(ctx):
+            return self.locked(ctx, locked)
         not_verified = [ctx.say("flows/not_verified", order_no=order_no)]
         wrong = wrong_proof_keys(ctx, order_no)
         if await order_locked(ctx, order_no):
