@@ -100,6 +100,8 @@ def build_sql_gateway(
         notifier=build_notifier(settings),
         public_url=settings.platform_public_url,
         reset_message=reset_message,
+        bind_code_secret=settings.bind_code_key,
+        bind_limit=settings.bind_limit,
     )
 
 

@@ -99,7 +99,9 @@ def cmd_platform_load(args: argparse.Namespace) -> int:
         db = create_engine(settings.database_url, settings)
         try:
             await upgrade(db)
-            return await load_world(session_factory(db), world)
+            return await load_world(
+                session_factory(db), world, bind_code_secret=settings.bind_code_key
+            )
         finally:
             await db.dispose()
 
@@ -113,7 +115,7 @@ async def load_demo(bot: Bot, settings: Settings, *, quiet: bool = False) -> Non
     if settings.demo_world is None:
         return
     world = read_world(settings.demo_world)
-    await load_world(session_factory(bot.db), world)
+    await load_world(session_factory(bot.db), world, bind_code_secret=settings.bind_code_key)
     if not quiet:
         _print_bind_codes(world)
 
@@ -139,7 +141,7 @@ def cmd_demo_reset(args: argparse.Namespace) -> int:
         db = create_engine(settings.database_url, settings)
         try:
             await upgrade(db)
-            await load_world(session_factory(db), world)
+            await load_world(session_factory(db), world, bind_code_secret=settings.bind_code_key)
         finally:
             await db.dispose()
 
@@ -157,7 +159,11 @@ def cmd_platform_serve(args: argparse.Namespace) -> int:
             try:
                 await upgrade(db)
                 if settings.demo_world is not None:
-                    await load_world(session_factory(db), read_world(settings.demo_world))
+                    await load_world(
+                        session_factory(db),
+                        read_world(settings.demo_world),
+                        bind_code_secret=settings.bind_code_key,
+                    )
             finally:
                 await db.dispose()
         await run_platform_server(settings, args.host, args.port)

@@ -76,6 +76,8 @@ class Outcome:
     findings: dict[str, Any] = field(default_factory=dict)
     bind_merchant: str | None = None
     rate_events: list[str] = field(default_factory=list)
+    # Limits across chats this message tripped (the engine logs a warning and counts them).
+    tripped: list[str] = field(default_factory=list)
     watch_orders: list[str] = field(default_factory=list)
     handoff: str | None = None  # the reason, when the chat should go to people
     rating: tuple[int, int] | None = None

@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, and_, bindparam, func, inspect, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -95,6 +96,8 @@ RATE_WINDOW = timedelta(minutes=1)
 
 class EngineMetrics(Protocol):
     def handled(self, channel: str, label: str | None, replies: int, seconds: float) -> None: ...
+
+    def tripped(self, limit: str) -> None: ...
 
 
 def _utcnow() -> datetime:
@@ -324,6 +327,7 @@ class Engine:
         self, session: AsyncSession, message: IncomingMessage, turn: _Turn
     ) -> tuple[list[Reply], str | None]:
         now = self.clock()
+        postgresql = session.get_bind().dialect.name == "postgresql"
         conversation, known, recent_messages = await self._load(session, message, now)
         turn.conversation = conversation
         # A channel delivered later gets outbox rows, leased to this process when it sends
@@ -358,6 +362,11 @@ class Engine:
         )
 
         async def recent(key: str, window: timedelta) -> int:
+            if postgresql:
+                # Counting and then adding an attempt must not interleave with another turn
+                # doing the same, or a limit across chats lets every turn in flight through.
+                # Held to the end of the turn; a turn takes its keys in one fixed order.
+                await session.execute(_ADVISORY_LOCK, {"key": f"rate:{key}"})
             count = await session.scalar(
                 select(func.count())
                 .select_from(RateEvent)
@@ -406,6 +415,10 @@ class Engine:
         if ctx.parse is not None:
             turn.inbound.label, turn.inbound.score = ctx.parse.label.value, ctx.parse.score
         self._apply(session, conversation, identity, ctx, outcome, now)
+        for limit in outcome.tripped:
+            log.warning("limit %s reached (%s chat %s)", limit, message.channel, conversation.id)
+            if self.metrics is not None:
+                self.metrics.tripped(limit)
         if self.handoffs is not None:
             outcome.replies.extend(await self._people(turn, conversation, ctx, outcome))
         outcome.replies[:0] = _password_warning(ctx)
@@ -668,6 +681,7 @@ def _load_statement(postgresql: bool) -> Any:
 
 
 _LOAD = {postgresql: _load_statement(postgresql) for postgresql in (False, True)}
+_ADVISORY_LOCK = sql_text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 
 _CONVERSATIONS = table_of(Conversation)
 # Every column but the key: one written from the object, so a column added to the model later

@@ -45,6 +45,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.limits = Counter(
+            "btp_limit_tripped_total",
+            "Limits across chats reached (an attack, or many mistakes at once), by limit",
+            ["limit"],
+            registry=self.registry,
+        )
+
     def handled(self, channel: str, label: str | None, replies: int, seconds: float) -> None:
         self.messages_in.labels(channel).inc()
         self.messages_out.labels(channel).inc(replies)
@@ -53,6 +60,9 @@ class Metrics:
             self.labels.labels(label).inc()
             if label == "handoff.human":
                 self.handoffs.inc()
+
+    def tripped(self, limit: str) -> None:
+        self.limits.labels(limit).inc()
 
     def error(self, where: str) -> None:
         self.errors.labels(where).inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from ipaddress import ip_network
 from pathlib import Path
@@ -68,6 +69,13 @@ class Settings(BaseSettings):
     webchat_idle_timeout: float = Field(default=86400.0, gt=600)
     # Days the delivery bookkeeping (handled updates, sent replies, rate events) is kept.
     retention_days: int = Field(default=7, ge=1, le=3650)
+    # Wrong bind codes, from all chats together, that pause binding for everyone (see
+    # docs/SECURITY.md, "Merchant bind codes", for why so few: it bounds a botnet's guesses).
+    bind_global_limit: int = Field(default=3, ge=1)
+    bind_global_window_minutes: int = Field(default=60, ge=1, le=1440)
+    # The key bind codes are stored under (HMAC-SHA256); unset, one is generated on first
+    # start and kept in the database (platform_secrets).
+    bind_code_secret: SecretStr | None = None
     # Channels
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
@@ -107,3 +115,14 @@ class Settings(BaseSettings):
             if part.strip():
                 ip_network(part.strip(), strict=False)  # ValueError names the bad entry
         return value
+
+    @property
+    def bind_code_key(self) -> str | None:
+        """BIND_CODE_SECRET's value, or None: the platform then keeps a key of its own."""
+        secret = self.bind_code_secret
+        return secret.get_secret_value() if secret and secret.get_secret_value() else None
+
+    @property
+    def bind_limit(self) -> tuple[int, timedelta]:
+        """Wrong bind codes across all chats per window (the bot's count and the platform's)."""
+        return self.bind_global_limit, timedelta(minutes=self.bind_global_window_minutes)

@@ -96,7 +96,10 @@ class SenderKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
-    """One thing a user did in a chat: typed `text`, or pressed a button (`action`)."""
+    """One thing a user did in a chat: typed `text`, or pressed a button (`action`).
+
+    `client` is who sent it as far as limits across chats count: the web chat's peer address,
+    the Telegram user; None where there is no such thing (the terminal)."""
 
     channel: str
     chat_id: str
@@ -105,6 +108,7 @@ class IncomingMessage:
     text: str = ""
     action: str | None = None
     received_at: datetime | None = None
+    client: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

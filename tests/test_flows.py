@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.app import build_gateway
 from bot.engine import Engine
 from bot.platform.models import FailureCode
 from bot.platform.tables import NotificationOutboxRow, OrderRow, PasswordResetRow, PaymentLinkRow
+from bot.render import Renderer
 from bot.storage.db import session_factory
 from bot.storage.models import Conversation, Message
 from tests.conftest import Chat
@@ -36,7 +38,14 @@ async def test_bind_with_a_code_once(chat: Chat, engine: Engine) -> None:
     assert "无效或已被使用" in other.text
 
 
-async def test_five_wrong_bind_codes_lock_binding(chat: Chat) -> None:
+async def test_five_wrong_bind_codes_lock_binding(
+    engine: Engine, db: AsyncEngine, renderer: Renderer
+) -> None:
+    # Under the default global limit binding pauses for everyone after 3 wrong codes (see
+    # tests/test_attacks_guess.py); raised here, the chat's own lock of 5 is what stops it.
+    engine.settings = engine.settings.model_copy(update={"bind_global_limit": 100})
+    engine.gateway = build_gateway(engine.settings, session_factory(db), renderer)
+    chat = Chat(engine)
     for code in ("000001", "000002", "000003", "000004", "000005"):
         await chat.say(f"/bind {code}")
         assert "无效" in chat.text

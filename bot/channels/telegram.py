@@ -289,6 +289,7 @@ class TelegramChannel:
                 message_id=f"u{update.update_id}",
                 text=clean_text(message.text or message.caption or ""),
                 received_at=message.date,
+                client=str(user.id),
             )
         )
 
@@ -305,6 +306,7 @@ class TelegramChannel:
                     user_id=str(query.from_user.id),
                     message_id=f"u{update.update_id}",
                     action=clean_text((query.data or "")[:MAX_CALLBACK_BYTES]),
+                    client=str(query.from_user.id),
                 )
             )
         # The answer only stops the button's spinner. It goes out beside the transaction, not

@@ -371,6 +371,7 @@ class WebChat:
             message_id=f"{session_id}:{client_id or uuid.uuid4().hex}",
             text=clean_text(text or ""),
             action=clean_text(action) if action is not None else None,
+            client=client_address(request),
         )
         replies = await self._engine.handle(message)
         return web.json_response({"replies": [reply.to_json() for reply in replies]})

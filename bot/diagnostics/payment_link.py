@@ -1,7 +1,9 @@
 """`action.payment_link`: amount (and an optional note), a confirmation, then the link and its QR.
 
 Only a bound merchant can create links: a link collects money for a merchant, so a stranger must
-not make one in its name. Nothing is created before the merchant confirms.
+not make one in its name. Nothing is created before the merchant confirms. A merchant under
+review or suspended may not collect: the platform refuses the link (`MerchantNotActive`), and the
+merchant hears why and what to do, up front when the platform already says so.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from decimal import Decimal, InvalidOperation
 
 from bot.context import Context, FlowState, Outcome
 from bot.diagnostics.flow import Flow
+from bot.platform.gateway import MerchantNotActive
+from bot.platform.models import MerchantStatus
 from bot.qr import qr_png
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
@@ -33,6 +37,9 @@ class PaymentLinkFlow(Flow):
     async def start(self, ctx: Context) -> Outcome:
         if not ctx.identity.is_merchant:
             return self.finish(ctx, [ctx.say("flows/bind_first", ctx.human_button())], solved=False)
+        merchant = await ctx.gateway.get_merchant(ctx.identity.merchant_id or "")
+        if merchant is not None and merchant.status != MerchantStatus.ACTIVE:
+            return self.not_active(ctx, merchant.status)
         amount = ctx.entity("amount") or _plain_amount(ctx.argument)
         note = ctx.entity("note") if amount else None
         if amount is None:
@@ -44,6 +51,12 @@ class PaymentLinkFlow(Flow):
                 high=str(ctx.settings.payment_link_max),
             )
         return self.confirm(ctx, Decimal(amount), note)
+
+    def not_active(self, ctx: Context, status: MerchantStatus) -> Outcome:
+        reply = ctx.say(
+            "flows/payment_link/merchant_not_active", ctx.human_button(), status=status.value
+        )
+        return self.finish(ctx, [reply], solved=False, findings={"merchant_status": status.value})
 
     def _check(self, ctx: Context, amount: Decimal) -> bool:
         return ctx.settings.payment_link_min <= amount <= ctx.settings.payment_link_max
@@ -94,9 +107,12 @@ class PaymentLinkFlow(Flow):
         if not self._check(ctx, amount):
             return self.finish(ctx, [ctx.say("stale_action")], solved=False)
         note = state.slots.get("note")
-        link = await ctx.gateway.create_payment_link(
-            ctx.identity.merchant_id, amount, note[:_MAX_NOTE] if note else None
-        )
+        try:
+            link = await ctx.gateway.create_payment_link(
+                ctx.identity.merchant_id, amount, note[:_MAX_NOTE] if note else None
+            )
+        except MerchantNotActive as refused:
+            return self.not_active(ctx, refused.status)
         reply = ctx.say(
             "flows/payment_link/created",
             image=qr_png(link.url),

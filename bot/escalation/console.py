@@ -54,7 +54,7 @@ from bot.escalation.service import (
     HandoffService,
     QueueEntry,
 )
-from bot.platform.gateway import PlatformRejected, PlatformUnavailable
+from bot.platform.gateway import MerchantNotActive, PlatformRejected, PlatformUnavailable
 from bot.privacy import mask_pii
 from bot.settings import Settings
 from bot.sockets import answer_pings
@@ -275,6 +275,8 @@ class AgentConsole:
                     response = await handler(request)
                 except HandoffError as exc:
                     raise json_error(_STATUS.get(exc.code, 400), exc.code, str(exc)) from exc
+                except MerchantNotActive as exc:
+                    raise json_error(409, "merchant_not_active", str(exc)) from exc
                 except PlatformRejected as exc:
                     raise json_error(400, "bad_request", str(exc) or "rejected") from exc
                 except PlatformUnavailable as exc:

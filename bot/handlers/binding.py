@@ -1,6 +1,9 @@
 """Binding a chat to a merchant with the one-time code from the merchant's back office.
 
-Five wrong codes in 15 minutes lock binding for the chat, so codes cannot be guessed.
+A 6-digit code falls to guessing unless wrong codes are counted where a guesser cannot shed
+them: per chat, per client (the web chat's peer address, the Telegram user) and across all
+chats together. Over the global limit binding pauses for everyone, right codes included (a code
+tried is a guess), until the window has room again; see docs/SECURITY.md for the numbers.
 """
 
 from __future__ import annotations
@@ -9,12 +12,17 @@ import re
 from datetime import timedelta
 
 from bot.context import Context, Outcome
+from bot.platform.gateway import BindCodesPaused
 from bot.routing import Result, Router
 
 router = Router("binding")
 
 BIND_LIMIT = 5
 BIND_WINDOW = timedelta(minutes=15)
+CLIENT_LIMIT = 3
+CLIENT_WINDOW = timedelta(hours=1)
+GLOBAL_KEY = "bind:global"
+_MAX_CLIENT = 80
 BIND_TEXT = re.compile(r"^\s*(?:绑定|綁定|bind)\s*[:：]?\s*([A-Za-z0-9]{4,32})\s*$", re.IGNORECASE)
 
 
@@ -23,16 +31,41 @@ def bind_code_in(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _client_key(ctx: Context) -> str | None:
+    client = ctx.message.client
+    return f"bind:client:{ctx.message.channel}:{client[:_MAX_CLIENT]}" if client else None
+
+
 @router.command("bind")
 async def bind(ctx: Context) -> Result:
     code = ctx.argument.strip() or bind_code_in(ctx.message.text) or ""
-    key = f"bind:{ctx.conversation.id}"
-    if await ctx.recent(key, BIND_WINDOW) >= BIND_LIMIT:
+    chat_key, client_key = f"bind:{ctx.conversation.id}", _client_key(ctx)
+    global_window = ctx.settings.bind_limit[1]
+    # The keys in this order only (chat, client, global): see `recent` in bot/engine.py.
+    if await ctx.recent(chat_key, BIND_WINDOW) >= BIND_LIMIT:
         return Outcome([ctx.say("bind/locked", ctx.human_button())], solved=False)
+    if client_key is not None and await ctx.recent(client_key, CLIENT_WINDOW) >= CLIENT_LIMIT:
+        minutes = int(CLIENT_WINDOW.total_seconds() // 60)
+        return Outcome(
+            [ctx.say("bind/client_locked", ctx.human_button(), minutes=minutes)], solved=False
+        )
     if not code:
         return Outcome([ctx.say("bind/how")])
-    merchant_id = await ctx.gateway.redeem_bind_code(code)
+    wrong_everywhere = await ctx.recent(GLOBAL_KEY, global_window)
+    if wrong_everywhere >= ctx.settings.bind_global_limit:
+        minutes = ctx.settings.bind_global_window_minutes
+        return Outcome([ctx.say("bind/paused", ctx.human_button(), minutes=minutes)], solved=False)
+    try:
+        merchant_id = await ctx.gateway.redeem_bind_code(code)
+    except BindCodesPaused:
+        # The platform's own count across all its clients (other bot processes too).
+        minutes = ctx.settings.bind_global_window_minutes
+        return Outcome([ctx.say("bind/paused", ctx.human_button(), minutes=minutes)], solved=False)
     merchant = await ctx.gateway.get_merchant(merchant_id) if merchant_id else None
     if merchant is None:
-        return Outcome([ctx.say("bind/wrong_code")], solved=False, rate_events=[key])
+        keys = [chat_key, GLOBAL_KEY] + ([client_key] if client_key else [])
+        tripped = ["bind_global"] if wrong_everywhere + 1 >= ctx.settings.bind_global_limit else []
+        return Outcome(
+            [ctx.say("bind/wrong_code")], solved=False, rate_events=keys, tripped=tripped
+        )
     return Outcome([ctx.say("bind/done", name=merchant.name)], bind_merchant=merchant.id)

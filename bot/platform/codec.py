@@ -361,6 +361,16 @@ def encode_error(code: str, message: str) -> JsonObject:
     return {"error": {"code": code, "message": message}}
 
 
+def encode_merchant_not_active(status: MerchantStatus) -> JsonObject:
+    body = encode_error("merchant_not_active", f"the merchant is {status.value}: it cannot collect")
+    body["error"]["merchant_status"] = status.value
+    return body
+
+
+def decode_merchant_not_active(value: Any) -> MerchantStatus:
+    return Fields(value).child("error").enum("merchant_status", MerchantStatus)
+
+
 def decode_error_code(value: Any) -> str | None:
     """The `error.code` of an error body, or None when the body is not one of ours."""
     try:

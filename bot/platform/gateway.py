@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 from bot.platform.models import (
     Account,
     Merchant,
+    MerchantStatus,
     Order,
     PaymentLink,
     ResetResult,
@@ -32,6 +33,18 @@ class PlatformUnavailable(PlatformError):
 
 class PlatformRejected(PlatformError):
     """The platform refused a request as invalid (e.g. an amount outside the limits)."""
+
+
+class BindCodesPaused(PlatformRejected):
+    """Too many wrong bind codes were tried lately, from anywhere: none is tried now."""
+
+
+class MerchantNotActive(PlatformRejected):
+    """The merchant may not collect money yet or any more: under review, or suspended."""
+
+    def __init__(self, status: MerchantStatus) -> None:
+        super().__init__(f"the merchant is {status.value.replace('_', ' ')}: it cannot collect")
+        self.status = status
 
 
 @runtime_checkable

@@ -25,7 +25,12 @@ from yarl import URL
 
 from bot.platform import codec
 from bot.platform.breaker import BreakerState, CircuitBreaker
-from bot.platform.gateway import PlatformRejected, PlatformUnavailable
+from bot.platform.gateway import (
+    BindCodesPaused,
+    MerchantNotActive,
+    PlatformRejected,
+    PlatformUnavailable,
+)
 from bot.platform.models import (
     Account,
     Merchant,
@@ -275,6 +280,15 @@ class HttpPlatform:
                 raise _Transient(f"malformed response ({exc})") from exc
         if status == 404 and codec.decode_error_code(payload) == "not_found":
             return None
+        if status == 429 and codec.decode_error_code(payload) == "bind_codes_paused":
+            raise BindCodesPaused("the platform paused binding")  # an answer, not a failure
+        if status == 422 and codec.decode_error_code(payload) == "merchant_not_active":
+            try:
+                merchant_status = codec.decode_merchant_not_active(payload)
+            except codec.CodecError:
+                pass  # refused all the same, for a reason the bot cannot name
+            else:
+                raise MerchantNotActive(merchant_status)
         if status in (400, 422):
             message = _error_message(payload) or f"HTTP {status}"
             log.debug("platform %s rejected: %s", operation, message)

@@ -22,7 +22,13 @@ from aiohttp import web
 
 from bot.channels.body import BadBody, parse_json
 from bot.platform import codec
-from bot.platform.gateway import PlatformGateway, PlatformRejected, PlatformUnavailable
+from bot.platform.gateway import (
+    BindCodesPaused,
+    MerchantNotActive,
+    PlatformGateway,
+    PlatformRejected,
+    PlatformUnavailable,
+)
 from bot.platform.models import ResetResult
 from bot.platform.sql import SqlPlatform
 from bot.settings import Settings
@@ -94,6 +100,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(400, "invalid_field", str(exc))
     except NotFound as exc:
         return _error(404, "not_found", str(exc))
+    except BindCodesPaused:
+        body = codec.encode_error("bind_codes_paused", "too many wrong bind codes; try later")
+        return _json(body, 429)
+    except MerchantNotActive as exc:
+        return _json(codec.encode_merchant_not_active(exc.status), 422)
     except PlatformRejected as exc:
         return _error(400, "rejected", str(exc) or "the platform refused the request")
     except PlatformUnavailable:
@@ -343,6 +354,8 @@ async def run_platform_server(settings: Settings, host: str, port: int) -> None:
             session_factory(db),
             shares_bot_database=False,
             public_url=settings.platform_public_url,
+            bind_code_secret=settings.bind_code_key,
+            bind_limit=settings.bind_limit,
         )
         secret = settings.platform_api_key
         runner = web.AppRunner(

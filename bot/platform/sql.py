@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.platform.gateway import BindCodesPaused, MerchantNotActive, PlatformRejected
 from bot.platform.models import (
     Account,
     AccountStatus,
@@ -34,21 +36,44 @@ from bot.platform.notifier import Notice, Notifier, OutboxNotifier
 from bot.platform.tables import (
     AccountRow,
     AttemptRow,
+    BindFailureRow,
     ChannelRecordRow,
     MerchantRow,
     OrderRow,
     PasswordResetRow,
     PaymentLinkRow,
+    PlatformSecretRow,
     WithdrawalRow,
 )
-from bot.storage.unit import current_session
+from bot.storage.unit import current_session, insert_once
 
 RESETS_PER_ACCOUNT_PER_HOUR = 3
 RESET_TOKEN_LIFETIME = timedelta(minutes=30)
+BIND_KEY = "bind_code_key"
+_BIND_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('platform:bind_codes'))")
 
 
 def digest(secret: str) -> str:
+    """For random secrets (reset tokens): a plain digest cannot be reversed by trying them all."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def bind_code_digest(key: bytes, code: str) -> str:
+    """A bind code at rest: keyed, since a plain digest of 6 digits is reversed by trying all."""
+    return hmac.new(key, code.strip().encode(), hashlib.sha256).hexdigest()
+
+
+async def bind_code_key(session: AsyncSession, configured: str | None) -> bytes:
+    """BIND_CODE_SECRET when set; otherwise the key kept in the database, made on first use."""
+    if configured:
+        return configured.encode()
+    stored = await session.get(PlatformSecretRow, BIND_KEY)
+    if stored is None:
+        key = secrets.token_hex(32)
+        await insert_once(session, PlatformSecretRow, name=BIND_KEY, value=key, created_at=_now())
+        stored = await session.get(PlatformSecretRow, BIND_KEY)
+    assert stored is not None  # inserted now, or by whoever won the race, in this view
+    return bytes.fromhex(stored.value)
 
 
 def to_fen(amount: Decimal) -> int:
@@ -82,6 +107,8 @@ class SqlPlatform:
         public_url: str = "https://pay.btp.example",
         reset_message: ResetMessage = _plain_reset_message,
         clock: Callable[[], datetime] = _now,
+        bind_code_secret: str | None = None,
+        bind_limit: tuple[int, timedelta] | None = None,
     ) -> None:
         self._sessions = sessions
         self._shares = shares_bot_database
@@ -89,6 +116,8 @@ class SqlPlatform:
         self._public_url = public_url.rstrip("/")
         self._reset_message = reset_message
         self._clock = clock
+        self._bind_code_secret = bind_code_secret
+        self._bind_limit = bind_limit
 
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[AsyncSession]:
@@ -152,6 +181,7 @@ class SqlPlatform:
     async def create_payment_link(
         self, merchant_id: str, amount: Decimal, description: str | None
     ) -> PaymentLink:
+        """A link that collects for the merchant; only an active merchant may collect."""
         link_id = "PL" + secrets.token_hex(8).upper()
         row = PaymentLinkRow(
             id=link_id,
@@ -162,6 +192,11 @@ class SqlPlatform:
             created_at=self._clock(),
         )
         async with self._unit() as session:
+            merchant = await session.get(MerchantRow, merchant_id)
+            if merchant is None:
+                raise PlatformRejected("no such merchant")
+            if merchant.status != MerchantStatus.ACTIVE:
+                raise MerchantNotActive(MerchantStatus(merchant.status))
             session.add(row)
         return PaymentLink(
             row.id, merchant_id, from_fen(row.amount_fen), row.url, row.created_at, description
@@ -224,17 +259,42 @@ class SqlPlatform:
             )
 
     async def redeem_bind_code(self, code: str) -> str | None:
+        """The merchant whose unused code this is, consuming it. With `bind_limit` (count,
+        window) at most that many wrong codes are tried per window, whoever sends them: the
+        bot's own counts cannot see calls of other processes still in flight."""
         async with self._unit() as session:
+            now = self._clock()
+            if self._bind_limit is not None:
+                limit, window = self._bind_limit
+                if session.get_bind().dialect.name == "postgresql":
+                    await session.execute(_BIND_LOCK)  # count and record as one, across processes
+                failures = await session.scalar(
+                    select(func.count())
+                    .select_from(BindFailureRow)
+                    .where(BindFailureRow.at > now - window)
+                )
+                if (failures or 0) >= limit:
+                    raise BindCodesPaused(f"{limit} wrong bind codes within {window}")
+            # Read each time, not kept: a key made in a transaction that rolls back is no key.
+            key = await bind_code_key(session, self._bind_code_secret)
+            # A code stored before keyed digests (plain SHA-256) still works, once: it is
+            # consumed by the redemption; `btp-bot platform load` stores every code keyed.
+            digests = [bind_code_digest(key, code), digest(code.strip())]
             result = await session.execute(
                 update(MerchantRow)
                 .where(
-                    MerchantRow.bind_code_digest == digest(code.strip()),
+                    MerchantRow.bind_code_digest.in_(digests),
                     MerchantRow.bind_code_used_at.is_(None),
                 )
-                .values(bind_code_used_at=self._clock())
+                .values(bind_code_used_at=now)
                 .returning(MerchantRow.id)
             )
-            return result.scalar_one_or_none()
+            merchant_id = result.scalar_one_or_none()
+            if merchant_id is None and self._bind_limit is not None:
+                stale = BindFailureRow.at < now - self._bind_limit[1]
+                await session.execute(delete(BindFailureRow).where(stale))
+                session.add(BindFailureRow(at=now))
+            return merchant_id
 
 
 def _merchant(row: MerchantRow) -> Merchant:

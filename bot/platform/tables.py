@@ -1,8 +1,9 @@
 """Tables of the embedded platform (used when no remote platform API is configured).
 
 They live in the bot's database under Alembic, prefixed `platform_`. Amounts are integer fen
-(cents), exact on every database; passwords are argon2 hashes; bind codes and reset tokens are
-stored only as SHA-256 digests.
+(cents), exact on every database; passwords are argon2 hashes; reset tokens are stored only as
+SHA-256 digests, bind codes (6 digits, reversed from a plain digest in seconds) as HMAC-SHA256
+under a server key (`platform_secrets`, or BIND_CODE_SECRET kept apart from the database).
 """
 
 from __future__ import annotations
@@ -27,6 +28,25 @@ class MerchantRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     bind_code_digest: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     bind_code_used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PlatformSecretRow(Base):
+    """A server key the platform generated for itself (hex), by name."""
+
+    __tablename__ = "platform_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BindFailureRow(Base):
+    """A bind code tried and not found: the platform's own count across every client."""
+
+    __tablename__ = "platform_bind_failures"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class AccountRow(Base):

@@ -3,7 +3,7 @@
 `btp-bot platform load FILE` and the demo start use it. Times are ISO 8601, or relative to the
 moment of loading ("now", "-2h", "+30m", "-3d"), so a demo world never goes stale. Loading is
 idempotent: records with the same keys are replaced. Passwords are hashed with argon2 and bind
-codes stored as digests.
+codes stored as HMAC digests under the platform's key (see `bot.platform.sql.bind_code_key`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from bot.platform.models import (
     OrderStatus,
     WithdrawalStatus,
 )
-from bot.platform.sql import digest, to_fen
+from bot.platform.sql import bind_code_digest, bind_code_key, to_fen
 from bot.platform.tables import (
     AccountRow,
     AttemptRow,
@@ -169,11 +169,19 @@ def read_world(path: Path, now: datetime | None = None) -> World:
 
 
 async def load_world(
-    sessions: async_sessionmaker[AsyncSession], world: World, hasher: PasswordHasher | None = None
+    sessions: async_sessionmaker[AsyncSession],
+    world: World,
+    hasher: PasswordHasher | None = None,
+    *,
+    bind_code_secret: str | None = None,
 ) -> dict[str, int]:
-    """Write the world in one transaction, replacing records with the same keys."""
+    """Write the world in one transaction, replacing records with the same keys.
+
+    `bind_code_secret` must be the platform's (BIND_CODE_SECRET), or the codes stored here
+    will not be found when redeemed."""
     hasher = hasher or PasswordHasher()
     async with sessions() as session, session.begin():
+        key = await bind_code_key(session, bind_code_secret)
         order_nos = [o.order_no for o in world.orders]
         logins = [a.login for m in world.merchants for a in m.accounts]
         await session.execute(delete(AttemptRow).where(AttemptRow.order_no.in_(order_nos)))
@@ -189,7 +197,7 @@ async def load_world(
                     email=m.email,
                     phone=m.phone,
                     status=m.status.value,
-                    bind_code_digest=digest(m.bind_code) if m.bind_code else None,
+                    bind_code_digest=bind_code_digest(key, m.bind_code) if m.bind_code else None,
                     bind_code_used_at=None,
                 )
             )
