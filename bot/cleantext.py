@@ -24,3 +24,9 @@ def clean_text(text: str) -> str:
         return text
     text = _CONTROL.sub("", text)
     return _SURROGATE.sub(REPLACEMENT, text)
+
+
+def replace_surrogates(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD and nothing else changed (its length
+    stays, so a length limit checked afterwards reads what the client sent)."""
+    return _SURROGATE.sub(REPLACEMENT, text)

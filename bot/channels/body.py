@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from bot.channels.errors import json_error
-from bot.cleantext import clean_text
+from bot.cleantext import replace_surrogates as _replace_surrogates
 
 MAX_BODY = 64 * 1024
 MAX_DEPTH = 32
@@ -67,7 +67,7 @@ def parse_json(
     deep = text.count("[") + text.count("{") > MAX_DEPTH
     fix = replace_surrogates and _SURROGATE_ESCAPE.search(text) is not None
     if deep or fix:
-        value = _checked(value, 0, clean_text if fix else _same)
+        value = _checked(value, 0, _replace_surrogates if fix else _same)
     return value
 
 
