@@ -124,7 +124,7 @@ class Context:
     def say(
         self, template: str, *buttons: Button, image: bytes | None = None, **values: Any
     ) -> Reply:
-        return Reply(self.renderer.render(self.language, template, **values), tuple(buttons), image)
+        return self.renderer.reply(self.language, template, *buttons, image=image, **values)
 
     def ui(self, key: str, **values: Any) -> str:
         return self.renderer.ui(self.language, key, **values)

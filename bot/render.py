@@ -7,7 +7,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from bot.types import Language
+from bot.types import Button, Language, Reply
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -33,6 +33,19 @@ class Renderer:
 
     def render(self, language: Language, template: str, /, **values: Any) -> str:
         return self._env.get_template(f"{language}/{template}.j2").render(**values).strip()
+
+    def reply(
+        self,
+        language: Language,
+        template: str,
+        /,
+        *buttons: Button,
+        image: bytes | None = None,
+        **values: Any,
+    ) -> Reply:
+        """A reply rendered from `template`, which it names."""
+        text = self.render(language, template, **values)
+        return Reply(text, tuple(buttons), image, template=template)
 
     def ui(self, language: Language, key: str, **values: Any) -> str:
         macro = getattr(self._ui[language], key.replace(".", "_"))

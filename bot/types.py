@@ -124,6 +124,8 @@ class Reply:
     text: str
     buttons: tuple[Button, ...] = ()
     image: bytes | None = None
+    # The template it was rendered from: what tests and the turn's events name, never sent.
+    template: str | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape channels and scripts share; an image travels as a PNG data URI."""

@@ -402,7 +402,7 @@ class HandoffService:
             conversation.failures = 0
             language = Language(conversation.language)
             buttons = tuple(Button("⭐" * n, f"rate:{handoff.id}:{n}") for n in range(1, 6))
-            reply = Reply(self._renderer.render(language, "handoff/resolved"), buttons)
+            reply = self._renderer.reply(language, "handoff/resolved", *buttons)
             await record_outgoing(
                 session,
                 conversation,
@@ -816,7 +816,7 @@ class HandoffService:
         )
 
     def _say(self, language: Language, template: str, **values: Any) -> Reply:
-        return Reply(self._renderer.render(language, template, **values))
+        return self._renderer.reply(language, template, **values)
 
     def _hours_text(self) -> str:
         return f"{self._hours.opens:%H:%M}-{self._hours.closes:%H:%M}"
