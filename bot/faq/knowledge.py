@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from bot.nlu.normalize import fold, strip_punctuation
+from bot.nlu.words import ANSWERS, KINDS, Words, phrase_key
 from bot.platform.models import FailureCode
 from bot.types import FAQ_LABELS, Label, Language
 
@@ -20,6 +21,7 @@ FAQ_FILE = "faq.yaml"
 INTENTS_FILE = "intents.yaml"
 SYNONYMS_FILE = "synonyms.yaml"
 FAILURE_CODES_FILE = "failure_codes.yaml"
+DIALOGUE_FILE = "dialogue.yaml"
 
 
 class _Str(str):
@@ -100,6 +102,7 @@ class Knowledge:
     examples: dict[Label, dict[Language, list[str]]] = field(default_factory=dict)
     synonyms: dict[str, list[str]] = field(default_factory=dict)
     failure_codes: dict[FailureCode, FailureAdvice] = field(default_factory=dict)
+    words: Words = field(default_factory=Words)
     phrasings: list[Phrasing] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -335,6 +338,39 @@ def _check_coverage_and_duplicates(knowledge: Knowledge) -> None:
             )
 
 
+def _load_dialogue(data: Any, knowledge: Knowledge) -> None:
+    file, problems = DIALOGUE_FILE, knowledge.problems
+    kinds = data.get("words") if isinstance(data, dict) else None
+    if not isinstance(kinds, dict):
+        problems.append(Problem(file, 1, "expected a top-level 'words' map"))
+        return
+    phrases: dict[str, frozenset[str]] = {}
+    owner: dict[str, str] = {}
+    for kind, value in kinds.items():
+        if kind == "__line__":
+            continue
+        line = _line(value, _line(kind, 1))
+        if kind not in (*KINDS, "fillers"):
+            problems.append(
+                Problem(file, line, f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
+            )
+            continue
+        lists = _bilingual_list(value, str(kind), file, line, problems)
+        keys = frozenset(phrase_key(p) for items in lists.values() for p in items if phrase_key(p))
+        if kind in ANSWERS:
+            for key in keys:
+                if key in owner and owner[key] != kind:
+                    problems.append(
+                        Problem(file, line, f"{key!r} is in both {owner[key]} and {kind}")
+                    )
+                owner[key] = str(kind)
+        phrases[str(kind)] = keys
+    for kind in KINDS:
+        if kind not in phrases:
+            problems.append(Problem(file, 1, f"no {kind} phrases"))
+    knowledge.words = Words(phrases, phrases.pop("fillers", frozenset()))
+
+
 def load_knowledge(directory: Path) -> Knowledge:
     """Read the knowledge folder; problems are collected in `Knowledge.problems`, not raised."""
     knowledge = Knowledge()
@@ -349,6 +385,9 @@ def load_knowledge(directory: Path) -> Knowledge:
     failure_codes = _read(directory / FAILURE_CODES_FILE, knowledge.problems)
     if failure_codes is not None:
         _load_failure_codes(failure_codes, knowledge)
+    dialogue = _read(directory / DIALOGUE_FILE, knowledge.problems)
+    if dialogue is not None:
+        _load_dialogue(dialogue, knowledge)
     _check_links(knowledge, related_raw)
     _check_coverage_and_duplicates(knowledge)
     return knowledge

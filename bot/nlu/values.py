@@ -1,0 +1,176 @@
+"""Reading a slot's value out of what a user typed, in the forms people actually type.
+
+Each reader takes the raw text of a message that answers a question of a known type (an amount,
+an order number, a choice among offered options, yes or no) and returns the value or None. In
+a flow the type is known, so a bare "45.5" or "二百六" is an amount there, where outside a flow
+the NLU's entities ask for a unit ("45.5元") before calling a number an amount.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from bot.nlu.entities import extract_entities
+from bot.nlu.normalize import fold, strip_punctuation
+from bot.nlu.numerals import CHINESE_NUMERAL_CHARS, parse_chinese_number
+from bot.nlu.words import Words
+
+CENT = Decimal("0.01")
+# A bare number with an optional multiplier: 45, 45.5, 1,200, 1.2k, 1.5w, 3千, 1万.
+_BARE = re.compile(
+    r"(?<![0-9a-z.-])(\d{1,9}(?:,\d{3})*(?:\.\d{1,2})?)\s*(k|w|千|万)?(?![0-9a-z.])|"
+    rf"([{CHINESE_NUMERAL_CHARS}]+)",
+)
+_MULTIPLIERS = {None: 1, "": 1, "k": 1000, "千": 1000, "w": 10_000, "万": 10_000}
+# 45块5, 3块8毛: whole yuan and tenths (the NLU's entity rules cover the forms with a unit).
+_ORDER_NO = re.compile(r"(?<![a-z0-9])bt[\s-]*((?:\d[\s-]*){15}\d)(?![\d])")
+_DIGITS_16 = re.compile(r"(?<![\d])((?:\d[\s-]?){15}\d)(?![\d])")
+_WITHDRAWAL = re.compile(r"(?<![a-z0-9])w[\s-]*(\d{3,12})(?![\d])")
+_ORDINALS_ZH = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8}
+_ORDINAL_ZH = re.compile(r"第\s*([一二两三四五六七八\d])\s*(?:个|笔|项|条|张|单)?")
+_ORDINALS_EN = {
+    "first": 1,
+    "1st": 1,
+    "second": 2,
+    "2nd": 2,
+    "third": 3,
+    "3rd": 3,
+    "fourth": 4,
+    "4th": 4,
+    "fifth": 5,
+    "5th": 5,
+}
+_LAST = {"last", "last one", "最后", "最后一个", "最后那个", "最后一笔"}
+
+
+def _money(value: Decimal | None) -> Decimal | None:
+    if value is None or value <= 0 or not value.is_finite():
+        return None
+    if value != value.quantize(CENT):
+        return None  # more than two decimals is not an amount of money
+    return value.quantize(CENT)
+
+
+def read_amount(text: str) -> Decimal | None:
+    """The one amount in `text`: with a unit ("260元", "¥45.5", "45块5") or bare ("二百六",
+    "1.2k", "45.5"); None when there is none, or more than one and they differ."""
+    folded = fold(text)
+    amounts = {e.value for e in extract_entities(folded) if e.kind == "amount"}
+    if len(amounts) == 1:
+        return _money(Decimal(amounts.pop()))
+    if amounts:
+        return None
+    found: set[Decimal] = set()
+    for match in _BARE.finditer(_without_ids(folded)):
+        digits, multiplier, chinese = match.groups()
+        value: Decimal | None
+        if chinese is not None:
+            value = parse_chinese_number(chinese) if chinese not in ("点",) else None
+        else:
+            try:
+                value = Decimal(digits.replace(",", "")) * _MULTIPLIERS[multiplier]
+            except InvalidOperation:
+                value = None
+        money = _money(value)
+        if money is not None:
+            found.add(money)
+    return found.pop() if len(found) == 1 else None
+
+
+def _without_ids(folded: str) -> str:
+    """Order numbers and withdrawal ids are not amounts: blank them before looking for numbers."""
+    folded = _ORDER_NO.sub(" ", folded)
+    return _WITHDRAWAL.sub(" ", folded)
+
+
+def read_order_no(text: str) -> str | None:
+    """An order number however it was pasted: `BT` + 16 digits, any case, with spaces or dashes
+    between the digits, inside a sentence; 16 digits alone count too (people drop the BT)."""
+    folded = fold(text)
+    match = _ORDER_NO.search(folded)
+    if match is None:
+        match = _DIGITS_16.search(folded)
+    if match is None:
+        return None
+    return "BT" + re.sub(r"[\s-]", "", match.group(1))
+
+
+def read_withdrawal_id(text: str) -> str | None:
+    """A withdrawal id (`W` + digits), any case, a space or dash after the W allowed."""
+    match = _WITHDRAWAL.search(fold(text))
+    return "W" + match.group(1) if match else None
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One of the answers offered: its label, the action it stands for, and words that name it
+    (a login's name, "locked" for the locked login, an order's last digits)."""
+
+    label: str
+    action: str
+    names: tuple[str, ...] = ()
+
+
+def read_choice(text: str, options: Sequence[Option]) -> int | None:
+    """Which offered option a typed answer picks (its index): its number ("2"), an ordinal
+    ("第二个", "the second one", "最后一个"), its label, or a word that names only it."""
+    answer = strip_punctuation(fold(text))
+    if not answer or not options:
+        return None
+    if answer.isdigit():
+        number = int(answer)
+        return number - 1 if 1 <= number <= len(options) else None
+    ordinal = _ordinal(answer, len(options))
+    if ordinal is not None:
+        return ordinal
+    for index, option in enumerate(options):
+        if answer == strip_punctuation(fold(option.label)):
+            return index
+    words = set(answer.split())
+    named = [
+        index
+        for index, option in enumerate(options)
+        if any(_names(answer, words, name) for name in (*option.names, option.label))
+    ]
+    return named[0] if len(named) == 1 else None
+
+
+def _names(answer: str, words: set[str], name: str) -> bool:
+    folded = strip_punctuation(fold(name))
+    if not folded:
+        return False
+    if folded.isascii():
+        if folded in words or f" {folded} " in f" {answer} ":
+            return True
+        # One distinctive word of a name: "cashier" for wang_cashier.
+        return any(len(word) >= 4 and word in words for word in folded.split())
+    return folded in answer
+
+
+def _ordinal(answer: str, count: int) -> int | None:
+    if answer in _LAST:
+        return count - 1
+    match = _ORDINAL_ZH.search(answer)
+    if match is not None:
+        token = match.group(1)
+        number = int(token) if token.isdigit() else _ORDINALS_ZH[token]
+        return number - 1 if 1 <= number <= count else None
+    for word in answer.split():
+        position = _ORDINALS_EN.get(word)
+        if position is not None:
+            return position - 1 if position <= count else None
+    if "last" in answer.split():
+        return count - 1
+    return None
+
+
+def read_yes_no(text: str, words: Words) -> bool | None:
+    """True for yes ("行，发吧", "go ahead"), False for no ("先不用", "no thanks"), else None."""
+    if words.means("yes", text):
+        return True
+    if words.means("no", text):
+        return False
+    return None

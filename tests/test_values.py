@@ -1,0 +1,124 @@
+"""Slot values read out of what people type: amounts, order numbers, choices, yes and no."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from bot.faq.knowledge import Knowledge
+from bot.nlu.values import (
+    Option,
+    read_amount,
+    read_choice,
+    read_order_no,
+    read_withdrawal_id,
+    read_yes_no,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "amount"),
+    [
+        ("二百六", "260.00"),
+        ("两百五", "250.00"),
+        ("三百八", "380.00"),
+        ("1.2k", "1200.00"),
+        ("1万", "10000.00"),
+        ("1.5w", "15000.00"),
+        ("45块5", "45.50"),
+        ("¥45.5", "45.50"),
+        ("45.5", "45.50"),
+        ("不对，是260", "260.00"),
+        ("actually make it 45", "45.00"),
+        ("改成三百", "300.00"),
+        ("payment link for 40 please", "40.00"),
+        ("订单BT2026112600000001 88.5", "88.50"),
+    ],
+)
+def test_amounts_in_the_forms_people_type(text: str, amount: str) -> None:
+    assert read_amount(text) == Decimal(amount)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "hello", "12.345", "0", "-5", "88 or 99", "BT2026112600000001"]
+)
+def test_what_is_not_one_amount(text: str) -> None:
+    assert read_amount(text) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "BT2026112600000001",
+        "bt2026112600000001",
+        "bt 2026 1126 0000 0001",
+        "BT-2026-1126-0000-0001",
+        "订单BT2026112600000001怎么失败了",
+        "2026112600000001",
+    ],
+)
+def test_order_numbers_however_pasted(text: str) -> None:
+    assert read_order_no(text) == "BT2026112600000001"
+
+
+def test_withdrawal_ids() -> None:
+    assert read_withdrawal_id("w0003到了没") == "W0003"
+    assert read_withdrawal_id("W 0003 什么时候到") == "W0003"
+    assert read_withdrawal_id("wang") is None
+
+
+LOGINS = [
+    Option("wang", "flow:account:wang", ("locked", "锁")),
+    Option("wang_cashier", "flow:account:wang_cashier"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "index"),
+    [
+        ("2", 1),
+        ("第二个", 1),
+        ("the second one", 1),
+        ("最后一个", 1),
+        ("the locked one", 0),
+        ("被锁的那个", 0),
+        ("wang", 0),
+        ("cashier", 1),
+        ("3", None),
+        ("第五个", None),
+        ("whatever", None),
+    ],
+)
+def test_a_choice_by_number_ordinal_name_or_description(text: str, index: int | None) -> None:
+    assert read_choice(text, LOGINS) == index
+
+
+@pytest.mark.parametrize(
+    ("text", "meaning"),
+    [
+        ("行，发吧", True),
+        ("可以的", True),
+        ("go ahead", True),
+        ("sure thing", True),
+        ("ok发吧", True),
+        ("嗯嗯 好的", True),
+        ("先不用", False),
+        ("no thanks", False),
+        ("nah", False),
+        ("不好", None),
+        ("不对，是260", None),
+        ("手续费多少", None),
+    ],
+)
+def test_yes_and_no_as_people_type_them(
+    knowledge: Knowledge, text: str, meaning: bool | None
+) -> None:
+    assert read_yes_no(text, knowledge.words) is meaning
+
+
+def test_markers_are_found_inside_a_message(knowledge: Knowledge) -> None:
+    assert knowledge.words.contains("correction", "不对，是260")
+    assert knowledge.words.contains("correction", "actually make it 45")
+    assert knowledge.words.contains("upset", "烦死了，到底什么时候到账")
+    assert not knowledge.words.contains("upset", "手续费多少")
