@@ -8,7 +8,7 @@ the rate-limit counter), so a handler stays a plain async function of its input.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -38,6 +38,8 @@ class ConversationView:
     slots: dict[str, Any]
     failures: int
     last_label: str | None
+    suspended: list[dict[str, Any]] = field(default_factory=list)
+    pending: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,12 @@ class Outcome:
     rating: tuple[int, int] | None = None
     ticket_text: str | None = None
     return_to_bot: bool = False
+    # The dialogue policy's part: the open flow waits below the new one (a digression that
+    # started another flow), or the flow waiting below is taken up again (True) or dropped.
+    suspend: FlowState | None = None
+    resume_suspended: bool | None = None
+    # A request refused for want of a binding, kept to be taken up after one ({}: forget it).
+    pending: dict[str, Any] | None = None
 
 
 RecentCounter = Callable[[str, timedelta], Awaitable[int]]
@@ -102,6 +110,14 @@ class Context:
     recent: RecentCounter
     parse: Parse | None = None
     argument: str = ""
+
+    def saying(self, text: str, identity: Identity | None = None) -> Context:
+        """This context as if the user had typed `text` (as `identity`, when given): a button
+        that stands for a request, or a request taken up again after a binding."""
+        message = replace(self.message, text=text, action=None)
+        return replace(
+            self, message=message, parse=None, argument="", identity=identity or self.identity
+        )
 
     @cached_property
     def entities(self) -> tuple[Entity, ...]:

@@ -28,16 +28,19 @@ from bot.concurrency import KeyedLocks
 from bot.context import Context, ConversationView, FlowState, Identity, Outcome
 from bot.delivery import LEASE, Inbound, record_outgoing, record_turn
 from bot.diagnostics.registry import FLOWS
+from bot.dialogue.policy import DialoguePolicy
 from bot.escalation.service import HandoffService, priority_of
 from bot.faq.knowledge import Knowledge
 from bot.handlers import build_router
 from bot.handlers.binding import bind_code_in
 from bot.handlers.commands import language_word
 from bot.handlers.fallback import fallback
+from bot.handlers.tone import acknowledgement
 from bot.nlu.language import detect_language
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
-from bot.platform.gateway import PlatformGateway, PlatformUnavailable
+from bot.nlu.values import read_amount, read_position, read_yes_no
+from bot.platform.gateway import PlatformGateway, PlatformRejected, PlatformUnavailable
 from bot.platform.outside import in_unit
 from bot.privacy import contains_password, mask_data, mask_pii
 from bot.render import Renderer
@@ -58,39 +61,18 @@ from bot.storage.models import (
     Identity as IdentityRow,
 )
 from bot.storage.unit import add_new, after_commit, inbound_claimed, insert_once
-from bot.types import Direction, IncomingMessage, Label, Language, Reply, SenderKind
+from bot.types import Button, Direction, IncomingMessage, Label, Language, Reply, SenderKind
 
 log = logging.getLogger(__name__)
 
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
-_AFFIRMATIVE = {
-    "是",
-    "是的",
-    "确认",
-    "确定",
-    "好",
-    "好的",
-    "对",
-    "嗯",
-    "要",
-    "yes",
-    "y",
-    "ok",
-    "okay",
-    "confirm",
-    "sure",
-}
-_NEGATIVE = {"不", "不是", "否", "不用", "不要", "no", "n", "nope"}
-_CANCEL_WORDS = {"取消", "算了", "退出", "不用了", "cancel", "stop", "quit", "nevermind"}
-_SMALL_TALK = {Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE, Label.OUT_OF_SCOPE}
-# A message that does not answer an open flow's question changes the subject only when the NLU
-# is this sure of the new subject; otherwise the flow asks again.
-SWITCH_SCORE = 0.25
 OFFERED = "_offered"
 UNHELPFUL = "_unhelpful"
 _PLEASANTRIES = {Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE}
-_BACK_TO_BOT = {"返回机器人", "回到机器人", "返回", "机器人", "back to bot", "bot", "back"}
+_FLOW_LABELS = frozenset(flow.label for flow in FLOWS.values())
 FLOW_TTL = timedelta(minutes=30)
+# Flows waiting below the open one; a deeper digression forgets the oldest.
+MAX_SUSPENDED = 3
 RATE_WINDOW = timedelta(minutes=1)
 
 
@@ -185,6 +167,7 @@ class Engine:
         self.metrics = metrics
         self.handoffs = handoffs
         self._chats = KeyedLocks()
+        self.policy = DialoguePolicy(FLOWS, matcher, self._route_label)
 
     async def handle(self, message: IncomingMessage) -> list[Reply]:
         """Handle one inbound message once; a redelivered message returns no replies.
@@ -256,6 +239,7 @@ class Engine:
                     language=self.settings.default_language.value,
                     slots={},
                     findings={},
+                    suspended=[],
                     created_at=now,
                     updated_at=now,
                 )
@@ -317,6 +301,7 @@ class Engine:
             language=self.settings.default_language.value,
             slots={},
             findings={},
+            suspended=[],
             created_at=now,
             updated_at=now,
         )
@@ -345,7 +330,8 @@ class Engine:
         if conversation.identity_id != identity.id:
             conversation.identity_id = identity.id
         flow = conversation.flow
-        if flow and now - conversation.updated_at > FLOW_TTL:
+        expired = now - conversation.updated_at > FLOW_TTL
+        if flow and expired:
             flow = None
         view = ConversationView(
             id=conversation.id,
@@ -359,6 +345,8 @@ class Engine:
             slots=dict(conversation.slots or {}),
             failures=conversation.failures,
             last_label=conversation.last_label,
+            suspended=list(conversation.suspended or []) if not expired else [],
+            pending=conversation.pending,
         )
 
         async def recent(key: str, window: timedelta) -> int:
@@ -393,7 +381,7 @@ class Engine:
         )
         if conversation.state in ("queued", "agent") and self.handoffs is not None:
             message_id = await turn.user_first()
-            if strip_punctuation(fold(message.text)) not in _BACK_TO_BOT:
+            if not self.knowledge.words.means("back_to_bot", message.text):
                 # People hold the chat: the bot stays silent and passes the message on, but
                 # for a typed password, which it warns about.
                 await self.handoffs.on_user_message(session, conversation, message_id)
@@ -412,9 +400,20 @@ class Engine:
             outcome = Outcome(
                 [ctx.say("platform_unavailable", ctx.human_button())], solved=False, end_flow=True
             )
+        except PlatformRejected as exc:
+            # Every refusal the platform gives is translated here, once, for every flow.
+            log.warning("platform refused in %s: %s", view.flow or "routing", exc)
+            outcome = Outcome(
+                [ctx.say("platform_rejected", ctx.human_button())], solved=False, end_flow=True
+            )
+        outcome = await self._after_binding(ctx, outcome)
+        acknowledged = acknowledgement(ctx)
+        if acknowledged is not None:
+            outcome.replies.insert(0, acknowledged)
         if ctx.parse is not None:
             turn.inbound.label, turn.inbound.score = ctx.parse.label.value, ctx.parse.score
         self._apply(session, conversation, identity, ctx, outcome, now)
+        self._offer_resume(conversation, ctx, outcome)
         for limit in outcome.tripped:
             log.warning("limit %s reached (%s chat %s)", limit, message.channel, conversation.id)
             if self.metrics is not None:
@@ -448,11 +447,21 @@ class Engine:
             had = await self.handoffs.cancel(session, conversation)
             said.append(ctx.say("handoff/returned", had_handoff=had))
         reason = outcome.handoff
-        if reason is None and not outcome.solved and conversation.failures >= 2:
-            reason = "bot_failed"
         asked_again = ctx.parse is not None and ctx.parse.label not in _PLEASANTRIES
-        if reason is None and ctx.conversation.slots.get(UNHELPFUL) and asked_again:
-            reason = "unhelpful_answer"
+        unsolved = not outcome.solved and conversation.failures >= 2
+        unhelpful = bool(ctx.conversation.slots.get(UNHELPFUL)) and asked_again
+        if reason is None and (unsolved or unhelpful):
+            # The bot offers a person; it never hands a chat over by itself. The button keeps
+            # the reason, so the agent who takes the chat knows why it came.
+            why = "unhelpful_answer" if unhelpful else "bot_failed"
+            outcome.replies[:] = [_without_human(reply) for reply in outcome.replies]
+            said.append(
+                ctx.say(
+                    "dialogue/offer_handoff",
+                    Button(ctx.ui("human"), f"human:{why}"),
+                    Button(ctx.ui("keep_asking"), "dialogue:continue"),
+                )
+            )
         if reason is not None:
             await turn.user_first()
             said += await self.handoffs.request(
@@ -488,7 +497,9 @@ class Engine:
         if action:
             return await self._route_action(ctx, action, state)
         text = ctx.message.text.strip()
-        explicit = self._explicit_text_route(text)
+        explicit = self._explicit_text_route(
+            text, ticket_open=state is not None and state.name == "ticket"
+        )
         if explicit is not None:
             return await self._run(ctx, explicit)
         if not ctx.conversation.language_pinned and (language := detect_language(fold(text))):
@@ -496,10 +507,10 @@ class Engine:
         if not text:
             return Outcome([ctx.say("empty")])
         if state is not None:
-            result = await FLOWS[state.name].resume(ctx, state)
-            if result is not UNHANDLED:
-                return result
-            return await self._off_script(ctx, state, text)
+            return await self.policy.in_flow(ctx, state, text)
+        entity_first = await self.policy.without_flow(ctx, text)
+        if entity_first is not None:
+            return entity_first
         return await self._route_text(ctx, text)
 
     async def _route_action(self, ctx: Context, action: str, state: FlowState | None) -> Outcome:
@@ -511,6 +522,10 @@ class Engine:
                 return Outcome([ctx.say("stale_action")])
             action = offered[int(index)][1]
         prefix, _, argument = action.partition(":")
+        if prefix == "resume":
+            return self._resume(ctx, argument == "yes")
+        if action == "dialogue:continue":
+            return Outcome([ctx.say("dialogue/continue")])
         if prefix == "flow":
             if state is None:
                 return Outcome([ctx.say("stale_action")])
@@ -523,7 +538,7 @@ class Engine:
         result = await self._run(ctx, _Route(handler, argument))
         return result
 
-    def _explicit_text_route(self, text: str) -> _Route | None:
+    def _explicit_text_route(self, text: str, *, ticket_open: bool = False) -> _Route | None:
         """Commands, language words, cancel words and bind codes: never read as anything else."""
         command = _COMMAND.match(text)
         if command:
@@ -531,25 +546,79 @@ class Engine:
             return _Route(handler or _unknown_command, (command.group(2) or "").strip())
         if language_word(text) is not None:
             return _Route(self.router.commands["lang"], text)
-        if strip_punctuation(fold(text)) in _CANCEL_WORDS:
-            return _Route(self.router.commands["cancel"])
-        if strip_punctuation(fold(text)) in _BACK_TO_BOT:
+        words = self.knowledge.words
+        if words.means("back_to_bot", text, along=("cancel",)):
             return _Route(_back_to_bot)
+        if ticket_open and words.contains("back_to_bot", text, shortest=4):
+            # "那不留言了，返回机器人": while writing to staff, going back is said in passing.
+            return _Route(_back_to_bot)
+        if words.means("cancel", text):
+            # Cancelling the message being written for staff cancels the handoff it is for.
+            ticket = ticket_open and self.handoffs is not None
+            return _Route(_back_to_bot) if ticket else _Route(self.router.commands["cancel"])
         code = bind_code_in(text)
         if code is not None:
             return _Route(self.router.commands["bind"], code)
         return None
 
-    async def _off_script(self, ctx: Context, state: FlowState, text: str) -> Outcome:
-        """The answer did not fit the flow's question: a new subject, or ask again."""
-        ctx.parse = self.matcher.parse(text, ctx.conversation.language)
-        label = ctx.parse.label
-        switch = label not in _SMALL_TALK and label != FLOWS[state.name].label
-        if switch and ctx.parse.score >= SWITCH_SCORE:
-            outcome = await self._route_label(ctx)
-            outcome.end_flow = outcome.end_flow or outcome.flow is None
+    def _resume(self, ctx: Context, yes: bool) -> Outcome:
+        """The offer to go back to the flow a digression suspended: taken, or declined."""
+        if not ctx.conversation.suspended:
+            return Outcome([ctx.say("stale_action")])
+        frame = ctx.conversation.suspended[-1]
+        state = FlowState(str(frame["flow"]), str(frame["step"]), dict(frame.get("slots") or {}))
+        flow = FLOWS[state.name]
+        if not yes:
+            reply = ctx.say("dialogue/resume_dropped", flow=ctx.ui(f"flow_{flow.name}"))
+            return Outcome([reply], resume_suspended=False)
+        reply = flow.prompt(ctx, state, "dialogue/back_to_flow")
+        return Outcome([reply], flow=state, resume_suspended=True)
+
+    def _offer_resume(self, conversation: Conversation, ctx: Context, outcome: Outcome) -> None:
+        """A flow ended with another waiting below it: offer to go back to that one."""
+        if conversation.flow is not None or not conversation.suspended:
+            return
+        if any(b.action.startswith("resume:") for r in outcome.replies for b in r.buttons):
+            return
+        waiting = FLOWS[str(conversation.suspended[-1]["flow"])]
+        offer = ctx.say(
+            "dialogue/offer_resume",
+            Button(ctx.ui("resume_yes"), "resume:yes"),
+            Button(ctx.ui("resume_no"), "resume:no"),
+            flow=ctx.ui(f"flow_{waiting.name}"),
+        )
+        outcome.replies.append(offer)
+        offered = [[b.label, b.action] for b in offer.buttons]
+        conversation.slots = {
+            **(conversation.slots or {}),
+            OFFERED: [*(conversation.slots or {}).get(OFFERED, []), *offered],
+        }
+
+    async def _after_binding(self, ctx: Context, outcome: Outcome) -> Outcome:
+        """A chat that just bound takes up the request it was refused for want of a binding;
+        the flows of its old identity end."""
+        if outcome.bind_merchant is None:
+            refused = any(reply.template == "flows/bind_first" for reply in outcome.replies)
+            if refused and ctx.parse is not None and ctx.parse.label in _FLOW_LABELS:
+                outcome.pending = {"label": ctx.parse.label.value, "text": ctx.message.text}
             return outcome
-        return FLOWS[state.name].reprompt(ctx, state)
+        outcome.end_flow = True
+        outcome.resume_suspended = False
+        pending = ctx.conversation.pending
+        outcome.pending = {}
+        if not pending:
+            return outcome
+        merchant = Identity("merchant", outcome.bind_merchant)
+        again = ctx.saying(str(pending.get("text", "")), merchant)
+        again.parse = self.matcher.parse(again.message.text, ctx.conversation.language)
+        handler = self.router.labels.get(Label(str(pending["label"])))
+        if handler is None:
+            return outcome
+        resumed = await self._run(again, _Route(handler))
+        outcome.replies += [ctx.say("bind/resumed"), *resumed.replies]
+        outcome.flow, outcome.end_flow = resumed.flow, resumed.flow is None
+        outcome.findings.update(resumed.findings)
+        return outcome
 
     async def _route_text(self, ctx: Context, text: str) -> Outcome:
         ctx.parse = self.matcher.parse(text, ctx.conversation.language)
@@ -578,15 +647,31 @@ class Engine:
         offered: list[list[str]] = ctx.conversation.slots.get(OFFERED) or []
         if not offered:
             return None
-        answer = strip_punctuation(fold(ctx.message.text))
-        if answer.isdigit() and 1 <= int(answer) <= len(offered):
-            return offered[int(answer) - 1][1]
+        text = ctx.message.text
+        meaning = read_yes_no(text, self.knowledge.words)
+        if meaning is not None:
+            # A yes answers the open question (a flow's, or the offer to resume one), never
+            # the "was this helpful?" buttons under an answer given on the way.
+            wanted = ":yes" if meaning else ":no"
+            answers = [a for _, a in offered if a.endswith(wanted)]
+            first = [a for a in answers if a.startswith(("flow:", "resume:"))]
+            rest = [a for a in answers if not a.startswith("fb:")]
+            if first or rest or answers:
+                return (first or rest or answers)[0]
+        words = self.knowledge.words
+        # "不用再发链接了": a no that explains itself; but "不对，是260" corrects.
+        explained_no = meaning is None and words.leads("no", text) and read_amount(text) is None
+        if explained_no and not words.contains("correction", text):
+            no = [a for _, a in offered if a.endswith(":no") and a.startswith("flow:")]
+            if no:
+                return no[0]
+        index = read_position(text, len(offered))
+        if index is not None:
+            return offered[index][1]
+        answer = strip_punctuation(fold(text))
         for label, action in offered:
             if answer and answer == strip_punctuation(fold(label)):
                 return action
-        wanted = ":yes" if answer in _AFFIRMATIVE else ":no" if answer in _NEGATIVE else None
-        if wanted:
-            return next((action for _, action in offered if action.endswith(wanted)), None)
         return None
 
     def _apply(
@@ -623,6 +708,7 @@ class Engine:
             conversation.last_label = ctx.parse.label.value
         if outcome.bind_merchant is not None:
             identity.kind, identity.merchant_id = "merchant", outcome.bind_merchant
+        self._apply_stack(conversation, ctx, outcome)
         for order_no in outcome.watch_orders:
             session.add(
                 OrderWatch(conversation_id=conversation.id, order_no=order_no, created_at=now)
@@ -646,6 +732,23 @@ class Engine:
                     reason=ctx.parse.reason,
                 )
             )
+
+    @staticmethod
+    def _apply_stack(conversation: Conversation, ctx: Context, outcome: Outcome) -> None:
+        """Flows a digression suspended, and the request waiting for a binding."""
+        stack = list(ctx.conversation.suspended)
+        if outcome.suspend is not None:
+            slots = {k: v for k, v in outcome.suspend.slots.items() if k != OFFERED}
+            frame = {"flow": outcome.suspend.name, "step": outcome.suspend.step, "slots": slots}
+            stack = [*stack, frame][-MAX_SUSPENDED:]
+        if outcome.resume_suspended is not None and stack:
+            stack.pop()
+        if outcome.bind_merchant is not None:
+            stack = []  # they belonged to the chat's old identity
+        if stack != (conversation.suspended or []):
+            conversation.suspended = stack
+        if outcome.pending is not None and outcome.pending != conversation.pending:
+            conversation.pending = outcome.pending or None
 
 
 def _load_statement(postgresql: bool) -> Any:
@@ -728,8 +831,15 @@ def _password_warning(ctx: Context) -> list[Reply]:
     return [ctx.say("password_warning")]
 
 
+def _without_human(reply: Reply) -> Reply:
+    """The reply without its plain "talk to a person" button (the offer carries its own)."""
+    kept = tuple(button for button in reply.buttons if button.action != "human")
+    return reply if kept == reply.buttons else replace(reply, buttons=kept)
+
+
 async def _back_to_bot(ctx: Context) -> Outcome:
-    return Outcome([], return_to_bot=True)
+    # An open ticket (the message being written) ends with the handoff it belongs to.
+    return Outcome([], return_to_bot=True, end_flow=True)
 
 
 async def _unknown_command(ctx: Context) -> Outcome:

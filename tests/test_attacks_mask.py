@@ -226,6 +226,7 @@ async def test_the_outbox_keeps_a_sent_reply_masked_and_the_user_got_it_whole(
     chat = 930_001
     await served.telegram(40_001, chat, "我要重置密码")
     await served.telegram(40_002, chat, "13912345678")
+    await served.telegram(40_004, chat, "是")  # the reset is confirmed before it is sent
     sent = served.stub.sent_texts(chat)
     assert any("13912345678" in text for text in sent), sent  # the user gets it in full
     payloads = await served.rows(OutboxItem.payload)

@@ -10,6 +10,7 @@ Chinese or English copy. A conversation listed in `known_failures.txt` is expect
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -33,9 +34,11 @@ TICKET = ("ticket",)
 
 
 def _known_failures() -> dict[str, str]:
+    """The list, unless BTP_CONVERSATIONS_ALL=1 asks for every conversation's own verdict
+    (to see which ones pass now, and write the list again)."""
     path = HERE / "known_failures.txt"
     known: dict[str, str] = {}
-    if path.exists():
+    if path.exists() and not os.environ.get("BTP_CONVERSATIONS_ALL"):
         for line in path.read_text().splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
@@ -129,7 +132,9 @@ async def _check_turn(db: AsyncEngine, chat: Chat, expect: dict[str, Any], where
         statuses = {h.status for h in handoffs}
         queued = conversation.state in ("queued", "agent") or bool(statuses & set(OPEN_HANDOFF))
         ticket = bool(statuses & set(TICKET))
-        offered = "dialogue/offer_handoff" in templates or "human" in actions
+        offered = "dialogue/offer_handoff" in templates or any(
+            action.startswith("human") for action in actions
+        )
         state = "queued" if queued else "ticket" if ticket else "offered" if offered else "none"
         wanted = expect["handoff"]
         if wanted == "none":

@@ -53,11 +53,13 @@ async def test_out_of_scope_is_not_answered_with_the_nearest_faq(chat: Chat) -> 
     assert chat.buttons[-1].action == "human"
 
 
-async def test_second_failure_in_a_row_recommends_a_person(chat: Chat) -> None:
+async def test_second_failure_in_a_row_offers_a_person(chat: Chat) -> None:
     await chat.say("今天天气怎么样")
     await chat.say("推荐一只股票")
-    assert "转人工" in chat.text or "人工" in chat.text
-    assert [b.action for b in chat.buttons] == ["human"]
+    assert "dialogue/offer_handoff" in [reply.template for reply in chat.last]
+    actions = [b.action for b in chat.buttons]
+    assert [a for a in actions if a.startswith("human")] == ["human:bot_failed"]
+    assert "dialogue:continue" in actions  # an offer, never a handoff by itself
 
 
 async def test_suggestion_button_answers_the_faq(chat: Chat) -> None:

@@ -135,6 +135,8 @@ async def test_no_agent_online_offers_a_ticket_that_an_agent_answers(
     await chat.say("我要找人工")
     assert "没有客服在线" in chat.text
     await chat.say("我的提现三天了还没到，麻烦看一下")
+    assert [r.template for r in chat.last][-1] == "handoff/ticket_confirm"  # read back first
+    await chat.say("确认")
     assert "留言已收到" in chat.text
     ticket = await handoff_of(db, chat)
     assert ticket.status == "ticket" and "三天" in (ticket.ticket_text or "")
@@ -156,6 +158,8 @@ async def test_two_failures_in_a_row_hand_over_with_the_findings(
     await chat.bind("M001")
     await chat.say("订单BT2026112600000004支付失败了")  # risk_blocked: unsolved, findings kept
     await chat.say("今天天气怎么样")
+    assert "dialogue/offer_handoff" in [reply.template for reply in chat.last]
+    await chat.press("human:bot_failed")  # the offer taken
     handoff = await handoff_of(db, chat)
     assert handoff.reason == "bot_failed"
     assert handoff.findings["order_no"] == "BT2026112600000004"
@@ -169,6 +173,8 @@ async def test_unhelpful_answer_then_asking_again_goes_to_a_person(
     await chat.say("手续费怎么收")
     await chat.press("fb:fees.rates:no")
     await chat.say("手续费到底是多少")
+    assert "dialogue/offer_handoff" in [reply.template for reply in chat.last]
+    await chat.press("human:unhelpful_answer")
     assert (await handoff_of(db, chat)).reason == "unhelpful_answer"
     assert "frank" in chat.text
 

@@ -7,12 +7,13 @@ order forward) and reports what changed. What still differs goes to a person wit
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from bot.context import Context, FlowState, Outcome
 from bot.diagnostics.access import merchant_order
-from bot.diagnostics.flow import Flow
+from bot.diagnostics.flow import Flow, Slot, Step
 from bot.platform.models import Order
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
@@ -23,6 +24,7 @@ WINDOW = timedelta(hours=24)
 class DataSyncFlow(Flow):
     name = "data_sync"
     label = Label.DIAGNOSE_DATA_SYNC
+    steps: ClassVar[Mapping[str, Step]] = {"order": Step(Slot.ORDER_NO, "flows/data_sync/ask")}
 
     async def start(self, ctx: Context) -> Outcome:
         if not ctx.identity.is_merchant or ctx.identity.merchant_id is None:

@@ -1,48 +1,84 @@
-"""`Flow`: a small state machine that fills slots over several messages, then acts.
+"""`Flow`: a declared state table that fills slots over several messages, then acts.
 
-A flow's steps are methods named `step_<name>`; each takes the context and the open state and
-returns an Outcome (continue at a step with `self.wait`, or end with `self.finish`), or
-UNHANDLED when the message is not an answer to its question. The engine then checks whether the
-user changed the subject, and otherwise calls `reprompt`. State lives in the conversation row,
-so a restart resumes at the same step.
+Each flow declares its steps in `steps`: per step the kind of value it waits for (an amount, an
+order number, a choice, yes or no, free text), the template that asks for it, and the steps it
+can go on to. The step's handler is the method `step_<name>`; it takes the context and the open
+state and returns an Outcome (continue at a step with `self.wait`, or end with `self.finish`),
+or UNHANDLED when the message does not answer its question. The dialogue policy in the engine
+then looks for a correction (`correct`), a digression or a new subject, and otherwise asks again
+with `retry`, which says what is needed with an example and never counts as the bot failing.
+State lives in the conversation row, so a restart resumes at the same step. Each flow's `.mmd`
+diagram names its steps; a test checks the diagrams against the tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from bot.context import Context, FlowState, Outcome
-from bot.routing import Result
+from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label, Reply
 
 StepHandler = Callable[[Context, FlowState], Awaitable[Result]]
-MAX_REPROMPTS = 2
 TRIES = "_tries"
 PROMPT = "_prompt"
+# From this retry on, the re-prompt also offers to cancel and a person.
+OFFER_WAY_OUT = 2
+
+
+class Slot(StrEnum):
+    """The kind of answer a step waits for; it says what a re-prompt asks for."""
+
+    AMOUNT = "amount"
+    ORDER_NO = "order_no"
+    PROOF = "proof"
+    WITHDRAWAL_ID = "withdrawal_id"
+    CHOICE = "choice"
+    YES_NO = "yes_no"
+    LOGIN = "login"
+    TEXT = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    slot: Slot
+    prompt: str
+    goes_to: tuple[str, ...] = ()
 
 
 class Flow:
-    """Base class: subclasses set `name` and `label`, write `start` and `step_*` methods."""
+    """Base class: subclasses set `name`, `label` and `steps`, write `start` and `step_*`."""
 
     name: ClassVar[str]
     label: ClassVar[Label]
+    steps: ClassVar[Mapping[str, Step]] = {}
 
     def __init__(self) -> None:
-        self.steps: dict[str, StepHandler] = {
+        self.handlers: dict[str, StepHandler] = {
             attr.removeprefix("step_"): getattr(self, attr)
             for attr in dir(self)
             if attr.startswith("step_")
         }
+        if set(self.handlers) != set(self.steps):
+            raise TypeError(
+                f"{self.name}: steps {sorted(self.steps)} but handlers {sorted(self.handlers)}"
+            )
 
     async def start(self, ctx: Context) -> Outcome:
         raise NotImplementedError
 
     async def resume(self, ctx: Context, state: FlowState) -> Result:
-        handler = self.steps.get(state.step)
+        handler = self.handlers.get(state.step)
         if handler is None:
             return self.finish(ctx, [ctx.say("stale_action")], solved=False)
         return await handler(ctx, state)
+
+    async def correct(self, ctx: Context, state: FlowState) -> Result:
+        """The message replaces a value given earlier ("不对，是260"), or UNHANDLED."""
+        return UNHANDLED
 
     def wait(
         self,
@@ -86,19 +122,36 @@ class Flow:
             rate_events=rate_events or [],
         )
 
-    def reprompt(self, ctx: Context, state: FlowState) -> Outcome:
-        """The answer did not fit: say so and ask again, at most twice, then give up politely."""
-        tries = int(state.slots.get(TRIES, 0)) + 1
+    def prompt(self, ctx: Context, state: FlowState, template: str | None = None) -> Reply:
+        """The open question again, as it was asked (under `template` when given: the same
+        text with a line before it, e.g. "back to the payment link:")."""
         prompt = state.slots.get(PROMPT) or {}
-        if tries > MAX_REPROMPTS or not prompt:
-            return self.finish(ctx, [ctx.say("flow_gave_up", ctx.human_button())], solved=False)
         buttons = tuple(Button(label, action) for label, action in prompt.get("buttons", []))
-        reply = ctx.say(prompt["template"], *buttons, **prompt.get("values", {}))
-        slots = {**state.slots, TRIES: tries}
+        asked = prompt.get("template") or self.steps[state.step].prompt
+        values = prompt.get("values", {})
+        question = ctx.say(asked, *buttons, **values)
+        if template is None:
+            return question
+        return ctx.say(
+            template, *buttons, question=question.text, flow=ctx.ui(f"flow_{self.name}")
+        )
+
+    def retry(self, ctx: Context, state: FlowState) -> Outcome:
+        """The answer did not fit: say what is needed, with an example, and ask again. A user's
+        wrong input is not the bot failing; after a few tries a way out is offered too."""
+        tries = int(state.slots.get(TRIES, 0)) + 1
+        step = self.steps.get(state.step)
+        slot = step.slot if step is not None else Slot.TEXT
+        question = self.prompt(ctx, state)
+        buttons = question.buttons
+        if tries >= OFFER_WAY_OUT:
+            way_out = (Button(ctx.ui("cancel"), "cancel"), ctx.human_button())
+            buttons = (*buttons, *(b for b in way_out if b not in buttons))
+        reply = ctx.say("dialogue/retry", *buttons, need=slot.value, question=question.text)
         return Outcome(
-            [ctx.say("flow_invalid"), reply],
+            [reply],
             solved=True,
-            flow=FlowState(self.name, state.step, slots),
+            flow=FlowState(self.name, state.step, {**state.slots, TRIES: tries}),
         )
 
 

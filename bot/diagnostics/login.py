@@ -8,10 +8,12 @@ general advice only: account states are not told to strangers.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from bot.context import Context, FlowState, Outcome
-from bot.diagnostics.flow import Flow
+from bot.diagnostics.flow import Flow, Slot, Step
+from bot.nlu.values import Option, read_choice
 from bot.platform.models import Account, AccountStatus, MerchantStatus
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
@@ -19,9 +21,20 @@ from bot.types import Button, Label
 WARN_AFTER = 3
 
 
+def _option(ctx: Context, account: Account) -> Option:
+    """A login as an answer can name it: by its name, or by what is wrong with it."""
+    names: tuple[str, ...] = ()
+    if account.status == AccountStatus.DISABLED:
+        names = ("disabled", "risk", "禁用", "停用", "风控")
+    elif account.locked_until is not None and account.locked_at(ctx.now):
+        names = ("locked", "锁", "冻结")
+    return Option(account.login, f"flow:account:{account.login}", names)
+
+
 class LoginFlow(Flow):
     name = "login"
     label = Label.DIAGNOSE_LOGIN
+    steps: ClassVar[Mapping[str, Step]] = {"account": Step(Slot.CHOICE, "flows/login/pick_account")}
 
     async def start(self, ctx: Context) -> Outcome:
         if not ctx.identity.is_merchant or ctx.identity.merchant_id is None:
@@ -48,8 +61,10 @@ class LoginFlow(Flow):
         return next((a for a in accounts if a.login in words), None)
 
     @staticmethod
-    def _reset_button(ctx: Context) -> Button:
-        return Button(ctx.ui("action_password_reset"), "intent:action.password_reset")
+    def _reset_button(ctx: Context, login: str | None = None) -> Button:
+        """A reset for `login` goes straight to its confirmation: the login is not asked twice."""
+        action = f"reset:{login}" if login else "intent:action.password_reset"
+        return Button(ctx.ui("action_password_reset"), action)
 
     async def step_account(self, ctx: Context, state: FlowState) -> Result:
         assert ctx.identity.merchant_id is not None
@@ -58,6 +73,9 @@ class LoginFlow(Flow):
             ctx.argument.removeprefix("account:") if ctx.argument.startswith("account:") else None
         )
         chosen = next((a for a in accounts if a.login == login), None) or self._named(ctx, accounts)
+        if chosen is None and ctx.message.text:
+            index = read_choice(ctx.message.text, [_option(ctx, a) for a in accounts[:5]])
+            chosen = accounts[index] if index is not None else None
         if chosen is None:
             return UNHANDLED
         return await self.diagnose(ctx, chosen)
@@ -91,16 +109,21 @@ class LoginFlow(Flow):
         if account.locked_until is not None and account.locked_at(ctx.now):
             reply = ctx.say(
                 "flows/login/locked",
-                self._reset_button(ctx),
+                self._reset_button(ctx, account.login),
                 ctx.human_button(),
                 until=ctx.local(account.locked_until),
                 **values,
             )
             return self.finish(ctx, [reply], findings=findings)
         if account.failed_attempts >= WARN_AFTER:
-            reply = ctx.say("flows/login/many_failures", self._reset_button(ctx), **values)
+            reply = ctx.say(
+                "flows/login/many_failures", self._reset_button(ctx, account.login), **values
+            )
             return self.finish(ctx, [reply], findings=findings)
         reply = ctx.say(
-            "flows/login/nothing_wrong", self._reset_button(ctx), ctx.human_button(), **values
+            "flows/login/nothing_wrong",
+            self._reset_button(ctx, account.login),
+            ctx.human_button(),
+            **values,
         )
         return self.finish(ctx, [reply], findings=findings)

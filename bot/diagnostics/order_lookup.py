@@ -9,6 +9,9 @@ verified read the same.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 from bot.context import Context, FlowState, Outcome
 from bot.diagnostics.access import (
     Limit,
@@ -18,19 +21,26 @@ from bot.diagnostics.access import (
     verification_locked,
     wrong_proof_keys,
 )
-from bot.diagnostics.flow import Flow
+from bot.diagnostics.flow import Flow, Slot, Step
+from bot.nlu.values import read_order_no
 from bot.platform.models import Order
 from bot.routing import UNHANDLED, Result
+from bot.types import Button, Reply
 
 
 class OrderLookupFlow(Flow):
     """Base for flows about one order: subclasses implement `about(ctx, order)`."""
 
+    steps: ClassVar[Mapping[str, Step]] = {
+        "order": Step(Slot.ORDER_NO, "flows/ask_order_no", ("verify",)),
+        "verify": Step(Slot.PROOF, "flows/ask_verification"),
+    }
+
     async def about(self, ctx: Context, order: Order, slots: dict[str, object]) -> Outcome:
         raise NotImplementedError
 
     async def start(self, ctx: Context) -> Outcome:
-        order_no = ctx.entity("order_no")
+        order_no = ctx.entity("order_no") or read_order_no(ctx.message.text)
         if order_no:
             return await self.with_order(ctx, order_no)
         return await self.ask_order(ctx)
@@ -47,19 +57,29 @@ class OrderLookupFlow(Flow):
         order_no = (
             ctx.argument.removeprefix("order:") if ctx.argument.startswith("order:") else None
         )
-        order_no = order_no or ctx.entity("order_no")
+        order_no = order_no or ctx.entity("order_no") or read_order_no(ctx.message.text)
         if not order_no:
             return UNHANDLED
-        return await self.with_order(ctx, order_no)
+        return await self.with_order(ctx, order_no, retry=True)
 
-    async def with_order(self, ctx: Context, order_no: str) -> Outcome:
+    async def correct(self, ctx: Context, state: FlowState) -> Result:
+        # Another order number at the proof step: the customer means that order instead.
+        order_no = read_order_no(ctx.message.text) if state.step == "verify" else None
+        if order_no is None or order_no == state.slots.get("order_no"):
+            return UNHANDLED
+        return await self.with_order(ctx, order_no, retry=True)
+
+    async def with_order(self, ctx: Context, order_no: str, *, retry: bool = False) -> Outcome:
         if ctx.identity.is_merchant:
             order = await merchant_order(ctx, order_no)
             if order is None:
-                return self.finish(
+                # The merchant's wrong input, not the bot's failure: say so and ask again.
+                return self.wait(
                     ctx,
-                    [ctx.say("flows/order_not_found", ctx.human_button(), order_no=order_no)],
-                    solved=False,
+                    "order",
+                    "flows/ask_order_no",
+                    ctx.human_button(),
+                    extra=[ctx.say("flows/order_not_found", order_no=order_no)],
                 )
             return await self.about(ctx, order, {})
         if locked := await verification_locked(ctx):
@@ -67,6 +87,25 @@ class OrderLookupFlow(Flow):
         return self.wait(
             ctx, "verify", "flows/ask_verification", slots={"order_no": order_no}, order_no=order_no
         )
+
+    def not_verified(
+        self, ctx: Context, state: FlowState, replies: list[Reply], wrong: list[str]
+    ) -> Outcome:
+        """A wrong proof counts toward the locks and the customer may try again (or give up,
+        or ask a person): a typo in the phone digits is not the end of the conversation."""
+        order_no = str(state.slots["order_no"])
+        outcome = self.wait(
+            ctx,
+            "verify",
+            "flows/ask_verification",
+            Button(ctx.ui("cancel"), "cancel"),
+            ctx.human_button(),
+            slots=state.slots,
+            extra=replies,
+            order_no=order_no,
+        )
+        outcome.rate_events = wrong
+        return outcome
 
     async def step_verify(self, ctx: Context, state: FlowState) -> Result:
         proofs = read_proofs(ctx.message.text)
@@ -90,10 +129,10 @@ class OrderLookupFlow(Flow):
         if await order_locked(ctx, order_no):
             # Every proof counts while the order is locked, the right one too, so neither the
             # reply nor the writes tell a guesser that this one was right.
-            return self.finish(ctx, not_verified, solved=False, rate_events=wrong)
+            return self.not_verified(ctx, state, not_verified, wrong)
         order = await ctx.gateway.get_order(order_no)
         if order is None or not proofs[0].matches(order):
-            return self.finish(ctx, not_verified, solved=False, rate_events=wrong)
+            return self.not_verified(ctx, state, not_verified, wrong)
         outcome = await self.about(ctx, order, {"verified": True})
         # The customer hears when this order's payment arrives (platform notifications).
         outcome.watch_orders.append(order.order_no)

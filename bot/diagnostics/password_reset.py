@@ -8,10 +8,13 @@ may ask 10 times an hour.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import ClassVar
 
 from bot.context import Context, FlowState, Outcome
-from bot.diagnostics.flow import Flow
+from bot.diagnostics.flow import PROMPT, Flow, Slot, Step
+from bot.nlu.values import Option, read_choice, read_yes_no
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
 
@@ -23,6 +26,10 @@ _LOGIN = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 class PasswordResetFlow(Flow):
     name = "password_reset"
     label = Label.ACTION_PASSWORD_RESET
+    steps: ClassVar[Mapping[str, Step]] = {
+        "login": Step(Slot.LOGIN, "flows/password_reset/ask_login", ("confirm",)),
+        "confirm": Step(Slot.YES_NO, "flows/password_reset/confirm"),
+    }
 
     def _key(self, ctx: Context) -> str:
         return f"reset:{ctx.conversation.id}"
@@ -34,20 +41,61 @@ class PasswordResetFlow(Flow):
             )
         if ctx.identity.is_merchant and ctx.identity.merchant_id:
             accounts = await ctx.gateway.list_accounts(ctx.identity.merchant_id)
+            named = _chosen(ctx, [a.login for a in accounts])
+            if named is not None:
+                return self.confirm(ctx, named)
             if len(accounts) == 1:
-                return await self.send(ctx, accounts[0].login)
+                return self.confirm(ctx, accounts[0].login)
             if accounts:
                 buttons = [Button(a.login, f"flow:login:{a.login}") for a in accounts[:5]]
                 return self.wait(ctx, "login", "flows/password_reset/ask_login", *buttons)
         return self.wait(ctx, "login", "flows/password_reset/ask_login")
 
+    def confirm(self, ctx: Context, login: str) -> Outcome:
+        """Nothing is sent before the merchant says yes to the login it goes to."""
+        buttons = (
+            Button(ctx.ui("confirm_reset"), "flow:confirm:yes"),
+            Button(ctx.ui("cancel"), "flow:confirm:no"),
+        )
+        return self.wait(
+            ctx,
+            "confirm",
+            "flows/password_reset/confirm",
+            *buttons,
+            slots={"login": login},
+            login=login,
+        )
+
     async def step_login(self, ctx: Context, state: FlowState) -> Result:
         login = ctx.argument.removeprefix("login:") if ctx.argument.startswith("login:") else None
-        text = ctx.message.text.strip()
-        login = login or (text if _LOGIN.match(text) else None)
+        if login is None and ctx.message.text:
+            offered = [label for label, _ in state.slots.get(PROMPT, {}).get("buttons", [])]
+            login = _chosen(ctx, offered) if offered else None
+            text = ctx.message.text.strip()
+            # A yes or a no is an answer to a question, never a login name.
+            typed = not offered and _LOGIN.match(text) is not None
+            if login is None and typed and read_yes_no(text, ctx.knowledge.words) is None:
+                login = text
         if not login:
             return UNHANDLED
-        return await self.send(ctx, login)
+        return self.confirm(ctx, login)
+
+    async def step_confirm(self, ctx: Context, state: FlowState) -> Result:
+        if ctx.argument == "confirm:no":
+            return self.finish(ctx, [ctx.say("cancelled", had_flow=True)])
+        if ctx.argument != "confirm:yes":
+            return UNHANDLED
+        return await self.send(ctx, str(state.slots["login"]))
+
+    async def correct(self, ctx: Context, state: FlowState) -> Result:
+        # "不对，是 wang_cashier" at the confirmation: that login instead.
+        if state.step != "confirm" or not ctx.identity.merchant_id:
+            return UNHANDLED
+        accounts = await ctx.gateway.list_accounts(ctx.identity.merchant_id)
+        login = _chosen(ctx, [a.login for a in accounts])
+        if login is None or login == state.slots.get("login"):
+            return UNHANDLED
+        return self.confirm(ctx, login)
 
     async def send(self, ctx: Context, login: str) -> Outcome:
         if await ctx.recent(self._key(ctx), WINDOW) >= CHAT_LIMIT:
@@ -61,3 +109,11 @@ class PasswordResetFlow(Flow):
             rate_events=[self._key(ctx)],
             findings={"password_reset_for": login},
         )
+
+
+def _chosen(ctx: Context, logins: list[str]) -> str | None:
+    """The login the message names (or picks by number) among `logins`."""
+    if not ctx.message.text or not logins:
+        return None
+    index = read_choice(ctx.message.text, [Option(login, login) for login in logins])
+    return logins[index] if index is not None else None

@@ -8,11 +8,13 @@ merchant) or a person, with the findings attached.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from bot.context import Context, FlowState, Outcome
+from bot.diagnostics.flow import Slot, Step
 from bot.diagnostics.order_lookup import OrderLookupFlow
 from bot.diagnostics.payment_link import PaymentLinkFlow
 from bot.platform.models import AttemptStatus, Order, OrderStatus
@@ -25,6 +27,11 @@ RECENT = timedelta(days=7)
 class PaymentFailureFlow(OrderLookupFlow):
     name = "payment_failure"
     label = Label.DIAGNOSE_PAYMENT_FAILURE
+    steps: ClassVar[Mapping[str, Step]] = {
+        "order": Step(Slot.ORDER_NO, "flows/payment_failure/pick_order", ("verify", "offer")),
+        "verify": Step(Slot.PROOF, "flows/ask_verification", ("offer",)),
+        "offer": Step(Slot.YES_NO, "flows/payment_failure/explained"),
+    }
 
     async def ask_order(self, ctx: Context) -> Outcome:
         if ctx.identity.is_merchant and ctx.identity.merchant_id:
@@ -100,4 +107,5 @@ class PaymentFailureFlow(OrderLookupFlow):
     async def step_offer(self, ctx: Context, state: FlowState) -> Result:
         if ctx.argument != "newlink:yes":
             return UNHANDLED
-        return PaymentLinkFlow().confirm(ctx, Decimal(str(state.slots["amount"])), None)
+        # The button named the amount ("重新生成 ¥88.50 收款链接"): pressing it is the yes.
+        return await PaymentLinkFlow().create(ctx, Decimal(str(state.slots["amount"])), None)

@@ -8,10 +8,13 @@ merchant hears why and what to do, up front when the platform already says so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from typing import ClassVar
 
 from bot.context import Context, FlowState, Outcome
-from bot.diagnostics.flow import Flow
+from bot.diagnostics.flow import Flow, Slot, Step
+from bot.nlu.values import read_amount
 from bot.platform.gateway import MerchantNotActive
 from bot.platform.models import MerchantStatus
 from bot.qr import qr_png
@@ -30,9 +33,19 @@ def _plain_amount(text: str) -> str | None:
     return str(value.quantize(Decimal("0.01"))) if value > 0 else None
 
 
+def _typed_amount(ctx: Context) -> str | None:
+    """The one amount the message gives, in any form people type (see `read_amount`)."""
+    amount = read_amount(ctx.message.text) if ctx.message.text else None
+    return str(amount) if amount is not None else None
+
+
 class PaymentLinkFlow(Flow):
     name = "payment_link"
     label = Label.ACTION_PAYMENT_LINK
+    steps: ClassVar[Mapping[str, Step]] = {
+        "amount": Step(Slot.AMOUNT, "flows/payment_link/ask_amount", ("confirm",)),
+        "confirm": Step(Slot.YES_NO, "flows/payment_link/confirm"),
+    }
 
     async def start(self, ctx: Context) -> Outcome:
         if not ctx.identity.is_merchant:
@@ -40,7 +53,7 @@ class PaymentLinkFlow(Flow):
         merchant = await ctx.gateway.get_merchant(ctx.identity.merchant_id or "")
         if merchant is not None and merchant.status != MerchantStatus.ACTIVE:
             return self.not_active(ctx, merchant.status)
-        amount = ctx.entity("amount") or _plain_amount(ctx.argument)
+        amount = ctx.entity("amount") or _plain_amount(ctx.argument) or _typed_amount(ctx)
         note = ctx.entity("note") if amount else None
         if amount is None:
             return self.wait(
@@ -86,27 +99,32 @@ class PaymentLinkFlow(Flow):
         )
 
     async def step_amount(self, ctx: Context, state: FlowState) -> Result:
-        amount = ctx.entity("amount")
+        amount = _typed_amount(ctx)
         if amount is None:
-            try:
-                value = Decimal(ctx.message.text.strip().removeprefix("¥").removesuffix("元"))
-            except InvalidOperation:
-                return UNHANDLED
-            if value <= 0 or value != value.quantize(Decimal("0.01")):
-                return UNHANDLED
-            amount = str(value.quantize(Decimal("0.01")))
+            return UNHANDLED
         return self.confirm(ctx, Decimal(amount), ctx.entity("note"))
+
+    async def correct(self, ctx: Context, state: FlowState) -> Result:
+        # "不对，是260" / "actually make it 45" at the confirmation: confirm the new amount.
+        amount = _typed_amount(ctx)
+        if amount is None or state.step != "confirm":
+            return UNHANDLED
+        note = ctx.entity("note") or state.slots.get("note")
+        return self.confirm(ctx, Decimal(amount), note)
 
     async def step_confirm(self, ctx: Context, state: FlowState) -> Result:
         if ctx.argument == "confirm:no":
             return self.finish(ctx, [ctx.say("cancelled", had_flow=True)])
         if ctx.argument != "confirm:yes":
             return UNHANDLED
+        note = state.slots.get("note")
+        return await self.create(ctx, Decimal(state.slots["amount"]), note)
+
+    async def create(self, ctx: Context, amount: Decimal, note: str | None) -> Outcome:
+        """The link itself, once the merchant has said yes to this amount."""
         assert ctx.identity.merchant_id is not None
-        amount = Decimal(state.slots["amount"])
         if not self._check(ctx, amount):
             return self.finish(ctx, [ctx.say("stale_action")], solved=False)
-        note = state.slots.get("note")
         try:
             link = await ctx.gateway.create_payment_link(
                 ctx.identity.merchant_id, amount, note[:_MAX_NOTE] if note else None

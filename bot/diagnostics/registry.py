@@ -51,8 +51,20 @@ def _command(flow: Flow) -> Handler:
     return start
 
 
+@router.action("reset")
+async def reset_for(ctx: Context) -> Result:
+    """The login flow's "reset the password" button: that login's confirmation at once."""
+    flow = FLOWS["password_reset"]
+    assert isinstance(flow, PasswordResetFlow)
+    if not ctx.identity.is_merchant or not ctx.argument:
+        return await flow.start(ctx)
+    return flow.confirm(ctx, ctx.argument)
+
+
 router.command("status")(_command(FLOWS["payment_status"]))
 router.command("pay")(_command(FLOWS["payment_link"]))
+# `pay:<amount>`: a button that offers a link for an amount (a lone number, an order summary).
+router.action("pay")(_command(FLOWS["payment_link"]))
 router.command("reset")(_command(FLOWS["password_reset"]))
 
 

@@ -1,11 +1,21 @@
-"""The message a user leaves when no person can answer now; it becomes a ticket."""
+"""The message a user leaves when no person can answer now; it becomes a ticket.
+
+Leaving a message is explicit: the text is read back and left only once the user confirms it,
+so a new question typed at the prompt is never filed by mistake (the dialogue policy answers a
+clear question there as a digression and asks for the message again).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 from bot.context import Context, FlowState, Outcome
-from bot.diagnostics.flow import Flow
+from bot.diagnostics.flow import Flow, Slot, Step
 from bot.routing import UNHANDLED, Result
-from bot.types import Label
+from bot.types import Button, Label
+
+MAX_TICKET = 2000
 
 
 class TicketFlow(Flow):
@@ -13,6 +23,10 @@ class TicketFlow(Flow):
 
     name = "ticket"
     label = Label.HANDOFF_HUMAN
+    steps: ClassVar[Mapping[str, Step]] = {
+        "message": Step(Slot.TEXT, "handoff/ask_message", ("confirm",)),
+        "confirm": Step(Slot.YES_NO, "handoff/ticket_confirm"),
+    }
 
     async def start(self, ctx: Context) -> Outcome:
         return Outcome([], handoff="user_asked")
@@ -21,4 +35,29 @@ class TicketFlow(Flow):
         text = ctx.message.text.strip()
         if not text:
             return UNHANDLED
+        buttons = (
+            Button(ctx.ui("leave_it"), "flow:confirm:yes"),
+            Button(ctx.ui("rewrite"), "flow:confirm:no"),
+        )
+        return self.wait(
+            ctx,
+            "confirm",
+            "handoff/ticket_confirm",
+            *buttons,
+            slots={**state.slots, "text": text[:MAX_TICKET]},
+            text=text[:MAX_TICKET],
+        )
+
+    async def step_confirm(self, ctx: Context, state: FlowState) -> Result:
+        if ctx.argument == "confirm:no":
+            return self.wait(ctx, "message", "handoff/ask_message", slots=state.slots)
+        if ctx.argument != "confirm:yes":
+            return UNHANDLED
+        text = str(state.slots.get("text", ""))
         return Outcome([ctx.say("handoff/ticket_received")], end_flow=True, ticket_text=text)
+
+    async def correct(self, ctx: Context, state: FlowState) -> Result:
+        # At the read-back, anything typed that is not yes or no is the message, rewritten.
+        if state.step != "confirm" or not ctx.message.text.strip():
+            return UNHANDLED
+        return await self.step_message(ctx, state)

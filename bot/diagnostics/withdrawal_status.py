@@ -6,11 +6,13 @@ overdue and gets a person.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from bot.context import Context, FlowState, Outcome
 from bot.diagnostics.calendar import add_working_days, working_days_between
-from bot.diagnostics.flow import Flow
+from bot.diagnostics.flow import Flow, Slot, Step
+from bot.nlu.values import Option, read_choice, read_withdrawal_id
 from bot.platform.models import Withdrawal, WithdrawalStatus
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
@@ -18,8 +20,19 @@ from bot.types import Button, Label
 PROMISED_DAYS = 3
 
 
+def _named_by(withdrawal: Withdrawal) -> tuple[str, ...]:
+    """Words that pick a withdrawal out of a list: its status ("the failed one", "失败的")."""
+    return {
+        WithdrawalStatus.FAILED: ("failed", "失败", "没成功"),
+        WithdrawalStatus.PAID: ("paid", "arrived", "到账", "已到"),
+        WithdrawalStatus.PROCESSING: ("processing", "处理中"),
+        WithdrawalStatus.REQUESTED: ("requested", "new", "latest", "刚提交", "最新", "刚申请"),
+    }.get(withdrawal.status, ())
+
+
 class WithdrawalStatusFlow(Flow):
     name = "withdrawal_status"
+    steps: ClassVar[Mapping[str, Step]] = {"pick": Step(Slot.CHOICE, "flows/withdrawal/pick")}
     label = Label.STATUS_WITHDRAWAL
 
     async def start(self, ctx: Context) -> Outcome:
@@ -33,16 +46,19 @@ class WithdrawalStatusFlow(Flow):
             return self.finish(ctx, [ctx.say("flows/withdrawal/none")])
         if len(recent) == 1:
             return self.report(ctx, recent[0])
-        buttons = [Button(f"{w.id} ¥{w.amount}", f"flow:withdrawal:{w.id}") for w in recent]
+        buttons = [Button(f"{w.id} ¥{w.amount}", f"flow:pick:{w.id}") for w in recent]
         return self.wait(ctx, "pick", "flows/withdrawal/pick", *buttons)
 
     async def step_pick(self, ctx: Context, state: FlowState) -> Result:
-        wanted = (
-            ctx.argument.removeprefix("withdrawal:")
-            if ctx.argument.startswith("withdrawal:")
-            else None
-        )
-        wanted = wanted or ctx.entity("withdrawal_id")
+        wanted = ctx.argument.removeprefix("pick:") if ctx.argument.startswith("pick:") else None
+        wanted = wanted or ctx.entity("withdrawal_id") or read_withdrawal_id(ctx.message.text)
+        if not wanted and ctx.message.text and ctx.identity.merchant_id is not None:
+            recent = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=3)
+            options = [
+                Option(w.id, f"flow:pick:{w.id}", _named_by(w)) for w in recent
+            ]
+            index = read_choice(ctx.message.text, options)
+            wanted = recent[index].id if index is not None else None
         if not wanted:
             return UNHANDLED
         return await self.one(ctx, wanted)

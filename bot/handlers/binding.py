@@ -26,8 +26,13 @@ _MAX_CLIENT = 80
 BIND_TEXT = re.compile(r"^\s*(?:绑定|綁定|bind)\s*[:：]?\s*([A-Za-z0-9]{4,32})\s*$", re.IGNORECASE)
 
 
+# Inside a sentence ("我是商家 绑定 482913") only a code of digits counts, so "如何绑定 account"
+# is a question about binding, not a wrong code.
+BIND_IN_TEXT = re.compile(r"(?:绑定|綁定|\bbind)\s*[:：]?\s*(\d{4,12})(?!\w)", re.IGNORECASE)
+
+
 def bind_code_in(text: str) -> str | None:
-    match = BIND_TEXT.match(text)
+    match = BIND_TEXT.match(text) or BIND_IN_TEXT.search(text)
     return match.group(1) if match else None
 
 

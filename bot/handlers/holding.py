@@ -10,9 +10,14 @@ from bot.types import Label
 router = Router("holding")
 
 
+# Why a chat went to people, as the offer's button says ("human:bot_failed"); otherwise asked.
+_REASONS = frozenset({"bot_failed", "unhelpful_answer"})
+
+
 def _handoff(ctx: Context) -> Outcome:
     """The engine opens the handoff and says what happens next (queue, agent, or a ticket)."""
-    return Outcome([], end_flow=True, handoff="user_asked")
+    reason = ctx.argument if ctx.argument in _REASONS else "user_asked"
+    return Outcome([], end_flow=True, handoff=reason)
 
 
 @router.label(Label.HANDOFF_HUMAN)

@@ -13,11 +13,12 @@ from decimal import Decimal, InvalidOperation
 from bot.nlu.numerals import CHINESE_NUMERAL_CHARS, parse_chinese_number
 from bot.types import Entity
 
-ORDER_NO = re.compile(r"(?<![a-z0-9])bt\d{16}(?!\d)")
+# BT + 16 digits, as pasted: "BT 2026 1126 0000 0001" and "bt-2026-..." count too.
+ORDER_NO = re.compile(r"(?<![a-z0-9])bt[\s-]*(?:\d[\s-]?){15}\d(?!\d)")
 EMAIL = re.compile(
     r"(?<![a-z0-9._%+-])[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?![a-z])"
 )
-WITHDRAWAL_ID = re.compile(r"(?<![a-z0-9])w\d{3,12}(?![0-9])")
+WITHDRAWAL_ID = re.compile(r"(?<![a-z0-9])w[\s-]?\d{3,12}(?![0-9])")
 # Free text attached to a request ("备注：榴莲一箱", "note: durian box"): payload, not meaning.
 NOTE = re.compile(r"(?:备注|说明|留言|note|memo)\s*[:：]\s*(\S.{0,79})$")
 PHONE = re.compile(r"(?<![\d.])(?:\+?86[ -]?)?(1[3-9]\d[ -]?\d{4}[ -]?\d{4})(?![\d.])")
@@ -91,11 +92,11 @@ def extract_entities(folded: str) -> tuple[Entity, ...]:
             found.append(Entity(kind, value, start, end))
 
     for m in ORDER_NO.finditer(folded):
-        add("order_no", m.group(0).upper(), m.start(), m.end())
+        add("order_no", re.sub(r"[\s-]", "", m.group(0)).upper(), m.start(), m.end())
     for m in NOTE.finditer(folded):
         add("note", m.group(1).strip(), m.start(1), m.end(1))
     for m in WITHDRAWAL_ID.finditer(folded):
-        add("withdrawal_id", m.group(0).upper(), m.start(), m.end())
+        add("withdrawal_id", re.sub(r"[\s-]", "", m.group(0)).upper(), m.start(), m.end())
     for m in EMAIL.finditer(folded):
         add("email", m.group(0), m.start(), m.end())
     for m in PHONE.finditer(folded):

@@ -24,6 +24,7 @@ _BARE = re.compile(
     r"(?<![0-9a-z.-])(\d{1,9}(?:,\d{3})*(?:\.\d{1,2})?)\s*(k|w|千|万)?(?![0-9a-z.])|"
     rf"([{CHINESE_NUMERAL_CHARS}]+)",
 )
+_UNIT_CHARS = frozenset("十百千万")
 _MULTIPLIERS = {None: 1, "": 1, "k": 1000, "千": 1000, "w": 10_000, "万": 10_000}
 # 45块5, 3块8毛: whole yuan and tenths (the NLU's entity rules cover the forms with a unit).
 _ORDER_NO = re.compile(r"(?<![a-z0-9])bt[\s-]*((?:\d[\s-]*){15}\d)(?![\d])")
@@ -68,7 +69,9 @@ def read_amount(text: str) -> Decimal | None:
         digits, multiplier, chinese = match.groups()
         value: Decimal | None
         if chinese is not None:
-            value = parse_chinese_number(chinese) if chinese not in ("点",) else None
+            # A lone 一 or 两 is "a" or "a couple" (一个, 一下), not an amount.
+            plain = len(chinese) < 2 and chinese not in _UNIT_CHARS
+            value = None if plain or chinese == "点" else parse_chinese_number(chinese)
         else:
             try:
                 value = Decimal(digits.replace(",", "")) * _MULTIPLIERS[multiplier]
@@ -136,6 +139,16 @@ def read_choice(text: str, options: Sequence[Option]) -> int | None:
         if any(_names(answer, words, name) for name in (*option.names, option.label))
     ]
     return named[0] if len(named) == 1 else None
+
+
+def read_position(text: str, count: int) -> int | None:
+    """Which of `count` offered options a typed number or ordinal picks ("2", "第二个",
+    "the second one", "最后一个"); None for anything else."""
+    answer = strip_punctuation(fold(text))
+    if answer.isdigit():
+        number = int(answer)
+        return number - 1 if 1 <= number <= count else None
+    return _ordinal(answer, count) if answer and count else None
 
 
 def _names(answer: str, words: set[str], name: str) -> bool:

@@ -1,5 +1,6 @@
 """The fixed words of a conversation (`knowledge/dialogue.yaml`): yes, no, cancel, back to the
-bot, and markers such as a correction ("不对，是260") or an upset user ("烦死了").
+bot, and markers such as a correction ("不对，是260"), an upset user ("烦死了") or a complaint
+("我要投诉").
 
 Kept as data so a support lead can add "好滴" or "sure thing" without touching Python.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from bot.nlu.normalize import fold, strip_punctuation
 
 ANSWERS = ("yes", "no", "cancel", "back_to_bot", "continue")
-MARKERS = ("correction", "upset", "urgent")
+MARKERS = ("correction", "upset", "urgent", "complaint")
 KINDS = (*ANSWERS, *MARKERS)
 
 
@@ -27,22 +28,37 @@ class Words:
     phrases: dict[str, frozenset[str]] = field(default_factory=dict)
     fillers: frozenset[str] = frozenset()
 
-    def means(self, kind: str, text: str) -> bool:
-        """`text` is only phrases of `kind` (and fillers): "行，发吧", "ok go ahead"."""
+    def means(self, kind: str, text: str, *, along: tuple[str, ...] = ()) -> bool:
+        """`text` is only phrases of `kind` (and fillers): "行，发吧", "ok go ahead"; with
+        `along`, phrases of those kinds may stand beside ("算了，返回机器人")."""
         phrases = self.phrases.get(kind, frozenset())
         answer = phrase_key(text)
         if not answer:
             return False
         if answer in phrases:
             return True
+        fillers = self.fillers.union(*(self.phrases.get(other, frozenset()) for other in along))
         if answer.isascii():
-            return _covered_words(answer.split(), phrases, self.fillers)
-        return _covered_chars(answer.replace(" ", ""), phrases, self.fillers)
+            return _covered_words(answer.split(), phrases, fillers)
+        return _covered_chars(answer.replace(" ", ""), phrases, fillers)
 
-    def contains(self, kind: str, text: str) -> bool:
-        """Some phrase of `kind` appears in `text` (for markers: "不对", "actually", "烦死了")."""
+    def leads(self, kind: str, text: str) -> bool:
+        """`text` begins with a phrase of `kind` and goes on ("不用再发链接了", "no, not now")."""
+        answer = phrase_key(text)
+        for phrase in self.phrases.get(kind, frozenset()):
+            if phrase.isascii() and f"{answer} ".startswith(f"{phrase} "):
+                return True
+            if not phrase.isascii() and answer.replace(" ", "").startswith(phrase):
+                return True
+        return False
+
+    def contains(self, kind: str, text: str, *, shortest: int = 1) -> bool:
+        """Some phrase of `kind` appears in `text` (for markers: "不对", "actually", "烦死了");
+        `shortest` leaves out phrases too short to mean much inside a longer text."""
         folded = f" {phrase_key(text)} "
         for phrase in self.phrases.get(kind, frozenset()):
+            if len(phrase) < shortest:
+                continue
             if phrase.isascii():
                 if f" {phrase} " in folded:
                     return True

@@ -96,6 +96,10 @@ class Conversation(Base):
     flow: Mapped[str | None] = mapped_column(String(64), default=None)
     flow_step: Mapped[str | None] = mapped_column(String(64), default=None)
     slots: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Flows a digression suspended, oldest first ({"flow", "step", "slots"}), and a request that
+    # was refused for want of a binding ({"label", "text"}), taken up again after one.
+    suspended: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    pending: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     findings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_label: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -1,0 +1,1 @@
+"""The dialogue layer: how a message fits the conversation it arrives in."""

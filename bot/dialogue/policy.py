@@ -1,0 +1,183 @@
+"""Dialogue policy: what a typed message means for the conversation it arrives in.
+
+The engine has already taken buttons, typed answers to buttons (yes, no, a number, an option's
+name), commands and fixed words (cancel, back to the bot, a language, a bind code). What is
+left is decided here, in this order:
+
+With a flow open:
+1. **The step's answer.** The step reads its value in the forms people type.
+2. **A correction.** A value for something given earlier ("不对，是260", "actually make it 45")
+   replaces it, at any step; a confirmation then asks again with the new value.
+3. **The same request again**, with new details: the flow starts over from them.
+4. **Another flow's request**: the open flow waits below the new one, and is offered back when
+   the new one ends.
+5. **A question the knowledge answers, or a pleasantry** (a digression): answered, then the open
+   question is asked again ("回到刚才的收款链接：金额是多少？").
+6. **Anything else**: the flow says what it needs, with an example, and asks again. A user's
+   wrong input is never counted as the bot failing; after a few tries a way out is offered.
+
+With no flow open, an entity decides before the words do:
+- an order number with nothing else clear: a customer's payment check, or a bound merchant's
+  order summary;
+- a withdrawal id: that withdrawal's status;
+- a lone number: "what is this number?", with choices.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+
+from bot.context import Context, FlowState, Outcome
+from bot.diagnostics.flow import Flow, Slot
+from bot.handlers.orders import order_summary
+from bot.nlu.matcher import Matcher
+from bot.nlu.normalize import fold, strip_punctuation
+from bot.nlu.values import read_amount, read_order_no, read_withdrawal_id
+from bot.routing import UNHANDLED
+from bot.types import Button, Label, Parse
+
+# How sure the NLU must be before a message inside a flow is taken as a new subject.
+SWITCH_SCORE = 0.25
+# A pleasantry inside a flow is short and unmistakable ("谢谢" scores about 0.8); a vague
+# answer the matcher leans toward one ("不知道" ~ 0.26 thanks) is not one.
+PLEASANTRY_SCORE = 0.5
+# A question the knowledge answers is taken as a digression at a lower score than a new
+# request: answering it costs nothing, since the open question is asked again right after.
+FAQ_DIGRESSION_SCORE = 0.2
+# At a step that takes any text (the message for staff), only a clear question is answered.
+FREE_TEXT_SWITCH_SCORE = 0.4
+_PLEASANTRIES = frozenset({Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS})
+# Labels for which an order number in the message is the flow's own business.
+_ORDER_LABELS = frozenset(
+    {Label.STATUS_PAYMENT, Label.DIAGNOSE_PAYMENT_FAILURE, Label.DIAGNOSE_DATA_SYNC}
+)
+_MERCHANT_ORDER_LABELS = _ORDER_LABELS - {Label.STATUS_PAYMENT}
+_LONE_NUMBER = re.compile(r"^\s*[¥$]?\s*(\d{1,12}(?:\.\d{1,2})?)\s*$")
+# What is left of a message once its order number or withdrawal id is taken out, when that is
+# all it says: "付了没", "what about it?" (short enough that the entity is the message).
+_SHORT_REST = 12
+
+RouteLabel = Callable[[Context], Awaitable[Outcome]]
+
+
+class DialoguePolicy:
+    def __init__(self, flows: Mapping[str, Flow], matcher: Matcher, route: RouteLabel) -> None:
+        self._flows = flows
+        self._matcher = matcher
+        self._route = route
+        self._flow_labels = {flow.label: name for name, flow in flows.items() if name != "ticket"}
+
+    def _parse(self, ctx: Context, text: str) -> Parse:
+        ctx.parse = self._matcher.parse(text, ctx.conversation.language)
+        return ctx.parse
+
+    async def in_flow(self, ctx: Context, state: FlowState, text: str) -> Outcome:
+        flow = self._flows[state.name]
+        step = flow.steps.get(state.step)
+        free_text = step is not None and step.slot == Slot.TEXT
+        if free_text:
+            # Any text answers a free-text step, so a clear question is looked for first.
+            digression = await self._digression(ctx, flow, state, text, free_text=True)
+            if digression is not None:
+                return digression
+        result = await flow.resume(ctx, state)
+        if result is not UNHANDLED:
+            return result
+        result = await flow.correct(ctx, state)
+        if result is not UNHANDLED:
+            return result
+        if not free_text:
+            digression = await self._digression(ctx, flow, state, text)
+            if digression is not None:
+                return digression
+        return flow.retry(ctx, state)
+
+    async def _digression(
+        self, ctx: Context, flow: Flow, state: FlowState, text: str, *, free_text: bool = False
+    ) -> Outcome | None:
+        withdrawal = read_withdrawal_id(text)
+        if withdrawal is not None and flow.label != Label.STATUS_WITHDRAWAL and not free_text:
+            # "W0002到了吗" in the middle of a payment link: that withdrawal, then back.
+            outcome = await self._flows[self._flow_labels[Label.STATUS_WITHDRAWAL]].start(ctx)
+            outcome.suspend = state
+            return outcome
+        parse = self._parse(ctx, text)
+        label = parse.label
+        if free_text and not (label.is_faq and parse.score >= FREE_TEXT_SWITCH_SCORE):
+            # What a user writes for staff may well name a topic: it is the message.
+            return None
+        if label in _PLEASANTRIES and parse.score >= PLEASANTRY_SCORE:
+            outcome = await self._route(ctx)
+            return self._back(ctx, flow, state, outcome)
+        if label == Label.OUT_OF_SCOPE:
+            return None
+        if label.is_faq and parse.score >= FAQ_DIGRESSION_SCORE:
+            outcome = await self._route(ctx)
+            return self._back(ctx, flow, state, outcome)
+        if parse.score < SWITCH_SCORE:
+            return None
+        if label == flow.label and flow.name != "ticket":
+            # The request again, with new details ("帮我生成收款链接，金额300"): start over.
+            return await flow.start(ctx)
+        if label == Label.HANDOFF_HUMAN:
+            outcome = await self._route(ctx)
+            outcome.end_flow = True
+            return outcome
+        if label in self._flow_labels:
+            outcome = await self._route(ctx)
+            outcome.suspend = state
+            return outcome
+        return None
+
+    @staticmethod
+    def _back(ctx: Context, flow: Flow, state: FlowState, outcome: Outcome) -> Outcome:
+        """The digression answered, then the open question again."""
+        outcome.replies.append(flow.prompt(ctx, state, "dialogue/back_to_flow"))
+        outcome.flow = state
+        outcome.end_flow = False
+        return outcome
+
+    async def without_flow(self, ctx: Context, text: str) -> Outcome | None:
+        """Entity-first routing; None when the words should decide."""
+        number = _LONE_NUMBER.match(fold(text))
+        order_no = read_order_no(text)
+        if number is not None and order_no is None:
+            return self._what_number(ctx, number.group(1))
+        withdrawal = read_withdrawal_id(text)
+        if order_no is None and withdrawal is None:
+            return None
+        parse = self._parse(ctx, text)
+        clear = parse.label != Label.OUT_OF_SCOPE and parse.score >= SWITCH_SCORE
+        rest = _rest(text, order_no, withdrawal)
+        if order_no is not None:
+            merchant = ctx.identity.is_merchant
+            # A merchant asking whether its own order is paid gets the whole summary.
+            flows = _MERCHANT_ORDER_LABELS if merchant else _ORDER_LABELS
+            if clear and (parse.label in flows or len(rest) > _SHORT_REST):
+                return None
+            if merchant:
+                return await order_summary(ctx, order_no)
+            return await self._flows[self._flow_labels[Label.STATUS_PAYMENT]].start(ctx)
+        if clear and parse.label != Label.STATUS_WITHDRAWAL and len(rest) > _SHORT_REST:
+            return None
+        return await self._flows[self._flow_labels[Label.STATUS_WITHDRAWAL]].start(ctx)
+
+    @staticmethod
+    def _what_number(ctx: Context, number: str) -> Outcome:
+        buttons = [Button(ctx.ui("number_order"), "intent:status.payment")]
+        amount = read_amount(number)
+        as_amount = ctx.identity.is_merchant and amount is not None
+        if as_amount:
+            buttons.append(Button(ctx.ui("number_amount", amount=str(amount)), f"pay:{amount}"))
+        buttons.append(ctx.human_button())
+        reply = ctx.say("dialogue/what_number", *buttons, number=number, as_amount=as_amount)
+        return Outcome([reply])
+
+
+def _rest(text: str, order_no: str | None, withdrawal: str | None) -> str:
+    """The message without its order number or withdrawal id, spaces and punctuation."""
+    rest = fold(text)
+    rest = re.sub(r"bt[\s-]*(?:\d[\s-]*){15}\d|(?<!\d)\d{16}(?!\d)", " ", rest)
+    rest = re.sub(r"(?<![a-z0-9])w[\s-]*\d{3,12}", " ", rest)
+    return strip_punctuation(rest).replace(" ", "")
