@@ -55,6 +55,7 @@ class PaymentFailureFlow(OrderLookupFlow):
                 order_no=order.order_no,
                 status=order.status.value,
                 paid=paid,
+                in_sync=order.in_sync,
             )
             return self.finish(ctx, [reply], findings=findings)
         advice = ctx.knowledge.failure_codes[code]
