@@ -1,5 +1,6 @@
 """The fixed words of a conversation (`knowledge/dialogue.yaml`): yes, no, cancel, back to the
-bot, and markers such as a correction ("不对，是260") or an upset user ("烦死了").
+bot, and markers such as a correction ("不对，是260"), an upset user ("烦死了") or a complaint
+("我要投诉").
 
 Kept as data so a support lead can add "好滴" or "sure thing" without touching Python.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from bot.nlu.normalize import fold, strip_punctuation
 
 ANSWERS = ("yes", "no", "cancel", "back_to_bot", "continue")
-MARKERS = ("correction", "upset", "urgent")
+MARKERS = ("correction", "upset", "urgent", "complaint")
 KINDS = (*ANSWERS, *MARKERS)
 
 
