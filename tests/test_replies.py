@@ -9,18 +9,21 @@ M003 is under review. See bot/platform/demo_world.yaml.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from pathlib import Path
 from typing import cast
 
 import pytest
 
+from bot.cli import main
 from bot.context import Context, ConversationView, Identity
 from bot.diagnostics.withdrawal_status import WithdrawalStatusFlow
 from bot.engine import Engine
-from bot.faq.knowledge import Knowledge
+from bot.faq.knowledge import Knowledge, load_knowledge
 from bot.handlers.tone import Tone, acknowledgement, tone_of
 from bot.platform.gateway import PlatformGateway
 from bot.platform.models import (
@@ -33,7 +36,7 @@ from bot.platform.models import (
 from bot.platform.world import read_world
 from bot.render import Renderer
 from bot.settings import Settings
-from bot.types import IncomingMessage, Language
+from bot.types import IncomingMessage, Label, Language
 from tests.conftest import DEMO_WORLD, Chat
 
 ORDER = "BT20261126000000"
@@ -125,6 +128,39 @@ def test_every_failure_code_and_withdrawal_reason_has_words(
     assert knowledge.withdrawal_failure("BANK_ACCOUNT_MISMATCH") is not None
     assert knowledge.withdrawal_failure("a_reason_nobody_wrote_down") is None
     assert knowledge.withdrawal_failure(None) is None
+
+
+def test_kb_check_guards_the_withdrawal_failure_words(tmp_path: Path) -> None:
+    directory = tmp_path / "knowledge"
+    shutil.copytree(Path(__file__).parent.parent / "knowledge", directory)
+    path = directory / "failure_codes.yaml"
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("withdrawal_failures:\n", "withdrawal_failures:\n  Card_Lost: {}\n")
+    lines = text.splitlines()
+    start = lines.index("withdrawal_failures:")
+    en = next(i for i in range(start, len(lines)) if lines[i].strip().startswith("en:"))
+    del lines[en]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    problems = [str(p) for p in load_knowledge(directory).problems]
+    assert any("Card_Lost" in p and "lower case" in p for p in problems), problems
+    assert any("bank_account_mismatch cause has no en text" in p for p in problems), problems
+    assert main(["--knowledge", str(directory), "kb", "check"]) == 1
+    path.write_text("failure_codes: {}\n", encoding="utf-8")
+    problems = [str(p) for p in load_knowledge(directory).problems]
+    assert any("'withdrawal_failures' map" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_topic_button_has_words(
+    knowledge: Knowledge, renderer: Renderer, settings: Settings, language: Language
+) -> None:
+    ctx = _context(knowledge, renderer, settings, language)
+    for label in Label:
+        if label == Label.OUT_OF_SCOPE:  # never offered as a suggestion
+            continue
+        button = ctx.topic_button(label)
+        assert button.label and label.value not in button.label
+        assert_reads_like_words(button.label, language)
 
 
 def test_no_failure_code_claims_no_money_was_taken(knowledge: Knowledge) -> None:
