@@ -500,3 +500,34 @@ async def test_no_failure_reply_does_not_contradict_the_payment_channel(
     ] in chat.text
     assert {Language.ZH: "没有收到付款", Language.EN: "no payment"}[language] not in chat.text
     check(chat, language)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_customer_hears_the_failure_in_their_own_words(
+    engine: Engine, knowledge: Knowledge, language: Language
+) -> None:
+    # Order ...02 failed on a timeout; its payer's phone ends in 0002.
+    chat = Chat(engine)
+    await start(chat, language)
+    await chat.say(PAYMENT_FAILURE[language].format(f"{ORDER}02"))
+    await chat.say("0002")
+    assert [r.template for r in chat.last] == ["flows/payment_failure/explained"], chat.text
+    advice = knowledge.failure_codes[FailureCode.NETWORK_TIMEOUT]
+    assert advice.customer_cause[language] in chat.text
+    assert advice.customer_advice[language] in chat.text
+    assert {Language.ZH: "收款链接", Language.EN: "payment link"}[language] not in chat.text
+    check(chat, language)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_customer_words_for_every_failure_code_speak_to_the_payer(
+    knowledge: Knowledge, language: Language
+) -> None:
+    third_person = {Language.ZH: "顾客", Language.EN: "the customer"}[language]
+    for code in FailureCode:
+        advice = knowledge.failure_codes[code]
+        text = advice.cause_for(language, merchant=False) + advice.advice_for(
+            language, merchant=False
+        )
+        assert third_person not in text.lower(), code
+        assert_reads_like_words(text, language)

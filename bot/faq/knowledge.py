@@ -89,9 +89,22 @@ class FaqEntry:
 
 @dataclass(frozen=True, slots=True)
 class FailureAdvice:
+    """Why something failed and what to do, in the merchant's words and, where they differ, the
+    paying customer's ("your bank" rather than "the customer's bank")."""
+
     cause: dict[Language, str]
     advice: dict[Language, str]
     needs_person: bool = False
+    customer_cause: dict[Language, str] = field(default_factory=dict)
+    customer_advice: dict[Language, str] = field(default_factory=dict)
+
+    def cause_for(self, language: Language, *, merchant: bool) -> str:
+        words = self.cause if merchant or not self.customer_cause else self.customer_cause
+        return words[language]
+
+    def advice_for(self, language: Language, *, merchant: bool) -> str:
+        words = self.advice if merchant or not self.customer_advice else self.customer_advice
+        return words[language]
 
 
 @dataclass(slots=True)
@@ -291,10 +304,22 @@ def _load_failure_codes(data: Any, knowledge: Knowledge) -> None:
         if not isinstance(raw, dict):
             problems.append(Problem(file, line, f"{code}: expected cause and advice"))
             continue
+        customer = raw.get("customer")
+        if not isinstance(customer, dict):
+            problems.append(
+                Problem(file, line, f"{code}: expected the customer's cause and advice")
+            )
+            customer = {}
         knowledge.failure_codes[code] = FailureAdvice(
             cause=_bilingual_text(raw.get("cause"), f"{code} cause", file, line, problems),
             advice=_bilingual_text(raw.get("advice"), f"{code} advice", file, line, problems),
             needs_person=bool(raw.get("needs_person", False)),
+            customer_cause=_bilingual_text(
+                customer.get("cause"), f"{code} customer cause", file, line, problems
+            ),
+            customer_advice=_bilingual_text(
+                customer.get("advice"), f"{code} customer advice", file, line, problems
+            ),
         )
     for code in FailureCode:
         if code not in knowledge.failure_codes:
