@@ -79,6 +79,7 @@ def assert_reads_like_words(text: str, language: Language) -> None:
     assert "None" not in text
     assert "{" not in text and "}" not in text
     assert "Undefined" not in text
+    assert "(s)" not in text
     for code in _machine_words(language):
         assert not re.search(rf"(?<![A-Za-z_]){re.escape(code)}(?![A-Za-z_])", text), (
             f"{code!r} in {text!r}"
@@ -182,7 +183,7 @@ PAYMENT_FAILURE = {
     Language.EN: "why did order {} fail to pay",
 }
 WITHDRAWAL = {Language.ZH: "提现{}到哪了", Language.EN: "where is my withdrawal {}"}
-DATA_SYNC = {Language.ZH: "订单{}状态不一致", Language.EN: "order {} status mismatch"}
+DATA_SYNC = {Language.ZH: "订单状态不一致", Language.EN: "order status mismatch"}
 LOGIN = {Language.ZH: "账号 {} 登录不了", Language.EN: "I can't log in as {}"}
 
 
@@ -222,10 +223,16 @@ async def test_a_failed_withdrawal_says_why_in_words(engine: Engine, language: L
 async def test_data_sync_and_login_replies_read_like_words(
     engine: Engine, language: Language
 ) -> None:
-    for order_no in (f"{ORDER}10", f"{ORDER}11", f"{ORDER}12"):
+    for order_no in (f"{ORDER}10", f"{ORDER}11", f"{ORDER}12", None):
         chat = Chat(engine)
         await start(chat, language, "M001")
-        await chat.say(DATA_SYNC[language].format(order_no))
+        await chat.say(DATA_SYNC[language])
+        assert [r.template for r in chat.last] == ["flows/data_sync/ask"], chat.text
+        if order_no is None:
+            await chat.press("flow:recent")
+        else:
+            await chat.say(order_no)
+        assert [r.template for r in chat.last] == ["flows/data_sync/result"], chat.text
         check(chat, language)
     for merchant, login in (("M001", "wang"), ("M001", "wang_cashier"), ("M002", "li"),
                             ("M002", "li_risk"), ("M003", "zhang")):  # fmt: skip
