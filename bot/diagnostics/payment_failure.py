@@ -62,9 +62,13 @@ class PaymentFailureFlow(OrderLookupFlow):
                 order_no=order.order_no,
                 status=order.status.value,
                 paid=paid,
+                in_sync=order.in_sync,
+                merchant=ctx.identity.is_merchant,
             )
             return self.finish(ctx, [reply], findings=findings)
         advice = ctx.knowledge.failure_codes[code]
+        merchant = ctx.identity.is_merchant
+        cause = advice.cause_for(ctx.language, merchant=merchant)
         if order.status == OrderStatus.PAID:
             paid_at = next(
                 a.at for a in reversed(order.attempts) if a.status == AttemptStatus.SUCCEEDED
@@ -72,22 +76,24 @@ class PaymentFailureFlow(OrderLookupFlow):
             reply = ctx.say(
                 "flows/payment_failure/paid_later",
                 order_no=order.order_no,
-                cause=advice.cause[ctx.language],
+                cause=cause,
                 paid_at=ctx.local(paid_at),
                 amount=str(order.amount),
+                merchant=merchant,
             )
             return self.finish(ctx, [reply], findings=findings)
         values: dict[str, Any] = {
             "order_no": order.order_no,
             "amount": str(order.amount),
-            "cause": advice.cause[ctx.language],
-            "advice": advice.advice[ctx.language],
+            "cause": cause,
+            "advice": advice.advice_for(ctx.language, merchant=merchant),
             "needs_person": advice.needs_person,
+            "merchant": merchant,
         }
         if advice.needs_person:
             reply = ctx.say("flows/payment_failure/explained", ctx.human_button(), **values)
             return self.finish(ctx, [reply], solved=False, findings=findings)
-        if ctx.identity.is_merchant:
+        if merchant:
             buttons = (
                 Button(ctx.ui("new_link", amount=str(order.amount)), "flow:newlink:yes"),
                 ctx.human_button(),

@@ -49,7 +49,8 @@ class PaymentLinkFlow(Flow):
 
     async def start(self, ctx: Context) -> Outcome:
         if not ctx.identity.is_merchant:
-            return self.finish(ctx, [ctx.say("flows/bind_first", ctx.human_button())], solved=False)
+            reply = ctx.say("flows/bind_first", ctx.human_button(), asked=ctx.ui(self.label.value))
+            return self.finish(ctx, [reply], solved=False)
         merchant = await ctx.gateway.get_merchant(ctx.identity.merchant_id or "")
         if merchant is not None and merchant.status != MerchantStatus.ACTIVE:
             return self.not_active(ctx, merchant.status)

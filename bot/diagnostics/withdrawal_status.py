@@ -1,7 +1,8 @@
 """`status.withdrawal`: where is my withdrawal? Status and expected arrival in a sentence or two.
 
 Withdrawals arrive within 1-3 working days (weekends not counted); one still open after that is
-overdue and gets a person.
+overdue and gets a person. A chat with no merchant bound hears that general fact and how to bind,
+so it can check the actual withdrawal next.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class WithdrawalStatusFlow(Flow):
 
     async def start(self, ctx: Context) -> Outcome:
         if not ctx.identity.is_merchant or ctx.identity.merchant_id is None:
-            return self.finish(ctx, [ctx.say("flows/bind_first", ctx.human_button())], solved=False)
+            return self.finish(ctx, [ctx.say("flows/withdrawal/unbound", ctx.human_button())])
         wanted = ctx.entity("withdrawal_id")
         if wanted:
             return await self.one(ctx, wanted)
@@ -86,13 +87,19 @@ class WithdrawalStatusFlow(Flow):
             "requested": ctx.local(withdrawal.requested_at),
             "latest": latest.isoformat(),
             "paid_at": ctx.local(withdrawal.paid_at) if withdrawal.paid_at else "",
-            "reason": withdrawal.failure_reason or "",
+            "reason": "",
+            "advice": "",
             "overdue": overdue,
         }
+        words = ctx.knowledge.withdrawal_failure(withdrawal.failure_reason)
+        if words is not None:
+            values["reason"] = words.cause[ctx.language]
+            values["advice"] = words.advice[ctx.language]
         findings: dict[str, object] = {
             "withdrawal": withdrawal.id,
             "status": withdrawal.status.value,
             "overdue": overdue,
+            "failure_reason": withdrawal.failure_reason,
         }
         if withdrawal.status == WithdrawalStatus.FAILED or overdue:
             reply = ctx.say("flows/withdrawal/status", ctx.human_button(), **values)

@@ -89,9 +89,22 @@ class FaqEntry:
 
 @dataclass(frozen=True, slots=True)
 class FailureAdvice:
+    """Why something failed and what to do, in the merchant's words and, where they differ, the
+    paying customer's ("your bank" rather than "the customer's bank")."""
+
     cause: dict[Language, str]
     advice: dict[Language, str]
     needs_person: bool = False
+    customer_cause: dict[Language, str] = field(default_factory=dict)
+    customer_advice: dict[Language, str] = field(default_factory=dict)
+
+    def cause_for(self, language: Language, *, merchant: bool) -> str:
+        words = self.cause if merchant or not self.customer_cause else self.customer_cause
+        return words[language]
+
+    def advice_for(self, language: Language, *, merchant: bool) -> str:
+        words = self.advice if merchant or not self.customer_advice else self.customer_advice
+        return words[language]
 
 
 @dataclass(slots=True)
@@ -102,12 +115,18 @@ class Knowledge:
     examples: dict[Label, dict[Language, list[str]]] = field(default_factory=dict)
     synonyms: dict[str, list[str]] = field(default_factory=dict)
     failure_codes: dict[FailureCode, FailureAdvice] = field(default_factory=dict)
+    # Withdrawal failure reasons are free text from the platform, so keyed by the raw reason.
+    withdrawal_failures: dict[str, FailureAdvice] = field(default_factory=dict)
     words: Words = field(default_factory=Words)
     phrasings: list[Phrasing] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
     def phrasings_of(self, label: Label) -> Iterator[Phrasing]:
         return (p for p in self.phrasings if p.label == label)
+
+    def withdrawal_failure(self, reason: str | None) -> FailureAdvice | None:
+        """The words for a withdrawal's failure reason; None when the reason is not known."""
+        return self.withdrawal_failures.get((reason or "").strip().lower())
 
 
 def _line(value: object, default: int) -> int:
@@ -285,14 +304,52 @@ def _load_failure_codes(data: Any, knowledge: Knowledge) -> None:
         if not isinstance(raw, dict):
             problems.append(Problem(file, line, f"{code}: expected cause and advice"))
             continue
+        customer = raw.get("customer")
+        if not isinstance(customer, dict):
+            problems.append(
+                Problem(file, line, f"{code}: expected the customer's cause and advice")
+            )
+            customer = {}
         knowledge.failure_codes[code] = FailureAdvice(
             cause=_bilingual_text(raw.get("cause"), f"{code} cause", file, line, problems),
             advice=_bilingual_text(raw.get("advice"), f"{code} advice", file, line, problems),
             needs_person=bool(raw.get("needs_person", False)),
+            customer_cause=_bilingual_text(
+                customer.get("cause"), f"{code} customer cause", file, line, problems
+            ),
+            customer_advice=_bilingual_text(
+                customer.get("advice"), f"{code} customer advice", file, line, problems
+            ),
         )
     for code in FailureCode:
         if code not in knowledge.failure_codes:
             problems.append(Problem(file, 0, f"no entry for failure code {code}"))
+    _load_withdrawal_failures(data, knowledge)
+
+
+def _load_withdrawal_failures(data: Any, knowledge: Knowledge) -> None:
+    problems, file = knowledge.problems, FAILURE_CODES_FILE
+    reasons = data.get("withdrawal_failures") if isinstance(data, dict) else None
+    if not isinstance(reasons, dict):
+        problems.append(Problem(file, 1, "expected a top-level 'withdrawal_failures' map"))
+        return
+    for key, raw in reasons.items():
+        if key == "__line__":
+            continue
+        line = _line(raw, _line(key, 0))
+        reason = str(key)
+        if reason != reason.strip().lower() or not reason:
+            problems.append(
+                Problem(file, _line(key, line), f"{key!r}: write the reason in lower case")
+            )
+            continue
+        if not isinstance(raw, dict):
+            problems.append(Problem(file, line, f"{reason}: expected cause and advice"))
+            continue
+        knowledge.withdrawal_failures[reason] = FailureAdvice(
+            cause=_bilingual_text(raw.get("cause"), f"{reason} cause", file, line, problems),
+            advice=_bilingual_text(raw.get("advice"), f"{reason} advice", file, line, problems),
+        )
 
 
 def _check_links(knowledge: Knowledge, related_raw: dict[Label, tuple[list[object], int]]) -> None:
