@@ -409,7 +409,12 @@ class Engine:
         outcome = await self._after_binding(ctx, outcome)
         acknowledged = acknowledgement(ctx)
         if acknowledged is not None:
-            outcome.replies.insert(0, acknowledged)
+            # In the same reply, before the answer: one message, not an extra bubble.
+            first = outcome.replies[0] if outcome.replies else None
+            if first is not None and first.image is None:
+                outcome.replies[0] = first.prefaced(acknowledged)
+            else:
+                outcome.replies.insert(0, acknowledged)
         if ctx.parse is not None:
             turn.inbound.label, turn.inbound.score = ctx.parse.label.value, ctx.parse.score
         self._apply(session, conversation, identity, ctx, outcome, now)

@@ -124,8 +124,15 @@ class Reply:
     text: str
     buttons: tuple[Button, ...] = ()
     image: bytes | None = None
-    # The template it was rendered from: what tests and the turn's events name, never sent.
+    # The template it was rendered from, and the one of a line put before it (an
+    # acknowledgement): what tests and the turn's decisions name, never sent.
     template: str | None = field(default=None, compare=False)
+    preface: str | None = field(default=None, compare=False)
+
+    def prefaced(self, line: Reply) -> Reply:
+        """This reply with `line` said first, in the same message."""
+        text = f"{line.text}\n{self.text}" if self.text else line.text
+        return Reply(text, self.buttons, self.image, template=self.template, preface=line.template)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape channels and scripts share; an image travels as a PNG data URI."""

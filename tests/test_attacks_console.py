@@ -362,7 +362,7 @@ async def test_order_numbers_typed_as_an_answer_show_nothing_on_the_card(
     typed = f"{OTHER_MERCHANTS_ORDER}.{FAILED_ORDER}.{M001_PENDING}"
     async with aiohttp.ClientSession() as http:
         # The reset flow keeps the "login" the user answered as a finding: three order numbers.
-        await asks_for_a_person(http, server.base, "忘记密码了", typed, "转人工")
+        await asks_for_a_person(http, server.base, "忘记密码了", typed, "确认", "转人工")
     async with agent_session(server.base) as agent:
         assert await agent.login("小张") == 303
         entry = only((await agent.queue())["waiting"])

@@ -766,6 +766,7 @@ async def test_a_ticket_answered_in_the_console_reaches_the_user(
     visitor = await asks_for_a_person(http, server.base, "转人工")
     assert "没有客服在线" in (await texts_seen_by(visitor))[-1]
     await visitor.say("提现三天了还没到账，请帮我查一下")
+    await visitor.say("确认")  # read back first, left once confirmed
     async with agent_session(server.base) as agent:
         assert await agent.login("小张") == 303
         ticket = only((await agent.queue())["tickets"])
@@ -890,6 +891,7 @@ async def test_every_console_action_leaves_an_audit_entry(
     # Nobody online yet: this user leaves a message (a ticket).
     ticket_user = await asks_for_a_person(http, server.base)
     await ticket_user.say("我的账户被冻结了")
+    await ticket_user.say("确认")
     async with agent_session(server.base) as agent, agent_session(server.base) as supervisor:
         assert await agent.login("小张") == 303
         assert (await agent.post("/agent/api/online", online="1"))[0] == 200

@@ -105,7 +105,7 @@ async def _check_turn(db: AsyncEngine, chat: Chat, expect: dict[str, Any], where
     conversation = await _conversation(db, chat)
     assert conversation is not None
     text = chat.text
-    templates = [reply.template for reply in chat.last]
+    templates = [t for reply in chat.last for t in (reply.preface, reply.template) if t]
     actions = [button.action for button in chat.buttons]
     said = f"{where}\nreplies: {templates}\n{text}\nbuttons: {actions}"
     if "flow" in expect:

@@ -33,7 +33,7 @@ from bot.diagnostics.flow import Flow, Slot
 from bot.handlers.orders import order_summary
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
-from bot.nlu.values import read_amount, read_order_no, read_withdrawal_id
+from bot.nlu.values import read_amount, read_order_no, read_withdrawal_id, read_yes_no
 from bot.routing import UNHANDLED
 from bot.types import Button, Label, Parse
 
@@ -44,9 +44,9 @@ SWITCH_SCORE = 0.25
 PLEASANTRY_SCORE = 0.5
 # A question the knowledge answers is taken as a digression at a lower score than a new
 # request: answering it costs nothing, since the open question is asked again right after.
-FAQ_DIGRESSION_SCORE = 0.2
-# At a step that takes any text (the message for staff), only a clear question is answered.
-FREE_TEXT_SWITCH_SCORE = 0.4
+FAQ_DIGRESSION_SCORE = 0.25
+# Before a correction is looked for, only a clear question is taken as a digression.
+CLEAR_QUESTION_SCORE = 0.4
 _PLEASANTRIES = frozenset({Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS})
 # Labels for which an order number in the message is the flow's own business.
 _ORDER_LABELS = frozenset(
@@ -76,17 +76,23 @@ class DialoguePolicy:
         flow = self._flows[state.name]
         step = flow.steps.get(state.step)
         free_text = step is not None and step.slot == Slot.TEXT
-        if free_text:
-            # Any text answers a free-text step, so a clear question is looked for first.
-            digression = await self._digression(ctx, flow, state, text, free_text=True)
-            if digression is not None:
-                return digression
         result = await flow.resume(ctx, state)
         if result is not UNHANDLED:
             return result
+        if not free_text:
+            # A clear question comes before a correction: "手续费怎么收" at a read-back is asked,
+            # not a new value. (At a free-text step, such as the message for staff, any text is
+            # the answer: it is read back before it is left.)
+            question = await self._digression(ctx, flow, state, text, clear_only=True)
+            if question is not None:
+                return question
         result = await flow.correct(ctx, state)
         if result is not UNHANDLED:
             return result
+        asks_yes_no = step is not None and step.slot in (Slot.YES_NO, Slot.CHOICE)
+        if asks_yes_no and read_yes_no(text, ctx.knowledge.words) is False:
+            # "no thanks" to an offer with no "no" button: the offer is declined.
+            return flow.finish(ctx, [ctx.say("dialogue/declined")])
         if not free_text:
             digression = await self._digression(ctx, flow, state, text)
             if digression is not None:
@@ -94,18 +100,17 @@ class DialoguePolicy:
         return flow.retry(ctx, state)
 
     async def _digression(
-        self, ctx: Context, flow: Flow, state: FlowState, text: str, *, free_text: bool = False
+        self, ctx: Context, flow: Flow, state: FlowState, text: str, *, clear_only: bool = False
     ) -> Outcome | None:
         withdrawal = read_withdrawal_id(text)
-        if withdrawal is not None and flow.label != Label.STATUS_WITHDRAWAL and not free_text:
+        if withdrawal is not None and flow.label != Label.STATUS_WITHDRAWAL:
             # "W0002到了吗" in the middle of a payment link: that withdrawal, then back.
             outcome = await self._flows[self._flow_labels[Label.STATUS_WITHDRAWAL]].start(ctx)
             outcome.suspend = state
             return outcome
         parse = self._parse(ctx, text)
         label = parse.label
-        if free_text and not (label.is_faq and parse.score >= FREE_TEXT_SWITCH_SCORE):
-            # What a user writes for staff may well name a topic: it is the message.
+        if clear_only and not (label.is_faq and parse.score >= CLEAR_QUESTION_SCORE):
             return None
         if label in _PLEASANTRIES and parse.score >= PLEASANTRY_SCORE:
             outcome = await self._route(ctx)
