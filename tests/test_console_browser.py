@@ -246,7 +246,7 @@ async def test_an_agent_takes_chats_from_the_web_and_telegram_through_to_a_ratin
     await agent.page.locator("#resolve").click()
     await expect(agent.page.locator("#handoff-status")).to_have_text("已结束")
     await expect(agent.page.locator("#reply-form")).to_be_hidden()
-    stars = user.page.get_by_role("button", name="⭐⭐⭐⭐⭐")
+    stars = user.page.get_by_role("button", name="5 分", exact=True)
     await expect(stars).to_be_visible()
     await stars.click()
     await expect(user.bot("谢谢您的评价")).to_be_visible()
