@@ -37,6 +37,22 @@ async def test_reply_follows_the_language_of_each_message(chat: Chat) -> None:
     assert "Hello" in chat.text
 
 
+async def test_a_lone_login_name_keeps_a_chinese_chat_chinese(chat: Chat) -> None:
+    await chat.say("你好")
+    await chat.say("wang")
+    assert chat.last[0].text and not chat.text.isascii()
+    await chat.say("hello")  # a word the bot knows, not a name: the chat follows it
+    assert "Hello" in chat.text
+
+
+async def test_help_says_a_chosen_language_is_kept(chat: Chat) -> None:
+    await chat.say("/help")
+    assert "之后的对话都用这种语言" in chat.text
+    await chat.say("English")
+    await chat.say("/help")
+    assert "I keep it" in chat.text
+
+
 async def test_switching_language_pins_it(chat: Chat) -> None:
     await chat.say("English")
     assert "English" in chat.text
