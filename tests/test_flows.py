@@ -38,6 +38,14 @@ async def test_bind_with_a_code_once(chat: Chat, engine: Engine) -> None:
     assert "无效或已被使用" in other.text
 
 
+async def test_binding_a_merchant_under_review_says_what_review_means(chat: Chat) -> None:
+    await chat.say("/bind 913527")
+    assert "张姐服装" in chat.text
+    assert "审核中" in chat.text and "审核通过前还不能收款" in chat.text
+    assert "现在我可以帮您查询订单" not in chat.text
+    assert [b.action for b in chat.buttons] == ["human"]
+
+
 async def test_five_wrong_bind_codes_lock_binding(
     engine: Engine, db: AsyncEngine, renderer: Renderer
 ) -> None:
