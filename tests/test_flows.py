@@ -315,9 +315,39 @@ async def test_withdrawal_of_another_merchant_is_not_found(chat: Chat) -> None:
 async def test_withdrawal_pick_from_recent(chat: Chat) -> None:
     await chat.bind("M001")
     await chat.say("我的提现到哪一步了")
-    assert len(chat.buttons) == 3
+    assert [b.action for b in chat.buttons][-1] == "flow:more:3"
+    assert len(chat.buttons) == 4  # the 3 most recent of M001's 4, and "more"
     await chat.say("1")
     assert "提现 W" in chat.text
+
+
+async def test_more_shows_the_withdrawals_after_the_first_three(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("我的提现到哪一步了")
+    first = [b.action for b in chat.buttons if b.action.startswith("flow:pick:")]
+    await chat.say("查看更多")  # the button's label, typed
+    rest = [b.action for b in chat.buttons]
+    assert rest and set(rest).isdisjoint(first)
+    assert sorted(first + rest) == [f"flow:pick:W000{n}" for n in (1, 2, 3, 4)]
+    await chat.press(rest[0])
+    assert f"提现 {rest[0].removeprefix('flow:pick:')}" in chat.text
+
+
+async def test_more_pages_through_every_recent_failed_order(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("有个订单支付失败了")
+    seen: list[str] = []
+    while True:
+        actions = [b.action for b in chat.buttons]
+        seen += [a for a in actions if a.startswith("flow:order:")]
+        more = [a for a in actions if a.startswith("flow:more:")]
+        if not more:
+            break
+        assert len(actions) == 4
+        await chat.press(more[0])
+    assert len(seen) > 3 and len(set(seen)) == len(seen)
+    await chat.press(seen[-1])
+    assert seen[-1].removeprefix("flow:order:") in chat.text
 
 
 async def test_withdrawal_needs_binding(chat: Chat) -> None:
