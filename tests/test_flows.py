@@ -333,6 +333,13 @@ async def test_more_shows_the_withdrawals_after_the_first_three(chat: Chat) -> N
     assert f"提现 {rest[0].removeprefix('flow:pick:')}" in chat.text
 
 
+async def test_an_order_summary_ends_a_failure_cause_with_one_full_stop(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("BT2026112600000001")
+    assert "拒绝了扣款。" in chat.text
+    assert "。。" not in chat.text and "。）" not in chat.text
+
+
 async def test_more_pages_through_every_recent_failed_order(chat: Chat) -> None:
     await chat.bind("M001")
     await chat.say("有个订单支付失败了")
