@@ -402,6 +402,12 @@ async def test_confirming_twice_creates_one_link(chat: Chat, db: AsyncEngine) ->
 # --- password reset ------------------------------------------------------------------------
 
 
+async def test_a_login_name_in_a_chinese_flow_keeps_the_chat_chinese(chat: Chat) -> None:
+    await chat.say("忘记密码了")
+    await chat.say("wang")
+    assert "wang" in chat.text and "重置" in chat.text  # asked in Chinese, not in English
+
+
 async def test_reset_for_known_and_unknown_logins_reads_the_same(
     chat: Chat, db: AsyncEngine
 ) -> None:
