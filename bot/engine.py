@@ -507,7 +507,9 @@ class Engine:
         )
         if explicit is not None:
             return await self._run(ctx, explicit)
-        if not ctx.conversation.language_pinned and (language := detect_language(fold(text))):
+        if not ctx.conversation.language_pinned and (
+            language := detect_language(fold(text), current=Language(ctx.conversation.language))
+        ):
             ctx.language = language
         if not text:
             return Outcome([ctx.say("empty")])

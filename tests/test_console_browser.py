@@ -31,6 +31,7 @@ from tests.test_webchat_browser import CHROMIUM, PHONE, ChatPage, browser  # noq
 
 DESKTOP: ViewportSize = {"width": 1440, "height": 900}
 SCREENSHOT = PROJECT_ROOT / "var" / "console.png"
+RATING_SCREENSHOT = PROJECT_ROOT / "var" / "webchat-rating.png"
 WEBHOOK_SECRET = "console-webhook-secret-0123456789"
 TELEGRAM_CHAT = 7_700_001
 ATTACKS = ['<img src=x onerror="window.__xss=1">', "<script>window.__xss=2</script>"]
@@ -246,8 +247,11 @@ async def test_an_agent_takes_chats_from_the_web_and_telegram_through_to_a_ratin
     await agent.page.locator("#resolve").click()
     await expect(agent.page.locator("#handoff-status")).to_have_text("已结束")
     await expect(agent.page.locator("#reply-form")).to_be_hidden()
-    stars = user.page.get_by_role("button", name="⭐⭐⭐⭐⭐")
+    stars = user.page.get_by_role("button", name="5 分", exact=True)
     await expect(stars).to_be_visible()
+    for n in range(1, 5):  # words on every rating button: no emoji font needed to read them
+        await expect(user.page.get_by_role("button", name=f"{n} 分", exact=True)).to_be_visible()
+    await user.page.screenshot(path=str(RATING_SCREENSHOT), full_page=True)
     await stars.click()
     await expect(user.bot("谢谢您的评价")).to_be_visible()
     assert note not in await user.page.locator("#messages").inner_text()

@@ -754,6 +754,8 @@ async def test_resolving_gives_the_user_rating_buttons_and_the_rating_is_kept(
     assert sorted(b["action"] for b in closing["buttons"]) == [
         f"rate:{entry['handoff_id']}:{n}" for n in (1, 2, 3, 4, 5)
     ]
+    # Words, not only emoji: a device without a colour-emoji font shows stars as empty boxes.
+    assert [b["label"] for b in closing["buttons"]] == ["1 分", "2 分", "3 分", "4 分", "5 分"]
     replies = await visitor.press(f"rate:{entry['handoff_id']}:5")
     assert "谢谢您的评价" in replies[0]["text"]
     assert (await server.handoff(entry["handoff_id"])).rating == 5

@@ -8,8 +8,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.engine import Engine
+from bot.render import Renderer
 from bot.storage.db import session_factory
 from bot.storage.models import Conversation, FaqFeedback, Message, UnansweredQuestion
+from bot.types import Language
 from tests.conftest import Chat
 
 
@@ -17,6 +19,26 @@ async def test_faq_answer_in_chinese(chat: Chat) -> None:
     await chat.say("提现多久能到账啊")
     assert "1-3个工作日" in chat.text
     assert [b.action for b in chat.buttons][:2] == ["fb:withdraw.how:yes", "fb:withdraw.how:no"]
+
+
+async def test_faq_answers_say_您_and_leave_related_questions_to_the_buttons(chat: Chat) -> None:
+    await chat.say("提现怎么操作")
+    assert "您的银行账户" in chat.text and "你" not in chat.text
+    assert "相关问题" not in chat.text
+    assert [b.action for b in chat.buttons][2:] and all(
+        b.action.startswith("faq:") for b in chat.buttons[2:]
+    )
+    await chat.say("how do I withdraw")
+    assert "Related:" not in chat.text
+
+
+def test_leave_message_in_business_hours_does_not_wait_for_work_to_start(
+    renderer: Renderer,
+) -> None:
+    open_now = renderer.render(Language.ZH, "handoff/leave_message", closed=False, hours="9-21")
+    assert "没有客服在线" in open_now and "上班后" not in open_now
+    closed = renderer.render(Language.ZH, "handoff/leave_message", closed=True, hours="9-21")
+    assert "非工作时间" in closed and "上班后" in closed
 
 
 async def test_faq_answer_in_english(chat: Chat) -> None:
@@ -35,6 +57,22 @@ async def test_reply_follows_the_language_of_each_message(chat: Chat) -> None:
     assert "您好" in chat.text
     await chat.say("hello")
     assert "Hello" in chat.text
+
+
+async def test_a_lone_login_name_keeps_a_chinese_chat_chinese(chat: Chat) -> None:
+    await chat.say("你好")
+    await chat.say("wang")
+    assert chat.last[0].text and not chat.text.isascii()
+    await chat.say("hello")  # a word the bot knows, not a name: the chat follows it
+    assert "Hello" in chat.text
+
+
+async def test_help_says_a_chosen_language_is_kept(chat: Chat) -> None:
+    await chat.say("/help")
+    assert "之后的对话都用这种语言" in chat.text
+    await chat.say("English")
+    await chat.say("/help")
+    assert "I keep it" in chat.text
 
 
 async def test_switching_language_pins_it(chat: Chat) -> None:

@@ -38,6 +38,14 @@ async def test_bind_with_a_code_once(chat: Chat, engine: Engine) -> None:
     assert "无效或已被使用" in other.text
 
 
+async def test_binding_a_merchant_under_review_says_what_review_means(chat: Chat) -> None:
+    await chat.say("/bind 913527")
+    assert "张姐服装" in chat.text
+    assert "审核中" in chat.text and "审核通过前还不能收款" in chat.text
+    assert "现在我可以帮您查询订单" not in chat.text
+    assert [b.action for b in chat.buttons] == ["human"]
+
+
 async def test_five_wrong_bind_codes_lock_binding(
     engine: Engine, db: AsyncEngine, renderer: Renderer
 ) -> None:
@@ -307,9 +315,46 @@ async def test_withdrawal_of_another_merchant_is_not_found(chat: Chat) -> None:
 async def test_withdrawal_pick_from_recent(chat: Chat) -> None:
     await chat.bind("M001")
     await chat.say("我的提现到哪一步了")
-    assert len(chat.buttons) == 3
+    assert [b.action for b in chat.buttons][-1] == "flow:more:3"
+    assert len(chat.buttons) == 4  # the 3 most recent of M001's 4, and "more"
     await chat.say("1")
     assert "提现 W" in chat.text
+
+
+async def test_more_shows_the_withdrawals_after_the_first_three(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("我的提现到哪一步了")
+    first = [b.action for b in chat.buttons if b.action.startswith("flow:pick:")]
+    await chat.say("查看更多")  # the button's label, typed
+    rest = [b.action for b in chat.buttons]
+    assert rest and set(rest).isdisjoint(first)
+    assert sorted(first + rest) == [f"flow:pick:W000{n}" for n in (1, 2, 3, 4)]
+    await chat.press(rest[0])
+    assert f"提现 {rest[0].removeprefix('flow:pick:')}" in chat.text
+
+
+async def test_an_order_summary_ends_a_failure_cause_with_one_full_stop(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("BT2026112600000001")
+    assert "拒绝了扣款。" in chat.text
+    assert "。。" not in chat.text and "。）" not in chat.text
+
+
+async def test_more_pages_through_every_recent_failed_order(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("有个订单支付失败了")
+    seen: list[str] = []
+    while True:
+        actions = [b.action for b in chat.buttons]
+        seen += [a for a in actions if a.startswith("flow:order:")]
+        more = [a for a in actions if a.startswith("flow:more:")]
+        if not more:
+            break
+        assert len(actions) == 4
+        await chat.press(more[0])
+    assert len(seen) > 3 and len(set(seen)) == len(seen)
+    await chat.press(seen[-1])
+    assert seen[-1].removeprefix("flow:order:") in chat.text
 
 
 async def test_withdrawal_needs_binding(chat: Chat) -> None:
@@ -355,6 +400,12 @@ async def test_confirming_twice_creates_one_link(chat: Chat, db: AsyncEngine) ->
 
 
 # --- password reset ------------------------------------------------------------------------
+
+
+async def test_a_login_name_in_a_chinese_flow_keeps_the_chat_chinese(chat: Chat) -> None:
+    await chat.say("忘记密码了")
+    await chat.say("wang")
+    assert "wang" in chat.text and "重置" in chat.text  # asked in Chinese, not in English
 
 
 async def test_reset_for_known_and_unknown_logins_reads_the_same(

@@ -35,3 +35,11 @@ def test_synonyms_longest_variant_first() -> None:
 )
 def test_detect_language(text: str, language: Language | None) -> None:
     assert detect_language(fold(text)) == language
+
+
+@pytest.mark.parametrize("text", ["wang", "shop_01", "Zhang.San", "ok"])
+def test_a_lone_latin_token_does_not_switch_a_chinese_chat(text: str) -> None:
+    assert detect_language(fold(text), current=Language.ZH) is None
+    assert detect_language(fold("how long does a withdrawal take"), current=Language.ZH) == (
+        Language.EN
+    )

@@ -42,6 +42,7 @@ CHROMIUM_ARGS = [
 ]
 PHONE: ViewportSize = {"width": 390, "height": 844}
 SCREENSHOT = PROJECT_ROOT / "var" / "webchat.png"
+LANGUAGE_SCREENSHOT = PROJECT_ROOT / "var" / "webchat-language.png"
 
 # No skip: `make test` installs Debian's chromium; a missing browser is a failure, not a pass.
 assert CHROMIUM.exists(), "the browser tests need Debian's chromium (make browser)"
@@ -206,10 +207,17 @@ async def test_the_language_toggle_switches_the_page(chat: ChatPage) -> None:
     await expect(page.locator("#send")).to_contain_text("Send")
     await expect(chat.bot("English")).to_be_visible()  # the bot switched too
     await chat.settled()
+    # The toggle is a button, not something the user said: no "/lang en" bubble.
+    await expect(page.locator("#messages .msg--user")).to_have_count(0)
 
     await page.reload()  # the conversation's language, from the history, wins over the default
     await expect(chat.input).to_have_attribute("placeholder", "Type your question…")
     await expect(page.locator(".brand__subtitle")).to_have_text("Support chat")
+    await expect(chat.bot("English")).to_be_visible()
+    await expect(page.locator("#messages .msg--user")).to_have_count(0)
+    await expect(page.locator("#messages")).not_to_contain_text("/lang")
+    LANGUAGE_SCREENSHOT.parent.mkdir(exist_ok=True)
+    await page.screenshot(path=str(LANGUAGE_SCREENSHOT), full_page=True)
 
     await page.get_by_role("button", name="中文").click()
     await expect(chat.input).to_have_attribute("placeholder", "输入您的问题…")

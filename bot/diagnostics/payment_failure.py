@@ -22,6 +22,7 @@ from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
 
 RECENT = timedelta(days=7)
+PAGE = 3  # failed orders offered at once, most recent first; a "more" button shows the next ones
 
 
 class PaymentFailureFlow(OrderLookupFlow):
@@ -34,18 +35,36 @@ class PaymentFailureFlow(OrderLookupFlow):
     }
 
     async def ask_order(self, ctx: Context) -> Outcome:
-        if ctx.identity.is_merchant and ctx.identity.merchant_id:
-            orders = await ctx.gateway.list_orders(ctx.identity.merchant_id, since=ctx.now - RECENT)
-            failed = [
-                o for o in orders if o.last_failure is not None and o.status != OrderStatus.PAID
-            ][:3]
-            if failed:
-                buttons = [
-                    Button(f"{o.order_no[-6:]} ¥{o.amount}", f"flow:order:{o.order_no}")
-                    for o in failed
-                ]
-                return self.wait(ctx, "order", "flows/payment_failure/pick_order", *buttons)
-        return await super().ask_order(ctx)
+        page = await self._failed_page(ctx, 0)
+        return page if page is not None else await super().ask_order(ctx)
+
+    async def step_order(self, ctx: Context, state: FlowState) -> Result:
+        if ctx.argument.startswith("more:"):
+            more = ctx.argument.removeprefix("more:")
+            page = await self._failed_page(ctx, int(more) if more.isdigit() else 0)
+            return page if page is not None else UNHANDLED
+        return await super().step_order(ctx, state)
+
+    async def _failed_page(self, ctx: Context, offset: int) -> Outcome | None:
+        """The merchant's recent failed orders from `offset` on, PAGE at a time, newest first,
+        with a "more" button while others remain; None when there are none to offer."""
+        if not (ctx.identity.is_merchant and ctx.identity.merchant_id):
+            return None
+        orders = await ctx.gateway.list_orders(ctx.identity.merchant_id, since=ctx.now - RECENT)
+        failed = sorted(
+            (o for o in orders if o.last_failure is not None and o.status != OrderStatus.PAID),
+            key=lambda o: o.created_at,
+            reverse=True,
+        )
+        shown = failed[offset : offset + PAGE]
+        if not shown:
+            return None
+        buttons = [
+            Button(f"{o.order_no[-6:]} ¥{o.amount}", f"flow:order:{o.order_no}") for o in shown
+        ]
+        if len(failed) > offset + PAGE:
+            buttons.append(Button(ctx.ui("more"), f"flow:more:{offset + PAGE}"))
+        return self.wait(ctx, "order", "flows/payment_failure/pick_order", *buttons)
 
     async def about(self, ctx: Context, order: Order, slots: dict[str, object]) -> Outcome:
         code = order.last_failure

@@ -19,6 +19,7 @@ from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
 
 PROMISED_DAYS = 3
+PAGE = 3  # withdrawals offered at once, most recent first; a "more" button shows the next ones
 
 
 def _named_by(withdrawal: Withdrawal) -> tuple[str, ...]:
@@ -42,22 +43,38 @@ class WithdrawalStatusFlow(Flow):
         wanted = ctx.entity("withdrawal_id")
         if wanted:
             return await self.one(ctx, wanted)
-        recent = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=3)
+        recent = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=PAGE + 1)
         if not recent:
             return self.finish(ctx, [ctx.say("flows/withdrawal/none")])
         if len(recent) == 1:
             return self.report(ctx, recent[0])
-        buttons = [Button(f"{w.id} ¥{w.amount}", f"flow:pick:{w.id}") for w in recent]
-        return self.wait(ctx, "pick", "flows/withdrawal/pick", *buttons)
+        return await self.page(ctx, 0)
+
+    async def page(self, ctx: Context, offset: int) -> Outcome:
+        """Offer the withdrawals from `offset` on, PAGE at a time, with "more" if others remain."""
+        assert ctx.identity.merchant_id is not None
+        listed = await ctx.gateway.list_withdrawals(
+            ctx.identity.merchant_id, limit=offset + PAGE + 1
+        )
+        shown = listed[offset : offset + PAGE]
+        buttons = [Button(f"{w.id} ¥{w.amount}", f"flow:pick:{w.id}") for w in shown]
+        if len(listed) > offset + PAGE:
+            buttons.append(Button(ctx.ui("more"), f"flow:more:{offset + PAGE}"))
+        return self.wait(ctx, "pick", "flows/withdrawal/pick", *buttons, slots={"offset": offset})
 
     async def step_pick(self, ctx: Context, state: FlowState) -> Result:
+        more = ctx.argument.removeprefix("more:") if ctx.argument.startswith("more:") else None
+        if more is not None and ctx.identity.merchant_id is not None:
+            return await self.page(ctx, int(more) if more.isdigit() else 0)
         wanted = ctx.argument.removeprefix("pick:") if ctx.argument.startswith("pick:") else None
         wanted = wanted or ctx.entity("withdrawal_id") or read_withdrawal_id(ctx.message.text)
         if not wanted and ctx.message.text and ctx.identity.merchant_id is not None:
-            recent = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=3)
-            options = [
-                Option(w.id, f"flow:pick:{w.id}", _named_by(w)) for w in recent
-            ]
+            offset = int(state.slots.get("offset") or 0)
+            listed = await ctx.gateway.list_withdrawals(
+                ctx.identity.merchant_id, limit=offset + PAGE
+            )
+            recent = listed[offset:]
+            options = [Option(w.id, f"flow:pick:{w.id}", _named_by(w)) for w in recent]
             index = read_choice(ctx.message.text, options)
             wanted = recent[index].id if index is not None else None
         if not wanted:

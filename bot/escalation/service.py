@@ -401,7 +401,10 @@ class HandoffService:
             conversation.state = "bot"
             conversation.failures = 0
             language = Language(conversation.language)
-            buttons = tuple(Button("⭐" * n, f"rate:{handoff.id}:{n}") for n in range(1, 6))
+            buttons = tuple(
+                Button(self._renderer.ui(language, "rating", stars=n), f"rate:{handoff.id}:{n}")
+                for n in range(1, 6)
+            )
             reply = self._renderer.reply(language, "handoff/resolved", *buttons)
             await record_outgoing(
                 session,

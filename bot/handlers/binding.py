@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from bot.context import Context, Outcome
 from bot.platform.gateway import BindCodesPaused
+from bot.platform.models import MerchantStatus
 from bot.routing import Result, Router
 
 router = Router("binding")
@@ -73,4 +74,7 @@ async def bind(ctx: Context) -> Result:
         return Outcome(
             [ctx.say("bind/wrong_code")], solved=False, rate_events=keys, tripped=tripped
         )
-    return Outcome([ctx.say("bind/done", name=merchant.name)], bind_merchant=merchant.id)
+    # Under review or suspended, the merchant has nothing to look up yet: say what that means.
+    buttons = () if merchant.status is MerchantStatus.ACTIVE else (ctx.human_button(),)
+    done = ctx.say("bind/done", *buttons, name=merchant.name, status=merchant.status.value)
+    return Outcome([done], bind_merchant=merchant.id)

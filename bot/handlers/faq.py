@@ -17,12 +17,8 @@ async def answer(ctx: Context, label: Label) -> Outcome:
         Button(ctx.ui("unhelpful"), f"fb:{label.value}:no"),
         *(Button(r.title[ctx.language], f"faq:{r.id.value}") for r in related),
     )
-    reply = ctx.say(
-        "faq_answer",
-        *buttons,
-        answer=entry.answer[ctx.language],
-        related=[r.title[ctx.language] for r in related],
-    )
+    # The related questions travel as buttons only: a "Related: …" line said the same twice.
+    reply = ctx.say("faq_answer", *buttons, answer=entry.answer[ctx.language])
     return Outcome([reply])
 
 

@@ -10,13 +10,18 @@ from bot.types import Language
 # Names that carry CJK or Latin letters whatever language they appear in.
 _NEUTRAL = re.compile(r"b\s*特派|btp|bt\d{16}|app|qr|ssl|id|ok|[a-z0-9._%+-]+@[a-z0-9.-]+")
 _LETTERS = re.compile(r"[a-z]{2,}")
+# One Latin token and nothing else: a login name, an id, a code ("wang", "shop_01").
+_LONE_TOKEN = re.compile(r"\s*[a-z0-9._@+-]{1,32}\s*")
 
 
-def detect_language(folded: str) -> Language | None:
+def detect_language(folded: str, *, current: Language | None = None) -> Language | None:
     """Chinese as soon as a message holds Chinese words; English for Latin words alone.
 
-    Returns None when the text has no language of its own (an order number, "ok", "1").
+    Returns None when the text has no language of its own (an order number, "ok", "1"), and,
+    in a Chinese chat (`current`), for a lone Latin token: a login name is no sign of English.
     """
+    if current == Language.ZH and _LONE_TOKEN.fullmatch(folded):
+        return None
     text = _NEUTRAL.sub(" ", folded)
     cjk = sum(len(run) for run in cjk_runs(text))
     if cjk >= 2 or (cjk == 1 and not _LETTERS.search(text)):

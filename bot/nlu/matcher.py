@@ -303,10 +303,19 @@ class Matcher:
             )
         return combined, best_phrasing
 
+    def _lone_word_language(self, folded: str) -> Language | None:
+        """English for a lone word the knowledge uses ("hello", "fees"); None for a name or id."""
+        word = folded.strip()
+        return Language.EN if word.isascii() and ("w:" + word) in self._known else None
+
     def parse(self, text: str, fallback_language: Language = Language.ZH) -> Parse:
         folded = fold(text)
         entities = extract_entities(folded)
-        language = detect_language(folded) or fallback_language
+        language = (
+            detect_language(folded, current=fallback_language)
+            or self._lone_word_language(folded)
+            or fallback_language
+        )
         body = self._synonyms.apply(strip_punctuation(replace_entities(folded, entities)))
         if not body.strip():
             return Parse(

@@ -294,8 +294,12 @@
     });
     if (index >= 0) {
       var bubble = state.pending.splice(index, 1)[0];
+      if (bubble.silent) {
+        bubble.node.remove();
+        return;
+      }
       bubble.node.dataset.id = String(message.id);
-      if (isAction) rememberLabel(message.id, bubble.text);
+      if (isAction && !bubble.silent) rememberLabel(message.id, bubble.text);
       return;
     }
     var label = isAction ? state.labels[message.id] : message.text;
@@ -431,6 +435,7 @@
       });
       note.appendChild(again);
     }
+    bubble.node.hidden = false;
     bubble.node.classList.add("msg--failed");
     bubble.node.appendChild(note);
     scrollDown(true);
@@ -496,16 +501,18 @@
     state.languageVersion += 1;
     state.languageHold += 1;
     setLanguage(language);
-    send({ text: "/lang " + language }, "/lang " + language, function () {
+    // A button press, not typed text: no "/lang en" bubble now, and none in the history later.
+    send({ action: "lang:" + language }, t("lang_" + language), function () {
       state.languageHold -= 1;
-    });
+    }, true);
   }
 
   // ---- sending -------------------------------------------------------------------------------
 
   /** Show the user's bubble now; POST in turn (one at a time, so the order is the user's). */
-  function send(body, shown, onPosted) {
-    var bubble = { node: appendUserBubble(shown), text: shown, isAction: body.action !== undefined };
+  function send(body, shown, onPosted, silent) {
+    var bubble = { node: appendUserBubble(shown), text: shown, isAction: body.action !== undefined, silent: !!silent };
+    bubble.node.hidden = bubble.silent;
     state.pending.push(bubble);
     scrollDown(true);
     body.client_message_id = uuid();
