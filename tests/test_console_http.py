@@ -39,6 +39,7 @@ from bot.storage.models import (
     AgentNote,
     AgentSession,
     AuditEntry,
+    Conversation,
     Handoff,
     Message,
     OutboxItem,
@@ -766,6 +767,7 @@ async def test_a_ticket_answered_in_the_console_reaches_the_user(
     visitor = await asks_for_a_person(http, server.base, "转人工")
     assert "没有客服在线" in (await texts_seen_by(visitor))[-1]
     await visitor.say("提现三天了还没到账，请帮我查一下")
+    await visitor.press("flow:confirm:yes")  # the bot reads the message back before leaving it
     async with agent_session(server.base) as agent:
         assert await agent.login("小张") == 303
         ticket = only((await agent.queue())["tickets"])
@@ -890,6 +892,7 @@ async def test_every_console_action_leaves_an_audit_entry(
     # Nobody online yet: this user leaves a message (a ticket).
     ticket_user = await asks_for_a_person(http, server.base)
     await ticket_user.say("我的账户被冻结了")
+    await ticket_user.press("flow:confirm:yes")
     async with agent_session(server.base) as agent, agent_session(server.base) as supervisor:
         assert await agent.login("小张") == 303
         assert (await agent.post("/agent/api/online", online="1"))[0] == 200
@@ -1074,3 +1077,109 @@ async def test_the_live_socket_tells_the_console_what_changed(
     async with server.sessions() as session:
         agent_row = await session.get(Agent, zhang)
         assert agent_row is not None and agent_row.last_seen_at is not None  # heartbeat
+
+
+# -- the first hour (issue 18) ---------------------------------------------------------------
+
+
+async def test_an_automatic_assignment_says_who_joined_once(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("小张", online=True)
+    visitor = await asks_for_a_person(http, server.base)
+    await server.settle()
+    joined = [t for t in await texts_seen_by(visitor) if "客服 小张 已接入" in t]
+    assert len(joined) == 1, await texts_seen_by(visitor)
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        entry = only((await agent.queue())["mine"])
+        transcript = (await agent.chat(entry["conversation_id"]))["messages"]
+        assert len([m for m in transcript if "已接入" in (m["text"] or "")]) == 1
+
+
+async def test_a_pressed_button_shows_the_label_the_user_saw(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    visitor = await asks_for_a_person(
+        http, server.base, f"/bind {BIND_CODE}", f"订单{FAILED_ORDER}为什么失败"
+    )
+    offered = (await visitor.history())["messages"][-1]["buttons"]
+    human = next(b for b in offered if b["action"] == "human")
+    await visitor.press("human")
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        entry = only((await agent.queue())["waiting"])
+        await agent.claim(entry["handoff_id"])
+        transcript = (await agent.chat(entry["conversation_id"]))["messages"]
+        press = only([m for m in transcript if m["action"] == "human"])
+        assert press["pressed"] == human["label"]
+        _, page = await agent.page(f"/agent/chats/{entry['conversation_id']}")
+        assert f'点击了按钮: <span class="line__pressed">{human["label"]}</span>' in page
+        assert "<code>human</code>" not in page
+
+
+async def test_the_reset_canned_reply_states_the_links_real_lifetime(
+    server: Server, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    await asks_for_a_person(http, server.base)
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        entry = only((await agent.queue())["waiting"])
+        _, page = await agent.page(f"/agent/chats/{entry['conversation_id']}")
+    assert "30 分钟内有效" in page and "1 小时" not in page and "{reset_minutes}" not in page
+    reset = next(
+        r
+        for r in load_canned(PROJECT_ROOT / "knowledge" / "canned.yaml")
+        if r.id == "password_reset_sent"
+    )
+    assert "valid for 30 minutes" in reset.en
+
+    # A placeholder the console does not know stops the start; nothing else is evaluated.
+    broken = tmp_path / "canned.yaml"
+    broken.write_text("replies:\n  - {id: x, zh: '{reset_minutes.__class__}', en: ok}\n")
+    with pytest.raises(ValueError):
+        load_canned(broken)
+    broken.write_text("replies:\n  - {id: x, zh: '{lifetime}', en: ok}\n")
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        load_canned(broken)
+
+
+async def test_a_ticket_is_tagged_by_the_language_it_is_written_in(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("小张")  # offline: the user leaves a message
+    visitor = await asks_for_a_person(http, server.base, "I want to talk to a human")
+    await visitor.say("提现三天了还没到账，请帮我查一下")
+    await visitor.press("flow:confirm:yes")
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        ticket = only((await agent.queue())["tickets"])
+        async with server.sessions() as session, session.begin():
+            await session.execute(  # the user went on in English after leaving the message
+                update(Conversation)
+                .where(Conversation.id == ticket["conversation_id"])
+                .values(language="en")
+            )
+        ticket = only((await agent.queue())["tickets"])
+        assert ticket["language"] == "zh"
+        _, page = await agent.page("/agent")
+        assert '<span class="badge">中文</span>' in page
+
+
+async def test_an_agent_without_capacity_is_not_told_chats_will_come(server: Server) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张", online=True)
+    async with agent_session(server.base) as agent:
+        assert await agent.login("picker") == 303
+        queue = await agent.queue()
+        assert queue["online"] and queue["capacity"] == 0
+        _, page = await agent.page("/agent")
+        assert "接待上限是 0" in page and "新的对话会自动分配给您" not in page
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        _, page = await agent.page("/agent")
+        assert "新的对话会自动分配给您" in page

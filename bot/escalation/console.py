@@ -55,6 +55,7 @@ from bot.escalation.service import (
     QueueEntry,
 )
 from bot.platform.gateway import MerchantNotActive, PlatformRejected, PlatformUnavailable
+from bot.platform.sql import RESET_TOKEN_LIFETIME
 from bot.privacy import mask_pii
 from bot.settings import Settings
 from bot.sockets import answer_pings
@@ -115,11 +116,35 @@ class CannedReply:
         return self.en if language == "en" else self.zh
 
 
-def load_canned(path: Path) -> list[CannedReply]:
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def canned_facts() -> dict[str, str]:
+    """The facts canned replies may name as `{placeholder}`, from the constants the bot keeps."""
+    return {"reset_minutes": str(int(RESET_TOKEN_LIFETIME.total_seconds()) // 60)}
+
+
+def _filled(text: str, facts: Mapping[str, str], where: str) -> str:
+    """`{name}` replaced by its fact, nothing else: no attribute or index lookups as in
+    `str.format`, and an unknown name stops the start instead of reaching an agent."""
+
+    def fact(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in facts:
+            raise ValueError(f"{where}: unknown placeholder {{{name}}}")
+        return facts[name]
+
+    return _PLACEHOLDER.sub(fact, text)
+
+
+def load_canned(path: Path, facts: Mapping[str, str] | None = None) -> list[CannedReply]:
     """`knowledge/canned.yaml`: `replies:` with an `id` and the `zh` and `en` text of each.
 
-    A knowledge folder without the file gives a console without canned replies (and a warning);
-    a file that is there but malformed stops the start, like the other knowledge files."""
+    A fact a reply states (how long a reset link lasts) is a `{placeholder}` filled from
+    `canned_facts()`, so the reply cannot drift from what the bot does. A knowledge folder
+    without the file gives a console without canned replies (and a warning); a file that is
+    there but malformed stops the start, like the other knowledge files."""
+    facts = canned_facts() if facts is None else facts
     if not path.exists():
         log.warning("%s is missing: the console offers no canned replies", path)
         return []
@@ -133,7 +158,9 @@ def load_canned(path: Path) -> list[CannedReply]:
         values = [fields.get(key) for key in ("id", "zh", "en")]
         if not all(isinstance(value, str) and value.strip() for value in values):
             raise ValueError(f"{path}: reply {number} needs non-empty id, zh and en")
-        replies.append(CannedReply(*(str(value).strip() for value in values)))
+        reply_id, zh, en = (str(value).strip() for value in values)
+        where = f"{path}: reply {reply_id}"
+        replies.append(CannedReply(reply_id, _filled(zh, facts, where), _filled(en, facts, where)))
     ids = [reply.id for reply in replies]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: reply ids must be unique")
@@ -615,7 +642,8 @@ class AgentConsole:
             item["agent"] = names.get(entry.agent_id) if entry.agent_id is not None else None
             item["preview"] = mask_pii(entry.preview)  # rows kept from before the mask's rules
             sections[section].append(item)
-        return {"online": bool(agent and agent.online), **sections}
+        capacity = self._service.capacity_of(agent) if agent is not None else 0
+        return {"online": bool(agent and agent.online), "capacity": capacity, **sections}
 
     async def _chat(self, viewer: _Viewer, detail: ConversationDetail) -> dict[str, Any]:
         conversation, handoff = detail.conversation, detail.handoff
@@ -646,7 +674,7 @@ class AgentConsole:
                 "act": status == "assigned" and (mine or viewer.is_supervisor),
                 "answer": status == "ticket",
             },
-            "messages": [self._message(message) for message in detail.messages],
+            "messages": self._transcript(detail.messages),
             "notes": [
                 {"agent": name, "text": mask_pii(note.text), "time": self._time(note.created_at)}
                 for name, note in detail.notes
@@ -654,11 +682,30 @@ class AgentConsole:
             "context": _context(detail, self._time),
         }
 
+    def _transcript(self, messages: list[Message]) -> list[dict[str, Any]]:
+        """The messages for the page; a button press shows the label the user saw, taken from
+        the buttons the last message before it offered."""
+        offered: dict[str, str] = {}
+        shown = []
+        for message in messages:
+            line = self._message(message)
+            if message.direction == "in":
+                line["pressed"] = offered.get(message.action or "")
+            elif line["buttons"]:
+                offered = {
+                    str(b.get("action", "")): mask_pii(str(b.get("label", "")))
+                    for b in (message.payload or {}).get("buttons") or []
+                    if isinstance(b, dict)
+                }
+            shown.append(line)
+        return shown
+
     def _message(self, message: Message) -> dict[str, Any]:
         payload = message.payload or {}
         image = payload.get("image")
         buttons = payload.get("buttons") or []
         return {
+            "pressed": None,
             "id": message.id,
             "sender": "user" if message.direction == "in" else message.sender_kind,
             # Masked when shown as well: rows stored before a rule of the mask was added.
