@@ -15,7 +15,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    Locator,
+    Page,
+    ViewportSize,
+    expect,
+)
 
 from bot.settings import PROJECT_ROOT
 from tests import telegram_updates as tg
@@ -202,7 +210,11 @@ async def test_an_agent_takes_chats_from_the_web_and_telegram_through_to_a_ratin
     await expect(context.locator(".badge--m-active")).to_have_text("正常")
     order = context.locator(f'.order[data-order="{FAILED_ORDER}"]')
     await expect(order.locator(".order__status")).to_have_text("支付失败")
-    await expect(order).to_contain_text("insufficient_balance")
+    await expect(order).to_contain_text("失败原因: 顾客的付款账户余额不足")
+    await expect(context.locator("#context-summary")).to_contain_text(
+        f"{FAILED_ORDER} 支付失败：顾客的付款账户余额不足"
+    )
+    await expect(context.locator(".facts")).not_to_contain_text("failure_code")
     await expect(agent.line("user", f"订单{FAILED_ORDER}为什么失败")).to_be_visible()
     await expect(agent.line("bot", "余额不足")).to_be_visible()
     await expect(agent.line("system", "客服 小张 已接入")).to_be_visible()
@@ -243,8 +255,24 @@ async def test_an_agent_takes_chats_from_the_web_and_telegram_through_to_a_ratin
     await agent.page.evaluate("window.scrollTo(0, 0)")
     await agent.page.screenshot(path=str(SCREENSHOT), full_page=True)
 
+    # Resolving asks first: dismissed, the chat stays open; confirmed, it ends.
+    asked: list[str] = []
+
+    async def answer(dialog: Dialog, accept: bool) -> None:
+        asked.append(dialog.message)
+        await (dialog.accept() if accept else dialog.dismiss())
+
+    agent.page.once("dialog", lambda dialog: answer(dialog, False))
+    await agent.page.locator("#resolve").click()
+    for _ in range(200):
+        if asked:
+            break
+        await asyncio.sleep(0.05)
+    await expect(agent.page.locator("#handoff-status")).to_have_text("处理中")
+    agent.page.once("dialog", lambda dialog: answer(dialog, True))
     await agent.page.locator("#resolve").click()
     await expect(agent.page.locator("#handoff-status")).to_have_text("已结束")
+    assert asked == ["确定结束这个对话吗？顾客将收到评价邀请，对话回到机器人。"] * 2
     await expect(agent.page.locator("#reply-form")).to_be_hidden()
     stars = user.page.get_by_role("button", name="⭐⭐⭐⭐⭐")
     await expect(stars).to_be_visible()

@@ -30,6 +30,8 @@ from yarl import URL
 
 from bot.escalation import login_guard
 from bot.escalation.console import AgentConsole, load_canned
+from bot.escalation.context_card import findings_card
+from bot.faq.knowledge import load_valid_knowledge
 from bot.platform.tables import OrderRow, PasswordResetRow, PaymentLinkRow
 from bot.platform.world import load_world, read_world
 from bot.settings import PROJECT_ROOT, Settings
@@ -276,6 +278,10 @@ async def asks_for_a_person(http: aiohttp.ClientSession, base: str, *said: str) 
     for text in said or ("转人工",):
         await visitor.say(text)
     return visitor
+
+
+def _context_of(page: str) -> str:
+    return page[page.index('id="context"') : page.index('id="tools-title"')]
 
 
 def only(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -963,7 +969,9 @@ async def test_the_conversation_page_shows_the_transcript_context_and_canned_rep
             assert f'class="line line--{sender}"' in page
         assert "小王水果店" in page and "badge--m-active" in page
         assert f'data-order="{FAILED_ORDER}"' in page and "支付失败" in page
-        assert "insufficient_balance" in page  # the flow's findings
+        card = _context_of(page)
+        assert "<dt>失败原因</dt><dd>顾客的付款账户余额不足" in card
+        assert "insufficient_balance" not in card and "failure_code" not in card
         assert page.count('data-canned-id="') == len(canned)
         assert canned[0].zh in page and canned[0].en not in page
 
@@ -1183,3 +1191,89 @@ async def test_an_agent_without_capacity_is_not_told_chats_will_come(server: Ser
         assert await agent.login("小张") == 303
         _, page = await agent.page("/agent")
         assert "新的对话会自动分配给您" in page
+
+
+async def test_the_context_card_says_what_the_bot_found_and_did_in_the_consoles_language(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    visitor = await asks_for_a_person(
+        http, server.base, f"/bind {BIND_CODE}", f"订单{FAILED_ORDER}为什么失败"
+    )
+    await visitor.press("flow:newlink:yes")  # the merchant takes the offered new link
+    await visitor.say("转人工")
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        entry = only((await agent.queue())["waiting"])
+        _, page = await agent.page(f"/agent/chats/{entry['conversation_id']}")
+        card = _context_of(page)
+        summary = re.search(r'id="context-summary">(.*?)</p>', card)
+        assert summary and summary.group(1).endswith(
+            f"{FAILED_ORDER} 支付失败：顾客的付款账户余额不足，银行或钱包拒绝了扣款；"
+            "已提供 ¥88.50 新收款链接"
+        )
+        assert "<dt>新收款链接</dt>" in card
+        for internal in ("order_no", "failure_code", "payment_link", "null", "insufficient"):
+            assert internal not in card
+
+        # The same card in an English console, live over the JSON the page re-reads.
+        _, page = await agent.page(f"/agent/chats/{entry['conversation_id']}?lang=en")
+        context = (await agent.chat(entry["conversation_id"]))["context"]
+        assert context["summary"] == (
+            f"{FAILED_ORDER} failed: The customer's payment account did not have enough balance,"
+            " so the deduction was refused; a new ¥88.50 payment link was sent"
+        )
+        assert ["Why it failed", context["orders"][0]["failure"]] in context["findings"]
+
+
+def test_findings_read_as_words_with_beijing_times() -> None:
+    """The other flows' findings: a locked login, a re-sync, a failed withdrawal."""
+    knowledge = load_valid_knowledge(PROJECT_ROOT / "knowledge")
+    console = AgentConsole(console_settings(Path("unused.db")))
+    zh = console._strings["zh"]
+    card = findings_card(
+        {
+            "login": "wang01",
+            "account_status": "active",
+            "failed_attempts": 5,
+            "locked_until": "2026-11-30T20:30:00.123456+00:00",
+        },
+        knowledge=knowledge,
+        language=Language.ZH,
+        t=zh,
+        time=console._time,
+    )
+    assert card["summary"] == "账号 wang01 锁定至 12-01 04:30"
+    assert ["锁定至", "12-01 04:30"] in card["findings"]
+    assert ["账号状态", "正常"] in card["findings"]
+
+    resync = findings_card(
+        {
+            "checked": 1,
+            "resynced": [
+                {"order_no": STUCK_ORDER, "before": "pending", "after": "paid", "channel": "paid"}
+            ],
+            "still_different": [],
+        },
+        knowledge=knowledge,
+        language=Language.ZH,
+        t=zh,
+        time=console._time,
+    )
+    assert resync["summary"] == "已重新同步 1 笔订单"
+    assert ["已重新同步", f"{STUCK_ORDER} 待支付 → 已支付"] in resync["findings"]
+    assert ["同步后仍不一致", "无"] in resync["findings"]
+
+    reason = next(iter(knowledge.withdrawal_failures))
+    withdrawal = findings_card(
+        {"withdrawal": "W0001", "status": "failed", "overdue": False, "failure_reason": reason},
+        knowledge=knowledge,
+        language=Language.EN,
+        t=console._strings["en"],
+        time=console._time,
+    )
+    words = knowledge.withdrawal_failures[reason].cause[Language.EN].rstrip(".")
+    assert withdrawal["summary"] == f"withdrawal W0001 failed: {words}"
+    assert ["Status", "Failed"] in withdrawal["findings"]
+    assert ["Later than expected", "No"] in withdrawal["findings"]

@@ -46,6 +46,7 @@ from bot.channels.client import client_address
 from bot.channels.errors import json_error
 from bot.cleantext import clean_text
 from bot.escalation import login_guard, stats
+from bot.escalation.context_card import failure_words, findings_card
 from bot.escalation.service import (
     ONLINE_WINDOW,
     ORDER_NO,
@@ -60,6 +61,7 @@ from bot.privacy import mask_pii
 from bot.settings import Settings
 from bot.sockets import answer_pings
 from bot.storage.models import Agent, AgentSession, AuditEntry, Message
+from bot.types import Language
 
 log = logging.getLogger(__name__)
 
@@ -539,7 +541,7 @@ class AgentConsole:
             return self._render(
                 request, "error.html", page="error", viewer=viewer, status=status, code=exc.code
             )
-        chat = await self._chat(viewer, detail)
+        chat = await self._chat(viewer, detail, self._language(request)[0])
         language = detail.conversation.language
         canned = [(reply.id, reply.text(language)) for reply in self._canned]
         agents = [a for a in await self._agents() if a["id"] != viewer.agent_id]
@@ -623,7 +625,8 @@ class AgentConsole:
         viewer = await self._api_viewer(request)
         conversation_id = _path_id(request, "conversation_id")
         detail = await self._service.detail(viewer.agent_id, conversation_id)
-        return web.json_response(await self._chat(viewer, detail))
+        language = self._language(request)[0]
+        return web.json_response(await self._chat(viewer, detail, language))
 
     async def _queue(self, viewer: _Viewer) -> dict[str, Any]:
         """The service's queue, split the way the page shows it."""
@@ -645,7 +648,10 @@ class AgentConsole:
         capacity = self._service.capacity_of(agent) if agent is not None else 0
         return {"online": bool(agent and agent.online), "capacity": capacity, **sections}
 
-    async def _chat(self, viewer: _Viewer, detail: ConversationDetail) -> dict[str, Any]:
+    async def _chat(
+        self, viewer: _Viewer, detail: ConversationDetail, language: str
+    ) -> dict[str, Any]:
+        """One conversation for the page, its context card in the console's `language`."""
         conversation, handoff = detail.conversation, detail.handoff
         names = {a["id"]: a["name"] for a in await self._agents()}
         status = handoff.status if handoff else None
@@ -679,7 +685,7 @@ class AgentConsole:
                 {"agent": name, "text": mask_pii(note.text), "time": self._time(note.created_at)}
                 for name, note in detail.notes
             ],
-            "context": _context(detail, self._time),
+            "context": self._context(detail, Language(language)),
         }
 
     def _transcript(self, messages: list[Message]) -> list[dict[str, Any]]:
@@ -714,6 +720,50 @@ class AgentConsole:
             "buttons": [mask_pii(str(b.get("label", ""))) for b in buttons if isinstance(b, dict)],
             "image": image if isinstance(image, str) and _PNG.match(image) else None,
             "time": self._time(message.created_at),
+        }
+
+    def _context(self, detail: ConversationDetail, language: Language) -> dict[str, Any]:
+        """The service's context (merchant, findings, orders) as plain JSON for the page, in
+        the console's language."""
+        context = detail.context
+        knowledge = self._runtime_bot.engine.knowledge
+        merchant = context.get("merchant")
+        identity = detail.identity
+        orders = []
+        for order_no, order in context.get("orders", []):
+            if order is None:
+                orders.append({"order_no": order_no, "visible": False})
+                continue
+            failure = order.last_failure
+            orders.append(
+                {
+                    "order_no": order_no,
+                    "visible": True,
+                    "amount": str(order.amount),
+                    "currency": order.currency,
+                    "method": str(order.method),
+                    "status": str(order.status),
+                    "channel_status": str(order.channel.status) if order.channel else None,
+                    "in_sync": order.in_sync,
+                    "failure": failure_words(knowledge, failure, language) if failure else None,
+                    "created": self._time(order.created_at),
+                }
+            )
+        card = findings_card(
+            context.get("findings") or {},
+            knowledge=knowledge,
+            language=language,
+            t=self._strings[str(language)],
+            time=self._time,
+        )
+        return {
+            "kind": identity.kind if identity is not None else "customer",
+            "merchant_id": identity.merchant_id if identity is not None else None,
+            "merchant": None
+            if merchant is None
+            else {"id": merchant.id, "name": merchant.name, "status": str(merchant.status)},
+            **card,
+            "orders": orders,
         }
 
     def _time(self, moment: datetime | None) -> str:
@@ -910,47 +960,6 @@ def _section(entry: QueueEntry, agent_id: int) -> str:
     if entry.status == "ticket":
         return "tickets"
     return "mine" if entry.agent_id == agent_id else "others"
-
-
-def _context(detail: ConversationDetail, time: Callable[[datetime | None], str]) -> dict[str, Any]:
-    """The service's context (merchant, findings, orders) as plain JSON for the page."""
-    context = detail.context
-    merchant = context.get("merchant")
-    identity = detail.identity
-    orders = []
-    for order_no, order in context.get("orders", []):
-        if order is None:
-            orders.append({"order_no": order_no, "visible": False})
-            continue
-        orders.append(
-            {
-                "order_no": order_no,
-                "visible": True,
-                "amount": str(order.amount),
-                "currency": order.currency,
-                "method": str(order.method),
-                "status": str(order.status),
-                "channel_status": str(order.channel.status) if order.channel else None,
-                "in_sync": order.in_sync,
-                "failure": str(order.last_failure) if order.last_failure else None,
-                "created": time(order.created_at),
-            }
-        )
-    findings = context.get("findings") or {}
-    return {
-        "kind": identity.kind if identity is not None else "customer",
-        "merchant_id": identity.merchant_id if identity is not None else None,
-        "merchant": None
-        if merchant is None
-        else {"id": merchant.id, "name": merchant.name, "status": str(merchant.status)},
-        "findings": [[str(key), _plain(value)] for key, value in findings.items()],
-        "orders": orders,
-    }
-
-
-def _plain(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return mask_pii(text)
 
 
 async def _fields(request: web.Request) -> dict[str, str]:

@@ -385,6 +385,13 @@
     }
     nodes.push(who);
 
+    if (ctx.summary) {
+      var summary = el("p", "context__summary");
+      summary.id = "context-summary";
+      summary.appendChild(el("span", "visually-hidden", t("summary") + ": "));
+      summary.appendChild(document.createTextNode(String(ctx.summary)));
+      nodes.push(summary);
+    }
     nodes.push(el("h3", "subtitle", t("findings")));
     var findings = Array.isArray(ctx.findings) ? ctx.findings : [];
     if (findings.length) {
