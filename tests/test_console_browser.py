@@ -321,3 +321,39 @@ async def test_markup_typed_by_a_user_stays_text_in_the_console(
     await expect(agent.page.locator("#transcript b")).to_have_count(0)
     assert await agent.page.evaluate("typeof window.__xss") == "undefined"
     assert await user.page.evaluate("typeof window.__xss") == "undefined"
+
+
+async def test_the_supervisor_page_reads_on_a_phone(server: Server, open_page: OpenPage) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("老王", supervisor=True)
+    user = ChatPage(await open_page(phone=True), server.base)
+    await user.open()
+    await user.say("转人工")
+    await expect(user.bot("排在第 1 位")).to_be_visible()
+
+    boss = Console(await open_page(phone=True), server.base)
+    await boss.login("老王")
+    for language, reason in (("zh", "用户要求人工"), ("en", "Asked for a person")):
+        await boss.page.goto(f"{server.base}/agent/supervisor?lang={language}")
+        await expect(boss.page.locator(f'#reasons g[data-label="{reason}"]')).to_be_visible()
+        # Every chart text is drawn at 11 px or more, and a bar's label ends before its bar.
+        sizes = await boss.page.evaluate(
+            """() => Array.from(document.querySelectorAll('svg.chart text')).map((node) =>
+                node.getScreenCTM().a * parseFloat(getComputedStyle(node).fontSize))"""
+        )
+        assert sizes and min(sizes) >= 11, sizes
+        ends = await boss.page.evaluate(
+            """() => Array.from(document.querySelectorAll('.chart__label')).map((node) => {
+                const box = node.getBBox(); return box.x + box.width; })"""
+        )
+        assert max(ends) < 170, ends
+        page_width = await boss.page.evaluate("document.documentElement.scrollWidth")
+        assert page_width <= 390
+        # The daily chart scrolls sideways on a phone and opens on the latest day.
+        latest = boss.page.locator("#daily g.chart__day").last
+        await expect(latest).to_be_in_viewport()
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        await boss.page.screenshot(
+            path=str(SCREENSHOT.with_name(f"console-supervisor-phone-{language}.png")),
+            full_page=True,
+        )

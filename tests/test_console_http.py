@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -28,7 +29,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from yarl import URL
 
-from bot.escalation import login_guard
+from bot.escalation import login_guard, stats
 from bot.escalation.console import AgentConsole, load_canned
 from bot.escalation.context_card import findings_card
 from bot.faq.knowledge import load_valid_knowledge
@@ -47,7 +48,7 @@ from bot.storage.models import (
     OutboxItem,
     RateEvent,
 )
-from bot.types import Language
+from bot.types import Label, Language
 from tests.conftest import DEMO_WORLD, FAST_HASHER, _migrated_sqlite
 from tests.test_webchat_api import CSP, Visitor
 from webhook_server import RUNTIME, create_app
@@ -1277,3 +1278,44 @@ def test_findings_read_as_words_with_beijing_times() -> None:
     assert withdrawal["summary"] == f"withdrawal W0001 failed: {words}"
     assert ["Status", "Failed"] in withdrawal["findings"]
     assert ["Later than expected", "No"] in withdrawal["findings"]
+
+
+async def test_the_supervisor_counts_beijing_days_and_names_topics_and_clusters(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("老王", supervisor=True)
+    await asks_for_a_person(http, server.base, "手续费是多少", "转人工")
+    # The chat began at 04:30 Beijing time on 12-01, which is 20:30 UTC on 11-30.
+    early = datetime(2026, 11, 30, 20, 30, tzinfo=UTC)
+    async with server.sessions() as session, session.begin():
+        await session.execute(update(Conversation).values(created_at=early))
+        await session.execute(update(Handoff).values(created_at=early))
+        label = await session.scalar(select(Message.label).where(Message.text == "手续费是多少"))
+    numbers = await stats.collect(
+        server.sessions,
+        now=early + timedelta(hours=1),
+        days=2,
+        default_capacity=3,
+        zone=ZoneInfo("Asia/Shanghai"),
+    )
+    assert [(d.day, d.conversations, d.handoffs) for d in numbers.daily] == [
+        ("2026-11-30", 0, 0),
+        ("2026-12-01", 1, 1),
+    ]
+
+    knowledge = load_valid_knowledge(PROJECT_ROOT / "knowledge")
+    assert label is not None and label in knowledge.entries
+    title = knowledge.entries[Label(label)].title
+    async with agent_session(server.base) as boss:
+        assert await boss.login("老王") == 303
+        _, page = await boss.page("/agent/supervisor")
+        topics = page[page.index('id="top-faq"') : page.index('id="unanswered-title"')]
+        assert f"<td>{title[Language.ZH]}</td>" in topics and label not in topics
+        _, page = await boss.page("/agent/supervisor?lang=en")
+        assert f"<td>{title[Language.EN]}</td>" in page
+
+    groups = stats.group_similar(
+        ["提现怎么还没到", "我的提现怎么还没有到账呢", "提现还没到账", "提现还没到账怎么办"]
+    )
+    assert [(g.example, g.count) for g in groups] == [("提现还没到账", 4)]

@@ -61,7 +61,7 @@ from bot.privacy import mask_pii
 from bot.settings import Settings
 from bot.sockets import answer_pings
 from bot.storage.models import Agent, AgentSession, AuditEntry, Message
-from bot.types import Language
+from bot.types import Label, Language
 
 log = logging.getLogger(__name__)
 
@@ -568,13 +568,21 @@ class AgentConsole:
             now=self._clock(),
             days=period,
             default_capacity=self._settings.agent_capacity,
+            zone=self._zone,
         )
+        language = Language(self._language(request)[0])
+        entries = self._runtime_bot.engine.knowledge.entries
+        topics = [
+            (entry.title[language] if (entry := entries.get(Label(label))) else label, n)
+            for label, n in numbers.top_faq
+        ]
         return self._render(
             request,
             "supervisor.html",
             page="supervisor",
             viewer=viewer,
             stats=numbers,
+            topics=topics,
             period=period,
             periods=PERIODS,
         )
