@@ -325,7 +325,8 @@ async def test_the_console_shows_rows_kept_from_before_the_mask_masked(served: S
     assert entry["preview"] == masked
     assert masked in page and "6222.0212" not in page
     assert masked in [m["text"] for m in chat["messages"]]
-    assert ["password_reset_for", "139****5678"] in chat["context"]["findings"]
+    assert ["已发起密码重置的账号", "139****5678"] in chat["context"]["findings"]
+    assert chat["context"]["summary"] == "已为 139****5678 发起密码重置"
     assert "13912345678" not in json.dumps(chat, ensure_ascii=False)
 
 

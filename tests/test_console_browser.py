@@ -15,7 +15,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    Locator,
+    Page,
+    ViewportSize,
+    expect,
+)
 
 from bot.settings import PROJECT_ROOT
 from tests import telegram_updates as tg
@@ -203,7 +211,11 @@ async def test_an_agent_takes_chats_from_the_web_and_telegram_through_to_a_ratin
     await expect(context.locator(".badge--m-active")).to_have_text("正常")
     order = context.locator(f'.order[data-order="{FAILED_ORDER}"]')
     await expect(order.locator(".order__status")).to_have_text("支付失败")
-    await expect(order).to_contain_text("insufficient_balance")
+    await expect(order).to_contain_text("失败原因: 顾客的付款账户余额不足")
+    await expect(context.locator("#context-summary")).to_contain_text(
+        f"{FAILED_ORDER} 支付失败：顾客的付款账户余额不足"
+    )
+    await expect(context.locator(".facts")).not_to_contain_text("failure_code")
     await expect(agent.line("user", f"订单{FAILED_ORDER}为什么失败")).to_be_visible()
     await expect(agent.line("bot", "余额不足")).to_be_visible()
     await expect(agent.line("system", "客服 小张 已接入")).to_be_visible()
@@ -244,8 +256,24 @@ async def test_an_agent_takes_chats_from_the_web_and_telegram_through_to_a_ratin
     await agent.page.evaluate("window.scrollTo(0, 0)")
     await agent.page.screenshot(path=str(SCREENSHOT), full_page=True)
 
+    # Resolving asks first: dismissed, the chat stays open; confirmed, it ends.
+    asked: list[str] = []
+
+    async def answer(dialog: Dialog, accept: bool) -> None:
+        asked.append(dialog.message)
+        await (dialog.accept() if accept else dialog.dismiss())
+
+    agent.page.once("dialog", lambda dialog: answer(dialog, False))
+    await agent.page.locator("#resolve").click()
+    for _ in range(200):
+        if asked:
+            break
+        await asyncio.sleep(0.05)
+    await expect(agent.page.locator("#handoff-status")).to_have_text("处理中")
+    agent.page.once("dialog", lambda dialog: answer(dialog, True))
     await agent.page.locator("#resolve").click()
     await expect(agent.page.locator("#handoff-status")).to_have_text("已结束")
+    assert asked == ["确定结束这个对话吗？顾客将收到评价邀请，对话回到机器人。"] * 2
     await expect(agent.page.locator("#reply-form")).to_be_hidden()
     stars = user.page.get_by_role("button", name="5 分", exact=True)
     await expect(stars).to_be_visible()
@@ -297,3 +325,39 @@ async def test_markup_typed_by_a_user_stays_text_in_the_console(
     await expect(agent.page.locator("#transcript b")).to_have_count(0)
     assert await agent.page.evaluate("typeof window.__xss") == "undefined"
     assert await user.page.evaluate("typeof window.__xss") == "undefined"
+
+
+async def test_the_supervisor_page_reads_on_a_phone(server: Server, open_page: OpenPage) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("老王", supervisor=True)
+    user = ChatPage(await open_page(phone=True), server.base)
+    await user.open()
+    await user.say("转人工")
+    await expect(user.bot("排在第 1 位")).to_be_visible()
+
+    boss = Console(await open_page(phone=True), server.base)
+    await boss.login("老王")
+    for language, reason in (("zh", "用户要求人工"), ("en", "Asked for a person")):
+        await boss.page.goto(f"{server.base}/agent/supervisor?lang={language}")
+        await expect(boss.page.locator(f'#reasons g[data-label="{reason}"]')).to_be_visible()
+        # Every chart text is drawn at 11 px or more, and a bar's label ends before its bar.
+        sizes = await boss.page.evaluate(
+            """() => Array.from(document.querySelectorAll('svg.chart text')).map((node) =>
+                node.getScreenCTM().a * parseFloat(getComputedStyle(node).fontSize))"""
+        )
+        assert sizes and min(sizes) >= 11, sizes
+        ends = await boss.page.evaluate(
+            """() => Array.from(document.querySelectorAll('.chart__label')).map((node) => {
+                const box = node.getBBox(); return box.x + box.width; })"""
+        )
+        assert max(ends) < 170, ends
+        page_width = await boss.page.evaluate("document.documentElement.scrollWidth")
+        assert page_width <= 390
+        # The daily chart scrolls sideways on a phone and opens on the latest day.
+        latest = boss.page.locator("#daily g.chart__day").last
+        await expect(latest).to_be_in_viewport()
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        await boss.page.screenshot(
+            path=str(SCREENSHOT.with_name(f"console-supervisor-phone-{language}.png")),
+            full_page=True,
+        )

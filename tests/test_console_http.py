@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -28,8 +29,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from yarl import URL
 
-from bot.escalation import login_guard
+from bot.escalation import login_guard, stats
 from bot.escalation.console import AgentConsole, load_canned
+from bot.escalation.context_card import findings_card
+from bot.faq.knowledge import load_valid_knowledge
 from bot.platform.tables import OrderRow, PasswordResetRow, PaymentLinkRow
 from bot.platform.world import load_world, read_world
 from bot.settings import PROJECT_ROOT, Settings
@@ -39,12 +42,13 @@ from bot.storage.models import (
     AgentNote,
     AgentSession,
     AuditEntry,
+    Conversation,
     Handoff,
     Message,
     OutboxItem,
     RateEvent,
 )
-from bot.types import Language
+from bot.types import Label, Language
 from tests.conftest import DEMO_WORLD, FAST_HASHER, _migrated_sqlite
 from tests.test_webchat_api import CSP, Visitor
 from webhook_server import RUNTIME, create_app
@@ -275,6 +279,10 @@ async def asks_for_a_person(http: aiohttp.ClientSession, base: str, *said: str) 
     for text in said or ("转人工",):
         await visitor.say(text)
     return visitor
+
+
+def _context_of(page: str) -> str:
+    return page[page.index('id="context"') : page.index('id="tools-title"')]
 
 
 def only(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -964,7 +972,9 @@ async def test_the_conversation_page_shows_the_transcript_context_and_canned_rep
             assert f'class="line line--{sender}"' in page
         assert "小王水果店" in page and "badge--m-active" in page
         assert f'data-order="{FAILED_ORDER}"' in page and "支付失败" in page
-        assert "insufficient_balance" in page  # the flow's findings
+        card = _context_of(page)
+        assert "<dt>失败原因</dt><dd>顾客的付款账户余额不足" in card
+        assert "insufficient_balance" not in card and "failure_code" not in card
         assert page.count('data-canned-id="') == len(canned)
         assert canned[0].zh in page and canned[0].en not in page
 
@@ -1078,3 +1088,236 @@ async def test_the_live_socket_tells_the_console_what_changed(
     async with server.sessions() as session:
         agent_row = await session.get(Agent, zhang)
         assert agent_row is not None and agent_row.last_seen_at is not None  # heartbeat
+
+
+# -- the first hour (issue 18) ---------------------------------------------------------------
+
+
+async def test_an_automatic_assignment_says_who_joined_once(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("小张", online=True)
+    visitor = await asks_for_a_person(http, server.base)
+    await server.settle()
+    joined = [t for t in await texts_seen_by(visitor) if "客服 小张 已接入" in t]
+    assert len(joined) == 1, await texts_seen_by(visitor)
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        entry = only((await agent.queue())["mine"])
+        transcript = (await agent.chat(entry["conversation_id"]))["messages"]
+        assert len([m for m in transcript if "已接入" in (m["text"] or "")]) == 1
+
+
+async def test_a_pressed_button_shows_the_label_the_user_saw(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    visitor = await asks_for_a_person(
+        http, server.base, f"/bind {BIND_CODE}", f"订单{FAILED_ORDER}为什么失败"
+    )
+    offered = (await visitor.history())["messages"][-1]["buttons"]
+    human = next(b for b in offered if b["action"] == "human")
+    await visitor.press("human")
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        entry = only((await agent.queue())["waiting"])
+        await agent.claim(entry["handoff_id"])
+        transcript = (await agent.chat(entry["conversation_id"]))["messages"]
+        press = only([m for m in transcript if m["action"] == "human"])
+        assert press["pressed"] == human["label"]
+        _, page = await agent.page(f"/agent/chats/{entry['conversation_id']}")
+        assert f'点击了按钮: <span class="line__pressed">{human["label"]}</span>' in page
+        assert "<code>human</code>" not in page
+
+
+async def test_the_reset_canned_reply_states_the_links_real_lifetime(
+    server: Server, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    await asks_for_a_person(http, server.base)
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        entry = only((await agent.queue())["waiting"])
+        _, page = await agent.page(f"/agent/chats/{entry['conversation_id']}")
+    assert "30 分钟内有效" in page and "1 小时" not in page and "{reset_minutes}" not in page
+    reset = next(
+        r
+        for r in load_canned(PROJECT_ROOT / "knowledge" / "canned.yaml")
+        if r.id == "password_reset_sent"
+    )
+    assert "valid for 30 minutes" in reset.en
+
+    # A placeholder the console does not know stops the start; nothing else is evaluated.
+    broken = tmp_path / "canned.yaml"
+    broken.write_text("replies:\n  - {id: x, zh: '{reset_minutes.__class__}', en: ok}\n")
+    with pytest.raises(ValueError):
+        load_canned(broken)
+    broken.write_text("replies:\n  - {id: x, zh: '{lifetime}', en: ok}\n")
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        load_canned(broken)
+
+
+async def test_a_ticket_is_tagged_by_the_language_it_is_written_in(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("小张")  # offline: the user leaves a message
+    visitor = await asks_for_a_person(http, server.base, "I want to talk to a human")
+    await visitor.say("提现三天了还没到账，请帮我查一下")
+    await visitor.press("flow:confirm:yes")
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        ticket = only((await agent.queue())["tickets"])
+        async with server.sessions() as session, session.begin():
+            await session.execute(  # the user went on in English after leaving the message
+                update(Conversation)
+                .where(Conversation.id == ticket["conversation_id"])
+                .values(language="en")
+            )
+        ticket = only((await agent.queue())["tickets"])
+        assert ticket["language"] == "zh"
+        _, page = await agent.page("/agent")
+        assert '<span class="badge">中文</span>' in page
+
+
+async def test_an_agent_without_capacity_is_not_told_chats_will_come(server: Server) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张", online=True)
+    async with agent_session(server.base) as agent:
+        assert await agent.login("picker") == 303
+        queue = await agent.queue()
+        assert queue["online"] and queue["capacity"] == 0
+        _, page = await agent.page("/agent")
+        assert "接待上限是 0" in page and "新的对话会自动分配给您" not in page
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        _, page = await agent.page("/agent")
+        assert "新的对话会自动分配给您" in page
+
+
+async def test_the_context_card_says_what_the_bot_found_and_did_in_the_consoles_language(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("小张")
+    visitor = await asks_for_a_person(
+        http, server.base, f"/bind {BIND_CODE}", f"订单{FAILED_ORDER}为什么失败"
+    )
+    await visitor.press("flow:newlink:yes")  # the merchant takes the offered new link
+    await visitor.say("转人工")
+    async with agent_session(server.base) as agent:
+        assert await agent.login("小张") == 303
+        entry = only((await agent.queue())["waiting"])
+        _, page = await agent.page(f"/agent/chats/{entry['conversation_id']}")
+        card = _context_of(page)
+        summary = re.search(r'id="context-summary">(.*?)</p>', card)
+        assert summary and summary.group(1).endswith(
+            f"{FAILED_ORDER} 支付失败：顾客的付款账户余额不足，银行或钱包拒绝了扣款；"
+            "已提供 ¥88.50 新收款链接"
+        )
+        assert "<dt>新收款链接</dt>" in card
+        for internal in ("order_no", "failure_code", "payment_link", "null", "insufficient"):
+            assert internal not in card
+
+        # The same card in an English console, live over the JSON the page re-reads.
+        _, page = await agent.page(f"/agent/chats/{entry['conversation_id']}?lang=en")
+        context = (await agent.chat(entry["conversation_id"]))["context"]
+        assert context["summary"] == (
+            f"{FAILED_ORDER} failed: The customer's payment account did not have enough balance,"
+            " so the deduction was refused; a new ¥88.50 payment link was sent"
+        )
+        assert ["Why it failed", context["orders"][0]["failure"]] in context["findings"]
+
+
+def test_findings_read_as_words_with_beijing_times() -> None:
+    """The other flows' findings: a locked login, a re-sync, a failed withdrawal."""
+    knowledge = load_valid_knowledge(PROJECT_ROOT / "knowledge")
+    console = AgentConsole(console_settings(Path("unused.db")))
+    zh = console._strings["zh"]
+    card = findings_card(
+        {
+            "login": "wang01",
+            "account_status": "active",
+            "failed_attempts": 5,
+            "locked_until": "2026-11-30T20:30:00.123456+00:00",
+        },
+        knowledge=knowledge,
+        language=Language.ZH,
+        t=zh,
+        time=console._time,
+    )
+    assert card["summary"] == "账号 wang01 锁定至 12-01 04:30"
+    assert ["锁定至", "12-01 04:30"] in card["findings"]
+    assert ["账号状态", "正常"] in card["findings"]
+
+    resync = findings_card(
+        {
+            "checked": 1,
+            "resynced": [
+                {"order_no": STUCK_ORDER, "before": "pending", "after": "paid", "channel": "paid"}
+            ],
+            "still_different": [],
+        },
+        knowledge=knowledge,
+        language=Language.ZH,
+        t=zh,
+        time=console._time,
+    )
+    assert resync["summary"] == "已重新同步 1 笔订单"
+    assert ["已重新同步", f"{STUCK_ORDER} 待支付 → 已支付"] in resync["findings"]
+    assert ["同步后仍不一致", "无"] in resync["findings"]
+
+    reason = next(iter(knowledge.withdrawal_failures))
+    withdrawal = findings_card(
+        {"withdrawal": "W0001", "status": "failed", "overdue": False, "failure_reason": reason},
+        knowledge=knowledge,
+        language=Language.EN,
+        t=console._strings["en"],
+        time=console._time,
+    )
+    words = knowledge.withdrawal_failures[reason].cause[Language.EN].rstrip(".")
+    assert withdrawal["summary"] == f"withdrawal W0001 failed: {words}"
+    assert ["Status", "Failed"] in withdrawal["findings"]
+    assert ["Later than expected", "No"] in withdrawal["findings"]
+
+
+async def test_the_supervisor_counts_beijing_days_and_names_topics_and_clusters(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    await server.add_agent("picker", capacity=0, online=True)
+    await server.add_agent("老王", supervisor=True)
+    await asks_for_a_person(http, server.base, "手续费是多少", "转人工")
+    # The chat began at 04:30 Beijing time on 12-01, which is 20:30 UTC on 11-30.
+    early = datetime(2026, 11, 30, 20, 30, tzinfo=UTC)
+    async with server.sessions() as session, session.begin():
+        await session.execute(update(Conversation).values(created_at=early))
+        await session.execute(update(Handoff).values(created_at=early))
+        label = await session.scalar(select(Message.label).where(Message.text == "手续费是多少"))
+    numbers = await stats.collect(
+        server.sessions,
+        now=early + timedelta(hours=1),
+        days=2,
+        default_capacity=3,
+        zone=ZoneInfo("Asia/Shanghai"),
+    )
+    assert [(d.day, d.conversations, d.handoffs) for d in numbers.daily] == [
+        ("2026-11-30", 0, 0),
+        ("2026-12-01", 1, 1),
+    ]
+
+    knowledge = load_valid_knowledge(PROJECT_ROOT / "knowledge")
+    assert label is not None and label in knowledge.entries
+    title = knowledge.entries[Label(label)].title
+    async with agent_session(server.base) as boss:
+        assert await boss.login("老王") == 303
+        _, page = await boss.page("/agent/supervisor")
+        topics = page[page.index('id="top-faq"') : page.index('id="unanswered-title"')]
+        assert f"<td>{title[Language.ZH]}</td>" in topics and label not in topics
+        _, page = await boss.page("/agent/supervisor?lang=en")
+        assert f"<td>{title[Language.EN]}</td>" in page
+
+    groups = stats.group_similar(
+        ["提现怎么还没到", "我的提现怎么还没有到账呢", "提现还没到账", "提现还没到账怎么办"]
+    )
+    assert [(g.example, g.count) for g in groups] == [("提现还没到账", 4)]

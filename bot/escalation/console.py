@@ -46,6 +46,7 @@ from bot.channels.client import client_address
 from bot.channels.errors import json_error
 from bot.cleantext import clean_text
 from bot.escalation import login_guard, stats
+from bot.escalation.context_card import failure_words, findings_card
 from bot.escalation.service import (
     ONLINE_WINDOW,
     ORDER_NO,
@@ -55,10 +56,12 @@ from bot.escalation.service import (
     QueueEntry,
 )
 from bot.platform.gateway import MerchantNotActive, PlatformRejected, PlatformUnavailable
+from bot.platform.sql import RESET_TOKEN_LIFETIME
 from bot.privacy import mask_pii
 from bot.settings import Settings
 from bot.sockets import answer_pings
 from bot.storage.models import Agent, AgentSession, AuditEntry, Message
+from bot.types import Label, Language
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +118,35 @@ class CannedReply:
         return self.en if language == "en" else self.zh
 
 
-def load_canned(path: Path) -> list[CannedReply]:
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def canned_facts() -> dict[str, str]:
+    """The facts canned replies may name as `{placeholder}`, from the constants the bot keeps."""
+    return {"reset_minutes": str(int(RESET_TOKEN_LIFETIME.total_seconds()) // 60)}
+
+
+def _filled(text: str, facts: Mapping[str, str], where: str) -> str:
+    """`{name}` replaced by its fact, nothing else: no attribute or index lookups as in
+    `str.format`, and an unknown name stops the start instead of reaching an agent."""
+
+    def fact(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in facts:
+            raise ValueError(f"{where}: unknown placeholder {{{name}}}")
+        return facts[name]
+
+    return _PLACEHOLDER.sub(fact, text)
+
+
+def load_canned(path: Path, facts: Mapping[str, str] | None = None) -> list[CannedReply]:
     """`knowledge/canned.yaml`: `replies:` with an `id` and the `zh` and `en` text of each.
 
-    A knowledge folder without the file gives a console without canned replies (and a warning);
-    a file that is there but malformed stops the start, like the other knowledge files."""
+    A fact a reply states (how long a reset link lasts) is a `{placeholder}` filled from
+    `canned_facts()`, so the reply cannot drift from what the bot does. A knowledge folder
+    without the file gives a console without canned replies (and a warning); a file that is
+    there but malformed stops the start, like the other knowledge files."""
+    facts = canned_facts() if facts is None else facts
     if not path.exists():
         log.warning("%s is missing: the console offers no canned replies", path)
         return []
@@ -133,7 +160,9 @@ def load_canned(path: Path) -> list[CannedReply]:
         values = [fields.get(key) for key in ("id", "zh", "en")]
         if not all(isinstance(value, str) and value.strip() for value in values):
             raise ValueError(f"{path}: reply {number} needs non-empty id, zh and en")
-        replies.append(CannedReply(*(str(value).strip() for value in values)))
+        reply_id, zh, en = (str(value).strip() for value in values)
+        where = f"{path}: reply {reply_id}"
+        replies.append(CannedReply(reply_id, _filled(zh, facts, where), _filled(en, facts, where)))
     ids = [reply.id for reply in replies]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: reply ids must be unique")
@@ -512,7 +541,7 @@ class AgentConsole:
             return self._render(
                 request, "error.html", page="error", viewer=viewer, status=status, code=exc.code
             )
-        chat = await self._chat(viewer, detail)
+        chat = await self._chat(viewer, detail, self._language(request)[0])
         language = detail.conversation.language
         canned = [(reply.id, reply.text(language)) for reply in self._canned]
         agents = [a for a in await self._agents() if a["id"] != viewer.agent_id]
@@ -539,13 +568,21 @@ class AgentConsole:
             now=self._clock(),
             days=period,
             default_capacity=self._settings.agent_capacity,
+            zone=self._zone,
         )
+        language = Language(self._language(request)[0])
+        entries = self._runtime_bot.engine.knowledge.entries
+        topics = [
+            (entry.title[language] if (entry := entries.get(Label(label))) else label, n)
+            for label, n in numbers.top_faq
+        ]
         return self._render(
             request,
             "supervisor.html",
             page="supervisor",
             viewer=viewer,
             stats=numbers,
+            topics=topics,
             period=period,
             periods=PERIODS,
         )
@@ -596,7 +633,8 @@ class AgentConsole:
         viewer = await self._api_viewer(request)
         conversation_id = _path_id(request, "conversation_id")
         detail = await self._service.detail(viewer.agent_id, conversation_id)
-        return web.json_response(await self._chat(viewer, detail))
+        language = self._language(request)[0]
+        return web.json_response(await self._chat(viewer, detail, language))
 
     async def _queue(self, viewer: _Viewer) -> dict[str, Any]:
         """The service's queue, split the way the page shows it."""
@@ -615,9 +653,13 @@ class AgentConsole:
             item["agent"] = names.get(entry.agent_id) if entry.agent_id is not None else None
             item["preview"] = mask_pii(entry.preview)  # rows kept from before the mask's rules
             sections[section].append(item)
-        return {"online": bool(agent and agent.online), **sections}
+        capacity = self._service.capacity_of(agent) if agent is not None else 0
+        return {"online": bool(agent and agent.online), "capacity": capacity, **sections}
 
-    async def _chat(self, viewer: _Viewer, detail: ConversationDetail) -> dict[str, Any]:
+    async def _chat(
+        self, viewer: _Viewer, detail: ConversationDetail, language: str
+    ) -> dict[str, Any]:
+        """One conversation for the page, its context card in the console's `language`."""
         conversation, handoff = detail.conversation, detail.handoff
         names = {a["id"]: a["name"] for a in await self._agents()}
         status = handoff.status if handoff else None
@@ -646,19 +688,38 @@ class AgentConsole:
                 "act": status == "assigned" and (mine or viewer.is_supervisor),
                 "answer": status == "ticket",
             },
-            "messages": [self._message(message) for message in detail.messages],
+            "messages": self._transcript(detail.messages),
             "notes": [
                 {"agent": name, "text": mask_pii(note.text), "time": self._time(note.created_at)}
                 for name, note in detail.notes
             ],
-            "context": _context(detail, self._time),
+            "context": self._context(detail, Language(language)),
         }
+
+    def _transcript(self, messages: list[Message]) -> list[dict[str, Any]]:
+        """The messages for the page; a button press shows the label the user saw, taken from
+        the buttons the last message before it offered."""
+        offered: dict[str, str] = {}
+        shown = []
+        for message in messages:
+            line = self._message(message)
+            if message.direction == "in":
+                line["pressed"] = offered.get(message.action or "")
+            elif line["buttons"]:
+                offered = {
+                    str(b.get("action", "")): mask_pii(str(b.get("label", "")))
+                    for b in (message.payload or {}).get("buttons") or []
+                    if isinstance(b, dict)
+                }
+            shown.append(line)
+        return shown
 
     def _message(self, message: Message) -> dict[str, Any]:
         payload = message.payload or {}
         image = payload.get("image")
         buttons = payload.get("buttons") or []
         return {
+            "pressed": None,
             "id": message.id,
             "sender": "user" if message.direction == "in" else message.sender_kind,
             # Masked when shown as well: rows stored before a rule of the mask was added.
@@ -667,6 +728,50 @@ class AgentConsole:
             "buttons": [mask_pii(str(b.get("label", ""))) for b in buttons if isinstance(b, dict)],
             "image": image if isinstance(image, str) and _PNG.match(image) else None,
             "time": self._time(message.created_at),
+        }
+
+    def _context(self, detail: ConversationDetail, language: Language) -> dict[str, Any]:
+        """The service's context (merchant, findings, orders) as plain JSON for the page, in
+        the console's language."""
+        context = detail.context
+        knowledge = self._runtime_bot.engine.knowledge
+        merchant = context.get("merchant")
+        identity = detail.identity
+        orders = []
+        for order_no, order in context.get("orders", []):
+            if order is None:
+                orders.append({"order_no": order_no, "visible": False})
+                continue
+            failure = order.last_failure
+            orders.append(
+                {
+                    "order_no": order_no,
+                    "visible": True,
+                    "amount": str(order.amount),
+                    "currency": order.currency,
+                    "method": str(order.method),
+                    "status": str(order.status),
+                    "channel_status": str(order.channel.status) if order.channel else None,
+                    "in_sync": order.in_sync,
+                    "failure": failure_words(knowledge, failure, language) if failure else None,
+                    "created": self._time(order.created_at),
+                }
+            )
+        card = findings_card(
+            context.get("findings") or {},
+            knowledge=knowledge,
+            language=language,
+            t=self._strings[str(language)],
+            time=self._time,
+        )
+        return {
+            "kind": identity.kind if identity is not None else "customer",
+            "merchant_id": identity.merchant_id if identity is not None else None,
+            "merchant": None
+            if merchant is None
+            else {"id": merchant.id, "name": merchant.name, "status": str(merchant.status)},
+            **card,
+            "orders": orders,
         }
 
     def _time(self, moment: datetime | None) -> str:
@@ -863,47 +968,6 @@ def _section(entry: QueueEntry, agent_id: int) -> str:
     if entry.status == "ticket":
         return "tickets"
     return "mine" if entry.agent_id == agent_id else "others"
-
-
-def _context(detail: ConversationDetail, time: Callable[[datetime | None], str]) -> dict[str, Any]:
-    """The service's context (merchant, findings, orders) as plain JSON for the page."""
-    context = detail.context
-    merchant = context.get("merchant")
-    identity = detail.identity
-    orders = []
-    for order_no, order in context.get("orders", []):
-        if order is None:
-            orders.append({"order_no": order_no, "visible": False})
-            continue
-        orders.append(
-            {
-                "order_no": order_no,
-                "visible": True,
-                "amount": str(order.amount),
-                "currency": order.currency,
-                "method": str(order.method),
-                "status": str(order.status),
-                "channel_status": str(order.channel.status) if order.channel else None,
-                "in_sync": order.in_sync,
-                "failure": str(order.last_failure) if order.last_failure else None,
-                "created": time(order.created_at),
-            }
-        )
-    findings = context.get("findings") or {}
-    return {
-        "kind": identity.kind if identity is not None else "customer",
-        "merchant_id": identity.merchant_id if identity is not None else None,
-        "merchant": None
-        if merchant is None
-        else {"id": merchant.id, "name": merchant.name, "status": str(merchant.status)},
-        "findings": [[str(key), _plain(value)] for key, value in findings.items()],
-        "orders": orders,
-    }
-
-
-def _plain(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return mask_pii(text)
 
 
 async def _fields(request: web.Request) -> dict[str, str]:

@@ -25,6 +25,8 @@ from bot.delivery import record_outgoing
 from bot.diagnostics.access import chat_may_see
 from bot.escalation.bus import EventBus
 from bot.escalation.hours import BusinessHours
+from bot.nlu.language import detect_language
+from bot.nlu.normalize import fold
 from bot.platform.gateway import PlatformGateway
 from bot.privacy import mask_data, mask_pii
 from bot.qr import qr_png
@@ -70,6 +72,14 @@ def _checked(text: str, what: str) -> str:
 def priority_of(text: str) -> int:
     """Complaints and fraud jump the queue."""
     return 1 if PRIORITY_WORDS.search(text) else 0
+
+
+def _language_of(handoff: Handoff, conversation: Conversation) -> str:
+    """A ticket is tagged by the language it is written in, which the conversation's latest
+    language need not be; anything else by the conversation's."""
+    if handoff.ticket_text and (language := detect_language(fold(handoff.ticket_text[:200]))):
+        return str(language)
+    return conversation.language
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +171,8 @@ class HandoffService:
             ]
         conversation.state = "queued"
         await session.flush()
-        agent = await self._assign_if_free(session, handoff, now)
+        # The turn's own reply says who took the chat; a notice as well would say it twice.
+        agent = await self._assign_if_free(session, handoff, now, tell=False)
         await self.bus.emit(session, {"kind": "queue"})
         if agent is not None:
             return [self._say(language, "handoff/assigned", agent=agent.name)]
@@ -292,7 +303,7 @@ class HandoffService:
                         handoff.id,
                         conversation.id,
                         conversation.channel,
-                        conversation.language,
+                        _language_of(handoff, conversation),
                         handoff.reason,
                         handoff.priority,
                         int((now - handoff.created_at).total_seconds()),
@@ -664,8 +675,10 @@ class HandoffService:
                 await self.bus.emit(session, {"kind": "outbox"})
 
     async def _assign_if_free(
-        self, session: AsyncSession, handoff: Handoff, now: datetime
+        self, session: AsyncSession, handoff: Handoff, now: datetime, *, tell: bool = True
     ) -> Agent | None:
+        """Give the handoff to the least loaded online agent with room; `tell` sends the user
+        the "an agent joined" notice (False when the caller's reply says it)."""
         candidates = []
         for agent in await self._online_agents(session, now):
             load = await self._load(session, agent.id)
@@ -684,7 +697,7 @@ class HandoffService:
         handoff.status, handoff.agent_id, handoff.assigned_at = "assigned", agent.id, now
         conversation = await session.get(Conversation, handoff.conversation_id)
         assert conversation is not None
-        if conversation.state == "queued":
+        if tell and conversation.state == "queued":
             await self._tell(session, conversation, "handoff/assigned", agent=agent.name)
         conversation.state = "agent"
         await self._audit(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from rapidfuzz import fuzz
 from sqlalchemy import func, select
@@ -59,23 +60,38 @@ class SupervisorStats:
     daily: list[DayStats]
 
 
+def _similar(a: str, b: str) -> bool:
+    return fuzz.ratio(a, b) >= SIMILAR or fuzz.partial_ratio(a, b) >= 90
+
+
+def _typical(group: UnansweredGroup) -> str:
+    """The group's most typical question: the wording closest to all the others (ties go to
+    the longer, more telling one), not whichever came first."""
+    keys = [strip_punctuation(fold(text)).replace(" ", "") for text in group.texts]
+    scores = [
+        (sum(fuzz.ratio(key, other) for other in keys), len(key), -index)
+        for index, key in enumerate(keys)
+    ]
+    return group.texts[-max(scores)[2]]
+
+
 def group_similar(texts: list[str], limit: int = 10) -> list[UnansweredGroup]:
-    """Greedy grouping: each text joins the first group whose example it resembles."""
+    """Greedy grouping: each text joins the first group whose first wording it resembles; the
+    group is then titled by its most typical question."""
     groups: list[tuple[str, UnansweredGroup]] = []
     for text in texts:
         key = strip_punctuation(fold(text)).replace(" ", "")
         for example_key, group in groups:
-            if (
-                fuzz.ratio(key, example_key) >= SIMILAR
-                or fuzz.partial_ratio(key, example_key) >= 90
-            ):
+            if _similar(key, example_key):
                 group.count += 1
                 group.texts.append(text)
                 break
         else:
             groups.append((key, UnansweredGroup(text, 1, [text])))
-    ranked = sorted((g for _, g in groups), key=lambda g: -g.count)
-    return ranked[:limit]
+    ranked = sorted((g for _, g in groups), key=lambda g: -g.count)[:limit]
+    for group in ranked:
+        group.example = _typical(group)
+    return ranked
 
 
 async def collect(
@@ -84,8 +100,13 @@ async def collect(
     now: datetime,
     days: int,
     default_capacity: int,
+    zone: ZoneInfo,
 ) -> SupervisorStats:
-    since = now - timedelta(days=days)
+    """The numbers for the last `days` calendar days in `zone` (settings.timezone), today
+    included: a chat at 04:00 Beijing time counts on that Beijing day, not the UTC one before."""
+    today = now.astimezone(zone).date()
+    first = today - timedelta(days=days - 1)
+    since = datetime.combine(first, time.min, tzinfo=zone)
     async with sessions() as session:
         queued = (
             await session.scalars(select(Handoff.created_at).where(Handoff.status == "queued"))
@@ -144,16 +165,12 @@ async def collect(
             )
         ).all()
 
+    conversations_on = Counter(created.astimezone(zone).date() for _, created in conversations)
+    handoffs_on = Counter(h.created_at.astimezone(zone).date() for h in handoffs)
     daily = []
-    for offset in range(days - 1, -1, -1):
-        day = (now - timedelta(days=offset)).date()
-        daily.append(
-            DayStats(
-                day.isoformat(),
-                sum(1 for _, created in conversations if created.date() == day),
-                sum(1 for h in handoffs if h.created_at.date() == day),
-            )
-        )
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        daily.append(DayStats(day.isoformat(), conversations_on[day], handoffs_on[day]))
     rated = sum(ratings.values())
     return SupervisorStats(
         queue_length=len(queued),

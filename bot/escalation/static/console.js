@@ -190,7 +190,12 @@
   function bindForms() {
     document.addEventListener("submit", function (event) {
       var form = event.target;
-      if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-api")) return;
+      if (!(form instanceof HTMLFormElement)) return;
+      if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+        return;
+      }
+      if (!form.hasAttribute("data-api")) return;
       event.preventDefault();
       submitApi(form);
     });
@@ -276,17 +281,17 @@
       var count = document.getElementById("count-" + name);
       if (count) count.textContent = String(entries.length);
     });
-    renderPresence(Boolean(data.online));
+    renderPresence(Boolean(data.online), Number(data.capacity) > 0);
   }
 
-  function renderPresence(online) {
+  function renderPresence(online, hasRoom) {
     var section = document.getElementById("presence");
     if (!section) return;
     section.classList.toggle("presence--online", online);
     document.getElementById("presence-state").textContent = online ? t("online") : t("offline");
-    document.getElementById("presence-text").textContent = online
-      ? t("presence_online")
-      : t("presence_offline");
+    var text = "presence_offline";
+    if (online) text = hasRoom ? "presence_online" : "presence_no_capacity";
+    document.getElementById("presence-text").textContent = t(text);
     var value = document.getElementById("presence-value");
     value.value = online ? "0" : "1";
     value.defaultValue = value.value;
@@ -308,7 +313,7 @@
     if (message.text) item.appendChild(el("p", "line__text", message.text));
     if (message.action && !message.text) {
       var action = el("p", "line__action", t("pressed") + ": ");
-      action.appendChild(el("code", null, message.action));
+      action.appendChild(el("span", "line__pressed", message.pressed || t("pressed_unknown")));
       item.appendChild(action);
     }
     if (typeof message.image === "string" && PNG.test(message.image)) {
@@ -380,6 +385,13 @@
     }
     nodes.push(who);
 
+    if (ctx.summary) {
+      var summary = el("p", "context__summary");
+      summary.id = "context-summary";
+      summary.appendChild(el("span", "visually-hidden", t("summary") + ": "));
+      summary.appendChild(document.createTextNode(String(ctx.summary)));
+      nodes.push(summary);
+    }
     nodes.push(el("h3", "subtitle", t("findings")));
     var findings = Array.isArray(ctx.findings) ? ctx.findings : [];
     if (findings.length) {
