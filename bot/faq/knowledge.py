@@ -286,16 +286,28 @@ def _load_synonyms(data: Any, knowledge: Knowledge) -> None:
         knowledge.synonyms[str(canonical)] = [str(v) for v in variants]
 
 
+def _top_map(
+    data: Any, key: str, file: str, problems: list[Problem]
+) -> list[tuple[object, object, int]] | None:
+    """The entries of the top-level map `key` (its key, its value, its line), or None with a
+    problem when there is no such map."""
+    entries = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(entries, dict):
+        problems.append(Problem(file, 1, f"expected a top-level '{key}' map"))
+        return None
+    return [
+        (name, value, _line(value, _line(name, 0)))
+        for name, value in entries.items()
+        if name != "__line__"
+    ]
+
+
 def _load_failure_codes(data: Any, knowledge: Knowledge) -> None:
     problems, file = knowledge.problems, FAILURE_CODES_FILE
-    codes = data.get("failure_codes") if isinstance(data, dict) else None
-    if not isinstance(codes, dict):
-        problems.append(Problem(file, 1, "expected a top-level 'failure_codes' map"))
+    codes = _top_map(data, "failure_codes", file, problems)
+    if codes is None:
         return
-    for key, raw in codes.items():
-        if key == "__line__":
-            continue
-        line = _line(raw, _line(key, 0))
+    for key, raw, line in codes:
         try:
             code = FailureCode(str(key))
         except ValueError:
@@ -329,14 +341,10 @@ def _load_failure_codes(data: Any, knowledge: Knowledge) -> None:
 
 def _load_withdrawal_failures(data: Any, knowledge: Knowledge) -> None:
     problems, file = knowledge.problems, FAILURE_CODES_FILE
-    reasons = data.get("withdrawal_failures") if isinstance(data, dict) else None
-    if not isinstance(reasons, dict):
-        problems.append(Problem(file, 1, "expected a top-level 'withdrawal_failures' map"))
+    reasons = _top_map(data, "withdrawal_failures", file, problems)
+    if reasons is None:
         return
-    for key, raw in reasons.items():
-        if key == "__line__":
-            continue
-        line = _line(raw, _line(key, 0))
+    for key, raw, line in reasons:
         reason = str(key)
         if reason != reason.strip().lower() or not reason:
             problems.append(
@@ -397,16 +405,12 @@ def _check_coverage_and_duplicates(knowledge: Knowledge) -> None:
 
 def _load_dialogue(data: Any, knowledge: Knowledge) -> None:
     file, problems = DIALOGUE_FILE, knowledge.problems
-    kinds = data.get("words") if isinstance(data, dict) else None
-    if not isinstance(kinds, dict):
-        problems.append(Problem(file, 1, "expected a top-level 'words' map"))
-        return
     phrases: dict[str, frozenset[str]] = {}
     owner: dict[str, str] = {}
-    for kind, value in kinds.items():
-        if kind == "__line__":
-            continue
-        line = _line(value, _line(kind, 1))
+    kinds = _top_map(data, "words", file, problems)
+    if kinds is None:
+        return
+    for kind, value, line in kinds:
         if kind not in (*KINDS, "fillers"):
             problems.append(
                 Problem(file, line, f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
