@@ -361,3 +361,43 @@ async def test_the_supervisor_page_reads_on_a_phone(server: Server, open_page: O
             path=str(SCREENSHOT.with_name(f"console-supervisor-phone-{language}.png")),
             full_page=True,
         )
+
+
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+async def test_every_page_is_shown_at_desktop_and_phone_width(
+    server: Server, open_page: OpenPage, width: str
+) -> None:
+    """Screenshots of the web chat, the agent's queue and chat, and the supervisor page, at
+    1440 and 390 px wide (kept under var/screens/ as CI artifacts); on a phone nothing spills
+    past the screen's edge."""
+    phone = width == "phone"
+    shots = PROJECT_ROOT / "var" / "screens"
+    shots.mkdir(parents=True, exist_ok=True)
+    await server.add_agent("picker", capacity=0, online=True)  # online: the chat queues
+    await server.add_agent("老王", supervisor=True)
+    user = ChatPage(await open_page(phone=phone), server.base)
+    await user.open()
+    await user.say("帮我生成一个收款链接")
+    await user.say("转人工")
+    await expect(user.bot("排在第 1 位")).to_be_visible()
+    await user.page.screenshot(path=str(shots / f"webchat-{width}.png"), full_page=True)
+
+    boss = Console(await open_page(phone=phone), server.base)
+    await boss.login("老王")
+    pages = {
+        "console-queue": "/agent",
+        "console-supervisor": "/agent/supervisor",
+    }
+    for name, path in pages.items():
+        await boss.page.goto(f"{server.base}{path}")
+        await boss.page.wait_for_load_state("networkidle")
+        if phone:
+            page_width = await boss.page.evaluate("document.documentElement.scrollWidth")
+            assert page_width <= 390, (name, page_width)
+        await boss.page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
+    await boss.page.goto(f"{server.base}/agent")
+    await boss.claim("转人工")  # the conversation page, with its context card
+    if phone:
+        page_width = await boss.page.evaluate("document.documentElement.scrollWidth")
+        assert page_width <= 390, ("console-chat", page_width)
+    await boss.page.screenshot(path=str(shots / f"console-chat-{width}.png"), full_page=True)
