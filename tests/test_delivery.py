@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.channels.inbound import InboundDispatcher
 from bot.channels.outbox import OutboxRelay, RetryLater, Undeliverable
+from bot.delivery import LEASE
 from bot.storage.db import session_factory
 from bot.storage.models import Conversation, InboundUpdate, OutboxItem
 
@@ -179,3 +180,29 @@ async def test_a_row_waiting_to_be_retried_holds_its_newer_rows(db: AsyncEngine)
     await asyncio.sleep(0.35)
     assert await relay.flush() == 2
     assert [t for c, t in recorder.sent if c == "1"] == ["first", "second"]
+
+
+async def test_a_reply_handed_over_goes_after_every_row_of_its_chat_that_waits(
+    db: AsyncEngine,
+) -> None:
+    """A load run sent a chat's 5th reply before its 4th: the 4th had gone back to the queue
+    (its lease went stale while it waited to go out) after an older row of the chat was
+    claimed, and sending that older row let the chat go. The chat waits until every row that
+    went back to the queue has gone out."""
+    await queue(db, "1", "z", "a", "b")
+    async with session_factory(db)() as session, session.begin():
+        rows = list((await session.scalars(select(OutboxItem).order_by(OutboxItem.id))).all())
+        later = datetime.now(UTC) + LEASE
+        for row in rows[1:]:  # a and b: written leased to this process by their turns
+            row.status, row.next_attempt_at = "sending", later
+    z, a, b = rows
+    recorder = Recorder()
+    relay = OutboxRelay(session_factory(db), {"telegram": recorder})
+    claimed = await relay._claim()  # z, due
+    assert [item.id for item in claimed] == [z.id]
+    await relay._queue([a])  # a's lease went stale before it could go out: back to the queue
+    await relay._send_chat(claimed)  # z goes out; a still waits
+    relay.deliver([b])  # b, fresh, is handed over by its turn
+    await asyncio.gather(*relay._inflight)
+    await relay.flush()
+    assert [text for _, text in recorder.sent] == ["z", "a", "b"]

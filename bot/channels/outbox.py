@@ -116,9 +116,10 @@ class OutboxRelay:
         self._unmarked: list[int] = []
         self._unmasked: dict[int, dict[str, Any]] = {}
         self._marking = asyncio.Lock()
-        # Chats with a row sent back to the queue (retry after, backoff): until the relay has
-        # sent what waits, new replies to them queue behind it instead of going out at once.
-        self._held: set[tuple[str, str]] = set()
+        # Chats with rows sent back to the queue (retry after, backoff, a stale lease), by the
+        # ids that wait: until the relay has sent every one of them, new replies to the chat
+        # queue behind them instead of going out at once.
+        self._held: dict[tuple[str, str], set[int]] = {}
         self._roomy = asyncio.Event()
         self._roomy.set()
         # Rows leased to this process and not yet marked sent or released, by id (renewed).
@@ -281,7 +282,6 @@ class OutboxRelay:
             # send them as well.
             stale = items[0].next_attempt_at - _now() < LEASE / 2
             if stale or (not claimed and chat in self._held):
-                self._held.add(chat)
                 await self._queue(items)
                 return 0
             for index, item in enumerate(items):
@@ -307,7 +307,7 @@ class OutboxRelay:
                     self._unmasked[item.id] = kept
             else:
                 if claimed:
-                    self._held.discard(chat)  # what waited has gone out
+                    self._went_out(chat, items)
         if sent:
             await self._mark_sent(sent)
         return len(sent)
@@ -351,9 +351,25 @@ class OutboxRelay:
                 )
             )
 
+    def _wait(self, items: list[OutboxItem]) -> None:
+        """The chat's rows that went back to the queue: newer replies wait behind them."""
+        chat = (items[0].channel, items[0].chat_id)
+        self._held.setdefault(chat, set()).update(item.id for item in items)
+
+    def _went_out(self, chat: tuple[str, str], items: list[OutboxItem]) -> None:
+        """Claimed rows went out: the chat is free once every row that waited has (rows sent
+        back to the queue after this batch was claimed still wait)."""
+        waiting = self._held.get(chat)
+        if waiting is None:
+            return
+        waiting.difference_update(item.id for item in items)
+        if not waiting:
+            del self._held[chat]
+
     async def _queue(self, items: list[OutboxItem]) -> None:
         """Hand leased rows to the queue, due now: the claim keeps them behind the chat's
         waiting rows."""
+        self._wait(items)
         self._let_go(item.id for item in items)
         async with self._sessions() as session, session.begin():
             await session.execute(
@@ -365,7 +381,7 @@ class OutboxRelay:
 
     async def _release(self, items: list[OutboxItem], delay: timedelta, error: str) -> None:
         self._let_go(item.id for item in items)
-        self._held.add((items[0].channel, items[0].chat_id))
+        self._wait(items)
         now = _now()
         async with self._sessions() as session, session.begin():
             for item in items:
@@ -384,3 +400,4 @@ class OutboxRelay:
                 )
                 if give_up:
                     log.error("outbox item %s given up after %s attempts", item.id, attempts)
+                    self._went_out((item.channel, item.chat_id), [item])  # nothing to wait for
