@@ -27,6 +27,11 @@ class Words:
 
     phrases: dict[str, frozenset[str]] = field(default_factory=dict)
     fillers: frozenset[str] = frozenset()
+    # What `means` cuts a text into, per (kind, along), longest first: built on first use, not
+    # for every message (the engine asks about cancel and back-to-the-bot on every one).
+    _pieces: dict[tuple[str, tuple[str, ...]], _Pieces] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def means(self, kind: str, text: str, *, along: tuple[str, ...] = ()) -> bool:
         """`text` is only phrases of `kind` (and fillers): "行，发吧", "ok go ahead"; with
@@ -37,10 +42,13 @@ class Words:
             return False
         if answer in phrases:
             return True
-        fillers = self.fillers.union(*(self.phrases.get(other, frozenset()) for other in along))
+        pieces = self._pieces.get((kind, along))
+        if pieces is None:
+            fillers = self.fillers.union(*(self.phrases.get(o, frozenset()) for o in along))
+            pieces = self._pieces[(kind, along)] = _Pieces.of(phrases, fillers)
         if answer.isascii():
-            return _covered_words(answer.split(), phrases, fillers)
-        return _covered_chars(answer.replace(" ", ""), phrases, fillers)
+            return _covered_words(answer.split(), phrases, pieces.fillers)
+        return _covered_chars(answer.replace(" ", ""), pieces.by_length)
 
     def leads(self, kind: str, text: str) -> bool:
         """`text` begins with a phrase of `kind` and goes on ("不用再发链接了", "no, not now")."""
@@ -82,17 +90,25 @@ def _covered_words(words: list[str], phrases: frozenset[str], fillers: frozenset
     return found
 
 
-def _covered_chars(answer: str, phrases: frozenset[str], fillers: frozenset[str]) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Pieces:
+    fillers: frozenset[str]
+    # Every phrase and filler without its spaces, longest first, and whether it is a phrase.
+    by_length: tuple[tuple[str, bool], ...]
+
+    @classmethod
+    def of(cls, phrases: frozenset[str], fillers: frozenset[str]) -> _Pieces:
+        pieces = {p.replace(" ", ""): p in phrases for p in (*fillers, *phrases)}
+        ordered = sorted(pieces.items(), key=lambda item: len(item[0]), reverse=True)
+        return cls(fillers, tuple((piece, phrase) for piece, phrase in ordered if piece))
+
+
+def _covered_chars(answer: str, pieces: tuple[tuple[str, bool], ...]) -> bool:
     """The same for text without spaces between words (Chinese, or Chinese and "ok" mixed)."""
-    pieces = sorted(
-        {p.replace(" ", ""): p in phrases for p in (*fillers, *phrases)}.items(),
-        key=lambda item: len(item[0]),
-        reverse=True,
-    )
     i, found = 0, False
     while i < len(answer):
         for piece, is_phrase in pieces:
-            if piece and answer.startswith(piece, i):
+            if answer.startswith(piece, i):
                 found = found or is_phrase
                 i += len(piece)
                 break
