@@ -1,10 +1,16 @@
 """Payment events from the platform, and telling the chats that care.
 
 An event is applied in one transaction with its effect: the event id is claimed (a replay finds
-it taken and changes nothing), the order's status moves forward only (a late `pending` never
-overwrites `paid`), the amount must match the order's, and a notice is written (transcript and
-outbox) to every chat bound to the order's merchant and every customer chat that asked about the
-order in the last 24 hours.
+it taken and changes nothing), the event is held against the order through the platform gateway
+(`PlatformGateway.record_payment_status`: the amount must be the order's, the status moves
+forward only), and a notice is written (transcript and outbox) to every chat bound to the
+order's merchant and every customer chat that asked about the order in the last 24 hours.
+
+The gateway is whichever the bot runs on: the embedded platform joins the transaction; a remote
+one (`PLATFORM_API_URL`) is called outside it (`bot.platform.outside.in_unit`). A later event
+for an order the bot already heard about at the same stage or further (a late `pending` after
+`paid`, a second `paid`) is stale, from the bot's own record of events, whatever the platform's
+order says: the chats are told once.
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.delivery import record_outgoing
-from bot.platform.models import OrderStatus
-from bot.platform.sql import from_fen
-from bot.platform.tables import OrderRow
+from bot.platform.gateway import AmountMismatch, PlatformGateway, PlatformRejected
+from bot.platform.models import Order, OrderStatus, StatusChange
+from bot.platform.outside import in_unit
 from bot.render import Renderer
 from bot.storage.models import Conversation, Identity, OrderWatch, PlatformEvent
 from bot.types import Language, Reply, SenderKind
@@ -143,22 +149,20 @@ class PaymentNotifier:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        gateway: PlatformGateway,
         renderer: Renderer,
         relay_channels: frozenset[str],
     ) -> None:
         self._sessions = sessions
+        self._gateway = gateway
         self._renderer = renderer
         self._relay_channels = relay_channels
 
     async def apply(self, event: PaymentEvent) -> tuple[Applied, int]:
-        """Apply once; returns what happened and how many chats were told."""
+        """Apply once; returns what happened and how many chats were told. Raises EventError
+        when the event cannot be applied, `PlatformUnavailable` when the platform cannot say."""
         try:
-            async with self._sessions() as session, session.begin():
-                session.add(
-                    PlatformEvent(event_id=event.id, order_no=event.order_no, status=event.status)
-                )
-                await session.flush()
-                return await self._apply(session, event)
+            return await in_unit(self._sessions, lambda session: self._apply(session, event))
         except IntegrityError:
             async with self._sessions() as session:
                 if await session.get(PlatformEvent, event.id) is not None:
@@ -166,23 +170,28 @@ class PaymentNotifier:
             raise
 
     async def _apply(self, session: AsyncSession, event: PaymentEvent) -> tuple[Applied, int]:
-        order = await session.get(OrderRow, event.order_no, with_for_update=True)
-        if order is None:
-            raise EventError("unknown_order", "no such order")
-        if from_fen(order.amount_fen) != event.amount.quantize(Decimal("0.01")):
-            raise EventError("amount_mismatch", "the amount does not match the order")
-        if not OrderStatus(order.status).moves_forward_to(event.status):
+        session.add(PlatformEvent(event_id=event.id, order_no=event.order_no, status=event.status))
+        await session.flush()
+        try:
+            result = await self._gateway.record_payment_status(
+                event.order_no, event.status, event.amount
+            )
+        except AmountMismatch as exc:
+            raise EventError("amount_mismatch", "the amount does not match the order", 422) from exc
+        except PlatformRejected as exc:
+            raise EventError("rejected", "the platform refused the event", 422) from exc
+        if result is None:
+            raise EventError("unknown_order", "no such order", 422)
+        if result.change is StatusChange.BEHIND or await self._heard_before(session, event):
             return Applied.STALE, 0
-        order.status, order.updated_at = event.status.value, datetime.now(UTC)
         if event.status != OrderStatus.PAID:
             return Applied.APPLIED, 0
-        told = 0
+        order, told = result.order, 0
         for conversation in await self._audience(session, order):
-            language = Language(conversation.language)
             text = self._renderer.render(
-                language,
+                Language(conversation.language),
                 "notices/payment_received",
-                amount=str(from_fen(order.amount_fen)),
+                amount=str(order.amount),
                 order_no=order.order_no,
             )
             await record_outgoing(
@@ -195,7 +204,16 @@ class PaymentNotifier:
             told += 1
         return Applied.APPLIED, told
 
-    async def _audience(self, session: AsyncSession, order: OrderRow) -> list[Conversation]:
+    async def _heard_before(self, session: AsyncSession, event: PaymentEvent) -> bool:
+        """Whether an earlier event for this order was at the same stage or further."""
+        earlier = await session.scalars(
+            select(PlatformEvent.status).where(
+                PlatformEvent.order_no == event.order_no, PlatformEvent.event_id != event.id
+            )
+        )
+        return any(not OrderStatus(status).moves_forward_to(event.status) for status in earlier)
+
+    async def _audience(self, session: AsyncSession, order: Order) -> list[Conversation]:
         merchants = (
             select(Conversation)
             .join(Identity, Conversation.identity_id == Identity.id)

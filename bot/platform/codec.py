@@ -27,8 +27,10 @@ from bot.platform.models import (
     OrderStatus,
     PaymentAttempt,
     PaymentLink,
+    PaymentStatusResult,
     ResetResult,
     ResyncResult,
+    StatusChange,
     Withdrawal,
     WithdrawalStatus,
 )
@@ -334,6 +336,19 @@ def decode_resync_result(value: Any) -> ResyncResult:
         f.opt_enum("channel_status", OrderStatus),
         f.flag("changed"),
     )
+
+
+def encode_payment_status(status: OrderStatus, amount: Decimal) -> JsonObject:
+    return {"status": status.value, "amount": encode_decimal(amount)}
+
+
+def encode_payment_status_result(result: PaymentStatusResult) -> JsonObject:
+    return {"order": encode_order(result.order), "change": result.change.value}
+
+
+def decode_payment_status_result(value: Any) -> PaymentStatusResult:
+    f = Fields(value)
+    return PaymentStatusResult(decode_order(f.raw("order")), f.enum("change", StatusChange))
 
 
 def encode_items(items: list[JsonObject]) -> JsonObject:

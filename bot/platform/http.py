@@ -26,6 +26,7 @@ from yarl import URL
 from bot.platform import codec
 from bot.platform.breaker import BreakerState, CircuitBreaker
 from bot.platform.gateway import (
+    AmountMismatch,
     BindCodesPaused,
     MerchantNotActive,
     PlatformRejected,
@@ -35,7 +36,9 @@ from bot.platform.models import (
     Account,
     Merchant,
     Order,
+    OrderStatus,
     PaymentLink,
+    PaymentStatusResult,
     ResetResult,
     ResyncResult,
     Withdrawal,
@@ -202,6 +205,19 @@ class HttpPlatform:
             raise RecordNotFound(order_no)
         return result
 
+    async def record_payment_status(
+        self, order_no: str, status: OrderStatus, amount: Decimal
+    ) -> PaymentStatusResult | None:
+        """Idempotent: the platform moves an order forward only, so a retry changes nothing."""
+        return await self._call(
+            "record_payment_status",
+            "POST",
+            _path("orders", order_no, "payment-status"),
+            codec.decode_payment_status_result,
+            body=codec.encode_payment_status(status, amount),
+            idempotent=True,
+        )
+
     async def redeem_bind_code(self, code: str) -> str | None:
         return await self._call(
             "redeem_bind_code",
@@ -282,6 +298,8 @@ class HttpPlatform:
             return None
         if status == 429 and codec.decode_error_code(payload) == "bind_codes_paused":
             raise BindCodesPaused("the platform paused binding")  # an answer, not a failure
+        if status == 409 and codec.decode_error_code(payload) == "amount_mismatch":
+            raise AmountMismatch(_error_message(payload) or "the amount does not match the order")
         if status == 422 and codec.decode_error_code(payload) == "merchant_not_active":
             try:
                 merchant_status = codec.decode_merchant_not_active(payload)

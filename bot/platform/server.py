@@ -23,13 +23,14 @@ from aiohttp import web
 from bot.channels.body import BadBody, parse_json
 from bot.platform import codec
 from bot.platform.gateway import (
+    AmountMismatch,
     BindCodesPaused,
     MerchantNotActive,
     PlatformGateway,
     PlatformRejected,
     PlatformUnavailable,
 )
-from bot.platform.models import ResetResult
+from bot.platform.models import OrderStatus, ResetResult
 from bot.platform.sql import SqlPlatform
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
@@ -103,6 +104,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except BindCodesPaused:
         body = codec.encode_error("bind_codes_paused", "too many wrong bind codes; try later")
         return _json(body, 429)
+    except AmountMismatch as exc:
+        return _error(409, "amount_mismatch", str(exc))
     except MerchantNotActive as exc:
         return _json(codec.encode_merchant_not_active(exc.status), 422)
     except PlatformRejected as exc:
@@ -278,6 +281,18 @@ async def resync_order(request: web.Request) -> web.Response:
     return _json(codec.encode_resync_result(result))
 
 
+async def record_payment_status(request: web.Request) -> web.Response:
+    """A signed payment event, held against the order: forward only, the amount must match."""
+    fields = await _body(request)
+    status, amount = fields.enum("status", OrderStatus), _amount(fields)
+    key = _path_key(request, "order_no")
+    gateway = request.app[GATEWAY]
+    result = await gateway.record_payment_status(key, status, amount) if key else None
+    if result is None:
+        raise NotFound("no such order")
+    return _json(codec.encode_payment_status_result(result))
+
+
 async def get_account(request: web.Request) -> web.Response:
     key = _path_key(request, "login")
     account = await request.app[GATEWAY].get_account(key) if key else None
@@ -335,6 +350,7 @@ def create_platform_app(gateway: PlatformGateway, api_key: str | None) -> web.Ap
             web.get("/v1/merchants/{merchant_id}/withdrawals", list_withdrawals),
             web.get("/v1/orders/{order_no}", get_order),
             web.post("/v1/orders/{order_no}/resync", resync_order),
+            web.post("/v1/orders/{order_no}/payment-status", record_payment_status),
             web.get("/v1/accounts/{login}", get_account),
             web.get("/v1/withdrawals/{withdrawal_id}", get_withdrawal),
             web.post("/v1/payment-links", create_payment_link),

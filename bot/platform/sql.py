@@ -13,7 +13,12 @@ from decimal import Decimal
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.platform.gateway import BindCodesPaused, MerchantNotActive, PlatformRejected
+from bot.platform.gateway import (
+    AmountMismatch,
+    BindCodesPaused,
+    MerchantNotActive,
+    PlatformRejected,
+)
 from bot.platform.models import (
     Account,
     AccountStatus,
@@ -27,8 +32,10 @@ from bot.platform.models import (
     OrderStatus,
     PaymentAttempt,
     PaymentLink,
+    PaymentStatusResult,
     ResetResult,
     ResyncResult,
+    StatusChange,
     Withdrawal,
     WithdrawalStatus,
 )
@@ -257,6 +264,27 @@ class SqlPlatform:
             return ResyncResult(
                 row.order_no, before, after, channel_status, changed=after != before
             )
+
+    async def record_payment_status(
+        self, order_no: str, status: OrderStatus, amount: Decimal
+    ) -> PaymentStatusResult | None:
+        """The embedded platform learns payments from these events: the order moves forward to
+        `status` (a late `pending` never overwrites `paid`) when `amount` is the order's."""
+        async with self._unit() as session:
+            row = await session.get(OrderRow, order_no.upper(), with_for_update=True)
+            if row is None:
+                return None
+            if from_fen(row.amount_fen) != amount:
+                raise AmountMismatch("the amount does not match the order")
+            current = OrderStatus(row.status)
+            if current == status:
+                change = StatusChange.ALREADY
+            elif current.moves_forward_to(status):
+                row.status, row.updated_at = status.value, self._clock()
+                change = StatusChange.MOVED
+            else:
+                change = StatusChange.BEHIND
+            return PaymentStatusResult(await _order(session, row), change)
 
     async def redeem_bind_code(self, code: str) -> str | None:
         """The merchant whose unused code this is, consuming it. With `bind_limit` (count,
