@@ -1,0 +1,120 @@
+"""Working days in mainland China's calendar, and the withdrawal reply that names a holiday.
+
+The dates are real: the 2026 schedule as `chinesecalendar` ships it (国庆节 from 1 to 7 October,
+Saturday 10 October worked instead, 春节 from 15 to 23 February). 2027 is not in the package's
+data yet, which is what a year the package does not cover looks like.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from chinese_calendar import Holiday
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.diagnostics.calendar import add_working_days, day, working_days_between
+from bot.engine import Engine
+from bot.escalation.service import HandoffService
+from bot.faq.knowledge import Knowledge
+from bot.nlu.matcher import Matcher
+from bot.platform.gateway import PlatformGateway
+from bot.platform.tables import WithdrawalRow
+from bot.render import Renderer
+from bot.settings import Settings
+from bot.storage.db import session_factory
+from tests.conftest import Chat
+
+
+def test_an_ordinary_week_skips_the_weekend_only() -> None:
+    span = add_working_days(date(2026, 11, 25), 3)  # a Wednesday
+    assert (span.end, span.holidays, span.covered) == (date(2026, 11, 30), (), True)
+
+
+def test_national_day_is_skipped_and_named_and_its_make_up_saturday_counts() -> None:
+    span = add_working_days(date(2026, 9, 30), 3)
+    assert span.holidays == (Holiday.national_day,) and span.covered
+    assert span.end == date(2026, 10, 10)  # a Saturday, worked in exchange for the holiday
+    assert day(date(2026, 10, 10)).working and not day(date(2026, 10, 11)).working
+    assert working_days_between(date(2026, 9, 30), date(2026, 10, 9)) == 2
+
+
+def test_the_spring_festival_week_is_not_working_days() -> None:
+    span = add_working_days(date(2026, 2, 12), 3)
+    assert span.holidays == (Holiday.spring_festival,)
+    assert span.end > date(2026, 2, 23)
+    assert working_days_between(date(2026, 2, 14), date(2026, 2, 23)) == 0
+    assert day(date(2026, 2, 14)).working  # the Saturday before it is worked
+
+
+def test_a_year_the_package_does_not_cover_counts_weekdays_and_says_so() -> None:
+    assert not day(date(2027, 1, 1)).covered
+    span = add_working_days(date(2026, 12, 30), 3)  # Thursday 31, then 2027
+    assert (span.end, span.covered) == (date(2027, 1, 4), False)
+    assert add_working_days(date(2026, 12, 21), 3).covered
+
+
+@pytest.fixture
+async def withdrawal_on_30_september(db: AsyncEngine, world: None) -> None:
+    """A withdrawal of M001 requested on the day before National Day, at 10:00 in Beijing."""
+    async with session_factory(db)() as session, session.begin():
+        session.add(
+            WithdrawalRow(
+                id="W0930",
+                merchant_id="M001",
+                amount_fen=120000,
+                status="processing",
+                requested_at=datetime(2026, 9, 30, 2, 0, tzinfo=UTC),
+            )
+        )
+
+
+def _engine_on(
+    now: datetime,
+    db: AsyncEngine,
+    settings: Settings,
+    knowledge: Knowledge,
+    matcher: Matcher,
+    renderer: Renderer,
+    gateway: PlatformGateway,
+    handoffs: HandoffService,
+) -> Engine:
+    return Engine(
+        settings=settings,
+        sessions=session_factory(db),
+        knowledge=knowledge,
+        matcher=matcher,
+        renderer=renderer,
+        gateway=gateway,
+        handoffs=handoffs,
+        clock=lambda: now,
+    )
+
+
+@pytest.mark.parametrize(
+    ("question", "said"),
+    [
+        ("W0930 提现怎么还没到账", ["预计最晚 2026-10-10 到账", "国庆节假期"]),
+        ("where is my withdrawal W0930", ["Expected by 2026-10-10", "National Day holiday is"]),
+    ],
+)
+async def test_the_reply_names_the_holiday_in_the_way(
+    withdrawal_on_30_september: None,
+    db: AsyncEngine,
+    settings: Settings,
+    knowledge: Knowledge,
+    matcher: Matcher,
+    renderer: Renderer,
+    gateway: PlatformGateway,
+    handoffs: HandoffService,
+    question: str,
+    said: list[str],
+) -> None:
+    now = datetime(2026, 9, 30, 6, 0, tzinfo=UTC)
+    engine = _engine_on(now, db, settings, knowledge, matcher, renderer, gateway, handoffs)
+    chat = Chat(engine)
+    await chat.bind("M001")
+    await chat.say(question)
+    for words in said:
+        assert words in chat.text, chat.text
+    assert "处理中" in chat.text or "processing" in chat.text.lower()
