@@ -19,17 +19,18 @@ import hashlib
 import hmac
 import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.delivery import record_outgoing
+from bot.platform import codec
 from bot.platform.gateway import AmountMismatch, PlatformGateway, PlatformRejected
 from bot.platform.models import Order, OrderStatus, StatusChange
 from bot.platform.outside import in_unit
@@ -39,13 +40,8 @@ from bot.types import Language, Reply, SenderKind
 
 TOLERANCE = 300
 WATCH_WINDOW = timedelta(hours=24)
-# The largest amount an order can have (as the platform's API has it), and the unit of amounts.
-MAX_AMOUNT = Decimal("9999999999.99")
-CENT = Decimal("0.01")
 # Seconds since 1970, as the platform signs them: digits only, and few enough to be a time.
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
-# An amount as text, written plainly (docs/platform-api.md): no sign, exponent, space or "_".
-_PLAIN_AMOUNT = re.compile(r"[0-9]{1,13}(?:\.[0-9]{1,13})?")
 
 
 class SignatureError(Exception):
@@ -92,57 +88,55 @@ def verify(secret: str, header: str, body: bytes, now: float | None = None) -> N
         raise SignatureError("signature mismatch")
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentEvent:
-    id: str
-    order_no: str
+def _event_id(value: str) -> str:
+    if not 0 < len(value) <= 64 or not value.isprintable():
+        raise ValueError("invalid id")
+    return value
+
+
+def _order_no(value: str) -> str:
+    order_no = value.upper()
+    if len(order_no) != 18 or not order_no.startswith("BT"):
+        raise ValueError("invalid order_no")
+    return order_no
+
+
+class PaymentEvent(BaseModel):
+    """A signed `payment.status` event, as the platform sends it (unknown fields ignored).
+
+    The amount follows the platform's rules for amounts (`codec.amount_in_request`): more than
+    0, at most 9999999999.99, whole cents, as text written plainly or a JSON number read
+    exactly; "128.004" is refused, not rounded: the platform never sends a third decimal, so
+    one means a bug or a forgery."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: Annotated[StrictStr, AfterValidator(_event_id)]
+    type: Literal["payment.status"] = "payment.status"
+    order_no: Annotated[StrictStr, AfterValidator(_order_no)]
     status: OrderStatus
-    amount: Decimal
+    amount: codec.RequestAmount
 
     @classmethod
     def parse(cls, raw: Any) -> PaymentEvent:
-        if not isinstance(raw, dict):
-            raise EventError("bad_request", "the event must be a JSON object")
+        """`raw` (parsed JSON, numbers as Decimal) as an event; raises EventError: 400 for a
+        malformed event, 422 for an amount that cannot be right."""
         try:
-            event_id = str(raw["id"])
-            order_no = str(raw["order_no"]).upper()
-            status = OrderStatus(str(raw["status"]))
-            amount = raw["amount"]
-        except KeyError as exc:
-            raise EventError("bad_request", f"missing field: {exc}") from exc
-        except ValueError as exc:
-            raise EventError("bad_request", "invalid status") from exc
-        if raw.get("type", "payment.status") != "payment.status":
-            raise EventError("bad_request", "unsupported event type")
-        if (
-            not 0 < len(event_id) <= 64
-            or not event_id.isprintable()
-            or len(order_no) != 18
-            or not order_no.startswith("BT")
-        ):
-            raise EventError("bad_request", "invalid id or order_no")
-        return cls(event_id, order_no, status, _amount(amount))
+            return codec.decode(cls, raw)
+        except codec.CodecError as exc:
+            # An amount given as text or a number that is not one the platform could send
+            # ("NaN", "15.504", " 15.50") is well-formed and wrong: 422, not 400.
+            given = raw.get("amount") if isinstance(raw, dict) else None
+            if exc.code == "invalid_amount" or (
+                exc.field == "amount"
+                and isinstance(given, str | int | Decimal)
+                and not isinstance(given, bool)
+            ):
+                raise EventError("invalid_amount", f"amount: {_AMOUNT_RULE}", 422) from exc
+            raise EventError("bad_request", str(exc)) from exc
 
 
-def _amount(raw: object) -> Decimal:
-    """An amount in yuan: more than 0, at most MAX_AMOUNT, whole cents ("128.004" is refused,
-    not rounded: the platform never sends a third decimal, so one means a bug or a forgery);
-    as text written plainly, or a JSON number (read exactly, see `parse_float`)."""
-    if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
-        raise EventError("bad_request", "amount: a decimal number, as text or a JSON number")
-    if isinstance(raw, str) and not _PLAIN_AMOUNT.fullmatch(raw):
-        raise _amount_refused()
-    amount = Decimal(raw)  # exact: plain digits, an int, or a JSON number read as a Decimal
-    # The range first: a huge exponent (1E+30, 1E+999999) cannot be rounded to cents.
-    if not (amount.is_finite() and 0 < amount <= MAX_AMOUNT and amount == amount.quantize(CENT)):
-        raise _amount_refused()
-    return amount
-
-
-def _amount_refused() -> EventError:
-    return EventError(
-        "invalid_amount", f"amount: more than 0, at most {MAX_AMOUNT}, whole cents", 422
-    )
+_AMOUNT_RULE = f"more than 0, at most {codec.MAX_AMOUNT}, whole cents"
 
 
 class PaymentNotifier:

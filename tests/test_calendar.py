@@ -15,13 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.diagnostics.calendar import add_working_days, day, working_days_between
 from bot.engine import Engine
-from bot.escalation.service import HandoffService
-from bot.faq.knowledge import Knowledge
-from bot.nlu.matcher import Matcher
-from bot.platform.gateway import PlatformGateway
 from bot.platform.tables import WithdrawalRow
-from bot.render import Renderer
-from bot.settings import Settings
 from bot.storage.db import session_factory
 from tests.conftest import Chat
 
@@ -55,7 +49,7 @@ def test_a_year_the_package_does_not_cover_counts_weekdays_and_says_so() -> None
 
 
 @pytest.fixture
-async def withdrawal_on_30_september(db: AsyncEngine, world: None) -> None:
+async def withdrawal_on_30_september(db: AsyncEngine, engine: Engine) -> None:
     """A withdrawal of M001 requested on the day before National Day, at 10:00 in Beijing."""
     async with session_factory(db)() as session, session.begin():
         session.add(
@@ -69,28 +63,6 @@ async def withdrawal_on_30_september(db: AsyncEngine, world: None) -> None:
         )
 
 
-def _engine_on(
-    now: datetime,
-    db: AsyncEngine,
-    settings: Settings,
-    knowledge: Knowledge,
-    matcher: Matcher,
-    renderer: Renderer,
-    gateway: PlatformGateway,
-    handoffs: HandoffService,
-) -> Engine:
-    return Engine(
-        settings=settings,
-        sessions=session_factory(db),
-        knowledge=knowledge,
-        matcher=matcher,
-        renderer=renderer,
-        gateway=gateway,
-        handoffs=handoffs,
-        clock=lambda: now,
-    )
-
-
 @pytest.mark.parametrize(
     ("question", "said"),
     [
@@ -99,19 +71,9 @@ def _engine_on(
     ],
 )
 async def test_the_reply_names_the_holiday_in_the_way(
-    withdrawal_on_30_september: None,
-    db: AsyncEngine,
-    settings: Settings,
-    knowledge: Knowledge,
-    matcher: Matcher,
-    renderer: Renderer,
-    gateway: PlatformGateway,
-    handoffs: HandoffService,
-    question: str,
-    said: list[str],
+    withdrawal_on_30_september: None, engine: Engine, question: str, said: list[str]
 ) -> None:
-    now = datetime(2026, 9, 30, 6, 0, tzinfo=UTC)
-    engine = _engine_on(now, db, settings, knowledge, matcher, renderer, gateway, handoffs)
+    engine.clock = lambda: datetime(2026, 9, 30, 6, 0, tzinfo=UTC)  # 14:00 in Beijing
     chat = Chat(engine)
     await chat.bind("M001")
     await chat.say(question)

@@ -13,6 +13,7 @@ from decimal import Decimal
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.digests import token_digest
 from bot.platform.gateway import (
     AmountMismatch,
     BindCodesPaused,
@@ -58,11 +59,6 @@ RESETS_PER_ACCOUNT_PER_HOUR = 3
 RESET_TOKEN_LIFETIME = timedelta(minutes=30)
 BIND_KEY = "bind_code_key"
 _BIND_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('platform:bind_codes'))")
-
-
-def digest(secret: str) -> str:
-    """For random secrets (reset tokens): a plain digest cannot be reversed by trying them all."""
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def bind_code_digest(key: bytes, code: str) -> str:
@@ -233,7 +229,7 @@ class SqlPlatform:
             session.add(
                 PasswordResetRow(
                     login=login,
-                    token_digest=digest(token),
+                    token_digest=token_digest(token),
                     requested_at=now,
                     expires_at=now + RESET_TOKEN_LIFETIME,
                     delivered_to=recipient.split("@")[-1] if "@" in recipient else "sms",
@@ -307,7 +303,7 @@ class SqlPlatform:
             key = await bind_code_key(session, self._bind_code_secret)
             # A code stored before keyed digests (plain SHA-256) still works, once: it is
             # consumed by the redemption; `btp-bot platform load` stores every code keyed.
-            digests = [bind_code_digest(key, code), digest(code.strip())]
+            digests = [bind_code_digest(key, code), token_digest(code.strip())]
             result = await session.execute(
                 update(MerchantRow)
                 .where(
