@@ -37,6 +37,7 @@ from bot.escalation.console import AgentConsole
 from bot.logsafety import install_redaction
 from bot.metrics import Metrics
 from bot.notifications import EventError, PaymentEvent, PaymentNotifier, SignatureError, verify
+from bot.platform.gateway import PlatformUnavailable
 from bot.settings import Settings
 from bot.storage.retention import keep_pruning
 
@@ -167,7 +168,11 @@ async def platform_notify(request: web.Request) -> web.Response:
         outcome, told = await runtime.notifier.apply(event)
     except EventError as exc:
         runtime.metrics.notifications.labels(exc.code).inc()
-        raise json_error(422, exc.code, str(exc)) from exc
+        raise json_error(exc.status, exc.code, str(exc)) from exc
+    except PlatformUnavailable as exc:
+        # Nothing was claimed: the platform delivers the event again and it is applied then.
+        runtime.metrics.notifications.labels("unavailable").inc()
+        raise json_error(503, "unavailable", "the platform cannot confirm the event now") from exc
     runtime.metrics.notifications.labels(outcome.value).inc()
     if told:
         runtime.relay.kick()
@@ -302,7 +307,7 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                     relay.kick()
 
             bot.bus.subscribe(on_event)
-            notifier = PaymentNotifier(bot.sessions, bot.renderer, PUSHED)
+            notifier = PaymentNotifier(bot.sessions, bot.gateway, bot.renderer, PUSHED)
             app[RUNTIME] = Runtime(bot, meter, hub, relay, notifier, channel, dispatcher)
             console.attach(app[RUNTIME])
             webchat.attach(bot.engine, bot.sessions, hub)

@@ -29,9 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.platform import codec
 from bot.platform.breaker import BreakerState, CircuitBreaker, CircuitOpen
-from bot.platform.gateway import PlatformGateway, PlatformRejected, PlatformUnavailable
+from bot.platform.gateway import (
+    AmountMismatch,
+    PlatformGateway,
+    PlatformRejected,
+    PlatformUnavailable,
+)
 from bot.platform.http import HttpPlatform, RecordNotFound
-from bot.platform.models import ResetResult
+from bot.platform.models import OrderStatus, ResetResult, StatusChange
 from bot.platform.server import create_platform_app, run_platform_server
 from bot.platform.sql import SqlPlatform
 from bot.platform.world import World, load_world, read_world
@@ -269,6 +274,28 @@ async def test_resync_moves_the_order_once_and_unknown_orders_are_lookup_errors(
     with pytest.raises(RecordNotFound) as caught:
         await client.resync_order("BT0000000000000000")
     assert isinstance(caught.value, LookupError) and isinstance(caught.value, PlatformRejected)
+
+
+async def test_payment_events_move_orders_forward_like_the_embedded_platform(
+    client: HttpPlatform, platform: SqlPlatform
+) -> None:
+    order_no, amount = "BT2026112600000013", Decimal("15.50")  # pending
+    moved = await client.record_payment_status(order_no.lower(), OrderStatus.PAID, amount)
+    assert moved is not None and moved.change is StatusChange.MOVED
+    assert moved.order == await platform.get_order(order_no)
+    assert moved.order.status is OrderStatus.PAID
+    again = await client.record_payment_status(order_no, OrderStatus.PAID, Decimal("15.5"))
+    assert again == await platform.record_payment_status(order_no, OrderStatus.PAID, amount)
+    assert again is not None and again.change is StatusChange.ALREADY
+    late = await client.record_payment_status(order_no, OrderStatus.PENDING, amount)
+    assert late is not None and late.change is StatusChange.BEHIND
+    assert late.order.status is OrderStatus.PAID
+
+    for gateway in (client, platform):
+        with pytest.raises(AmountMismatch):
+            await gateway.record_payment_status(order_no, OrderStatus.REFUNDED, Decimal("15.49"))
+        assert await gateway.record_payment_status("BT0", OrderStatus.PAID, amount) is None
+    assert (await platform.get_order(order_no)).status is OrderStatus.PAID  # type: ignore[union-attr]
 
 
 async def test_bind_codes_are_redeemed_once_like_the_embedded_platform(
@@ -688,6 +715,11 @@ async def test_the_openapi_document_describes_what_the_server_serves(
         "ResetResult": ("POST", "/v1/password-resets", b'{"login": "wang"}'),
         "ResyncResult": ("POST", "/v1/orders/BT2026112600000010/resync", None),
         "BindResult": ("POST", "/v1/bind-codes/redeem", b'{"code": "482913"}'),
+        "PaymentStatusResult": (
+            "POST",
+            "/v1/orders/BT2026112600000013/payment-status",
+            b'{"status": "paid", "amount": "15.50"}',
+        ),
         "Error": ("GET", "/v1/orders/BT0", None),
     }
     for schema, (method, path, body) in answers.items():

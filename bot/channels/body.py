@@ -1,5 +1,8 @@
 """The one reader for JSON request bodies, used by every endpoint that takes JSON.
 
+`read_model` reads a body as a pydantic model: what the endpoint accepts is declared once,
+as a model, and what breaks it is a 400 naming the field (`bot.validation`).
+
 What is refused, with a 4xx and never a 500: a body over the size limit (aiohttp's 413), bytes
 that are not UTF-8, text that is not JSON, NaN and Infinity (not JSON, though Python's parser
 takes them), nesting deeper than `MAX_DEPTH` (Python's parser recurses and would raise
@@ -14,13 +17,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from bot.channels.errors import json_error
 from bot.cleantext import replace_surrogates as _replace_surrogates
+from bot.validation import first_problem
 
+M = TypeVar("M", bound=BaseModel)
 MAX_BODY = 64 * 1024
 MAX_DEPTH = 32
 # An escape that decodes to a surrogate; a well-formed pair decodes to one character, so only a
@@ -104,3 +110,19 @@ def parse_json_object(
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The request's body as a JSON object (aiohttp answers 413 past `client_max_size`)."""
     return parse_json_object(await request.read())
+
+
+def parse_model(
+    raw: bytes, model: type[M], *, parse_float: Callable[[str], Any] | None = None
+) -> M:
+    """`raw` as `model`; raises the HTTP 400 error to answer with, naming the wrong field."""
+    value = parse_json_object(raw, parse_float=parse_float)
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise json_error(400, "bad_request", first_problem(exc).message) from exc
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """The request's body as `model` (see `parse_model`)."""
+    return parse_model(await request.read(), model)

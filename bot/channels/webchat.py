@@ -15,7 +15,6 @@ working (docs/SECURITY.md).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import json
 import logging
@@ -29,18 +28,21 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Annotated, Any, Self, TypeVar
 
 from aiohttp import hdrs, web
+from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, model_validator
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.channels.body import read_json_object
+from bot.channels.body import read_model
 from bot.channels.client import client_address
 from bot.channels.errors import json_error
 from bot.cleantext import clean_text
+from bot.digests import token_digest
 from bot.engine import Engine
 from bot.escalation.bus import EventBus
+from bot.pageheaders import PAGE_HEADERS
 from bot.platform.outside import in_unit
 from bot.settings import Settings
 from bot.sockets import answer_pings
@@ -53,6 +55,34 @@ log = logging.getLogger(__name__)
 CHANNEL = "webchat"
 MAX_ACTION = 128
 MAX_CLIENT_ID = 64
+M = TypeVar("M", bound=BaseModel)
+
+
+class SessionOptions(BaseModel):
+    """`POST /api/chat/sessions`: no options are defined yet; a body must be an object."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ChatMessage(BaseModel):
+    """`POST /api/chat/messages`: exactly one of `text` (typed) or `action` (a button's data).
+    A field that is present must be valid: null is not a way to leave one out."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    text: StrictStr = ""
+    action: Annotated[StrictStr, StringConstraints(min_length=1, max_length=MAX_ACTION)] = ""
+    client_message_id: Annotated[
+        StrictStr, StringConstraints(min_length=1, max_length=MAX_CLIENT_ID)
+    ] = ""
+
+    @model_validator(mode="after")
+    def _one_of_text_or_action(self) -> Self:
+        if ("text" in self.model_fields_set) == ("action" in self.model_fields_set):
+            raise ValueError('send exactly one of "text" or "action"')
+        return self
+
+
 MAX_ID = 2**63 - 1  # the largest id a database column holds
 _AFTER = re.compile(r"[0-9]{1,19}")  # a message id, as many digits as MAX_ID has at most
 # Sessions opened per client address are counted over this sliding window.
@@ -81,10 +111,6 @@ class Limits:
             sockets_per_address=settings.webchat_sockets_per_address,
             idle_timeout=timedelta(seconds=settings.webchat_idle_timeout),
         )
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class _OneAtATime:
@@ -249,13 +275,13 @@ class WebChat:
             text=self._page,
             content_type="text/html",
             charset="utf-8",
-            headers={"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff"},
+            headers=PAGE_HEADERS,
         )
 
     async def open_session(self, request: web.Request) -> web.Response:
         if request.body_exists and request.content_type == "application/json":
             # No options are defined yet, but a JSON body must still be the documented object.
-            await _json_object(request)
+            await _json_body(request, SessionOptions)
         key = f"webchat:session:{_counted_address(request)}"[:128]
         session_id = "wc_" + secrets.token_hex(10)
         token = secrets.token_urlsafe(32)
@@ -275,7 +301,7 @@ class WebChat:
                 session.add(
                     WebChatSession(
                         id=session_id,
-                        token_digest=_digest(token),
+                        token_digest=token_digest(token),
                         created_at=now,
                         last_seen_at=now,
                     )
@@ -311,7 +337,7 @@ class WebChat:
             row = (
                 await session.execute(
                     select(WebChatSession.id, WebChatSession.last_seen_at).where(
-                        WebChatSession.token_digest == _digest(token)
+                        WebChatSession.token_digest == token_digest(token)
                     )
                 )
             ).first()
@@ -345,32 +371,16 @@ class WebChat:
 
     async def _post_message(self, request: web.Request, _session: AsyncSession) -> web.Response:
         session_id = await self._authorised(request)
-        body = await _json_object(request)
-        # A field that is present must be valid: null is not a way to leave one out.
-        text, action = body.get("text"), body.get("action")
-        client_id = body.get("client_message_id")
-        if ("text" in body) == ("action" in body):
-            raise json_error(400, "bad_request", 'send exactly one of "text" or "action"')
-        if "text" in body and not isinstance(text, str):
-            raise json_error(400, "bad_request", '"text" must be a string')
-        if "action" in body and (not isinstance(action, str) or not 0 < len(action) <= MAX_ACTION):
-            raise json_error(
-                400, "bad_request", f'"action" must be a string of 1-{MAX_ACTION} characters'
-            )
-        if "client_message_id" in body and (
-            not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID
-        ):
-            raise json_error(
-                400, "bad_request", f'"client_message_id" must be 1-{MAX_CLIENT_ID} characters'
-            )
+        body = await _json_body(request, ChatMessage)
+        text, action, client_id = body.text, body.action, body.client_message_id
         message = IncomingMessage(
             channel=CHANNEL,
             chat_id=session_id,
             user_id=session_id,
             # Scoped to the session: one visitor's id never collides with another's.
             message_id=f"{session_id}:{client_id or uuid.uuid4().hex}",
-            text=clean_text(text or ""),
-            action=clean_text(action) if action is not None else None,
+            text=clean_text(text),
+            action=clean_text(action) if "action" in body.model_fields_set else None,
             client=client_address(request),
         )
         replies = await self._engine.handle(message)
@@ -443,12 +453,6 @@ class WebChat:
         return socket
 
 
-_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
-
-
 def _counted_address(request: web.Request) -> str:
     """The client address a per-address limit counts: an IPv6 client by its /64, the network
     one subscriber gets (counting single IPv6 addresses, one host would have 2**64 of them)."""
@@ -495,7 +499,7 @@ def _history_item(row: Message) -> dict[str, Any]:
     }
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
+async def _json_body(request: web.Request, model: type[M]) -> M:
     if request.content_type != "application/json":
         raise json_error(415, "unsupported_media_type", "send application/json")
-    return await read_json_object(request)
+    return await read_model(request, model)

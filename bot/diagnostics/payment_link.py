@@ -9,7 +9,7 @@ merchant hears why and what to do, up front when the platform already says so.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import ClassVar
 
 from bot.context import Context, FlowState, Outcome
@@ -24,18 +24,10 @@ from bot.types import Button, Label
 _MAX_NOTE = 60
 
 
-def _plain_amount(text: str) -> str | None:
-    """A bare number, as in "/pay 88.5"."""
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        return None
-    return str(value.quantize(Decimal("0.01"))) if value > 0 else None
-
-
-def _typed_amount(ctx: Context) -> str | None:
-    """The one amount the message gives, in any form people type (see `read_amount`)."""
-    amount = read_amount(ctx.message.text) if ctx.message.text else None
+def _amount_in(text: str | None) -> str | None:
+    """The one amount `text` gives, in any form people type (see `read_amount`): a message,
+    or the argument of "/pay 88.5"."""
+    amount = read_amount(text) if text else None
     return str(amount) if amount is not None else None
 
 
@@ -54,7 +46,7 @@ class PaymentLinkFlow(Flow):
         merchant = await ctx.gateway.get_merchant(ctx.identity.merchant_id or "")
         if merchant is not None and merchant.status != MerchantStatus.ACTIVE:
             return self.not_active(ctx, merchant.status)
-        amount = ctx.entity("amount") or _plain_amount(ctx.argument) or _typed_amount(ctx)
+        amount = ctx.entity("amount") or _amount_in(ctx.argument) or _amount_in(ctx.message.text)
         note = ctx.entity("note") if amount else None
         if amount is None:
             return self.wait(
@@ -100,14 +92,14 @@ class PaymentLinkFlow(Flow):
         )
 
     async def step_amount(self, ctx: Context, state: FlowState) -> Result:
-        amount = _typed_amount(ctx)
+        amount = _amount_in(ctx.message.text)
         if amount is None:
             return UNHANDLED
         return self.confirm(ctx, Decimal(amount), ctx.entity("note"))
 
     async def correct(self, ctx: Context, state: FlowState) -> Result:
         # "不对，是260" / "actually make it 45" at the confirmation: confirm the new amount.
-        amount = _typed_amount(ctx)
+        amount = _amount_in(ctx.message.text)
         if amount is None or state.step != "confirm":
             return UNHANDLED
         note = ctx.entity("note") or state.slots.get("note")

@@ -1,6 +1,7 @@
 """`status.withdrawal`: where is my withdrawal? Status and expected arrival in a sentence or two.
 
-Withdrawals arrive within 1-3 working days (weekends not counted); one still open after that is
+Withdrawals arrive within 1-3 working days (weekends and public holidays not counted,
+`bot.diagnostics.calendar`); the reply names a holiday in the way. One still open after that is
 overdue and gets a person. A chat with no merchant bound hears that general fact and how to bind,
 so it can check the actual withdrawal next.
 """
@@ -93,7 +94,7 @@ class WithdrawalStatusFlow(Flow):
 
     def report(self, ctx: Context, withdrawal: Withdrawal) -> Outcome:
         requested = withdrawal.requested_at.astimezone(ctx.zone)
-        latest = add_working_days(requested.date(), PROMISED_DAYS)
+        span = add_working_days(requested.date(), PROMISED_DAYS)
         today = ctx.now.astimezone(ctx.zone).date()
         open_ = withdrawal.status in (WithdrawalStatus.REQUESTED, WithdrawalStatus.PROCESSING)
         overdue = open_ and working_days_between(requested.date(), today) > PROMISED_DAYS
@@ -102,7 +103,10 @@ class WithdrawalStatusFlow(Flow):
             "amount": str(withdrawal.amount),
             "status": withdrawal.status.value,
             "requested": ctx.local(withdrawal.requested_at),
-            "latest": latest.isoformat(),
+            "latest": span.end.isoformat(),
+            # chinese_calendar.Holiday: the templates name each in their language.
+            "holidays": span.holidays,
+            "holidays_known": span.covered,
             "paid_at": ctx.local(withdrawal.paid_at) if withdrawal.paid_at else "",
             "reason": "",
             "advice": "",

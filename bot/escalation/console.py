@@ -26,7 +26,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -45,6 +45,7 @@ from bot.channels.body import read_json_object
 from bot.channels.client import client_address
 from bot.channels.errors import json_error
 from bot.cleantext import clean_text
+from bot.digests import matches_digest, token_digest
 from bot.escalation import login_guard, stats
 from bot.escalation.context_card import failure_words, findings_card
 from bot.escalation.service import (
@@ -55,6 +56,8 @@ from bot.escalation.service import (
     HandoffService,
     QueueEntry,
 )
+from bot.nlu.values import read_amount
+from bot.pageheaders import PAGE_HEADERS
 from bot.platform.gateway import MerchantNotActive, PlatformRejected, PlatformUnavailable
 from bot.platform.sql import RESET_TOKEN_LIFETIME
 from bot.privacy import mask_pii
@@ -81,18 +84,8 @@ DEFAULT_PERIOD = 7
 MAX_NAME = 64
 MAX_PASSWORD = 1024
 MAX_DESCRIPTION = 200
-# The same policy as the web chat page: no inline script or style anywhere in the console.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
-_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+# The pages' shared headers; an agent's pages are never kept by a browser or a proxy.
+_HEADERS = {**PAGE_HEADERS, "Cache-Control": "no-store"}
 _STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409, "bad_request": 400}
 _NEXT = re.compile(r"^/agent(?:/[A-Za-z0-9_-]+)*$")
 _PNG = re.compile(r"^data:image/png;base64,[A-Za-z0-9+/]+={0,2}$")
@@ -181,17 +174,9 @@ class _Viewer:
     csrf_digest: str
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _csrf_for(token: str) -> str:
     """The session's CSRF token: derived from the cookie token, so only its digest is stored."""
     return hmac.new(token.encode(), b"btp-agent-csrf", hashlib.sha256).hexdigest()
-
-
-def _same(given: str, digest: str) -> bool:
-    return hmac.compare_digest(_digest(given).encode(), digest.encode())
 
 
 class AgentConsole:
@@ -330,7 +315,7 @@ class AgentConsole:
                     select(AgentSession, Agent)
                     .join(Agent, Agent.id == AgentSession.agent_id)
                     .where(
-                        AgentSession.token_digest == _digest(token),
+                        AgentSession.token_digest == token_digest(token),
                         AgentSession.expires_at > self._clock(),
                     )
                 )
@@ -364,7 +349,7 @@ class AgentConsole:
         viewer = await self._api_viewer(request)
         fields = await _fields(request)
         given = fields.get("csrf") or request.headers.get("X-CSRF-Token", "")
-        if not given or not _same(given, viewer.csrf_digest):
+        if not given or not matches_digest(given, viewer.csrf_digest):
             raise json_error(403, "csrf", "a valid CSRF token is required")
         return viewer, fields
 
@@ -486,8 +471,8 @@ class AgentConsole:
             session.add(
                 AgentSession(
                     agent_id=agent.id,
-                    token_digest=_digest(token),
-                    csrf_digest=_digest(_csrf_for(token)),
+                    token_digest=token_digest(token),
+                    csrf_digest=token_digest(_csrf_for(token)),
                     created_at=now,
                     expires_at=now + SESSION_LIFETIME,
                 )
@@ -891,18 +876,10 @@ class AgentConsole:
         return _done(request, fields, f"/agent/chats/{conversation_id}", result="")
 
     def _amount(self, text: str) -> Decimal:
-        try:
-            amount = Decimal(text.strip())
-        except InvalidOperation as exc:
-            raise json_error(400, "bad_request", "the amount is not a number") from exc
+        """The amount an agent typed, read like every amount (`read_amount`), within limits."""
+        amount = read_amount(text)
         low, high = self._settings.payment_link_min, self._settings.payment_link_max
-        exponent = amount.as_tuple().exponent
-        if (
-            not amount.is_finite()
-            or not isinstance(exponent, int)
-            or exponent < -2
-            or not low <= amount <= high
-        ):
+        if amount is None or not low <= amount <= high:
             raise json_error(400, "bad_request", f"the amount is {low} to {high}, in yuan and fen")
         return amount
 

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.digests import token_digest
 from bot.storage.models import Agent, AgentDevice, RateEvent
 
 FAILURES = 5
@@ -88,10 +89,6 @@ def backoff(failures: int) -> timedelta | None:
     return min(lock, BACKOFF_LONGEST)
 
 
-def device_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _lock_id(key: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
@@ -111,7 +108,7 @@ async def known_device(
         select(AgentDevice.id)
         .join(Agent, Agent.id == AgentDevice.agent_id)
         .where(
-            AgentDevice.token_digest == device_digest(token),
+            AgentDevice.token_digest == token_digest(token),
             AgentDevice.expires_at > now,
             Agent.name == name,
         )
@@ -208,7 +205,7 @@ async def remember_device(
     session.add(
         AgentDevice(
             agent_id=agent_id,
-            token_digest=device_digest(token),
+            token_digest=token_digest(token),
             created_at=now,
             expires_at=now + DEVICE_LIFETIME,
         )

@@ -1,18 +1,35 @@
-"""The platform models as JSON, one wire format for the HTTP client and the server.
+"""The platform's wire format as pydantic models: one for the HTTP client and the server.
 
-Amounts travel as decimal strings ("88.50") so no float ever rounds a price; moments as ISO 8601
-with their offset; enums as their values. Decoders check every field they read and raise
-`CodecError` (a `ValueError`): the server answers it with 400, the client treats it as a broken
-platform. Unknown fields are ignored, so the platform may add fields without breaking the bot.
+Each response the platform sends is a model here (`MerchantWire`, `OrderWire`, ...) made from
+the gateway's dataclass (`from_domain`) and turned back into it (`domain()`); each request body
+is a model too (`PaymentLinkRequest`, ...). Amounts travel as decimal strings ("88.50") so no
+float ever rounds a price; moments as ISO 8601 with their offset; enums as their values; fields
+are strict (no "5" for an integer, no "yes" for a boolean). Unknown fields are ignored, so the
+platform may add fields without breaking the bot. A value that breaks the contract raises
+`CodecError` (a `ValueError`) naming the field: the server answers it with 400, the client
+treats it as a broken platform. docs/platform-openapi.yaml is checked against these models
+(tests/test_openapi_models.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    PlainValidator,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 from bot.platform.models import (
     Account,
@@ -27,18 +44,36 @@ from bot.platform.models import (
     OrderStatus,
     PaymentAttempt,
     PaymentLink,
+    PaymentStatusResult,
     ResetResult,
     ResyncResult,
+    StatusChange,
     Withdrawal,
     WithdrawalStatus,
 )
+from bot.validation import first_problem
 
 JsonObject = dict[str, Any]
-E = TypeVar("E", bound=StrEnum)
+W = TypeVar("W", bound=BaseModel)
+
+# The largest amount the platform takes, and the unit of amounts.
+MAX_AMOUNT = Decimal("9999999999.99")
+CENT = Decimal("0.01")
+# An amount in a request, as text: 0.01 to 9999999999.99, no sign, exponent, leading zero or
+# third decimal (docs/platform-openapi.yaml, PaymentLinkRequest.amount).
+_AMOUNT_TEXT = re.compile(r"[1-9][0-9]{0,9}(?:\.[0-9]{1,2})?|0\.(?:0[1-9]|[1-9][0-9]?)")
 
 
 class CodecError(ValueError):
-    """A JSON value does not have the shape the contract promises; the message names the field."""
+    """A JSON value does not have the shape the contract promises; the message names the field.
+
+    `code`: the error code the server answers with (`invalid_field`, `invalid_amount`);
+    `field`: the path of the wrong field ("amount", "attempts.0.at"), "" for the body."""
+
+    def __init__(self, message: str, code: str = "invalid_field", field: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
 
 
 # Scalars
@@ -49,16 +84,41 @@ def encode_decimal(amount: Decimal) -> str:
     return format(amount, "f")
 
 
-def decode_decimal(value: Any, name: str = "amount") -> Decimal:
-    """A finite decimal from a string or a JSON integer; floats are refused as inexact."""
+def _decimal(value: Any) -> Decimal:
+    """A finite decimal from a string or a JSON integer; floats are refused as inexact (the
+    readers parse JSON numbers as Decimal, so a number that arrives here is exact)."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise CodecError(f'{name}: expected a decimal string like "88.50"')
+        raise ValueError('expected a decimal string like "88.50"')
     try:
         amount = Decimal(value.strip() if isinstance(value, str) else value)
     except InvalidOperation as exc:
-        raise CodecError(f"{name}: not a decimal number") from exc
+        raise ValueError("not a decimal number") from exc
     if not amount.is_finite():
-        raise CodecError(f"{name}: not a finite number")
+        raise ValueError("not a finite number")
+    return amount
+
+
+def decode_decimal(value: Any, name: str = "amount") -> Decimal:
+    try:
+        return _decimal(value)
+    except ValueError as exc:
+        raise CodecError(f"{name}: {exc}") from exc
+
+
+def amount_in_request(value: Any) -> Decimal:
+    """An amount a client asks for: more than 0, at most MAX_AMOUNT, whole cents; as text
+    written plainly ("88.50", "12") or a JSON number read exactly. Not a number at all is a
+    wrong field (`invalid_field`); a number outside these rules is `invalid_amount`, never
+    rounded (a third decimal means a bug or a forgery)."""
+    amount = _decimal(value)
+    refused = PydanticCustomError(
+        "invalid_amount", f"more than 0, at most {MAX_AMOUNT}, two decimals at most"
+    )
+    if isinstance(value, str) and not _AMOUNT_TEXT.fullmatch(value):
+        raise refused
+    # The range first: the remainder of an amount like 1E+400 cannot be computed.
+    if not (Decimal(0) < amount <= MAX_AMOUNT and amount % CENT == 0):
+        raise refused
     return amount
 
 
@@ -67,313 +127,268 @@ def encode_datetime(moment: datetime) -> str:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
-def decode_datetime(value: Any, name: str) -> datetime:
-    """An ISO 8601 moment that states its offset; a bare local time would be ambiguous."""
+def _datetime(value: Any) -> datetime:
+    """An ISO 8601 moment that states its offset; a bare local time would be ambiguous. (A
+    datetime comes only from the gateway's own dataclasses, never from JSON: naive is UTC.)"""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str):
-        raise CodecError(f"{name}: expected an ISO 8601 date-time string")
+        raise ValueError("expected an ISO 8601 date-time string")
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError as exc:
-        raise CodecError(f"{name}: not an ISO 8601 date-time") from exc
+        raise ValueError("not an ISO 8601 date-time") from exc
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise CodecError(f"{name}: the date-time needs an offset such as +08:00 or Z")
+        raise ValueError("the date-time needs an offset such as +08:00 or Z")
     return moment
 
 
-class Fields:
-    """Typed reads from one JSON object, each naming the field when the value is wrong."""
-
-    def __init__(self, value: Any, name: str = "body") -> None:
-        if not isinstance(value, Mapping):
-            raise CodecError(f"{name}: expected a JSON object")
-        self._data: Mapping[str, Any] = value
-        self._name = name
-
-    def _path(self, key: str) -> str:
-        return key if self._name == "body" else f"{self._name}.{key}"
-
-    def _required(self, key: str) -> Any:
-        if key not in self._data or self._data[key] is None:
-            raise CodecError(f"{self._path(key)}: required")
-        return self._data[key]
-
-    def raw(self, key: str) -> Any:
-        """The value as parsed, for checks the typed reads below do not cover."""
-        return self._required(key)
-
-    def text(self, key: str) -> str:
-        value = self._required(key)
-        if not isinstance(value, str):
-            raise CodecError(f"{self._path(key)}: expected a string")
-        return value
-
-    def opt_text(self, key: str) -> str | None:
-        return None if self._data.get(key) is None else self.text(key)
-
-    def integer(self, key: str) -> int:
-        value = self._required(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise CodecError(f"{self._path(key)}: expected an integer")
-        return value
-
-    def flag(self, key: str) -> bool:
-        value = self._required(key)
-        if not isinstance(value, bool):
-            raise CodecError(f"{self._path(key)}: expected true or false")
-        return value
-
-    def decimal(self, key: str) -> Decimal:
-        return decode_decimal(self._required(key), self._path(key))
-
-    def moment(self, key: str) -> datetime:
-        return decode_datetime(self._required(key), self._path(key))
-
-    def opt_moment(self, key: str) -> datetime | None:
-        return None if self._data.get(key) is None else self.moment(key)
-
-    def enum(self, key: str, kind: type[E]) -> E:
-        value = self.text(key)
-        try:
-            return kind(value)
-        except ValueError as exc:
-            raise CodecError(f"{self._path(key)}: unknown value {value!r}") from exc
-
-    def opt_enum(self, key: str, kind: type[E]) -> E | None:
-        return None if self._data.get(key) is None else self.enum(key, kind)
-
-    def child(self, key: str) -> Fields:
-        return Fields(self._required(key), self._path(key))
-
-    def opt_child(self, key: str) -> Fields | None:
-        return None if self._data.get(key) is None else self.child(key)
-
-    def children(self, key: str) -> list[Fields]:
-        value = self._required(key)
-        if not isinstance(value, list):
-            raise CodecError(f"{self._path(key)}: expected a list")
-        return [Fields(item, f"{self._path(key)}[{i}]") for i, item in enumerate(value)]
+def decode_datetime(value: Any, name: str) -> datetime:
+    try:
+        return _datetime(value)
+    except ValueError as exc:
+        raise CodecError(f"{name}: {exc}") from exc
 
 
-def _opt_datetime(moment: datetime | None) -> str | None:
-    return encode_datetime(moment) if moment is not None else None
+Amount = Annotated[
+    Decimal,
+    PlainValidator(_decimal),
+    PlainSerializer(encode_decimal, return_type=str),
+    WithJsonSchema({"type": "string", "x-wire": "amount"}),  # the document's Amount
+]
+RequestAmount = Annotated[
+    Decimal,
+    PlainValidator(amount_in_request),
+    PlainSerializer(encode_decimal, return_type=str),
+    WithJsonSchema({"oneOf": [{"type": "string"}, {"type": "number"}]}),  # text or exact
+]
+Moment = Annotated[
+    datetime,
+    PlainValidator(_datetime),
+    PlainSerializer(encode_datetime, return_type=str),
+    WithJsonSchema({"type": "string", "x-wire": "moment"}),  # the document's Moment
+]
 
 
-# Models
+def decode(model: type[W], value: Any) -> W:
+    """`value` (parsed JSON) as `model`; raises CodecError naming the first wrong field."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise _codec_error(exc) from exc
 
 
-def encode_merchant(merchant: Merchant) -> JsonObject:
-    return {
-        "id": merchant.id,
-        "name": merchant.name,
-        "status": merchant.status.value,
-        "email": merchant.email,
-        "phone": merchant.phone,
-    }
+def _codec_error(exc: ValidationError) -> CodecError:
+    problem = first_problem(exc)
+    code = "invalid_amount" if problem.kind == "invalid_amount" else "invalid_field"
+    return CodecError(problem.message, code, problem.field)
 
 
-def decode_merchant(value: Any) -> Merchant:
-    f = Fields(value)
-    return Merchant(
-        f.text("id"),
-        f.text("name"),
-        f.enum("status", MerchantStatus),
-        f.opt_text("email"),
-        f.opt_text("phone"),
+def encode(model: BaseModel) -> JsonObject:
+    """The model as the JSON object it travels as (amounts and moments as strings)."""
+    return model.model_dump(mode="json")
+
+
+class _Wire(BaseModel):
+    """Strict on what it reads, silent about fields it does not know. What it writes has every
+    field, an optional one as null, so its schema requires them all (serialization mode)."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        frozen=True,
+        from_attributes=True,
+        json_schema_serialization_defaults_required=True,
     )
 
+    @classmethod
+    def from_domain(cls, value: object) -> Self:
+        return cls.model_validate(value, from_attributes=True)
 
-def encode_account(account: Account) -> JsonObject:
-    return {
-        "login": account.login,
-        "merchant_id": account.merchant_id,
-        "status": account.status.value,
-        "failed_attempts": account.failed_attempts,
-        "locked_until": _opt_datetime(account.locked_until),
-    }
+    def fields(self) -> dict[str, Any]:
+        """The fields by name, as read (nested models stay models): a dataclass's arguments."""
+        return dict(self)
 
 
-def decode_account(value: Any) -> Account:
-    f = Fields(value)
-    return Account(
-        f.text("login"),
-        f.text("merchant_id"),
-        f.enum("status", AccountStatus),
-        f.integer("failed_attempts"),
-        f.opt_moment("locked_until"),
-    )
+# Responses
 
 
-def _encode_attempt(attempt: PaymentAttempt) -> JsonObject:
-    return {
-        "status": attempt.status.value,
-        "at": encode_datetime(attempt.at),
-        "failure_code": attempt.failure_code.value if attempt.failure_code else None,
-    }
+class MerchantWire(_Wire):
+    id: StrictStr
+    name: StrictStr
+    status: MerchantStatus
+    email: StrictStr | None = None
+    phone: StrictStr | None = None
+
+    def domain(self) -> Merchant:
+        return Merchant(**self.fields())
 
 
-def _decode_attempt(f: Fields) -> PaymentAttempt:
-    return PaymentAttempt(
-        f.enum("status", AttemptStatus), f.moment("at"), f.opt_enum("failure_code", FailureCode)
-    )
+class AccountWire(_Wire):
+    login: StrictStr
+    merchant_id: StrictStr
+    status: AccountStatus
+    failed_attempts: StrictInt
+    locked_until: Moment | None = None
+
+    def domain(self) -> Account:
+        return Account(**self.fields())
 
 
-def encode_order(order: Order) -> JsonObject:
-    channel = order.channel
-    return {
-        "order_no": order.order_no,
-        "merchant_id": order.merchant_id,
-        "amount": encode_decimal(order.amount),
-        "currency": order.currency,
-        "method": order.method.value,
-        "status": order.status.value,
-        "created_at": encode_datetime(order.created_at),
-        "updated_at": _opt_datetime(order.updated_at),
-        "payer_phone": order.payer_phone,
-        "description": order.description,
-        "attempts": [_encode_attempt(a) for a in order.attempts],
-        "channel": {"status": channel.status.value, "synced_at": _opt_datetime(channel.synced_at)}
-        if channel
-        else None,
-    }
+class PaymentAttemptWire(_Wire):
+    status: AttemptStatus
+    at: Moment
+    failure_code: FailureCode | None = None
+
+    def domain(self) -> PaymentAttempt:
+        return PaymentAttempt(**self.fields())
 
 
-def decode_order(value: Any) -> Order:
-    f = Fields(value)
-    channel = f.opt_child("channel")
-    return Order(
-        order_no=f.text("order_no"),
-        merchant_id=f.text("merchant_id"),
-        amount=f.decimal("amount"),
-        method=f.enum("method", Method),
-        status=f.enum("status", OrderStatus),
-        created_at=f.moment("created_at"),
-        currency=f.text("currency"),
-        payer_phone=f.opt_text("payer_phone"),
-        description=f.opt_text("description"),
-        updated_at=f.opt_moment("updated_at"),
-        attempts=tuple(_decode_attempt(a) for a in f.children("attempts")),
-        channel=ChannelRecord(channel.enum("status", OrderStatus), channel.opt_moment("synced_at"))
-        if channel
-        else None,
-    )
+class ChannelRecordWire(_Wire):
+    status: OrderStatus
+    synced_at: Moment | None = None
+
+    def domain(self) -> ChannelRecord:
+        return ChannelRecord(**self.fields())
 
 
-def encode_withdrawal(withdrawal: Withdrawal) -> JsonObject:
-    return {
-        "id": withdrawal.id,
-        "merchant_id": withdrawal.merchant_id,
-        "amount": encode_decimal(withdrawal.amount),
-        "status": withdrawal.status.value,
-        "requested_at": encode_datetime(withdrawal.requested_at),
-        "paid_at": _opt_datetime(withdrawal.paid_at),
-        "failure_reason": withdrawal.failure_reason,
-    }
+class OrderWire(_Wire):
+    order_no: StrictStr
+    merchant_id: StrictStr
+    amount: Amount
+    currency: StrictStr
+    method: Method
+    status: OrderStatus
+    created_at: Moment
+    updated_at: Moment | None = None
+    payer_phone: StrictStr | None = None
+    description: StrictStr | None = None
+    attempts: list[PaymentAttemptWire]
+    channel: ChannelRecordWire | None = None
+
+    def domain(self) -> Order:
+        attempts = tuple(a.domain() for a in self.attempts)
+        channel = self.channel.domain() if self.channel else None
+        return Order(**{**self.fields(), "attempts": attempts, "channel": channel})
 
 
-def decode_withdrawal(value: Any) -> Withdrawal:
-    f = Fields(value)
-    return Withdrawal(
-        f.text("id"),
-        f.text("merchant_id"),
-        f.decimal("amount"),
-        f.enum("status", WithdrawalStatus),
-        f.moment("requested_at"),
-        f.opt_moment("paid_at"),
-        f.opt_text("failure_reason"),
-    )
+class WithdrawalWire(_Wire):
+    id: StrictStr
+    merchant_id: StrictStr
+    amount: Amount
+    status: WithdrawalStatus
+    requested_at: Moment
+    paid_at: Moment | None = None
+    failure_reason: StrictStr | None = None
+
+    def domain(self) -> Withdrawal:
+        return Withdrawal(**self.fields())
 
 
-def encode_payment_link(link: PaymentLink) -> JsonObject:
-    return {
-        "id": link.id,
-        "merchant_id": link.merchant_id,
-        "amount": encode_decimal(link.amount),
-        "description": link.description,
-        "url": link.url,
-        "created_at": encode_datetime(link.created_at),
-    }
+class PaymentLinkWire(_Wire):
+    id: StrictStr
+    merchant_id: StrictStr
+    amount: Amount
+    description: StrictStr | None = None
+    url: StrictStr
+    created_at: Moment
+
+    def domain(self) -> PaymentLink:
+        return PaymentLink(**self.fields())
 
 
-def decode_payment_link(value: Any) -> PaymentLink:
-    f = Fields(value)
-    return PaymentLink(
-        f.text("id"),
-        f.text("merchant_id"),
-        f.decimal("amount"),
-        f.text("url"),
-        f.moment("created_at"),
-        f.opt_text("description"),
-    )
+class ResetResultWire(_Wire):
+    sent: StrictBool
+    throttled: StrictBool
+
+    def domain(self) -> ResetResult:
+        return ResetResult(**self.fields())
 
 
-def encode_reset_result(result: ResetResult) -> JsonObject:
-    return {"sent": result.sent, "throttled": result.throttled}
+class ResyncResultWire(_Wire):
+    order_no: StrictStr
+    before: OrderStatus
+    after: OrderStatus
+    channel_status: OrderStatus | None = None
+    changed: StrictBool
+
+    def domain(self) -> ResyncResult:
+        return ResyncResult(**self.fields())
 
 
-def decode_reset_result(value: Any) -> ResetResult:
-    f = Fields(value)
-    return ResetResult(f.flag("sent"), f.flag("throttled"))
+class PaymentStatusResultWire(_Wire):
+    order: OrderWire
+    change: StatusChange
+
+    def domain(self) -> PaymentStatusResult:
+        return PaymentStatusResult(self.order.domain(), self.change)
 
 
-def encode_resync_result(result: ResyncResult) -> JsonObject:
-    return {
-        "order_no": result.order_no,
-        "before": result.before.value,
-        "after": result.after.value,
-        "channel_status": result.channel_status.value if result.channel_status else None,
-        "changed": result.changed,
-    }
+class BindResultWire(_Wire):
+    merchant_id: StrictStr | None = None
 
 
-def decode_resync_result(value: Any) -> ResyncResult:
-    f = Fields(value)
-    return ResyncResult(
-        f.text("order_no"),
-        f.enum("before", OrderStatus),
-        f.enum("after", OrderStatus),
-        f.opt_enum("channel_status", OrderStatus),
-        f.flag("changed"),
-    )
+class OrderList(_Wire):
+    items: list[OrderWire]
 
 
-def encode_items(items: list[JsonObject]) -> JsonObject:
-    """Lists travel wrapped, so paging fields can join them later without breaking clients."""
-    return {"items": items}
+class AccountList(_Wire):
+    items: list[AccountWire]
 
 
-def decode_items(value: Any) -> list[Any]:
-    """The raw items of a list response, for the caller's model decoder."""
-    items = Fields(value).raw("items")
-    if not isinstance(items, list):
-        raise CodecError("items: expected a list")
-    return items
+class WithdrawalList(_Wire):
+    items: list[WithdrawalWire]
 
 
-def encode_bind_result(merchant_id: str | None) -> JsonObject:
-    return {"merchant_id": merchant_id}
+class ErrorDetail(_Wire):
+    code: StrictStr
+    message: StrictStr
+    merchant_status: MerchantStatus | None = None
 
 
-def decode_bind_result(value: Any) -> str | None:
-    return Fields(value).opt_text("merchant_id")
+class ErrorBody(_Wire):
+    error: ErrorDetail
+
+
+# Requests
+
+
+class PaymentLinkRequest(_Wire):
+    merchant_id: StrictStr
+    amount: RequestAmount
+    description: StrictStr | None = None
+
+
+class PasswordResetRequest(_Wire):
+    login: StrictStr
+
+
+class BindCodeRequest(_Wire):
+    code: StrictStr
+
+
+class PaymentStatusRequest(_Wire):
+    status: OrderStatus
+    amount: RequestAmount
+
+
+# Errors
 
 
 def encode_error(code: str, message: str) -> JsonObject:
-    return {"error": {"code": code, "message": message}}
+    """`{"error": {"code", "message"}}`: the one body of every non-2xx answer."""
+    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    return body.model_dump(mode="json", exclude_none=True)
 
 
 def encode_merchant_not_active(status: MerchantStatus) -> JsonObject:
-    body = encode_error("merchant_not_active", f"the merchant is {status.value}: it cannot collect")
-    body["error"]["merchant_status"] = status.value
-    return body
+    message = f"the merchant is {status.value}: it cannot collect"
+    detail = ErrorDetail(code="merchant_not_active", message=message, merchant_status=status)
+    return ErrorBody(error=detail).model_dump(mode="json", exclude_none=True)
 
 
-def decode_merchant_not_active(value: Any) -> MerchantStatus:
-    return Fields(value).child("error").enum("merchant_status", MerchantStatus)
-
-
-def decode_error_code(value: Any) -> str | None:
-    """The `error.code` of an error body, or None when the body is not one of ours."""
+def decode_error(value: Any) -> ErrorDetail | None:
+    """The `error` of an error body, or None when the body is not one of ours."""
     try:
-        return Fields(value).child("error").text("code")
+        return decode(ErrorBody, value).error
     except CodecError:
         return None

@@ -16,7 +16,9 @@ from bot.platform.models import (
     Merchant,
     MerchantStatus,
     Order,
+    OrderStatus,
     PaymentLink,
+    PaymentStatusResult,
     ResetResult,
     ResyncResult,
     Withdrawal,
@@ -33,6 +35,10 @@ class PlatformUnavailable(PlatformError):
 
 class PlatformRejected(PlatformError):
     """The platform refused a request as invalid (e.g. an amount outside the limits)."""
+
+
+class AmountMismatch(PlatformRejected):
+    """A payment event's amount is not the order's: a bug or a forgery, and nothing changes."""
 
 
 class BindCodesPaused(PlatformRejected):
@@ -72,6 +78,13 @@ class PlatformGateway(Protocol):
     async def start_password_reset(self, login: str) -> ResetResult: ...
 
     async def resync_order(self, order_no: str) -> ResyncResult: ...
+
+    async def record_payment_status(
+        self, order_no: str, status: OrderStatus, amount: Decimal
+    ) -> PaymentStatusResult | None:
+        """Hold a signed payment event against the order: forward only, the amount must be the
+        order's (`AmountMismatch`); None when there is no such order. Repeating it is harmless."""
+        ...
 
     async def redeem_bind_code(self, code: str) -> str | None:
         """The merchant id the one-time code belongs to, consuming it; None if unknown or used."""

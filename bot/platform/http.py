@@ -21,11 +21,13 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+from pydantic import BaseModel
 from yarl import URL
 
 from bot.platform import codec
 from bot.platform.breaker import BreakerState, CircuitBreaker
 from bot.platform.gateway import (
+    AmountMismatch,
     BindCodesPaused,
     MerchantNotActive,
     PlatformRejected,
@@ -35,7 +37,9 @@ from bot.platform.models import (
     Account,
     Merchant,
     Order,
+    OrderStatus,
     PaymentLink,
+    PaymentStatusResult,
     ResetResult,
     ResyncResult,
     Withdrawal,
@@ -123,10 +127,10 @@ class HttpPlatform:
     # The gateway
 
     async def get_merchant(self, merchant_id: str) -> Merchant | None:
-        return await self._get("get_merchant", codec.decode_merchant, "merchants", merchant_id)
+        return await self._get("get_merchant", _merchant, "merchants", merchant_id)
 
     async def get_order(self, order_no: str) -> Order | None:
-        return await self._get("get_order", codec.decode_order, "orders", order_no)
+        return await self._get("get_order", _order, "orders", order_no)
 
     async def list_orders(
         self, merchant_id: str, *, since: datetime | None = None, limit: int = 50
@@ -135,26 +139,24 @@ class HttpPlatform:
         if since is not None:
             params["since"] = codec.encode_datetime(since)
         return await self._list(
-            "list_orders", codec.decode_order, ("merchants", merchant_id, "orders"), params
+            "list_orders", _orders, ("merchants", merchant_id, "orders"), params
         )
 
     async def get_account(self, login: str) -> Account | None:
-        return await self._get("get_account", codec.decode_account, "accounts", login)
+        return await self._get("get_account", _account, "accounts", login)
 
     async def list_accounts(self, merchant_id: str) -> list[Account]:
         return await self._list(
-            "list_accounts", codec.decode_account, ("merchants", merchant_id, "accounts"), {}
+            "list_accounts", _accounts, ("merchants", merchant_id, "accounts"), {}
         )
 
     async def get_withdrawal(self, withdrawal_id: str) -> Withdrawal | None:
-        return await self._get(
-            "get_withdrawal", codec.decode_withdrawal, "withdrawals", withdrawal_id
-        )
+        return await self._get("get_withdrawal", _withdrawal, "withdrawals", withdrawal_id)
 
     async def list_withdrawals(self, merchant_id: str, *, limit: int = 10) -> list[Withdrawal]:
         return await self._list(
             "list_withdrawals",
-            codec.decode_withdrawal,
+            _withdrawals,
             ("merchants", merchant_id, "withdrawals"),
             {"limit": str(limit)},
         )
@@ -162,16 +164,14 @@ class HttpPlatform:
     async def create_payment_link(
         self, merchant_id: str, amount: Decimal, description: str | None
     ) -> PaymentLink:
-        body = {
-            "merchant_id": merchant_id,
-            "amount": codec.encode_decimal(amount),
-            "description": description,
-        }
+        body = codec.PaymentLinkRequest.model_construct(
+            merchant_id=merchant_id, amount=amount, description=description
+        )  # not validated here: refusing an amount is the platform's answer to give
         link = await self._call(
             "create_payment_link",
             "POST",
             _path("payment-links"),
-            codec.decode_payment_link,
+            _payment_link,
             body=body,
             idempotent=False,
         )
@@ -184,8 +184,8 @@ class HttpPlatform:
             "start_password_reset",
             "POST",
             _path("password-resets"),
-            codec.decode_reset_result,
-            body={"login": login},
+            _reset_result,
+            body=codec.PasswordResetRequest.model_construct(login=login),
             idempotent=False,
         )
         return result or ResetResult(sent=False)
@@ -195,20 +195,33 @@ class HttpPlatform:
             "resync_order",
             "POST",
             _path("orders", order_no, "resync"),
-            codec.decode_resync_result,
+            _resync_result,
             idempotent=True,
         )
         if result is None:
             raise RecordNotFound(order_no)
         return result
 
+    async def record_payment_status(
+        self, order_no: str, status: OrderStatus, amount: Decimal
+    ) -> PaymentStatusResult | None:
+        """Idempotent: the platform moves an order forward only, so a retry changes nothing."""
+        return await self._call(
+            "record_payment_status",
+            "POST",
+            _path("orders", order_no, "payment-status"),
+            _payment_status_result,
+            body=codec.PaymentStatusRequest.model_construct(status=status, amount=amount),
+            idempotent=True,
+        )
+
     async def redeem_bind_code(self, code: str) -> str | None:
         return await self._call(
             "redeem_bind_code",
             "POST",
             _path("bind-codes", "redeem"),
-            codec.decode_bind_result,
-            body={"code": code},
+            _bind_result,
+            body=codec.BindCodeRequest.model_construct(code=code),
             idempotent=False,
         )
 
@@ -223,15 +236,12 @@ class HttpPlatform:
     async def _list(
         self,
         operation: str,
-        decode: Callable[[Any], T],
+        decode: Callable[[Any], list[T]],
         segments: tuple[str, ...],
         params: dict[str, str],
     ) -> list[T]:
-        def decode_items(payload: Any) -> list[T]:
-            return [decode(item) for item in codec.decode_items(payload)]
-
         path = _path(*segments)
-        items = await self._call(operation, "GET", path, decode_items, params, idempotent=True)
+        items = await self._call(operation, "GET", path, decode, params, idempotent=True)
         return items or []
 
     async def _call(
@@ -242,7 +252,7 @@ class HttpPlatform:
         decode: Callable[[Any], T],
         params: dict[str, str] | None = None,
         *,
-        body: codec.JsonObject | None = None,
+        body: BaseModel | None = None,
         idempotent: bool,
     ) -> T | None:
         """The decoded answer, or None when the record does not exist (404 "not_found")."""
@@ -270,7 +280,7 @@ class HttpPlatform:
         path: str,
         decode: Callable[[Any], T],
         params: dict[str, str] | None,
-        body: codec.JsonObject | None,
+        body: BaseModel | None,
     ) -> T | None:
         status, payload = await self._exchange(method, path, params, body)
         if 200 <= status < 300:
@@ -278,19 +288,19 @@ class HttpPlatform:
                 return decode(payload)
             except codec.CodecError as exc:
                 raise _Transient(f"malformed response ({exc})") from exc
-        if status == 404 and codec.decode_error_code(payload) == "not_found":
+        error = codec.decode_error(payload)
+        code = error.code if error is not None else None
+        if status == 404 and code == "not_found":
             return None
-        if status == 429 and codec.decode_error_code(payload) == "bind_codes_paused":
+        if status == 429 and code == "bind_codes_paused":
             raise BindCodesPaused("the platform paused binding")  # an answer, not a failure
-        if status == 422 and codec.decode_error_code(payload) == "merchant_not_active":
-            try:
-                merchant_status = codec.decode_merchant_not_active(payload)
-            except codec.CodecError:
-                pass  # refused all the same, for a reason the bot cannot name
-            else:
-                raise MerchantNotActive(merchant_status)
+        if status == 409 and code == "amount_mismatch":
+            raise AmountMismatch(error.message if error else "the amount does not match")
+        refusal = error.merchant_status if error and code == "merchant_not_active" else None
+        if status == 422 and refusal is not None:
+            raise MerchantNotActive(refusal)  # without a status: refused all the same, below
         if status in (400, 422):
-            message = _error_message(payload) or f"HTTP {status}"
+            message = error.message if error is not None else f"HTTP {status}"
             log.debug("platform %s rejected: %s", operation, message)
             raise PlatformRejected(message)
         if status >= 500 or status == 429:
@@ -304,7 +314,7 @@ class HttpPlatform:
         method: str,
         path: str,
         params: dict[str, str] | None,
-        body: codec.JsonObject | None,
+        body: BaseModel | None,
     ) -> tuple[int, Any]:
         """One round trip: the status and the parsed JSON body (None when it is not JSON)."""
         if self._session is None:
@@ -315,7 +325,7 @@ class HttpPlatform:
                 method,
                 url,
                 params=params,
-                json=body,
+                json=codec.encode(body) if body is not None else None,
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
@@ -349,8 +359,52 @@ def _escape(segment: str) -> str:
     return escaped.replace(".", "%2E") if escaped in {".", ".."} else escaped
 
 
-def _error_message(payload: Any) -> str | None:
-    try:
-        return codec.Fields(payload).child("error").text("message")
-    except codec.CodecError:
-        return None
+# Reading answers: the wire model, then the gateway's dataclass.
+
+
+def _merchant(payload: Any) -> Merchant:
+    return codec.decode(codec.MerchantWire, payload).domain()
+
+
+def _order(payload: Any) -> Order:
+    return codec.decode(codec.OrderWire, payload).domain()
+
+
+def _orders(payload: Any) -> list[Order]:
+    return [item.domain() for item in codec.decode(codec.OrderList, payload).items]
+
+
+def _account(payload: Any) -> Account:
+    return codec.decode(codec.AccountWire, payload).domain()
+
+
+def _accounts(payload: Any) -> list[Account]:
+    return [item.domain() for item in codec.decode(codec.AccountList, payload).items]
+
+
+def _withdrawal(payload: Any) -> Withdrawal:
+    return codec.decode(codec.WithdrawalWire, payload).domain()
+
+
+def _withdrawals(payload: Any) -> list[Withdrawal]:
+    return [item.domain() for item in codec.decode(codec.WithdrawalList, payload).items]
+
+
+def _payment_link(payload: Any) -> PaymentLink:
+    return codec.decode(codec.PaymentLinkWire, payload).domain()
+
+
+def _reset_result(payload: Any) -> ResetResult:
+    return codec.decode(codec.ResetResultWire, payload).domain()
+
+
+def _resync_result(payload: Any) -> ResyncResult:
+    return codec.decode(codec.ResyncResultWire, payload).domain()
+
+
+def _payment_status_result(payload: Any) -> PaymentStatusResult:
+    return codec.decode(codec.PaymentStatusResultWire, payload).domain()
+
+
+def _bind_result(payload: Any) -> str | None:
+    return codec.decode(codec.BindResultWire, payload).merchant_id

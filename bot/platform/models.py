@@ -166,6 +166,22 @@ class ResetResult:
     throttled: bool = False
 
 
+class StatusChange(StrEnum):
+    """What a payment event did to the order it names, as the platform holds it."""
+
+    MOVED = "moved"  # the order moved forward to the event's status now
+    ALREADY = "already"  # the order was at that status already (the platform's own record)
+    BEHIND = "behind"  # the order is past it: the event is late and changes nothing
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentStatusResult:
+    """The platform's answer to a payment event: the order after it, and what it changed."""
+
+    order: Order
+    change: StatusChange
+
+
 @dataclass(frozen=True, slots=True)
 class ResyncResult:
     order_no: str

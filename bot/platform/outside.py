@@ -30,7 +30,9 @@ from bot.platform.models import (
     Account,
     Merchant,
     Order,
+    OrderStatus,
     PaymentLink,
+    PaymentStatusResult,
     ResetResult,
     ResyncResult,
     Withdrawal,
@@ -146,6 +148,14 @@ class OutsideTransactions:
 
     async def resync_order(self, order_no: str) -> ResyncResult:
         result: ResyncResult = await self._call("resync_order", order_no)
+        return result
+
+    async def record_payment_status(
+        self, order_no: str, status: OrderStatus, amount: Decimal
+    ) -> PaymentStatusResult | None:
+        result: PaymentStatusResult | None = await self._call(
+            "record_payment_status", order_no, status, amount
+        )
         return result
 
     async def redeem_bind_code(self, code: str) -> str | None:

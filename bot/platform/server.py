@@ -16,13 +16,15 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from bot.channels.body import BadBody, parse_json
 from bot.platform import codec
 from bot.platform.gateway import (
+    AmountMismatch,
     BindCodesPaused,
     MerchantNotActive,
     PlatformGateway,
@@ -35,17 +37,13 @@ from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
 
 log = logging.getLogger(__name__)
+W = TypeVar("W", bound=BaseModel)
 
 MAX_BODY = 16 * 1024
 MAX_LIMIT = 200
 MAX_DESCRIPTION = 200
 # The longest identifier any record can have; a longer one is simply not found.
 MAX_KEY = 64
-MAX_AMOUNT = Decimal("9999999999.99")
-_CENT = Decimal("0.01")
-# An amount as text, as docs/platform-openapi.yaml has it: 0.01 to 9999999999.99, no sign,
-# exponent, leading zero or third decimal.
-_AMOUNT_TEXT = re.compile(r"[1-9][0-9]{0,9}(?:\.[0-9]{1,2})?|0\.(?:0[1-9]|[1-9][0-9]?)")
 
 GATEWAY: web.AppKey[PlatformGateway] = web.AppKey("platform_gateway")
 API_KEY: web.AppKey[str | None] = web.AppKey("platform_api_key")
@@ -97,12 +95,14 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except BadInput as exc:
         return _error(400, exc.code, exc.message)
     except codec.CodecError as exc:
-        return _error(400, "invalid_field", str(exc))
+        return _error(400, exc.code, str(exc))
     except NotFound as exc:
         return _error(404, "not_found", str(exc))
     except BindCodesPaused:
         body = codec.encode_error("bind_codes_paused", "too many wrong bind codes; try later")
         return _json(body, 429)
+    except AmountMismatch as exc:
+        return _error(409, "amount_mismatch", str(exc))
     except MerchantNotActive as exc:
         return _json(codec.encode_merchant_not_active(exc.status), 422)
     except PlatformRejected as exc:
@@ -190,32 +190,18 @@ def _since(request: web.Request) -> datetime | None:
     return None if text is None else codec.decode_datetime(text, "since")
 
 
-async def _body(request: web.Request) -> codec.Fields:
-    """The request's JSON object; numbers parse as Decimal so no amount passes through a float."""
-    raw = await request.read()
+async def _request(request: web.Request, model: type[W]) -> W:
+    """The request's JSON body as `model`; numbers parse as Decimal so no amount passes
+    through a float. Lone surrogates stay: the contract refuses them, rather than guess."""
     try:
-        # Lone surrogates stay: the contract refuses them (codec.Fields), rather than guess.
-        value: Any = parse_json(raw, parse_float=Decimal, replace_surrogates=False)
+        value: Any = parse_json(await request.read(), parse_float=Decimal, replace_surrogates=False)
     except BadBody as exc:
         raise BadInput("invalid_json", f"the body is not valid JSON: {exc.message}") from exc
-    return codec.Fields(value)
+    return codec.decode(model, value)
 
 
-def _amount(fields: codec.Fields) -> Decimal:
-    """More than 0, at most MAX_AMOUNT, whole cents; as text, written plainly ("88.50", "12")."""
-    amount, raw = fields.decimal("amount"), fields.raw("amount")
-    plain = not isinstance(raw, str) or _AMOUNT_TEXT.fullmatch(raw) is not None
-    # The range first: the remainder of an amount like 1E+400 cannot be computed.
-    if not (plain and Decimal(0) < amount <= MAX_AMOUNT and amount % _CENT == 0):
-        raise BadInput(
-            "invalid_amount", f"amount: more than 0, at most {MAX_AMOUNT}, two decimals at most"
-        )
-    return amount
-
-
-def _description(fields: codec.Fields) -> str | None:
+def _description(text: str | None) -> str | None:
     """Free text for the payer, without characters that would hide or reorder what they read."""
-    text = fields.opt_text("description")
     if text is None:
         return None
     if len(text) > MAX_DESCRIPTION or _HIDDEN.search(text):
@@ -238,25 +224,25 @@ async def get_merchant(request: web.Request) -> web.Response:
     merchant = await request.app[GATEWAY].get_merchant(key) if key else None
     if merchant is None:
         raise NotFound("no such merchant")
-    return _json(codec.encode_merchant(merchant))
+    return _json(codec.encode(codec.MerchantWire.from_domain(merchant)))
 
 
 async def list_orders(request: web.Request) -> web.Response:
     key, since, limit = _filter_key(request, "merchant_id"), _since(request), _limit(request, 50)
     orders = await request.app[GATEWAY].list_orders(key, since=since, limit=limit) if key else []
-    return _json(codec.encode_items([codec.encode_order(o) for o in orders]))
+    return _json(codec.encode(codec.OrderList.from_domain({"items": orders})))
 
 
 async def list_accounts(request: web.Request) -> web.Response:
     key = _filter_key(request, "merchant_id")
     accounts = await request.app[GATEWAY].list_accounts(key) if key else []
-    return _json(codec.encode_items([codec.encode_account(a) for a in accounts]))
+    return _json(codec.encode(codec.AccountList.from_domain({"items": accounts})))
 
 
 async def list_withdrawals(request: web.Request) -> web.Response:
     key, limit = _filter_key(request, "merchant_id"), _limit(request, 10)
     withdrawals = await request.app[GATEWAY].list_withdrawals(key, limit=limit) if key else []
-    return _json(codec.encode_items([codec.encode_withdrawal(w) for w in withdrawals]))
+    return _json(codec.encode(codec.WithdrawalList.from_domain({"items": withdrawals})))
 
 
 async def get_order(request: web.Request) -> web.Response:
@@ -264,7 +250,7 @@ async def get_order(request: web.Request) -> web.Response:
     order = await request.app[GATEWAY].get_order(key) if key else None
     if order is None:
         raise NotFound("no such order")
-    return _json(codec.encode_order(order))
+    return _json(codec.encode(codec.OrderWire.from_domain(order)))
 
 
 async def resync_order(request: web.Request) -> web.Response:
@@ -275,7 +261,18 @@ async def resync_order(request: web.Request) -> web.Response:
         result = await request.app[GATEWAY].resync_order(key)
     except LookupError as exc:
         raise NotFound("no such order") from exc
-    return _json(codec.encode_resync_result(result))
+    return _json(codec.encode(codec.ResyncResultWire.from_domain(result)))
+
+
+async def record_payment_status(request: web.Request) -> web.Response:
+    """A signed payment event, held against the order: forward only, the amount must match."""
+    body = await _request(request, codec.PaymentStatusRequest)
+    key = _path_key(request, "order_no")
+    gateway = request.app[GATEWAY]
+    result = await gateway.record_payment_status(key, body.status, body.amount) if key else None
+    if result is None:
+        raise NotFound("no such order")
+    return _json(codec.encode(codec.PaymentStatusResultWire.from_domain(result)))
 
 
 async def get_account(request: web.Request) -> web.Response:
@@ -283,7 +280,7 @@ async def get_account(request: web.Request) -> web.Response:
     account = await request.app[GATEWAY].get_account(key) if key else None
     if account is None:
         raise NotFound("no such account")
-    return _json(codec.encode_account(account))
+    return _json(codec.encode(codec.AccountWire.from_domain(account)))
 
 
 async def get_withdrawal(request: web.Request) -> web.Response:
@@ -291,32 +288,32 @@ async def get_withdrawal(request: web.Request) -> web.Response:
     withdrawal = await request.app[GATEWAY].get_withdrawal(key) if key else None
     if withdrawal is None:
         raise NotFound("no such withdrawal")
-    return _json(codec.encode_withdrawal(withdrawal))
+    return _json(codec.encode(codec.WithdrawalWire.from_domain(withdrawal)))
 
 
 async def create_payment_link(request: web.Request) -> web.Response:
-    fields = await _body(request)
-    merchant_id = _key(fields.text("merchant_id"))
-    amount, description = _amount(fields), _description(fields)
+    body = await _request(request, codec.PaymentLinkRequest)
+    merchant_id, description = _key(body.merchant_id), _description(body.description)
     gateway = request.app[GATEWAY]
     if merchant_id is None or await gateway.get_merchant(merchant_id) is None:
         raise NotFound("no such merchant")
-    link = await gateway.create_payment_link(merchant_id, amount, description)
-    return _json(codec.encode_payment_link(link), status=201)
+    link = await gateway.create_payment_link(merchant_id, body.amount, description)
+    return _json(codec.encode(codec.PaymentLinkWire.from_domain(link)), status=201)
 
 
 async def start_password_reset(request: web.Request) -> web.Response:
     """Always 202 with the same shape, so the answer cannot be used to probe for logins."""
-    login = _key((await _body(request)).text("login"))
+    login = _key((await _request(request, codec.PasswordResetRequest)).login)
     gateway = request.app[GATEWAY]
     result = await gateway.start_password_reset(login) if login else None
-    return _json(codec.encode_reset_result(result or ResetResult(sent=False)), status=202)
+    reset = codec.ResetResultWire.from_domain(result or ResetResult(sent=False))
+    return _json(codec.encode(reset), status=202)
 
 
 async def redeem_bind_code(request: web.Request) -> web.Response:
-    code = _key((await _body(request)).text("code"))
+    code = _key((await _request(request, codec.BindCodeRequest)).code)
     merchant_id = await request.app[GATEWAY].redeem_bind_code(code) if code else None
-    return _json(codec.encode_bind_result(merchant_id))
+    return _json(codec.encode(codec.BindResultWire(merchant_id=merchant_id)))
 
 
 def create_platform_app(gateway: PlatformGateway, api_key: str | None) -> web.Application:
@@ -335,6 +332,7 @@ def create_platform_app(gateway: PlatformGateway, api_key: str | None) -> web.Ap
             web.get("/v1/merchants/{merchant_id}/withdrawals", list_withdrawals),
             web.get("/v1/orders/{order_no}", get_order),
             web.post("/v1/orders/{order_no}/resync", resync_order),
+            web.post("/v1/orders/{order_no}/payment-status", record_payment_status),
             web.get("/v1/accounts/{login}", get_account),
             web.get("/v1/withdrawals/{withdrawal_id}", get_withdrawal),
             web.post("/v1/payment-links", create_payment_link),

@@ -13,7 +13,13 @@ from decimal import Decimal
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.platform.gateway import BindCodesPaused, MerchantNotActive, PlatformRejected
+from bot.digests import token_digest
+from bot.platform.gateway import (
+    AmountMismatch,
+    BindCodesPaused,
+    MerchantNotActive,
+    PlatformRejected,
+)
 from bot.platform.models import (
     Account,
     AccountStatus,
@@ -27,8 +33,10 @@ from bot.platform.models import (
     OrderStatus,
     PaymentAttempt,
     PaymentLink,
+    PaymentStatusResult,
     ResetResult,
     ResyncResult,
+    StatusChange,
     Withdrawal,
     WithdrawalStatus,
 )
@@ -51,11 +59,6 @@ RESETS_PER_ACCOUNT_PER_HOUR = 3
 RESET_TOKEN_LIFETIME = timedelta(minutes=30)
 BIND_KEY = "bind_code_key"
 _BIND_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('platform:bind_codes'))")
-
-
-def digest(secret: str) -> str:
-    """For random secrets (reset tokens): a plain digest cannot be reversed by trying them all."""
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def bind_code_digest(key: bytes, code: str) -> str:
@@ -226,7 +229,7 @@ class SqlPlatform:
             session.add(
                 PasswordResetRow(
                     login=login,
-                    token_digest=digest(token),
+                    token_digest=token_digest(token),
                     requested_at=now,
                     expires_at=now + RESET_TOKEN_LIFETIME,
                     delivered_to=recipient.split("@")[-1] if "@" in recipient else "sms",
@@ -258,6 +261,27 @@ class SqlPlatform:
                 row.order_no, before, after, channel_status, changed=after != before
             )
 
+    async def record_payment_status(
+        self, order_no: str, status: OrderStatus, amount: Decimal
+    ) -> PaymentStatusResult | None:
+        """The embedded platform learns payments from these events: the order moves forward to
+        `status` (a late `pending` never overwrites `paid`) when `amount` is the order's."""
+        async with self._unit() as session:
+            row = await session.get(OrderRow, order_no.upper(), with_for_update=True)
+            if row is None:
+                return None
+            if from_fen(row.amount_fen) != amount:
+                raise AmountMismatch("the amount does not match the order")
+            current = OrderStatus(row.status)
+            if current == status:
+                change = StatusChange.ALREADY
+            elif current.moves_forward_to(status):
+                row.status, row.updated_at = status.value, self._clock()
+                change = StatusChange.MOVED
+            else:
+                change = StatusChange.BEHIND
+            return PaymentStatusResult(await _order(session, row), change)
+
     async def redeem_bind_code(self, code: str) -> str | None:
         """The merchant whose unused code this is, consuming it. With `bind_limit` (count,
         window) at most that many wrong codes are tried per window, whoever sends them: the
@@ -279,7 +303,7 @@ class SqlPlatform:
             key = await bind_code_key(session, self._bind_code_secret)
             # A code stored before keyed digests (plain SHA-256) still works, once: it is
             # consumed by the redemption; `btp-bot platform load` stores every code keyed.
-            digests = [bind_code_digest(key, code), digest(code.strip())]
+            digests = [bind_code_digest(key, code), token_digest(code.strip())]
             result = await session.execute(
                 update(MerchantRow)
                 .where(

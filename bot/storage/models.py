@@ -241,7 +241,7 @@ class PlatformEvent(Base):
     __tablename__ = "platform_events"
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    order_no: Mapped[str] = mapped_column(String(18))
+    order_no: Mapped[str] = mapped_column(String(18), index=True)
     status: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
