@@ -50,6 +50,3 @@ class Renderer:
     def ui(self, language: Language, key: str, **values: Any) -> str:
         macro = getattr(self._ui[language], key.replace(".", "_"))
         return str(macro(**values)).strip()
-
-    def has_ui(self, language: Language, key: str) -> bool:
-        return hasattr(self._ui[language], key.replace(".", "_"))
