@@ -24,6 +24,7 @@ from bot.escalation.canned import load_canned
 from bot.escalation.service import HandoffError, HandoffService
 from bot.faq.knowledge import Knowledge
 from bot.platform.gateway import MerchantNotActive, PlatformRejected, PlatformUnavailable
+from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.events import EventBus
 from bot.types import Language
@@ -62,6 +63,7 @@ class ConsoleBase:
         hasher: PasswordHasher | None = None,
         clock: Callable[[], datetime] | None = None,
         heartbeat_every: float = HEARTBEAT_EVERY,
+        renderer: Renderer | None = None,
     ) -> None:
         self._settings = settings
         self._hasher = hasher or PasswordHasher()
@@ -76,8 +78,11 @@ class ConsoleBase:
             lstrip_blocks=True,
             auto_reload=False,  # as the bot's replies (bot/render.py): changed by a deploy
         )
-        module = self._env.get_template("_i18n.html").module
-        self._strings: dict[str, dict[str, str]] = module.STRINGS  # type: ignore[attr-defined]
+        # The console's words are the bot's mechanism: macros in the per-language tree.
+        renderer = renderer or Renderer()
+        self._strings = {
+            str(language): renderer.strings(language, "console") for language in Language
+        }
         self._canned = load_canned(settings.knowledge_dir / "canned.yaml")
         self._live = LiveUpdates(heartbeat_every=heartbeat_every)
         self._attached: _Attached | None = None

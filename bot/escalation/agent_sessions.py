@@ -71,10 +71,6 @@ class LoginResult:
     device_token: str | None = None
     retry_after: timedelta | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.session_token is not None
-
 
 class AgentSessions:
     def __init__(
