@@ -28,6 +28,7 @@ chat: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bot webhook_server.py tests benchmarks
 	$(BIN)/mypy bot webhook_server.py
+	$(BIN)/lint-imports
 
 kb: $(STAMP)
 	$(BIN)/btp-bot kb check

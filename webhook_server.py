@@ -33,12 +33,13 @@ from bot.channels.inbound import InboundDispatcher
 from bot.channels.outbox import OutboxRelay, Sender
 from bot.channels.telegram import TelegramChannel
 from bot.channels.webchat import Limits, WebChat, WebChatFanout, WebChatHub
-from bot.escalation.console import AgentConsole
+from bot.console.views import AgentConsole
 from bot.logsafety import install_redaction
 from bot.metrics import Metrics
 from bot.notifications import EventError, PaymentEvent, PaymentNotifier, SignatureError, verify
 from bot.platform.gateway import PlatformUnavailable
 from bot.settings import Settings
+from bot.storage.events import Event, OutboxFilled
 from bot.storage.retention import keep_pruning
 
 log = logging.getLogger(__name__)
@@ -302,14 +303,19 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
             bot.engine.on_queued = relay.kick
             bot.engine.deliver = relay.deliver
 
-            async def on_event(event: dict[str, object]) -> None:
-                if event.get("kind") == "outbox":
+            async def on_event(event: Event) -> None:
+                if isinstance(event, OutboxFilled):
                     relay.kick()
 
             bot.bus.subscribe(on_event)
             notifier = PaymentNotifier(bot.sessions, bot.gateway, bot.renderer, PUSHED)
             app[RUNTIME] = Runtime(bot, meter, hub, relay, notifier, channel, dispatcher)
-            console.attach(app[RUNTIME])
+            console.attach(
+                handoffs=bot.handoffs,
+                sessions=bot.sessions,
+                knowledge=bot.engine.knowledge,
+                bus=bot.bus,
+            )
             webchat.attach(bot.engine, bot.sessions, hub)
             tasks = [
                 asyncio.create_task(relay.run(), name="outbox-relay"),

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.engine import Engine, EngineMetrics
-from bot.escalation.bus import EventBus
 from bot.escalation.hours import BusinessHours
 from bot.escalation.service import HandoffService
 from bot.faq.knowledge import Knowledge, load_valid_knowledge
@@ -25,6 +24,7 @@ from bot.platform.sql import SqlPlatform
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
+from bot.storage.events import EventBus
 from bot.types import Language
 
 

@@ -1,4 +1,9 @@
-"""`btp-bot`: run the bot, manage its database and knowledge, and inspect the NLU."""
+"""`btp-bot`: run the bot, manage its database and knowledge, and inspect the NLU.
+
+Over 400 lines on purpose: one small `cmd_*` function per subcommand and the one parser that
+names them all (`build_parser`), so `btp-bot --help` and this file read the same. Each command
+is a thin wrapper over the module that does the work.
+"""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from bot.privacy import mask_pii
 from bot.storage.models import Conversation, Message, OutboxItem, table_of, utcnow
-from bot.types import Direction, Reply, SenderKind
+from bot.types import Direction, OutboxStatus, Reply, SenderKind
 
 # How long a row being sent stays with the process that sends it; the relay renews it while
 # the row waits or is in flight (bot/channels/outbox.py), so it runs out only when the process
@@ -147,7 +147,11 @@ async def record_turn(
         )
     if not rows and also is None:
         return None, []
-    status, due = ("sending", leased_until) if leased_until is not None else ("pending", now)
+    status, due = (
+        (OutboxStatus.SENDING, leased_until)
+        if leased_until is not None
+        else (OutboxStatus.PENDING, now)
+    )
     return await session.run_sync(
         _write_turn,
         conversation,

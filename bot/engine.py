@@ -41,7 +41,6 @@ from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.values import read_amount, read_position, read_yes_no
 from bot.platform.gateway import PlatformGateway, PlatformRejected, PlatformUnavailable
-from bot.platform.outside import in_unit
 from bot.privacy import contains_password, mask_data, mask_pii
 from bot.render import Renderer
 from bot.routing import UNHANDLED, Handler, Result, Router
@@ -60,6 +59,7 @@ from bot.storage.models import (
 from bot.storage.models import (
     Identity as IdentityRow,
 )
+from bot.storage.runner import in_unit
 from bot.storage.unit import add_new, after_commit, inbound_claimed, insert_once
 from bot.types import Button, Direction, IncomingMessage, Label, Language, Reply, SenderKind
 

@@ -33,9 +33,9 @@ from bot.delivery import record_outgoing
 from bot.platform import codec
 from bot.platform.gateway import AmountMismatch, PlatformGateway, PlatformRejected
 from bot.platform.models import Order, OrderStatus, StatusChange
-from bot.platform.outside import in_unit
 from bot.render import Renderer
 from bot.storage.models import Conversation, Identity, OrderWatch, PlatformEvent
+from bot.storage.runner import in_unit
 from bot.types import Language, Reply, SenderKind
 
 TOLERANCE = 300

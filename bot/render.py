@@ -1,4 +1,8 @@
-"""Every sentence the bot says comes from a jinja2 template under bot/templates/<language>/."""
+"""Every sentence the bot says comes from a jinja2 template under bot/templates/<language>/.
+
+The same tree holds the short strings, as macros in one module per use: `ui.j2` for the bot's
+buttons and names, `console.j2` for the agent console's words (docs/decisions/0004).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2.runtime import Macro
 
 from bot.types import Button, Language, Reply
 
@@ -51,5 +56,13 @@ class Renderer:
         macro = getattr(self._ui[language], key.replace(".", "_"))
         return str(macro(**values)).strip()
 
-    def has_ui(self, language: Language, key: str) -> bool:
-        return hasattr(self._ui[language], key.replace(".", "_"))
+    def strings(self, language: Language, module: str) -> dict[str, str]:
+        """Every macro of `<language>/<module>.j2` that takes no argument, rendered: a table of
+        words for a page and its script (the console's `console.j2`)."""
+        return {name: str(macro()) for name, macro in self.macros(language, module).items()}
+
+    def macros(self, language: Language, module: str) -> dict[str, Macro]:
+        """The macros `<language>/<module>.j2` defines, by name; each language must define the
+        same ones with the same arguments (tests/test_replies.py checks it)."""
+        names = self._env.get_template(f"{language}/{module}.j2").module
+        return {name: value for name, value in vars(names).items() if isinstance(value, Macro)}

@@ -76,10 +76,35 @@ FAQ_LABELS: frozenset[Label] = frozenset(
 
 
 class ConversationState(StrEnum):
+    """Who answers a chat: the bot, nobody yet (waiting in the queue), or an agent."""
+
     BOT = "bot"
     QUEUED = "queued"
     AGENT = "agent"
-    CLOSED = "closed"
+
+
+class HandoffStatus(StrEnum):
+    """A hand-over to people. A queued one waits for an agent, an assigned one has one; out of
+    hours the user is first asked for a ticket's text (`TICKET_PENDING`), then the ticket
+    waits for an answer (`TICKET`). Both kinds end resolved, or returned when the user went
+    back to the bot first."""
+
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    TICKET_PENDING = "ticket_pending"
+    TICKET = "ticket"
+    RESOLVED = "resolved"
+    RETURNED = "returned"
+
+
+class OutboxStatus(StrEnum):
+    """A reply waiting to go out (`PENDING`), leased to a process sending it (`SENDING`), taken
+    by the channel (`SENT`), or refused for good (`FAILED`)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 class Direction(StrEnum):
@@ -172,7 +197,6 @@ class Parse:
     coverage: float = 1.0
     matched: str | None = None
     reason: str | None = None
-    normalized: str = field(default="", repr=False)
 
     def entity(self, kind: str) -> str | None:
         return next((e.value for e in self.entities if e.kind == kind), None)

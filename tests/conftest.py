@@ -26,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import bot.platform.tables  # noqa: F401  (the platform's tables are truncated too)
 from bot.app import build_gateway, build_matcher
 from bot.engine import Engine
-from bot.escalation.bus import EventBus
 from bot.escalation.hours import BusinessHours
 from bot.escalation.service import HandoffService
 from bot.faq.knowledge import Knowledge, load_valid_knowledge
@@ -36,6 +35,7 @@ from bot.platform.world import load_world, read_world
 from bot.render import Renderer
 from bot.settings import PROJECT_ROOT, Settings
 from bot.storage.db import create_engine, session_factory, upgrade
+from bot.storage.events import EventBus
 from bot.storage.models import Base
 from bot.types import Button, IncomingMessage, Reply
 from tests.botapi import BotApiStub

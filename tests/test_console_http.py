@@ -29,8 +29,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from yarl import URL
 
+from bot.console.views import AgentConsole
 from bot.escalation import login_guard, stats
-from bot.escalation.console import AgentConsole, load_canned
+from bot.escalation.canned import load_canned
 from bot.escalation.context_card import findings_card
 from bot.faq.knowledge import load_valid_knowledge
 from bot.platform.tables import OrderRow, PasswordResetRow, PaymentLinkRow
@@ -83,7 +84,13 @@ def with_console(app: web.Application, settings: Settings) -> web.Application:
     console.add_routes(app)
 
     async def attached(app: web.Application) -> AsyncIterator[None]:
-        console.attach(app[RUNTIME])
+        bot = app[RUNTIME].bot
+        console.attach(
+            handoffs=bot.handoffs,
+            sessions=bot.sessions,
+            knowledge=bot.engine.knowledge,
+            bus=bot.bus,
+        )
         yield
         await console.close()
 

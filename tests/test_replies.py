@@ -538,3 +538,31 @@ def test_customer_words_for_every_failure_code_speak_to_the_payer(
         )
         assert third_person not in text.lower(), code
         assert_reads_like_words(text, language)
+
+
+@pytest.mark.parametrize("module", ["ui", "console"])
+def test_every_language_has_the_same_short_strings_with_the_same_arguments(
+    renderer: Renderer, module: str
+) -> None:
+    """The short strings are macros in each language's own module (docs/decisions/0004): a
+    word missing in one language, or one taking other values, fails here and not in front of
+    a user or an agent."""
+    shapes = {
+        language: {name: m.arguments for name, m in renderer.macros(language, module).items()}
+        for language in Language
+    }
+    assert shapes[Language.ZH], f"{module}.j2 defines no macros"
+    assert shapes[Language.ZH] == shapes[Language.EN]
+
+
+def test_the_console_table_holds_every_word_its_pages_and_script_name(renderer: Renderer) -> None:
+    """Each `t.key` a console page names, and each key console.js asks for literally, is in
+    the table of both languages (StrictUndefined would only catch the pages that a test opens)."""
+    root = Path(__file__).resolve().parent.parent / "bot" / "console"
+    pages = " ".join(p.read_text(encoding="utf-8") for p in (root / "templates").glob("*.html"))
+    named = set(re.findall(r"\bt\.([a-z_][a-z0-9_]*)", pages))
+    script = (root / "static" / "console.js").read_text(encoding="utf-8")
+    named |= set(re.findall(r"""\bt\(["']([a-z_][a-z0-9_]*)["']\)""", script))
+    assert len(named) > 50
+    for language in Language:
+        assert named - set(renderer.strings(language, "console")) == set(), language

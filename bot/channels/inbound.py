@@ -34,9 +34,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.concurrency import KeyedLocks
-from bot.platform.outside import in_unit
 from bot.privacy import mask_pii
-from bot.storage.models import InboundUpdate
+from bot.storage.models import INBOUND_MAX_ATTEMPTS, InboundUpdate
+from bot.storage.runner import in_unit
 from bot.storage.unit import inbound_claimed, insert_once
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 Processor = Callable[[dict[str, Any]], Awaitable[None]]
 Rejected = Callable[[dict[str, Any]], Awaitable[None]]
 # Attempts for an update whose failure may pass (backoff from retry_base: 0.5 s, 1 s, ... 64 s).
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = INBOUND_MAX_ATTEMPTS
 # Attempts for one whose failure will not: on arrival, again from the queue, and once more
 # 2 x poison_retry later (0.5 s by default).
 POISON_ATTEMPTS = 3

@@ -33,6 +33,7 @@ from sqlalchemy.orm import aliased
 from bot.concurrency import KeyedLocks
 from bot.delivery import LEASE, kept_payload
 from bot.storage.models import OutboxItem, table_of
+from bot.types import OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,10 @@ _MARK_SENT = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
     .values(
-        status="sent", sent_at=bindparam("now"), attempts=_OUTBOX.c.attempts + 1, last_error=None
+        status=OutboxStatus.SENT,
+        sent_at=bindparam("now"),
+        attempts=_OUTBOX.c.attempts + 1,
+        last_error=None,
     )
 )
 # The few sent rows whose payload held a personal number keep it masked (see `kept_payload`).
@@ -208,7 +212,7 @@ class OutboxRelay:
                         update(_OUTBOX)
                         .where(
                             _OUTBOX.c.id.in_([item.id for item in held]),
-                            _OUTBOX.c.status == "sending",
+                            _OUTBOX.c.status == OutboxStatus.SENDING,
                         )
                         .values(next_attempt_at=until)
                     )
@@ -242,7 +246,7 @@ class OutboxRelay:
                     older.channel == OutboxItem.channel,
                     older.chat_id == OutboxItem.chat_id,
                     older.id < OutboxItem.id,
-                    older.status.in_(("pending", "sending")),
+                    older.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING)),
                     older.next_attempt_at > now,
                 )
                 .exists()
@@ -250,7 +254,7 @@ class OutboxRelay:
             due = (
                 select(OutboxItem.id)
                 .where(
-                    OutboxItem.status.in_(("pending", "sending")),
+                    OutboxItem.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING)),
                     OutboxItem.next_attempt_at <= now,
                     OutboxItem.channel.in_(list(self._senders)),
                     ~waiting,
@@ -263,7 +267,7 @@ class OutboxRelay:
             claimed = await session.scalars(
                 update(OutboxItem)
                 .where(OutboxItem.id.in_(due.scalar_subquery()))
-                .values(status="sending", next_attempt_at=now + LEASE)
+                .values(status=OutboxStatus.SENDING, next_attempt_at=now + LEASE)
                 .returning(OutboxItem),
                 execution_options={"synchronize_session": False},
             )
@@ -344,7 +348,7 @@ class OutboxRelay:
                 update(OutboxItem)
                 .where(OutboxItem.id == item.id)
                 .values(
-                    status="failed",
+                    status=OutboxStatus.FAILED,
                     attempts=item.attempts + 1,
                     last_error=error,
                     payload=kept_payload(item.payload) or item.payload,
@@ -375,7 +379,7 @@ class OutboxRelay:
             await session.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id.in_([item.id for item in items]))
-                .values(status="pending", next_attempt_at=_now())
+                .values(status=OutboxStatus.PENDING, next_attempt_at=_now())
             )
         self.kick()
 
@@ -388,7 +392,7 @@ class OutboxRelay:
                 attempts = item.attempts + (1 if item is items[0] else 0)
                 give_up = attempts >= MAX_ATTEMPTS
                 values: dict[str, Any] = {
-                    "status": "failed" if give_up else "pending",
+                    "status": OutboxStatus.FAILED if give_up else OutboxStatus.PENDING,
                     "attempts": attempts,
                     "next_attempt_at": now + delay,
                     "last_error": error,

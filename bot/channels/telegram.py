@@ -311,7 +311,7 @@ class TelegramChannel:
             )
         # The answer only stops the button's spinner. It goes out beside the transaction, not
         # inside it, and once the handling went through: a handling run again (after a platform
-        # call, see bot/platform/outside.py) does not answer twice.
+        # call, see bot/storage/runner.py) does not answer twice.
         task = asyncio.create_task(self._answer(query))
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)

@@ -10,6 +10,9 @@ in access logs). Everything a user types is data: the page renders it as text, n
 What a visitor gets without an account is bounded: sessions opened per client address, sockets
 per session and per address, and a token that goes unused for `WEBCHAT_IDLE_TIMEOUT` stops
 working (docs/SECURITY.md).
+
+Over 400 lines: the channel's routes, its socket hub and its cross-process fan-out share the
+session and token rules above; split apart, each would import the others' private helpers.
 """
 
 from __future__ import annotations
@@ -41,12 +44,12 @@ from bot.channels.errors import json_error
 from bot.cleantext import clean_text
 from bot.digests import token_digest
 from bot.engine import Engine
-from bot.escalation.bus import EventBus
 from bot.pageheaders import PAGE_HEADERS
-from bot.platform.outside import in_unit
 from bot.settings import Settings
 from bot.sockets import answer_pings
+from bot.storage.events import Event, EventBus, WebChatPush
 from bot.storage.models import Conversation, Message, RateEvent, WebChatSession, utcnow
+from bot.storage.runner import in_unit
 from bot.storage.unit import unit_of_work
 from bot.types import IncomingMessage
 
@@ -207,20 +210,18 @@ class WebChatFanout:
         if not self._bus.distributed or payload.get("message_id") is None:
             await self._hub.send(chat_id, payload)
             return
-        await self._bus.publish(
-            {"kind": "webchat", "chat_id": chat_id, "message_id": payload["message_id"]}
-        )
+        await self._bus.publish(WebChatPush(chat_id, int(payload["message_id"])))
 
-    async def _on_event(self, event: dict[str, Any]) -> None:
-        if event.get("kind") != "webchat" or not self._hub.connected(str(event.get("chat_id"))):
+    async def _on_event(self, event: Event) -> None:
+        if not isinstance(event, WebChatPush) or not self._hub.connected(event.chat_id):
             return
         async with self._sessions() as session:
-            message = await session.get(Message, int(event["message_id"]))
+            message = await session.get(Message, event.message_id)
         if message is None:
             return
         payload = message.payload or {}
         await self._hub.send(
-            str(event["chat_id"]),
+            event.chat_id,
             {
                 "text": message.text,
                 "buttons": payload.get("buttons", []),

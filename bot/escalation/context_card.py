@@ -4,8 +4,9 @@ the bot found and what it already did.
 
 The flows store findings under their own keys (`order_no`, `failure_code`, `locked_until`,
 `resynced`, ...); the words for those keys and for the summary are the console's strings
-(`templates/_i18n.html`, prefixes `f_` and `sum_`); the words for failure codes and withdrawal
-failures are the knowledge's (`knowledge/failure_codes.yaml`), the same the bot tells the user.
+(`bot/templates/<lang>/console.j2`, prefixes `f_` and `sum_`); the words for failure codes and
+withdrawal failures are the knowledge's (`knowledge/failure_codes.yaml`), the same the bot
+tells the user.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.storage.models import Agent, Conversation, Handoff, Message, UnansweredQuestion
-from bot.types import FAQ_LABELS
+from bot.types import FAQ_LABELS, HandoffStatus
 
 ONLINE_WINDOW = timedelta(minutes=2)
 SIMILAR = 60  # rapidfuzz score from which two unanswered questions are the same question
@@ -109,14 +109,16 @@ async def collect(
     since = datetime.combine(first, time.min, tzinfo=zone)
     async with sessions() as session:
         queued = (
-            await session.scalars(select(Handoff.created_at).where(Handoff.status == "queued"))
+            await session.scalars(
+                select(Handoff.created_at).where(Handoff.status == HandoffStatus.QUEUED)
+            )
         ).all()
         agents = []
         for agent in (await session.scalars(select(Agent).order_by(Agent.name))).all():
             open_chats = await session.scalar(
                 select(func.count())
                 .select_from(Handoff)
-                .where(Handoff.agent_id == agent.id, Handoff.status == "assigned")
+                .where(Handoff.agent_id == agent.id, Handoff.status == HandoffStatus.ASSIGNED)
             )
             online = (
                 agent.online

@@ -1,11 +1,14 @@
 """Loading and checking the knowledge files a support lead edits (`knowledge/*.yaml`).
 
 Every value keeps the line it came from, so `btp-bot kb check` can point at the exact place.
+
+Over 400 lines: one `_load_*` function per knowledge file over a shared line-keeping YAML
+loader and problem list; the files are checked against each other (links, coverage,
+duplicates), so their loaders stay together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,9 +123,6 @@ class Knowledge:
     words: Words = field(default_factory=Words)
     phrasings: list[Phrasing] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-
-    def phrasings_of(self, label: Label) -> Iterator[Phrasing]:
-        return (p for p in self.phrasings if p.label == label)
 
     def withdrawal_failure(self, reason: str | None) -> FailureAdvice | None:
         """The words for a withdrawal's failure reason; None when the reason is not known."""

@@ -318,9 +318,7 @@ class Matcher:
         )
         body = self._synonyms.apply(strip_punctuation(replace_entities(folded, entities)))
         if not body.strip():
-            return Parse(
-                Label.OUT_OF_SCOPE, 0.0, language, entities, reason="empty", normalized=body
-            )
+            return Parse(Label.OUT_OF_SCOPE, 0.0, language, entities, reason="empty")
         combined, matched = self.scores(body)
         ranked = sorted(combined.items(), key=lambda kv: kv[1], reverse=True)
         coverage, foreign = self.explain(body)
@@ -334,7 +332,6 @@ class Matcher:
                 entities,
                 coverage=coverage,
                 reason="no_match",
-                normalized=body,
             )
         (best, score), rest = ranked[0], ranked[1:]
         alternatives = tuple(
@@ -367,7 +364,6 @@ class Matcher:
                 coverage,
                 matched.get(best),
                 reason,
-                body,
             )
         return Parse(
             best,
@@ -378,5 +374,4 @@ class Matcher:
             coverage,
             matched.get(best),
             None,
-            body,
         )

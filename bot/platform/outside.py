@@ -1,29 +1,18 @@
-"""Remote platform calls made outside the message's transaction.
+"""The remote platform, called outside the message's transaction.
 
-With the platform behind HTTP (`PLATFORM_API_URL`) a call may take seconds. Made inside the
-message's transaction it would hold a database connection that long (on SQLite the only one),
-and every other chat would wait behind it. So inside a unit run by `in_unit`, the gateway does
-not call: the first time a message needs an answer it does not have yet, it stops the message
-(`PlatformCallNeeded`, which rolls the transaction back), `in_unit` makes the call with no
-connection held, keeps the answer (or the error), and runs the message again from the start,
-where the answer is now at hand. A message needing two answers runs three times: a few
-milliseconds of database work each, against the platform's seconds.
-
-Each call is made once per message, so a payment link is not created twice by a rerun. Outside
-`in_unit` (the agent console's actions) the gateway calls straight through, as before. The
-embedded platform (`SqlPlatform`) is never wrapped: it works inside the transaction itself.
+With the platform behind HTTP (`PLATFORM_API_URL`) a call may take seconds; inside a unit run
+by `bot.storage.runner.in_unit` each call is made between two runs of the message, with no
+connection held (see that module), and at most once per message. Outside `in_unit` (the agent
+console's actions) the gateway calls straight through. The embedded platform (`SqlPlatform`)
+is never wrapped: it works inside the transaction itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any, TypeVar
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from typing import Any
 
 from bot.platform.gateway import PlatformGateway
 from bot.platform.models import (
@@ -37,52 +26,7 @@ from bot.platform.models import (
     ResyncResult,
     Withdrawal,
 )
-from bot.storage.unit import current_session, joined
-
-T = TypeVar("T")
-_Key = tuple[str, tuple[Any, ...]]  # the method and its arguments
-_answers: ContextVar[dict[_Key, tuple[bool, Any]] | None] = ContextVar(
-    "platform_answers", default=None
-)
-
-
-class PlatformCallNeeded(BaseException):
-    """Stops a message to make a platform call outside its transaction.
-
-    A BaseException, like cancellation: no handler's `except Exception` may swallow it."""
-
-    def __init__(self, key: _Key, call: Callable[[], Awaitable[Any]]) -> None:
-        super().__init__(key[0])
-        self.key, self.call = key, call
-
-
-async def in_unit(
-    sessions: async_sessionmaker[AsyncSession],
-    work: Callable[[AsyncSession], Awaitable[T]],
-) -> T:
-    """Run `work` in one transaction (joined, see bot.storage.unit), again from the start
-    after each platform call it needed, which is made in between, outside any transaction.
-
-    Inside a transaction that is already open, `work` joins it: restarting is then the
-    business of whoever opened it."""
-    outer = current_session.get()
-    if outer is not None:
-        return await work(outer)
-    answers: dict[_Key, tuple[bool, Any]] = {}
-    token = _answers.set(answers)
-    try:
-        while True:
-            try:
-                async with sessions() as session, session.begin():
-                    with joined(session):
-                        return await work(session)
-            except PlatformCallNeeded as needed:
-                try:
-                    answers[needed.key] = (True, await needed.call())
-                except Exception as exc:
-                    answers[needed.key] = (False, exc)
-    finally:
-        _answers.reset(token)
+from bot.storage.runner import answer_outside
 
 
 class OutsideTransactions:
@@ -93,16 +37,7 @@ class OutsideTransactions:
 
     async def _call(self, name: str, *args: Any, **keywords: Any) -> Any:
         method = partial(getattr(self.remote, name), *args, **keywords)
-        answers = _answers.get()
-        if answers is None:
-            return await method()
-        key = (name, (*args, *sorted(keywords.items())))
-        if key not in answers:
-            raise PlatformCallNeeded(key, method)
-        ok, value = answers[key]
-        if not ok:
-            raise value
-        return value
+        return await answer_outside((name, (*args, *sorted(keywords.items()))), method)
 
     async def get_merchant(self, merchant_id: str) -> Merchant | None:
         result: Merchant | None = await self._call("get_merchant", merchant_id)

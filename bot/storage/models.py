@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from bot.types import ConversationState, HandoffStatus, OutboxStatus
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -49,6 +52,28 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class StrEnumText(TypeDecorator[E]):
+    """A state stored as its plain string (`String(16)`, no database enum, so the values in the
+    tables are the ones they always were) and read back as the `StrEnum` member. Writing a
+    string that is no member fails at once instead of storing a state no code knows."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, enum: type[E]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
 
 
 class Base(DeclarativeBase):
@@ -90,7 +115,9 @@ class Conversation(Base):
     channel: Mapped[str] = mapped_column(String(32))
     chat_id: Mapped[str] = mapped_column(String(128))
     identity_id: Mapped[int | None] = mapped_column(ForeignKey("identities.id"), default=None)
-    state: Mapped[str] = mapped_column(String(16), default="bot")
+    state: Mapped[ConversationState] = mapped_column(
+        StrEnumText(ConversationState), default=ConversationState.BOT
+    )
     language: Mapped[str] = mapped_column(String(8), default="zh")
     language_pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     flow: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -181,6 +208,11 @@ class RateEvent(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# Attempts at an update whose failure may pass, after which it is given up (the channel's
+# inbox retries with back-off; retention prunes a given-up row like a handled one).
+INBOUND_MAX_ATTEMPTS = 8
+
+
 class InboundUpdate(Base):
     """A channel update stored before it is acknowledged; processed later, in order per chat."""
 
@@ -214,7 +246,9 @@ class OutboxItem(Base):
     channel: Mapped[str] = mapped_column(String(32))
     chat_id: Mapped[str] = mapped_column(String(128))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[OutboxStatus] = mapped_column(
+        StrEnumText(OutboxStatus), default=OutboxStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -310,7 +344,9 @@ class Handoff(Base):
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[HandoffStatus] = mapped_column(
+        StrEnumText(HandoffStatus), default=HandoffStatus.QUEUED
+    )
     reason: Mapped[str] = mapped_column(String(32))
     priority: Mapped[int] = mapped_column(Integer, default=0)
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), default=None, index=True)

@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, Table, and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.channels.inbound import MAX_ATTEMPTS
 from bot.storage.models import (
+    INBOUND_MAX_ATTEMPTS,
     InboundUpdate,
     OrderWatch,
     OutboxItem,
@@ -37,6 +37,7 @@ from bot.storage.models import (
     RateEvent,
     table_of,
 )
+from bot.types import OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ _RULES = (
             # Given up after its last attempt: kept as long as a handled one, no longer.
             and_(
                 _INBOUND.c.processed_at.is_(None),
-                _INBOUND.c.attempts >= MAX_ATTEMPTS,
+                _INBOUND.c.attempts >= INBOUND_MAX_ATTEMPTS,
                 _INBOUND.c.received_at < cutoff,
             ),
         ),
@@ -81,7 +82,8 @@ _RULES = (
     _Rule(
         _OUTBOX,
         lambda cutoff: and_(
-            _OUTBOX.c.status.in_(("sent", "failed")), _OUTBOX.c.created_at < cutoff
+            _OUTBOX.c.status.in_((OutboxStatus.SENT, OutboxStatus.FAILED)),
+            _OUTBOX.c.created_at < cutoff,
         ),
     ),
     _Rule(_RATE, lambda cutoff: _RATE.c.at < cutoff),

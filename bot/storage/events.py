@@ -4,6 +4,12 @@ On PostgreSQL, events travel by NOTIFY on one channel and every process LISTENs,
 message handled by process A shows up live in an agent's console connected to process B. An
 event emitted inside a transaction is sent by PostgreSQL only when it commits. On SQLite (one
 process) events are delivered in-process after the commit.
+
+Events are small frozen dataclasses. Each is encoded once, by `encode`, into the JSON text
+that NOTIFY carries and that in-process delivery decodes as well: a listener on SQLite meets
+exactly what a listener on PostgreSQL meets, and an event that would not survive the trip
+(a field that is no JSON) fails on both at `emit`. PostgreSQL limits a NOTIFY payload to
+8,000 bytes: events carry ids, never text.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
 import asyncpg
 from sqlalchemy import event as sa_event
@@ -24,8 +31,65 @@ from sqlalchemy.orm import Session
 log = logging.getLogger(__name__)
 
 CHANNEL = "btp_events"
-Listener = Callable[[dict[str, Any]], Awaitable[None]]
 _PENDING = "_bus_pending"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChanged:
+    """The handoff queue changed (a chat joined or left it, an agent came or went)."""
+
+    kind: ClassVar[str] = "queue"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatChanged:
+    """A conversation an agent may have open got a message, a note or a new state."""
+
+    kind: ClassVar[str] = "chat"
+    conversation_id: int
+    message_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxFilled:
+    """Rows were added to the outbox outside a turn: every process's relay looks again."""
+
+    kind: ClassVar[str] = "outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class WebChatPush:
+    """A stored message for a web chat's socket, which may be open in any process."""
+
+    kind: ClassVar[str] = "webchat"
+    chat_id: str
+    message_id: int
+
+
+Event = QueueChanged | ChatChanged | OutboxFilled | WebChatPush
+_KINDS: dict[str, type[Event]] = {
+    kind.kind: kind for kind in (QueueChanged, ChatChanged, OutboxFilled, WebChatPush)
+}
+Listener = Callable[[Event], Awaitable[None]]
+
+
+def encode(event: Event) -> str:
+    """The event as NOTIFY's payload: `{"kind": ..., fields...}`, compact JSON."""
+    return json.dumps(
+        {"kind": event.kind, **asdict(event)}, ensure_ascii=False, separators=(",", ":")
+    )
+
+
+def decode(payload: str) -> Event | None:
+    """The event `encode` wrote; None for a payload that is no event this code knows (a
+    process of a newer release may speak of kinds this one has never heard of)."""
+    try:
+        fields: dict[str, Any] = json.loads(payload)
+        kind = _KINDS[fields.pop("kind")]
+        return kind(**fields)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("an event that is not one of ours was ignored")
+        return None
 
 
 class EventBus:
@@ -58,9 +122,9 @@ class EventBus:
         for task in list(self._tasks):
             task.cancel()
 
-    async def emit(self, session: AsyncSession, event: dict[str, Any]) -> None:
+    async def emit(self, session: AsyncSession, event: Event) -> None:
         """Send `event` when the session's transaction commits (never if it rolls back)."""
-        payload = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        payload = encode(event)
         if self._postgres:
             await session.execute(
                 text("SELECT pg_notify(:channel, :payload)"),
@@ -73,9 +137,9 @@ class EventBus:
             sa_event.listen(session.sync_session, "after_rollback", _discard, once=True)
         pending.append(payload)
 
-    async def publish(self, event: dict[str, Any]) -> None:
+    async def publish(self, event: Event) -> None:
         """Send `event` now, outside any transaction."""
-        payload = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        payload = encode(event)
         if self._postgres and self._connection is not None:
             await self._connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
         else:
@@ -89,18 +153,20 @@ class EventBus:
         self._deliver(payload)
 
     def _deliver(self, payload: str) -> None:
-        event = json.loads(payload)
+        event = decode(payload)
+        if event is None:
+            return
         for listener in self._listeners:
             task = asyncio.get_running_loop().create_task(self._call(listener, event))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     @staticmethod
-    async def _call(listener: Listener, event: dict[str, Any]) -> None:
+    async def _call(listener: Listener, event: Event) -> None:
         try:
             await listener(event)
         except Exception:
-            log.exception("event listener failed for %s", event.get("kind"))
+            log.exception("event listener failed for %s", event.kind)
 
 
 def _discard(session: Session) -> None:
