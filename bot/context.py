@@ -1,8 +1,10 @@
 """What a handler receives (`Context`) and what it gives back (`Outcome`).
 
-Handlers do not write to the database or send anything: they return an Outcome, and the engine
-applies it in the message's one transaction. Reads go through the context (the platform gateway,
-the rate-limit counter), so a handler stays a plain async function of its input.
+Handlers do not write to the database or send anything: they return an Outcome, which the
+decide step (`bot/dialogue/turn.py`) turns into typed events in one place, and the writer
+(`bot/turn_writer.py`) applies in the message's one transaction. Reads go through the context
+(the platform gateway, the rate-limit counter), so a handler stays a plain async function of
+its input.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.dialogue.events import PendingRequest, Slots, SuspendedFrame
 from bot.faq.knowledge import Knowledge
 from bot.nlu.entities import extract_entities
 from bot.nlu.normalize import fold
@@ -35,11 +38,11 @@ class ConversationView:
     language_pinned: bool
     flow: str | None
     flow_step: str | None
-    slots: dict[str, Any]
+    slots: Slots
     failures: int
     last_label: str | None
-    suspended: list[dict[str, Any]] = field(default_factory=list)
-    pending: dict[str, Any] | None = None
+    suspended: list[SuspendedFrame] = field(default_factory=list)
+    pending: PendingRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,7 @@ class FlowState:
 
     name: str
     step: str
-    slots: dict[str, Any] = field(default_factory=dict)
+    slots: Slots = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -89,8 +92,10 @@ class Outcome:
     # started another flow), or the flow waiting below is taken up again (True) or dropped.
     suspend: FlowState | None = None
     resume_suspended: bool | None = None
-    # A request refused for want of a binding, kept to be taken up after one ({}: forget it).
-    pending: dict[str, Any] | None = None
+    # A request refused for want of a binding, kept to be taken up after one; `forget_pending`:
+    # the one kept is done with (the chat bound).
+    pending: PendingRequest | None = None
+    forget_pending: bool = False
 
 
 RecentCounter = Callable[[str, timedelta], Awaitable[int]]
