@@ -8,6 +8,7 @@ Kept as data so a support lead can add "好滴" or "sure thing" without touching
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from bot.nlu.normalize import fold, strip_punctuation
 
@@ -16,8 +17,10 @@ MARKERS = ("correction", "upset", "urgent", "complaint")
 KINDS = (*ANSWERS, *MARKERS)
 
 
+@lru_cache(maxsize=1024)
 def phrase_key(text: str) -> str:
-    """The form phrases and messages are compared in."""
+    """The form phrases and messages are compared in (kept for the last texts: a turn asks
+    about the same message several times, cancel, back to the bot, yes, no, the markers)."""
     return strip_punctuation(fold(text))
 
 
@@ -48,7 +51,7 @@ class Words:
             pieces = self._pieces[(kind, along)] = _Pieces.of(phrases, fillers)
         if answer.isascii():
             return _covered_words(answer.split(), phrases, pieces.fillers)
-        return _covered_chars(answer.replace(" ", ""), pieces.by_length)
+        return _covered_chars(answer.replace(" ", ""), pieces.by_first)
 
     def leads(self, kind: str, text: str) -> bool:
         """`text` begins with a phrase of `kind` and goes on ("不用再发链接了", "no, not now")."""
@@ -93,21 +96,27 @@ def _covered_words(words: list[str], phrases: frozenset[str], fillers: frozenset
 @dataclass(frozen=True, slots=True)
 class _Pieces:
     fillers: frozenset[str]
-    # Every phrase and filler without its spaces, longest first, and whether it is a phrase.
-    by_length: tuple[tuple[str, bool], ...]
+    # Every phrase and filler without its spaces, and whether it is a phrase, by its first
+    # character, longest first: a text is tried only against pieces that can start where it is
+    # (most messages are not fixed words, and fail at their first character).
+    by_first: dict[str, tuple[tuple[str, bool], ...]]
 
     @classmethod
     def of(cls, phrases: frozenset[str], fillers: frozenset[str]) -> _Pieces:
         pieces = {p.replace(" ", ""): p in phrases for p in (*fillers, *phrases)}
         ordered = sorted(pieces.items(), key=lambda item: len(item[0]), reverse=True)
-        return cls(fillers, tuple((piece, phrase) for piece, phrase in ordered if piece))
+        by_first: dict[str, list[tuple[str, bool]]] = {}
+        for piece, phrase in ordered:
+            if piece:
+                by_first.setdefault(piece[0], []).append((piece, phrase))
+        return cls(fillers, {first: tuple(found) for first, found in by_first.items()})
 
 
-def _covered_chars(answer: str, pieces: tuple[tuple[str, bool], ...]) -> bool:
+def _covered_chars(answer: str, by_first: dict[str, tuple[tuple[str, bool], ...]]) -> bool:
     """The same for text without spaces between words (Chinese, or Chinese and "ok" mixed)."""
     i, found = 0, False
     while i < len(answer):
-        for piece, is_phrase in pieces:
+        for piece, is_phrase in by_first.get(answer[i], ()):
             if answer.startswith(piece, i):
                 found = found or is_phrase
                 i += len(piece)
