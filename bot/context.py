@@ -9,6 +9,7 @@ its input.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -133,6 +134,15 @@ class Context:
 
     def entity(self, kind: str) -> str | None:
         return next((e.value for e in self.entities if e.kind == kind), None)
+
+    @property
+    def inbound_key(self) -> str:
+        """The inbound message as an idempotency key for the platform's writes (a payment
+        link): the same for a turn run again, different for every message; no chat id in
+        the clear."""
+        message = self.message
+        named = f"{message.channel}\x1f{message.chat_id}\x1f{message.message_id}"
+        return "msg-" + hashlib.sha256(named.encode()).hexdigest()
 
     @property
     def zone(self) -> ZoneInfo:

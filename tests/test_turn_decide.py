@@ -30,6 +30,7 @@ from bot.faq.knowledge import Knowledge
 from bot.handlers import build_router
 from bot.nlu.matcher import Matcher
 from bot.platform.gateway import PlatformGateway
+from bot.platform.tables import PaymentLinkRow
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.db import session_factory
@@ -65,12 +66,14 @@ class Talk:
         )
         self._ids = count(1)
 
-    async def say(self, text: str = "", action: str | None = None) -> Decision:
+    async def say(
+        self, text: str = "", action: str | None = None, *, message_id: str | None = None
+    ) -> Decision:
         message = IncomingMessage(
             channel="test",
             chat_id="7",
             user_id="7",
-            message_id=str(next(self._ids)),
+            message_id=message_id or str(next(self._ids)),
             text=text,
             action=action,
         )
@@ -231,3 +234,18 @@ async def test_deciding_writes_no_conversation(merchant: Talk, db: AsyncEngine) 
         stored = await session.scalar(select(func.count()).select_from(Conversation))
         said = await session.scalar(select(func.count()).select_from(Message))
     assert (stored, said) == (0, 0)
+
+
+async def test_a_turn_decided_again_makes_no_second_payment_link(
+    merchant: Talk, db: AsyncEngine
+) -> None:
+    await merchant.say("帮我生成收款链接，金额250")
+    waiting = merchant.view
+    made = await merchant.say("确认", message_id="confirm-1")
+    merchant.view = waiting  # the first run's transaction rolled back; the message comes again
+    again = await merchant.say("确认", message_id="confirm-1")
+    assert made.templates == again.templates == ["flows/payment_link/created"]
+    assert made.replies[0].text == again.replies[0].text  # the same link
+    async with session_factory(db)() as session:
+        links = await session.scalar(select(func.count()).select_from(PaymentLinkRow))
+    assert links == 1

@@ -26,6 +26,7 @@ from yarl import URL
 from bot.platform import codec
 from bot.platform.breaker import BreakerState, CircuitBreaker
 from bot.platform.gateway import (
+    IDEMPOTENCY_HEADER,
     BindCodesPaused,
     MerchantNotActive,
     PlatformRejected,
@@ -160,20 +161,28 @@ class HttpPlatform:
         )
 
     async def create_payment_link(
-        self, merchant_id: str, amount: Decimal, description: str | None
+        self,
+        merchant_id: str,
+        amount: Decimal,
+        description: str | None,
+        *,
+        idempotency_key: str | None = None,
     ) -> PaymentLink:
         body = {
             "merchant_id": merchant_id,
             "amount": codec.encode_decimal(amount),
             "description": description,
         }
+        # With a key the platform answers a repeat with the first link, so retrying is safe.
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
         link = await self._call(
             "create_payment_link",
             "POST",
             _path("payment-links"),
             codec.decode_payment_link,
             body=body,
-            idempotent=False,
+            idempotent=idempotency_key is not None,
+            headers=headers,
         )
         if link is None:
             raise PlatformRejected("the platform knows no such merchant")
@@ -244,6 +253,7 @@ class HttpPlatform:
         *,
         body: codec.JsonObject | None = None,
         idempotent: bool,
+        headers: dict[str, str] | None = None,
     ) -> T | None:
         """The decoded answer, or None when the record does not exist (404 "not_found")."""
         if path is None:
@@ -254,7 +264,9 @@ class HttpPlatform:
                 if attempt:
                     await asyncio.sleep(self._delay(attempt))
                 try:
-                    return await self._attempt(operation, method, path, decode, params, body)
+                    return await self._attempt(
+                        operation, method, path, decode, params, body, headers
+                    )
                 except _Transient as exc:
                     failure = exc
                     log.debug("platform %s attempt %d failed: %s", operation, attempt + 1, exc)
@@ -271,8 +283,9 @@ class HttpPlatform:
         decode: Callable[[Any], T],
         params: dict[str, str] | None,
         body: codec.JsonObject | None,
+        headers: dict[str, str] | None = None,
     ) -> T | None:
-        status, payload = await self._exchange(method, path, params, body)
+        status, payload = await self._exchange(method, path, params, body, headers)
         if 200 <= status < 300:
             try:
                 return decode(payload)
@@ -305,6 +318,7 @@ class HttpPlatform:
         path: str,
         params: dict[str, str] | None,
         body: codec.JsonObject | None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         """One round trip: the status and the parsed JSON body (None when it is not JSON)."""
         if self._session is None:
@@ -316,7 +330,7 @@ class HttpPlatform:
                 url,
                 params=params,
                 json=body,
-                headers=self._headers,
+                headers={**self._headers, **headers} if headers else self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
