@@ -259,12 +259,19 @@ class Engine:
 
 def _cleaned(message: IncomingMessage) -> IncomingMessage:
     """The message with what no database stores alike (NUL, other C0 controls, lone
-    surrogates) taken out of every text a channel passed on."""
+    surrogates) taken out of every text a channel passed on; the message itself when clean."""
+    chat_id, user_id = clean_text(message.chat_id), clean_text(message.user_id)
+    message_id, text = clean_text(message.message_id), clean_text(message.text)
+    action = clean_text(message.action) if message.action is not None else None
+    fields = (chat_id, user_id, message_id, text, action)
+    if fields == (
+        message.chat_id,
+        message.user_id,
+        message.message_id,
+        message.text,
+        message.action,
+    ):
+        return message
     return replace(
-        message,
-        chat_id=clean_text(message.chat_id),
-        user_id=clean_text(message.user_id),
-        message_id=clean_text(message.message_id),
-        text=clean_text(message.text),
-        action=clean_text(message.action) if message.action is not None else None,
+        message, chat_id=chat_id, user_id=user_id, message_id=message_id, text=text, action=action
     )

@@ -262,8 +262,11 @@ def view_after(view: ConversationView, decision: Decision) -> ConversationView:
         slots[UNHELPFUL] = True
     buttons = chain.from_iterable(reply.buttons for reply in decision.replies)
     slots[OFFERED] = [[button.label, button.action] for button in buttons]
-    return replace(
-        view,
+    return ConversationView(
+        id=view.id,
+        channel=view.channel,
+        chat_id=view.chat_id,
+        state=view.state,
         language=language,
         language_pinned=pinned,
         flow=flow,

@@ -15,9 +15,11 @@ from bot.nlu.normalize import fold, strip_punctuation
 ANSWERS = ("yes", "no", "cancel", "back_to_bot", "continue")
 MARKERS = ("correction", "upset", "urgent", "complaint")
 KINDS = (*ANSWERS, *MARKERS)
+# A kind's phrases in English and in Chinese, each with its length (see `Words._split`).
+_Split = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=128)
 def phrase_key(text: str) -> str:
     """The form phrases and messages are compared in (kept for the last texts: a turn asks
     about the same message several times, cancel, back to the bot, yes, no, the markers)."""
@@ -35,6 +37,7 @@ class Words:
     _pieces: dict[tuple[str, tuple[str, ...]], _Pieces] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _splits: dict[str, _Split] = field(default_factory=dict, compare=False, repr=False)
 
     def means(self, kind: str, text: str, *, along: tuple[str, ...] = ()) -> bool:
         """`text` is only phrases of `kind` (and fillers): "行，发吧", "ok go ahead"; with
@@ -56,26 +59,32 @@ class Words:
     def leads(self, kind: str, text: str) -> bool:
         """`text` begins with a phrase of `kind` and goes on ("不用再发链接了", "no, not now")."""
         answer = phrase_key(text)
-        for phrase in self.phrases.get(kind, frozenset()):
-            if phrase.isascii() and f"{answer} ".startswith(f"{phrase} "):
-                return True
-            if not phrase.isascii() and answer.replace(" ", "").startswith(phrase):
-                return True
-        return False
+        words, chars = self._split(kind)
+        spaced, joined = f"{answer} ", answer.replace(" ", "")
+        return any(spaced.startswith(p) for p, _ in words) or any(
+            joined.startswith(p) for p, _ in chars
+        )
 
     def contains(self, kind: str, text: str, *, shortest: int = 1) -> bool:
         """Some phrase of `kind` appears in `text` (for markers: "不对", "actually", "烦死了");
         `shortest` leaves out phrases too short to mean much inside a longer text."""
         folded = f" {phrase_key(text)} "
-        for phrase in self.phrases.get(kind, frozenset()):
-            if len(phrase) < shortest:
-                continue
-            if phrase.isascii():
-                if f" {phrase} " in folded:
-                    return True
-            elif phrase in folded:
-                return True
-        return False
+        words, chars = self._split(kind)
+        return any(f" {p}" in folded for p, size in words if size >= shortest) or any(
+            p in folded for p, size in chars if size >= shortest
+        )
+
+    def _split(self, kind: str) -> _Split:
+        """The phrases of `kind` in English (each with a space after) and in Chinese, with
+        their lengths: built on first use, not for every message."""
+        split = self._splits.get(kind)
+        if split is None:
+            phrases = sorted(self.phrases.get(kind, frozenset()))
+            split = self._splits[kind] = (
+                tuple((f"{p} ", len(p)) for p in phrases if p.isascii()),
+                tuple((p, len(p)) for p in phrases if not p.isascii()),
+            )
+        return split
 
 
 def _covered_words(words: list[str], phrases: frozenset[str], fillers: frozenset[str]) -> bool:
