@@ -258,10 +258,18 @@ class Decision:
     """The decide step's answer: the events, in order."""
 
     events: tuple[Event, ...]
+    # The events by kind, indexed once: the writer and the engine ask for several kinds.
+    _kinds: dict[type[Any], list[Any]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        kinds: dict[type[Any], list[Any]] = {}
+        for event in self.events:
+            kinds.setdefault(type(event), []).append(event)
+        object.__setattr__(self, "_kinds", kinds)
 
     @property
     def replies(self) -> list[Reply]:
-        return [event.reply for event in self.events if isinstance(event, Said)]
+        return [event.reply for event in self._kinds.get(Said, ())]
 
     @property
     def templates(self) -> list[str | None]:
@@ -270,9 +278,12 @@ class Decision:
 
     def of(self, kind: type[Any]) -> list[Any]:
         """The events of one kind, in order."""
-        return [event for event in self.events if isinstance(event, kind)]
+        return list(self._kinds.get(kind, ()))
 
     @property
     def label(self) -> str | None:
-        understood = self.of(Understood)
+        """What the metrics count the turn under: the NLU's label, or the limit that stopped it."""
+        if RateLimited in self._kinds:
+            return "rate_limited"
+        understood = self._kinds.get(Understood)
         return understood[-1].label.value if understood else None

@@ -7,6 +7,7 @@ Kept as data so a support lead can add "好滴" or "sure thing" without touching
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -38,6 +39,9 @@ class Words:
         default_factory=dict, compare=False, repr=False
     )
     _splits: dict[str, _Split] = field(default_factory=dict, compare=False, repr=False)
+    _markers: dict[tuple[str, int], re.Pattern[str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def means(self, kind: str, text: str, *, along: tuple[str, ...] = ()) -> bool:
         """`text` is only phrases of `kind` (and fillers): "行，发吧", "ok go ahead"; with
@@ -68,11 +72,17 @@ class Words:
     def contains(self, kind: str, text: str, *, shortest: int = 1) -> bool:
         """Some phrase of `kind` appears in `text` (for markers: "不对", "actually", "烦死了");
         `shortest` leaves out phrases too short to mean much inside a longer text."""
-        folded = f" {phrase_key(text)} "
-        words, chars = self._split(kind)
-        return any(f" {p}" in folded for p, size in words if size >= shortest) or any(
-            p in folded for p, size in chars if size >= shortest
-        )
+        marker = self._markers.get((kind, shortest))
+        if marker is None:
+            words, chars = self._split(kind)
+            # " phrase " for English (whole words), the phrase itself for Chinese, longest
+            # first; one search instead of a loop over the phrases.
+            alternatives = [f" {re.escape(p)}" for p, size in words if size >= shortest]
+            alternatives += [re.escape(p) for p, size in chars if size >= shortest]
+            alternatives.sort(key=len, reverse=True)
+            pattern = "|".join(alternatives) or r"(?!)"
+            marker = self._markers[(kind, shortest)] = re.compile(pattern)
+        return marker.search(f" {phrase_key(text)} ") is not None
 
     def _split(self, kind: str) -> _Split:
         """The phrases of `kind` in English (each with a space after) and in Chinese, with
