@@ -52,6 +52,7 @@ test: $(STAMP) lint kb browser
 bench: $(STAMP)
 	$(BIN)/python benchmarks/nlu_latency.py
 	$(BIN)/python benchmarks/engine_throughput.py
+	$(BIN)/python benchmarks/turn_cpu.py
 	$(BIN)/python benchmarks/http_throughput.py
 	$(BIN)/python benchmarks/memory.py
 

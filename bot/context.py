@@ -1,17 +1,20 @@
 """What a handler receives (`Context`) and what it gives back (`Outcome`).
 
-Handlers do not write to the database or send anything: they return an Outcome, and the engine
-applies it in the message's one transaction. Reads go through the context (the platform gateway,
-the rate-limit counter), so a handler stays a plain async function of its input.
+Handlers do not write to the database or send anything: they return an Outcome, which the
+decide step (`bot/dialogue/turn.py`) turns into typed events in one place, and the writer
+(`bot/turn_writer.py`) applies in the message's one transaction. Reads go through the context
+(the platform gateway, the rate-limit counter), so a handler stays a plain async function of
+its input.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeAlias, TypedDict
 from zoneinfo import ZoneInfo
 
 from bot.faq.knowledge import Knowledge
@@ -21,6 +24,31 @@ from bot.platform.gateway import PlatformGateway
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.types import Button, Entity, IncomingMessage, Label, Language, Parse, Reply
+
+# The buttons a turn offered, as stored in the conversation's slots under `OFFERED`: a typed
+# answer (a number, "yes", an option's name) and Telegram's "#<index>" actions are read
+# against them on the next message.
+OFFERED = "_offered"
+# "Not helpful" was pressed: asking again on the next message offers a person.
+UNHELPFUL = "_unhelpful"
+
+Slots: TypeAlias = dict[str, Any]  # a flow's own values, by the names its steps give them
+
+
+class SuspendedFrame(TypedDict):
+    """A flow a digression suspended, on `conversations.suspended` (newest last)."""
+
+    flow: str
+    step: str
+    slots: Slots
+
+
+class PendingRequest(TypedDict):
+    """A request refused for want of a binding (`conversations.pending`), taken up after one."""
+
+    label: str
+    text: str
+
 
 
 @dataclass(slots=True)
@@ -35,11 +63,11 @@ class ConversationView:
     language_pinned: bool
     flow: str | None
     flow_step: str | None
-    slots: dict[str, Any]
+    slots: Slots
     failures: int
     last_label: str | None
-    suspended: list[dict[str, Any]] = field(default_factory=list)
-    pending: dict[str, Any] | None = None
+    suspended: list[SuspendedFrame] = field(default_factory=list)
+    pending: PendingRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +88,7 @@ class FlowState:
 
     name: str
     step: str
-    slots: dict[str, Any] = field(default_factory=dict)
+    slots: Slots = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -89,8 +117,10 @@ class Outcome:
     # started another flow), or the flow waiting below is taken up again (True) or dropped.
     suspend: FlowState | None = None
     resume_suspended: bool | None = None
-    # A request refused for want of a binding, kept to be taken up after one ({}: forget it).
-    pending: dict[str, Any] | None = None
+    # A request refused for want of a binding, kept to be taken up after one; `forget_pending`:
+    # the one kept is done with (the chat bound).
+    pending: PendingRequest | None = None
+    forget_pending: bool = False
 
 
 RecentCounter = Callable[[str, timedelta], Awaitable[int]]
@@ -128,6 +158,15 @@ class Context:
 
     def entity(self, kind: str) -> str | None:
         return next((e.value for e in self.entities if e.kind == kind), None)
+
+    @property
+    def inbound_key(self) -> str:
+        """The inbound message as an idempotency key for the platform's writes (a payment
+        link): the same for a turn run again, different for every message; no chat id in
+        the clear."""
+        message = self.message
+        named = f"{message.channel}\x1f{message.chat_id}\x1f{message.message_id}"
+        return "msg-" + hashlib.sha256(named.encode()).hexdigest()
 
     @property
     def zone(self) -> ZoneInfo:

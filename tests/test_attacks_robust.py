@@ -435,6 +435,7 @@ async def test_a_send_slower_than_the_lease_keeps_its_row_from_a_second_relay(
     # A short lease, so a send can outlast it within a test; the renewal keeps its ratio.
     lease = timedelta(seconds=1.2)
     monkeypatch.setattr("bot.engine.LEASE", lease)
+    monkeypatch.setattr("bot.turn_writer.LEASE", lease)
     monkeypatch.setattr(outbox, "LEASE", lease)
     monkeypatch.setattr(outbox, "RENEW_EVERY", lease / 3)
     chat = 515_401

@@ -25,6 +25,7 @@ import pytest
 import yaml
 from aiohttp import web
 from pydantic import SecretStr
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.platform import codec
@@ -39,6 +40,7 @@ from bot.platform.http import HttpPlatform, RecordNotFound
 from bot.platform.models import OrderStatus, ResetResult, StatusChange
 from bot.platform.server import create_platform_app, run_platform_server
 from bot.platform.sql import SqlPlatform
+from bot.platform.tables import PaymentLinkRow
 from bot.platform.world import World, load_world, read_world
 from bot.settings import PROJECT_ROOT, Settings
 from bot.storage.db import session_factory
@@ -47,7 +49,7 @@ from tests.conftest import FAST_HASHER
 DEMO_WORLD = PROJECT_ROOT / "bot" / "platform" / "demo_world.yaml"
 KEY = "test-platform-key"
 PUBLIC_URL = "https://pay.test.example"
-Fault = Literal["stall", "error", "garbage", "wrong_shape"]
+Fault = Literal["stall", "error", "garbage", "wrong_shape", "lose_answer_once"]
 Call = Callable[[PlatformGateway], Awaitable[object]]
 
 
@@ -72,6 +74,10 @@ class Faults:
             elif self.mode == "wrong_shape":
                 return web.json_response({"id": 42, "items": "nope"})
             response: web.StreamResponse = await handler(request)
+            if self.mode == "lose_answer_once":
+                # The request took effect, and its answer never arrives.
+                self.mode = None
+                return web.json_response(codec.encode_error("internal", "boom"), status=500)
             return response
 
         return inject
@@ -223,6 +229,48 @@ async def test_payment_links_are_created_like_the_embedded_platform_creates_them
     assert (await client.create_payment_link("M002", Decimal("12"), None)).amount == Decimal(
         "12.00"
     )
+
+
+async def test_a_payment_link_asked_twice_with_one_key_is_made_once(
+    client: HttpPlatform, platform: SqlPlatform, db: AsyncEngine
+) -> None:
+    first = await client.create_payment_link("M001", Decimal("88.50"), None, idempotency_key="k1")
+    again = await client.create_payment_link("M001", Decimal("88.50"), None, idempotency_key="k1")
+    direct = await platform.create_payment_link(
+        "M001", Decimal("88.50"), None, idempotency_key="k1"
+    )
+    other = await client.create_payment_link("M001", Decimal("88.50"), None, idempotency_key="k2")
+    # Another merchant's key is its own, even when the text is the same.
+    elsewhere = await platform.create_payment_link(
+        "M002", Decimal("1.00"), None, idempotency_key="k1"
+    )
+    assert first == again == direct
+    assert len({first.id, other.id, elsewhere.id}) == 3
+    async with session_factory(db)() as session:
+        made = await session.scalar(select(func.count()).select_from(PaymentLinkRow))
+    assert made == 3
+
+
+async def test_a_payment_link_with_a_key_is_retried_and_still_made_once(
+    server: Server, db: AsyncEngine
+) -> None:
+    server.faults.mode = "lose_answer_once"
+    async with server.client(retries=2) as retrying:
+        link = await retrying.create_payment_link(
+            "M001", Decimal("9.90"), None, idempotency_key="retried"
+        )
+    assert server.faults.hits == {"POST /v1/payment-links": 2}
+    async with session_factory(db)() as session:
+        rows = (await session.scalars(select(PaymentLinkRow))).all()
+    assert [row.id for row in rows] == [link.id]
+
+
+async def test_an_unusable_idempotency_key_is_refused(server: Server) -> None:
+    async with server.client(retries=0) as client:
+        with pytest.raises(PlatformRejected):
+            await client.create_payment_link(
+                "M001", Decimal("1.00"), None, idempotency_key="x" * 101
+            )
 
 
 @pytest.mark.parametrize(

@@ -15,13 +15,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import bot.platform.tables  # noqa: F401  (registers the platform tables)
-from bot.engine import _LOAD
 from bot.platform.sql import SqlPlatform
 from bot.platform.world import load_world, read_world
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
 from bot.storage.models import Base, Conversation, Identity, RateEvent
 from bot.storage.unit import add_new
+from bot.turn_writer import _LOAD
 from tests.conftest import FAST_HASHER
 
 BEIJING = timezone(timedelta(hours=8))

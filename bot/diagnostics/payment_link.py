@@ -120,7 +120,11 @@ class PaymentLinkFlow(Flow):
             return self.finish(ctx, [ctx.say("stale_action")], solved=False)
         try:
             link = await ctx.gateway.create_payment_link(
-                ctx.identity.merchant_id, amount, note[:_MAX_NOTE] if note else None
+                ctx.identity.merchant_id,
+                amount,
+                note[:_MAX_NOTE] if note else None,
+                # The turn's inbound message: a turn run again never makes a second link.
+                idempotency_key=ctx.inbound_key,
             )
         except MerchantNotActive as refused:
             return self.not_active(ctx, refused.status)

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from bot.context import Context, FlowState, Outcome
 from bot.diagnostics.flow import Flow, Slot
 from bot.handlers.orders import order_summary
+from bot.nlu.entities import ORDER_DIGITS, ORDER_NO, WITHDRAWAL_ID
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.values import read_amount, read_order_no, read_withdrawal_id, read_yes_no
@@ -182,7 +183,6 @@ class DialoguePolicy:
 
 def _rest(text: str, order_no: str | None, withdrawal: str | None) -> str:
     """The message without its order number or withdrawal id, spaces and punctuation."""
-    rest = fold(text)
-    rest = re.sub(r"bt[\s-]*(?:\d[\s-]*){15}\d|(?<!\d)\d{16}(?!\d)", " ", rest)
-    rest = re.sub(r"(?<![a-z0-9])w[\s-]*\d{3,12}", " ", rest)
+    rest = ORDER_NO.sub(" ", fold(text))
+    rest = WITHDRAWAL_ID.sub(" ", ORDER_DIGITS.sub(" ", rest))
     return strip_punctuation(rest).replace(" ", "")

@@ -47,7 +47,8 @@ async def bind(ctx: Context) -> Result:
     code = ctx.argument.strip() or bind_code_in(ctx.message.text) or ""
     chat_key, client_key = f"bind:{ctx.conversation.id}", _client_key(ctx)
     global_window = ctx.settings.bind_limit[1]
-    # The keys in this order only (chat, client, global): see `recent` in bot/engine.py.
+    # The keys in this order only (chat, client, global): see `recent_counter` in
+    # bot/turn_writer.py.
     if await ctx.recent(chat_key, BIND_WINDOW) >= BIND_LIMIT:
         return Outcome([ctx.say("bind/locked", ctx.human_button())], solved=False)
     if client_key is not None and await ctx.recent(client_key, CLIENT_WINDOW) >= CLIENT_LIMIT:

@@ -13,15 +13,27 @@ from decimal import Decimal, InvalidOperation
 from bot.nlu.numerals import CHINESE_NUMERAL_CHARS, parse_chinese_number
 from bot.types import Entity
 
-# BT + 16 digits, as pasted: "BT 2026 1126 0000 0001" and "bt-2026-..." count too.
-ORDER_NO = re.compile(r"(?<![a-z0-9])bt[\s-]*(?:\d[\s-]?){15}\d(?!\d)")
+# The one reader of order numbers, for the NLU, the values a flow reads and the dialogue
+# policy: BT + 16 digits, as pasted ("BT 2026 1126 0000 0001", "bt-2026-..."); the digits are
+# group 1. ORDER_DIGITS: the 16 digits alone, where an order number is asked (people drop
+# the BT).
+ORDER_NO = re.compile(r"(?<![a-z0-9])bt[\s-]*((?:\d[\s-]*){15}\d)(?!\d)")
+ORDER_DIGITS = re.compile(r"(?<!\d)((?:\d[\s-]?){15}\d)(?!\d)")
 EMAIL = re.compile(
     r"(?<![a-z0-9._%+-])[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?![a-z])"
 )
-WITHDRAWAL_ID = re.compile(r"(?<![a-z0-9])w[\s-]?\d{3,12}(?![0-9])")
+# W + digits (group 1), any case, a space or dash after the W allowed.
+WITHDRAWAL_ID = re.compile(r"(?<![a-z0-9])w[\s-]*(\d{3,12})(?!\d)")
 # Free text attached to a request ("备注：榴莲一箱", "note: durian box"): payload, not meaning.
 NOTE = re.compile(r"(?:备注|说明|留言|note|memo)\s*[:：]\s*(\S.{0,79})$")
 PHONE = re.compile(r"(?<![\d.])(?:\+?86[ -]?)?(1[3-9]\d[ -]?\d{4}[ -]?\d{4})(?![\d.])")
+
+
+
+def order_no_of(match: re.Match[str]) -> str:
+    """The order number an `ORDER_NO` or `ORDER_DIGITS` match stands for, as stored."""
+    return "BT" + re.sub(r"[\s-]", "", match.group(1))
+
 
 _NUM = r"\d{1,9}(?:,\d{3})*(?:\.\d{1,2})?"
 _CN = f"[{CHINESE_NUMERAL_CHARS}]+"
@@ -92,11 +104,11 @@ def extract_entities(folded: str) -> tuple[Entity, ...]:
             found.append(Entity(kind, value, start, end))
 
     for m in ORDER_NO.finditer(folded):
-        add("order_no", re.sub(r"[\s-]", "", m.group(0)).upper(), m.start(), m.end())
+        add("order_no", order_no_of(m), m.start(), m.end())
     for m in NOTE.finditer(folded):
         add("note", m.group(1).strip(), m.start(1), m.end(1))
     for m in WITHDRAWAL_ID.finditer(folded):
-        add("withdrawal_id", re.sub(r"[\s-]", "", m.group(0)).upper(), m.start(), m.end())
+        add("withdrawal_id", "W" + m.group(1), m.start(), m.end())
     for m in EMAIL.finditer(folded):
         add("email", m.group(0), m.start(), m.end())
     for m in PHONE.finditer(folded):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from functools import lru_cache
 
 import zhconv
 
@@ -18,8 +19,13 @@ _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _LATIN_WORD = re.compile(r"[a-z]+|\d+")
 
 
+@lru_cache(maxsize=128)
 def fold(text: str) -> str:
-    """Full-width to half-width, Traditional to Simplified, lower case; keeps punctuation."""
+    """Full-width to half-width, Traditional to Simplified, lower case; keeps punctuation.
+
+    Kept for the last few texts: one message is folded by each part that reads it (language,
+    entities, the fixed words, the values, the matcher), about fifteen times a turn. Few, so
+    that what users typed does not stay in memory longer than the turns in flight need."""
     text = unicodedata.normalize("NFKC", text)
     if _CJK.search(text):
         text = zhconv.convert(text, "zh-cn")

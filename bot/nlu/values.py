@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from bot.nlu.entities import extract_entities
+from bot.nlu.entities import (
+    ORDER_DIGITS,
+    ORDER_NO,
+    WITHDRAWAL_ID,
+    extract_entities,
+    order_no_of,
+)
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.numerals import CHINESE_NUMERAL_CHARS, parse_chinese_number
 from bot.nlu.words import Words
@@ -27,9 +33,6 @@ _BARE = re.compile(
 _UNIT_CHARS = frozenset("十百千万")
 _MULTIPLIERS = {None: 1, "": 1, "k": 1000, "千": 1000, "w": 10_000, "万": 10_000}
 # 45块5, 3块8毛: whole yuan and tenths (the NLU's entity rules cover the forms with a unit).
-_ORDER_NO = re.compile(r"(?<![a-z0-9])bt[\s-]*((?:\d[\s-]*){15}\d)(?![\d])")
-_DIGITS_16 = re.compile(r"(?<![\d])((?:\d[\s-]?){15}\d)(?![\d])")
-_WITHDRAWAL = re.compile(r"(?<![a-z0-9])w[\s-]*(\d{3,12})(?![\d])")
 _ORDINALS_ZH = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8}
 _ORDINAL_ZH = re.compile(r"第\s*([一二两三四五六七八\d])\s*(?:个|笔|项|条|张|单)?")
 _ORDINALS_EN = {
@@ -85,25 +88,21 @@ def read_amount(text: str) -> Decimal | None:
 
 def _without_ids(folded: str) -> str:
     """Order numbers and withdrawal ids are not amounts: blank them before looking for numbers."""
-    folded = _ORDER_NO.sub(" ", folded)
-    return _WITHDRAWAL.sub(" ", folded)
+    folded = ORDER_NO.sub(" ", folded)
+    return WITHDRAWAL_ID.sub(" ", folded)
 
 
 def read_order_no(text: str) -> str | None:
     """An order number however it was pasted: `BT` + 16 digits, any case, with spaces or dashes
     between the digits, inside a sentence; 16 digits alone count too (people drop the BT)."""
     folded = fold(text)
-    match = _ORDER_NO.search(folded)
-    if match is None:
-        match = _DIGITS_16.search(folded)
-    if match is None:
-        return None
-    return "BT" + re.sub(r"[\s-]", "", match.group(1))
+    match = ORDER_NO.search(folded) or ORDER_DIGITS.search(folded)
+    return order_no_of(match) if match is not None else None
 
 
 def read_withdrawal_id(text: str) -> str | None:
     """A withdrawal id (`W` + digits), any case, a space or dash after the W allowed."""
-    match = _WITHDRAWAL.search(fold(text))
+    match = WITHDRAWAL_ID.search(fold(text))
     return "W" + match.group(1) if match else None
 
 

@@ -7,17 +7,23 @@ Kept as data so a support lead can add "好滴" or "sure thing" without touching
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from bot.nlu.normalize import fold, strip_punctuation
 
 ANSWERS = ("yes", "no", "cancel", "back_to_bot", "continue")
 MARKERS = ("correction", "upset", "urgent", "complaint")
 KINDS = (*ANSWERS, *MARKERS)
+# A kind's phrases in English and in Chinese, each with its length (see `Words._split`).
+_Split = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]
 
 
+@lru_cache(maxsize=128)
 def phrase_key(text: str) -> str:
-    """The form phrases and messages are compared in."""
+    """The form phrases and messages are compared in (kept for the last texts: a turn asks
+    about the same message several times, cancel, back to the bot, yes, no, the markers)."""
     return strip_punctuation(fold(text))
 
 
@@ -30,6 +36,10 @@ class Words:
     # What `means` cuts a text into, per (kind, along), longest first: built on first use, not
     # for every message (the engine asks about cancel and back-to-the-bot on every one).
     _pieces: dict[tuple[str, tuple[str, ...]], _Pieces] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    _splits: dict[str, _Split] = field(default_factory=dict, compare=False, repr=False)
+    _markers: dict[tuple[str, int], re.Pattern[str]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -48,31 +58,43 @@ class Words:
             pieces = self._pieces[(kind, along)] = _Pieces.of(phrases, fillers)
         if answer.isascii():
             return _covered_words(answer.split(), phrases, pieces.fillers)
-        return _covered_chars(answer.replace(" ", ""), pieces.by_length)
+        return _covered_chars(answer.replace(" ", ""), pieces.by_first)
 
     def leads(self, kind: str, text: str) -> bool:
         """`text` begins with a phrase of `kind` and goes on ("不用再发链接了", "no, not now")."""
         answer = phrase_key(text)
-        for phrase in self.phrases.get(kind, frozenset()):
-            if phrase.isascii() and f"{answer} ".startswith(f"{phrase} "):
-                return True
-            if not phrase.isascii() and answer.replace(" ", "").startswith(phrase):
-                return True
-        return False
+        words, chars = self._split(kind)
+        spaced, joined = f"{answer} ", answer.replace(" ", "")
+        return any(spaced.startswith(p) for p, _ in words) or any(
+            joined.startswith(p) for p, _ in chars
+        )
 
     def contains(self, kind: str, text: str, *, shortest: int = 1) -> bool:
         """Some phrase of `kind` appears in `text` (for markers: "不对", "actually", "烦死了");
         `shortest` leaves out phrases too short to mean much inside a longer text."""
-        folded = f" {phrase_key(text)} "
-        for phrase in self.phrases.get(kind, frozenset()):
-            if len(phrase) < shortest:
-                continue
-            if phrase.isascii():
-                if f" {phrase} " in folded:
-                    return True
-            elif phrase in folded:
-                return True
-        return False
+        marker = self._markers.get((kind, shortest))
+        if marker is None:
+            words, chars = self._split(kind)
+            # " phrase " for English (whole words), the phrase itself for Chinese, longest
+            # first; one search instead of a loop over the phrases.
+            alternatives = [f" {re.escape(p)}" for p, size in words if size >= shortest]
+            alternatives += [re.escape(p) for p, size in chars if size >= shortest]
+            alternatives.sort(key=len, reverse=True)
+            pattern = "|".join(alternatives) or r"(?!)"
+            marker = self._markers[(kind, shortest)] = re.compile(pattern)
+        return marker.search(f" {phrase_key(text)} ") is not None
+
+    def _split(self, kind: str) -> _Split:
+        """The phrases of `kind` in English (each with a space after) and in Chinese, with
+        their lengths: built on first use, not for every message."""
+        split = self._splits.get(kind)
+        if split is None:
+            phrases = sorted(self.phrases.get(kind, frozenset()))
+            split = self._splits[kind] = (
+                tuple((f"{p} ", len(p)) for p in phrases if p.isascii()),
+                tuple((p, len(p)) for p in phrases if not p.isascii()),
+            )
+        return split
 
 
 def _covered_words(words: list[str], phrases: frozenset[str], fillers: frozenset[str]) -> bool:
@@ -93,21 +115,27 @@ def _covered_words(words: list[str], phrases: frozenset[str], fillers: frozenset
 @dataclass(frozen=True, slots=True)
 class _Pieces:
     fillers: frozenset[str]
-    # Every phrase and filler without its spaces, longest first, and whether it is a phrase.
-    by_length: tuple[tuple[str, bool], ...]
+    # Every phrase and filler without its spaces, and whether it is a phrase, by its first
+    # character, longest first: a text is tried only against pieces that can start where it is
+    # (most messages are not fixed words, and fail at their first character).
+    by_first: dict[str, tuple[tuple[str, bool], ...]]
 
     @classmethod
     def of(cls, phrases: frozenset[str], fillers: frozenset[str]) -> _Pieces:
         pieces = {p.replace(" ", ""): p in phrases for p in (*fillers, *phrases)}
         ordered = sorted(pieces.items(), key=lambda item: len(item[0]), reverse=True)
-        return cls(fillers, tuple((piece, phrase) for piece, phrase in ordered if piece))
+        by_first: dict[str, list[tuple[str, bool]]] = {}
+        for piece, phrase in ordered:
+            if piece:
+                by_first.setdefault(piece[0], []).append((piece, phrase))
+        return cls(fillers, {first: tuple(found) for first, found in by_first.items()})
 
 
-def _covered_chars(answer: str, pieces: tuple[tuple[str, bool], ...]) -> bool:
+def _covered_chars(answer: str, by_first: dict[str, tuple[tuple[str, bool], ...]]) -> bool:
     """The same for text without spaces between words (Chinese, or Chinese and "ok" mixed)."""
     i, found = 0, False
     while i < len(answer):
-        for piece, is_phrase in pieces:
+        for piece, is_phrase in by_first.get(answer[i], ()):
             if answer.startswith(piece, i):
                 found = found or is_phrase
                 i += len(piece)

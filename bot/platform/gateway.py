@@ -24,6 +24,10 @@ from bot.platform.models import (
     Withdrawal,
 )
 
+# The header a caller names "this request" with, so a repeat is answered with the first
+# effect (payment links); at most this long, printable.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 100
 
 class PlatformError(Exception):
     """Base of the gateway's errors."""
@@ -72,8 +76,16 @@ class PlatformGateway(Protocol):
     async def list_withdrawals(self, merchant_id: str, *, limit: int = 10) -> list[Withdrawal]: ...
 
     async def create_payment_link(
-        self, merchant_id: str, amount: Decimal, description: str | None
-    ) -> PaymentLink: ...
+        self,
+        merchant_id: str,
+        amount: Decimal,
+        description: str | None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> PaymentLink:
+        """A new link; with `idempotency_key`, a repeated call with the same key (a retried
+        turn, a retried request) returns the link the first one made instead of a second."""
+        ...
 
     async def start_password_reset(self, login: str) -> ResetResult: ...
 

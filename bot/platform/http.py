@@ -27,6 +27,7 @@ from yarl import URL
 from bot.platform import codec
 from bot.platform.breaker import BreakerState, CircuitBreaker
 from bot.platform.gateway import (
+    IDEMPOTENCY_HEADER,
     AmountMismatch,
     BindCodesPaused,
     MerchantNotActive,
@@ -162,18 +163,26 @@ class HttpPlatform:
         )
 
     async def create_payment_link(
-        self, merchant_id: str, amount: Decimal, description: str | None
+        self,
+        merchant_id: str,
+        amount: Decimal,
+        description: str | None,
+        *,
+        idempotency_key: str | None = None,
     ) -> PaymentLink:
         body = codec.PaymentLinkRequest.model_construct(
             merchant_id=merchant_id, amount=amount, description=description
         )  # not validated here: refusing an amount is the platform's answer to give
+        # With a key the platform answers a repeat with the first link, so retrying is safe.
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
         link = await self._call(
             "create_payment_link",
             "POST",
             _path("payment-links"),
             _payment_link,
             body=body,
-            idempotent=False,
+            idempotent=idempotency_key is not None,
+            headers=headers,
         )
         if link is None:
             raise PlatformRejected("the platform knows no such merchant")
@@ -254,6 +263,7 @@ class HttpPlatform:
         *,
         body: BaseModel | None = None,
         idempotent: bool,
+        headers: dict[str, str] | None = None,
     ) -> T | None:
         """The decoded answer, or None when the record does not exist (404 "not_found")."""
         if path is None:
@@ -264,7 +274,9 @@ class HttpPlatform:
                 if attempt:
                     await asyncio.sleep(self._delay(attempt))
                 try:
-                    return await self._attempt(operation, method, path, decode, params, body)
+                    return await self._attempt(
+                        operation, method, path, decode, params, body, headers
+                    )
                 except _Transient as exc:
                     failure = exc
                     log.debug("platform %s attempt %d failed: %s", operation, attempt + 1, exc)
@@ -281,8 +293,9 @@ class HttpPlatform:
         decode: Callable[[Any], T],
         params: dict[str, str] | None,
         body: BaseModel | None,
+        headers: dict[str, str] | None = None,
     ) -> T | None:
-        status, payload = await self._exchange(method, path, params, body)
+        status, payload = await self._exchange(method, path, params, body, headers)
         if 200 <= status < 300:
             try:
                 return decode(payload)
@@ -315,6 +328,7 @@ class HttpPlatform:
         path: str,
         params: dict[str, str] | None,
         body: BaseModel | None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         """One round trip: the status and the parsed JSON body (None when it is not JSON)."""
         if self._session is None:
@@ -326,7 +340,7 @@ class HttpPlatform:
                 url,
                 params=params,
                 json=codec.encode(body) if body is not None else None,
-                headers=self._headers,
+                headers={**self._headers, **headers} if headers else self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:

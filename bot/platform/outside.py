@@ -70,10 +70,19 @@ class OutsideTransactions:
         return result
 
     async def create_payment_link(
-        self, merchant_id: str, amount: Decimal, description: str | None
+        self,
+        merchant_id: str,
+        amount: Decimal,
+        description: str | None,
+        *,
+        idempotency_key: str | None = None,
     ) -> PaymentLink:
         result: PaymentLink = await self._call(
-            "create_payment_link", merchant_id, amount, description
+            "create_payment_link",
+            merchant_id,
+            amount,
+            description,
+            idempotency_key=idempotency_key,
         )
         return result
 

@@ -24,6 +24,8 @@ from pydantic import BaseModel
 from bot.channels.body import BadBody, parse_json
 from bot.platform import codec
 from bot.platform.gateway import (
+    IDEMPOTENCY_HEADER,
+    MAX_IDEMPOTENCY_KEY,
     AmountMismatch,
     BindCodesPaused,
     MerchantNotActive,
@@ -297,7 +299,12 @@ async def create_payment_link(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     if merchant_id is None or await gateway.get_merchant(merchant_id) is None:
         raise NotFound("no such merchant")
-    link = await gateway.create_payment_link(merchant_id, body.amount, description)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and _key(key, MAX_IDEMPOTENCY_KEY) is None:
+        raise BadInput("invalid_idempotency_key", "the Idempotency-Key header is not a key")
+    link = await gateway.create_payment_link(
+        merchant_id, body.amount, description, idempotency_key=key
+    )
     return _json(codec.encode(codec.PaymentLinkWire.from_domain(link)), status=201)
 
 

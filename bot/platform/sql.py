@@ -182,9 +182,15 @@ class SqlPlatform:
             return [_withdrawal(row) for row in rows.all()]
 
     async def create_payment_link(
-        self, merchant_id: str, amount: Decimal, description: str | None
+        self,
+        merchant_id: str,
+        amount: Decimal,
+        description: str | None,
+        *,
+        idempotency_key: str | None = None,
     ) -> PaymentLink:
-        """A link that collects for the merchant; only an active merchant may collect."""
+        """A link that collects for the merchant; only an active merchant may collect. A key
+        used before for this merchant gives back the link it made (unique in the table)."""
         link_id = "PL" + secrets.token_hex(8).upper()
         row = PaymentLinkRow(
             id=link_id,
@@ -193,14 +199,25 @@ class SqlPlatform:
             description=description,
             url=f"{self._public_url}/l/{link_id}",
             created_at=self._clock(),
+            idempotency_key=idempotency_key,
         )
         async with self._unit() as session:
             merchant = await session.get(MerchantRow, merchant_id)
             if merchant is None:
                 raise PlatformRejected("no such merchant")
-            if merchant.status != MerchantStatus.ACTIVE:
-                raise MerchantNotActive(MerchantStatus(merchant.status))
-            session.add(row)
+            if idempotency_key is not None:
+                made = await session.scalar(
+                    select(PaymentLinkRow).where(
+                        PaymentLinkRow.merchant_id == merchant_id,
+                        PaymentLinkRow.idempotency_key == idempotency_key,
+                    )
+                )
+                if made is not None:
+                    row = made
+            if row.id == link_id:
+                if merchant.status != MerchantStatus.ACTIVE:
+                    raise MerchantNotActive(MerchantStatus(merchant.status))
+                session.add(row)
         return PaymentLink(
             row.id, merchant_id, from_fen(row.amount_fen), row.url, row.created_at, description
         )

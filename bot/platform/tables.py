@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bot.platform.gateway import MAX_IDEMPOTENCY_KEY
 from bot.storage.models import Base, utcnow
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
@@ -111,6 +112,14 @@ class WithdrawalRow(Base):
 
 class PaymentLinkRow(Base):
     __tablename__ = "platform_payment_links"
+    __table_args__ = (
+        Index(
+            "ux_platform_payment_links_idempotency",
+            "merchant_id",
+            "idempotency_key",
+            unique=True,
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     merchant_id: Mapped[str] = mapped_column(ForeignKey("platform_merchants.id"), index=True)
@@ -118,6 +127,8 @@ class PaymentLinkRow(Base):
     description: Mapped[str | None] = mapped_column(String(200), default=None)
     url: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The caller's key for "this request": one link per merchant and key (migration 0011).
+    idempotency_key: Mapped[str | None] = mapped_column(String(MAX_IDEMPOTENCY_KEY), default=None)
 
 
 class PasswordResetRow(Base):

@@ -1,0 +1,231 @@
+"""Which handler a message goes to: buttons, typed answers to buttons, fixed words, the policy.
+
+In order: a button's action (or a typed answer that means one of the offered buttons: yes/no,
+a number or ordinal, its label), a command or fixed word (cancel, back to the bot, a language,
+a bind code), and then the dialogue policy (`bot/dialogue/policy.py`) with or without a flow
+open; the NLU's label goes through the routing registry (`bot/routing.py`). Everything here
+returns an `Outcome`; nothing writes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.context import Context, FlowState, Identity, Outcome
+from bot.diagnostics.registry import FLOWS
+from bot.dialogue.events import OFFERED, PendingRequest
+from bot.dialogue.policy import DialoguePolicy
+from bot.faq.knowledge import Knowledge
+from bot.handlers.binding import bind_code_in
+from bot.handlers.commands import language_word
+from bot.handlers.fallback import fallback
+from bot.nlu.language import detect_language
+from bot.nlu.matcher import Matcher
+from bot.nlu.normalize import fold, strip_punctuation
+from bot.nlu.values import read_amount, read_position, read_yes_no
+from bot.routing import UNHANDLED, Handler, Result, Router
+from bot.types import Label, Language
+
+_COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
+_FLOW_LABELS = frozenset(flow.label for flow in FLOWS.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    handler: Handler
+    argument: str = ""
+
+
+class Routes:
+    """The message's route to a handler; `people`: an escalation service is there to take
+    cancelled tickets back."""
+
+    def __init__(
+        self, knowledge: Knowledge, matcher: Matcher, router: Router, *, people: bool
+    ) -> None:
+        self.knowledge = knowledge
+        self.matcher = matcher
+        self.router = router
+        self.people = people
+        self.policy = DialoguePolicy(FLOWS, matcher, self.route_label)
+
+    async def route(self, ctx: Context) -> Outcome:
+        state = flow_state(ctx)
+        action = ctx.message.action or self._typed_button(ctx)
+        if action:
+            return await self._route_action(ctx, action, state)
+        text = ctx.message.text.strip()
+        explicit = self._explicit_text_route(
+            text, ticket_open=state is not None and state.name == "ticket"
+        )
+        if explicit is not None:
+            return await self._run(ctx, explicit)
+        if not ctx.conversation.language_pinned and (
+            language := detect_language(fold(text), current=Language(ctx.conversation.language))
+        ):
+            ctx.language = language
+        if not text:
+            return Outcome([ctx.say("empty")])
+        if state is not None:
+            return await self.policy.in_flow(ctx, state, text)
+        entity_first = await self.policy.without_flow(ctx, text)
+        if entity_first is not None:
+            return entity_first
+        ctx.parse = self.matcher.parse(text, ctx.conversation.language)
+        if not ctx.conversation.language_pinned:
+            ctx.language = ctx.parse.language
+        return await self.route_label(ctx)
+
+    async def route_label(self, ctx: Context) -> Outcome:
+        assert ctx.parse is not None
+        handler = self.router.labels.get(ctx.parse.label)
+        if handler is None:
+            return fallback(ctx)
+        return await self._run(ctx, _Route(handler))
+
+    async def after_binding(self, ctx: Context, outcome: Outcome) -> Outcome:
+        """A chat that just bound takes up the request it was refused for want of a binding;
+        the flows of its old identity end."""
+        if outcome.bind_merchant is None:
+            refused = any(reply.template == "flows/bind_first" for reply in outcome.replies)
+            if refused and ctx.parse is not None and ctx.parse.label in _FLOW_LABELS:
+                outcome.pending = PendingRequest(label=ctx.parse.label.value, text=ctx.message.text)
+            return outcome
+        outcome.end_flow = True
+        outcome.resume_suspended = False
+        pending = ctx.conversation.pending
+        outcome.forget_pending = True
+        if not pending:
+            return outcome
+        merchant = Identity("merchant", outcome.bind_merchant)
+        again = ctx.saying(pending["text"], merchant)
+        again.parse = self.matcher.parse(again.message.text, ctx.conversation.language)
+        handler = self.router.labels.get(Label(pending["label"]))
+        if handler is None:
+            return outcome
+        resumed = await self._run(again, _Route(handler))
+        outcome.replies += [ctx.say("bind/resumed"), *resumed.replies]
+        outcome.flow, outcome.end_flow = resumed.flow, resumed.flow is None
+        outcome.findings.update(resumed.findings)
+        return outcome
+
+    async def _route_action(self, ctx: Context, action: str, state: FlowState | None) -> Outcome:
+        if action.startswith("#"):
+            # A button whose action was too long for the channel travels as its index.
+            offered: list[list[str]] = ctx.conversation.slots.get(OFFERED) or []
+            index = action[1:]
+            if not index.isdigit() or not 0 <= int(index) < len(offered):
+                return Outcome([ctx.say("stale_action")])
+            action = offered[int(index)][1]
+        prefix, _, argument = action.partition(":")
+        if prefix == "resume":
+            return _resume(ctx, argument == "yes")
+        if action == "dialogue:continue":
+            return Outcome([ctx.say("dialogue/continue")])
+        if prefix == "flow":
+            if state is None:
+                return Outcome([ctx.say("stale_action")])
+            ctx.argument = argument
+            result = await FLOWS[state.name].resume(ctx, state)
+            return result if result is not UNHANDLED else Outcome([ctx.say("stale_action")])
+        handler = self.router.actions.get(prefix)
+        if handler is None:
+            return Outcome([ctx.say("stale_action")])
+        return await self._run(ctx, _Route(handler, argument))
+
+    def _explicit_text_route(self, text: str, *, ticket_open: bool = False) -> _Route | None:
+        """Commands, language words, cancel words and bind codes: never read as anything else."""
+        command = _COMMAND.match(text)
+        if command:
+            handler = self.router.commands.get(command.group(1).lower())
+            return _Route(handler or _unknown_command, (command.group(2) or "").strip())
+        if language_word(text) is not None:
+            return _Route(self.router.commands["lang"], text)
+        words = self.knowledge.words
+        if words.means("back_to_bot", text, along=("cancel",)):
+            return _Route(_back_to_bot)
+        if ticket_open and words.contains("back_to_bot", text, shortest=4):
+            # "那不留言了，返回机器人": while writing to staff, going back is said in passing.
+            return _Route(_back_to_bot)
+        if words.means("cancel", text):
+            # Cancelling the message being written for staff cancels the handoff it is for.
+            ticket = ticket_open and self.people
+            return _Route(_back_to_bot) if ticket else _Route(self.router.commands["cancel"])
+        code = bind_code_in(text)
+        if code is not None:
+            return _Route(self.router.commands["bind"], code)
+        return None
+
+    async def _run(self, ctx: Context, route: _Route) -> Outcome:
+        ctx.argument = route.argument
+        result: Result = await route.handler(ctx)
+        if result is not UNHANDLED:
+            return result
+        if ctx.message.action:
+            return Outcome([ctx.say("stale_action")])
+        return fallback(ctx)
+
+    def _typed_button(self, ctx: Context) -> str | None:
+        """The offered button a typed answer means: its number, its label, or yes/no."""
+        offered: list[list[str]] = ctx.conversation.slots.get(OFFERED) or []
+        if not offered:
+            return None
+        text = ctx.message.text
+        meaning = read_yes_no(text, self.knowledge.words)
+        if meaning is not None:
+            # A yes answers the open question (a flow's, or the offer to resume one), never
+            # the "was this helpful?" buttons under an answer given on the way.
+            wanted = ":yes" if meaning else ":no"
+            answers = [a for _, a in offered if a.endswith(wanted)]
+            first = [a for a in answers if a.startswith(("flow:", "resume:"))]
+            rest = [a for a in answers if not a.startswith("fb:")]
+            if first or rest or answers:
+                return (first or rest or answers)[0]
+        words = self.knowledge.words
+        # "不用再发链接了": a no that explains itself; but "不对，是260" corrects.
+        explained_no = meaning is None and words.leads("no", text) and read_amount(text) is None
+        if explained_no and not words.contains("correction", text):
+            no = [a for _, a in offered if a.endswith(":no") and a.startswith("flow:")]
+            if no:
+                return no[0]
+        index = read_position(text, len(offered))
+        if index is not None:
+            return offered[index][1]
+        answer = strip_punctuation(fold(text))
+        for label, action in offered:
+            if answer and answer == strip_punctuation(fold(label)):
+                return action
+        return None
+
+
+def flow_state(ctx: Context) -> FlowState | None:
+    """The open flow, as its handlers see it (without the offered buttons)."""
+    view = ctx.conversation
+    if not view.flow or view.flow not in FLOWS or not view.flow_step:
+        return None
+    slots = {k: v for k, v in view.slots.items() if k != OFFERED}
+    return FlowState(view.flow, view.flow_step, slots)
+
+
+def _resume(ctx: Context, yes: bool) -> Outcome:
+    """The offer to go back to the flow a digression suspended: taken, or declined."""
+    if not ctx.conversation.suspended:
+        return Outcome([ctx.say("stale_action")])
+    frame = ctx.conversation.suspended[-1]
+    state = FlowState(str(frame["flow"]), str(frame["step"]), dict(frame.get("slots") or {}))
+    flow = FLOWS[state.name]
+    if not yes:
+        reply = ctx.say("dialogue/resume_dropped", flow=ctx.ui(f"flow_{flow.name}"))
+        return Outcome([reply], resume_suspended=False)
+    reply = flow.prompt(ctx, state, "dialogue/back_to_flow")
+    return Outcome([reply], flow=state, resume_suspended=True)
+
+
+async def _back_to_bot(ctx: Context) -> Outcome:
+    # An open ticket (the message being written) ends with the handoff it belongs to.
+    return Outcome([], return_to_bot=True, end_flow=True)
+
+
+async def _unknown_command(ctx: Context) -> Outcome:
+    return Outcome([ctx.say("help", ctx.human_button())])

@@ -1,0 +1,251 @@
+"""The decide step alone: what a message does to the conversation, read as typed events and
+template ids, with no conversation stored. The platform is the demo world's (real SQL); the
+conversation lives only in the view each decision leaves (`view_after`), as the writer would
+store it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.context import Context, ConversationView, Identity
+from bot.dialogue.events import (
+    Bound,
+    Decision,
+    FlowAt,
+    FlowEnded,
+    FlowSuspended,
+    HandoffOffered,
+    PendingSet,
+    SuspendedTaken,
+    Understood,
+    Unsolved,
+)
+from bot.dialogue.turn import Decider, view_after
+from bot.faq.knowledge import Knowledge
+from bot.handlers import build_router
+from bot.nlu.matcher import Matcher
+from bot.platform.gateway import PlatformGateway
+from bot.platform.tables import PaymentLinkRow
+from bot.render import Renderer
+from bot.settings import Settings
+from bot.storage.db import session_factory
+from bot.storage.models import Conversation, Message
+from bot.types import IncomingMessage, Label, Language
+
+pytestmark = pytest.mark.usefixtures("world")
+
+
+class Talk:
+    """One chat, decided message by message; `view` is what the writer would have stored."""
+
+    def __init__(
+        self,
+        decider: Decider,
+        context: dict[str, object],
+        identity: Identity,
+        language: Language = Language.ZH,
+    ) -> None:
+        self.decider, self.context, self.identity = decider, context, identity
+        self.view = ConversationView(
+            id=1,
+            channel="test",
+            chat_id="7",
+            state="bot",
+            language=language,
+            language_pinned=False,
+            flow=None,
+            flow_step=None,
+            slots={},
+            failures=0,
+            last_label=None,
+        )
+        self._ids = count(1)
+
+    async def say(
+        self, text: str = "", action: str | None = None, *, message_id: str | None = None
+    ) -> Decision:
+        message = IncomingMessage(
+            channel="test",
+            chat_id="7",
+            user_id="7",
+            message_id=message_id or str(next(self._ids)),
+            text=text,
+            action=action,
+        )
+
+        async def nothing_yet(key: str, window: timedelta) -> int:
+            return 0
+
+        ctx = Context(
+            message=message,
+            conversation=self.view,
+            language=self.view.language,
+            identity=self.identity,
+            now=datetime.now(UTC),
+            recent=nothing_yet,
+            **self.context,  # type: ignore[arg-type]
+        )
+        decision = await self.decider.decide(ctx, 0)
+        self.view = view_after(self.view, decision)
+        for bound in decision.of(Bound):
+            self.identity = Identity("merchant", bound.merchant_id)
+        return decision
+
+    @property
+    def flow(self) -> tuple[str | None, str | None]:
+        return self.view.flow, self.view.flow_step
+
+
+@pytest.fixture
+def decider(knowledge: Knowledge, matcher: Matcher) -> Decider:
+    return Decider(knowledge=knowledge, matcher=matcher, router=build_router(), people=True)
+
+
+@pytest.fixture
+def context(
+    knowledge: Knowledge, renderer: Renderer, settings: Settings, gateway: PlatformGateway
+) -> dict[str, object]:
+    return {"knowledge": knowledge, "renderer": renderer, "settings": settings, "gateway": gateway}
+
+
+@pytest.fixture
+def merchant(decider: Decider, context: dict[str, object]) -> Talk:
+    return Talk(decider, context, Identity("merchant", "M001"))
+
+
+@pytest.fixture
+def customer(decider: Decider, context: dict[str, object]) -> Talk:
+    return Talk(decider, context, Identity())
+
+
+async def test_a_digression_is_answered_and_the_open_question_asked_again(
+    merchant: Talk,
+) -> None:
+    started = await merchant.say("帮我生成收款链接")
+    assert started.of(FlowAt) == [FlowAt("payment_link", "amount", started.of(FlowAt)[0].slots)]
+    asked = await merchant.say("手续费怎么收")
+    assert asked.templates[-1] == "dialogue/back_to_flow"
+    assert asked.of(Understood)[0].label.is_faq
+    assert merchant.flow == ("payment_link", "amount")  # still waiting for the amount
+    assert not asked.of(FlowEnded) and not asked.of(Unsolved)
+    confirm = await merchant.say("260")
+    assert confirm.templates == ["flows/payment_link/confirm"]
+    assert merchant.flow == ("payment_link", "confirm")
+
+
+async def test_a_correction_at_the_confirmation_asks_again_with_the_new_value(
+    merchant: Talk,
+) -> None:
+    await merchant.say("帮我生成收款链接，金额250")
+    assert merchant.flow == ("payment_link", "confirm")
+    corrected = await merchant.say("不对，是260")
+    assert corrected.templates == ["flows/payment_link/confirm"]
+    (at,) = corrected.of(FlowAt)
+    assert (at.step, at.slots["amount"]) == ("confirm", "260.00")
+    assert "260" in corrected.replies[0].text
+
+
+async def test_a_wrong_answer_is_asked_again_and_is_not_a_bot_failure(merchant: Talk) -> None:
+    await merchant.say("帮我生成收款链接")
+    retried = await merchant.say("蓝色的那个")
+    assert merchant.flow == ("payment_link", "amount")
+    assert not retried.of(Unsolved) and not retried.of(HandoffOffered)
+    again = await merchant.say("还是蓝色的")
+    assert not again.of(Unsolved) and not again.of(HandoffOffered)
+    done = await merchant.say("88")
+    assert done.templates == ["flows/payment_link/confirm"]
+
+
+async def test_another_flow_suspends_the_open_one_and_it_is_offered_back(
+    merchant: Talk,
+) -> None:
+    await merchant.say("帮我生成收款链接")
+    digression = await merchant.say("W0002到了吗")
+    (suspended,) = digression.of(FlowSuspended)
+    assert (suspended.frame["flow"], suspended.frame["step"]) == ("payment_link", "amount")
+    assert [frame["flow"] for frame in merchant.view.suspended] == ["payment_link"]
+    assert "dialogue/offer_resume" in digression.templates  # the withdrawal was answered
+    back = await merchant.say(action="resume:yes")
+    assert back.of(SuspendedTaken) == [SuspendedTaken(resumed=True)]
+    assert back.templates == ["dialogue/back_to_flow"]
+    assert merchant.flow == ("payment_link", "amount") and merchant.view.suspended == []
+
+
+async def test_a_customers_bare_order_number_starts_the_payment_check(customer: Talk) -> None:
+    decision = await customer.say("BT2026112600000001")
+    (at,) = decision.of(FlowAt)
+    assert (at.flow, at.slots["order_no"]) == ("payment_status", "BT2026112600000001")
+    assert not decision.of(Unsolved)
+
+
+async def test_a_merchants_order_number_gets_the_orders_summary(merchant: Talk) -> None:
+    decision = await merchant.say("bt 2026 1126 0000 0001")
+    assert decision.templates == ["flows/order_summary"]
+    assert merchant.flow == (None, None)
+
+
+async def test_a_lone_number_outside_a_flow_asks_what_it_is(customer: Talk) -> None:
+    decision = await customer.say("8888")
+    assert decision.templates == ["dialogue/what_number"]
+    assert decision.replies[0].buttons[0].action == "intent:status.payment"
+
+
+async def test_binding_mid_flow_ends_the_old_identitys_flow_and_resumes_the_refused_request(
+    customer: Talk,
+) -> None:
+    refused = await customer.say("帮我生成收款链接")
+    assert refused.templates == ["flows/bind_first"]
+    assert refused.of(PendingSet)[0].request == {
+        "label": Label.ACTION_PAYMENT_LINK.value,
+        "text": "帮我生成收款链接",
+    }
+    await customer.say("BT2026112600000001")  # a customer's check opens
+    assert customer.flow[0] == "payment_status"
+    bound = await customer.say("/bind 482913")
+    assert bound.of(Bound) == [Bound("M001")]
+    assert "bind/resumed" in bound.templates
+    assert bound.of(PendingSet) == [PendingSet(None)]
+    assert bound.of(FlowAt)[-1].flow == "payment_link"  # the refused request, taken up
+    assert customer.flow == ("payment_link", "amount")  # the customer's check is gone
+    assert customer.view.suspended == []
+
+
+async def test_two_unsolved_messages_offer_a_person_and_never_hand_over(customer: Talk) -> None:
+    first = await customer.say("zxqv wplk mmrt")
+    assert first.of(Unsolved) and not first.of(HandoffOffered)
+    second = await customer.say("qqzx vvbn lkjh")
+    assert second.of(HandoffOffered) == [HandoffOffered("bot_failed")]
+    assert second.templates[-1] == "dialogue/offer_handoff"
+    actions = [b.action for r in second.replies for b in r.buttons]
+    assert "human" not in actions and "human:bot_failed" in actions
+    # Offered, so a typed "转人工" or "2" picks a button next time.
+    assert customer.view.slots["_offered"][-1][1] == "dialogue:continue"
+
+
+async def test_deciding_writes_no_conversation(merchant: Talk, db: AsyncEngine) -> None:
+    await merchant.say("帮我生成收款链接")
+    await merchant.say("手续费怎么收")
+    async with session_factory(db)() as session:
+        stored = await session.scalar(select(func.count()).select_from(Conversation))
+        said = await session.scalar(select(func.count()).select_from(Message))
+    assert (stored, said) == (0, 0)
+
+
+async def test_a_turn_decided_again_makes_no_second_payment_link(
+    merchant: Talk, db: AsyncEngine
+) -> None:
+    await merchant.say("帮我生成收款链接，金额250")
+    waiting = merchant.view
+    made = await merchant.say("确认", message_id="confirm-1")
+    merchant.view = waiting  # the first run's transaction rolled back; the message comes again
+    again = await merchant.say("确认", message_id="confirm-1")
+    assert made.templates == again.templates == ["flows/payment_link/created"]
+    assert made.replies[0].text == again.replies[0].text  # the same link
+    async with session_factory(db)() as session:
+        links = await session.scalar(select(func.count()).select_from(PaymentLinkRow))
+    assert links == 1
