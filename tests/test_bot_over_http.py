@@ -26,7 +26,7 @@ from bot.platform.world import load_world, read_world
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory
-from tests.conftest import DEMO_WORLD, FAST_HASHER, Chat, Faults, _migrated_sqlite
+from tests.support.common import DEMO_WORLD, FAST_HASHER, Chat, Faults, migrated_sqlite
 
 KEY = "test-platform-key"
 
@@ -35,7 +35,7 @@ KEY = "test-platform-key"
 async def platform(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[str, Faults]]:
-    shutil.copyfile(await _migrated_sqlite(tmp_path_factory), tmp_path / "platform.db")
+    shutil.copyfile(await migrated_sqlite(tmp_path_factory), tmp_path / "platform.db")
     db = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'platform.db'}")
     await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
     faults = Faults()
