@@ -67,9 +67,8 @@ test-fast: $(STAMP)
 # find is kept in .hypothesis/ and replayed first by every later run.
 FUZZ_PROFILE ?= fuzz
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=$(FUZZ_PROFILE) $(BIN)/python -m pytest -q $(XDIST) -p no:randomly \
-	  -m "not browser and not slow" tests/test_properties.py tests/test_attacks_mask.py \
-	  tests/test_api_properties.py tests/test_contract.py
+	HYPOTHESIS_PROFILE=$(FUZZ_PROFILE) $(BIN)/python -m pytest -q $(XDIST) \
+	  tests/test_properties.py tests/test_attacks_mask.py tests/test_api_properties.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/nlu_latency.py

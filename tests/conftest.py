@@ -116,8 +116,32 @@ CONVERSATION_MODULES = frozenset(
 POSTGRES_MODULES = frozenset({"test_two_processes"})
 # Whole modules, and single tests (module::name, parameters left off), that take many seconds
 # each: real `btp-bot serve` processes, outages waited out, load. Measured with --durations.
-SLOW_MODULES = frozenset({"test_benchmarks_smoke", "test_load", "test_two_processes"})
-SLOW_TESTS: frozenset[str] = frozenset()
+SLOW_MODULES = frozenset(
+    {
+        "test_benchmarks_smoke",  # the benchmark scripts, quick mode
+        "test_contract",  # schemathesis over both OpenAPI files
+        "test_faults",  # real serve processes killed and restarted, outages waited out
+        "test_load",
+        "test_telegram_setup",  # the README's steps with real serve processes
+        "test_two_processes",
+    }
+)
+SLOW_TESTS = frozenset(
+    {
+        "test_attacks_console::test_a_known_device_logs_in_while_strangers_hold_the_name_and_the_office_address",
+        "test_attacks_robust::test_a_chat_id_that_is_no_id_is_acknowledged_and_not_stored",
+        "test_attacks_robust::test_an_amount_not_written_plainly_is_a_422",
+        "test_attacks_robust::test_an_amount_out_of_range_or_past_the_cent_is_a_422",
+        "test_attacks_robust::test_an_update_id_that_is_no_id_is_acknowledged_and_not_stored",
+        "test_cli::test_migrations_run_quietly_unless_verbose",
+        "test_console_http::test_a_ticket_answered_in_the_console_reaches_the_user",
+        "test_console_http::test_fifty_attempts_from_an_address_lock_that_address",
+        "test_notify::test_health_readiness_and_metrics",
+        "test_replies::test_merchant_order_replies_read_like_words",
+        "test_telegram::test_updates_of_one_chat_are_answered_in_order",
+        "test_webchat_api::test_a_malformed_message_is_a_400",
+    }
+)
 
 
 def _tiers(item: pytest.Item) -> list[str]:
