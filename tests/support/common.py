@@ -66,6 +66,8 @@ class Faults:
     """What a fault-injecting middleware does to every request: wait, fail, and count."""
 
     delay: float = 0.0
+    # Set: every request waits until the test sets the event (a slow platform, no clock).
+    gate: asyncio.Event | None = None
     status: int | None = None
     requests: int = 0
 
@@ -74,6 +76,8 @@ class Faults:
         @web.middleware
         async def inject(request: web.Request, handler: Any) -> web.StreamResponse:
             self.requests += 1
+            if self.gate is not None:
+                await self.gate.wait()
             if self.delay:
                 await asyncio.sleep(self.delay)
             if self.status is not None:
