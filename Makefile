@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run chat test lint typecheck kb nlu-eval bench clean browser
+.PHONY: run chat test test-fast fuzz lint typecheck kb nlu-eval bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,15 @@ run: $(STAMP)
 chat: $(STAMP)
 	$(BIN)/btp-bot chat --demo
 
-lint: $(STAMP)
+# The same checks run by .pre-commit-config.yaml (`.venv/bin/pre-commit install` to have them
+# before every commit).
+lint: $(STAMP) typecheck
 	$(BIN)/ruff check bot webhook_server.py tests benchmarks
-	$(BIN)/mypy bot webhook_server.py
 	$(BIN)/lint-imports
+
+# mypy strict on the package; tests and benchmarks with the relaxations in pyproject.toml.
+typecheck: $(STAMP)
+	$(BIN)/mypy bot webhook_server.py tests benchmarks
 
 kb: $(STAMP)
 	$(BIN)/btp-bot kb check
@@ -46,8 +51,25 @@ browser:
 	  $$SUDO apt-get $(APT_WAIT) update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get $(APT_WAIT) install -y -qq \
 	    chromium fonts-wqy-microhei >/dev/null; }
 
+# Tiers (markers set in tests/conftest.py): unit, conversation, http, browser, postgres, slow.
+# Tests are independent of each other (own temp dirs, ports chosen by the OS, one PostgreSQL
+# database per xdist worker), so they run on every core.
+XDIST ?= -n auto
+FAST := not browser and not postgres and not slow
+
 test: $(STAMP) lint kb browser
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs $(XDIST)
+
+# Everything but the browser, PostgreSQL and slow tiers: the loop to run while working.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q $(XDIST) -m "$(FAST)"
+
+# The property tests randomized, with many more examples than CI's derandomized run; what they
+# find is kept in .hypothesis/ and replayed first by every later run.
+FUZZ_PROFILE ?= fuzz
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=$(FUZZ_PROFILE) $(BIN)/python -m pytest -q $(XDIST) \
+	  tests/test_properties.py tests/test_attacks_mask.py tests/test_api_properties.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/nlu_latency.py
@@ -57,4 +79,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/memory.py
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -353,13 +353,14 @@ def run_baseline(port: int, driver: str) -> None:
     `driver` "aiosqlite": SQLite through SQLAlchemy's stock aiosqlite adapter (the engine the
     load issue's orientation figures were measured with), not the bot's inline connection."""
     from aiohttp import web
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from bot.settings import Settings
     from bot.storage.db import create_engine, session_factory, upgrade
     from bot.storage.models import ProcessedInbound
 
     url = Settings().database_url
-    sessions_key = web.AppKey("sessions", object)
+    sessions_key = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 
     async def resources(app: web.Application) -> Any:
         stock = driver == "aiosqlite" and url.startswith("sqlite")
@@ -1061,7 +1062,7 @@ def report(results: list[Measured], options: argparse.Namespace) -> None:
             )
         )
 
-    pairs = {}
+    pairs: dict[tuple[str, str], dict[int, Any]] = {}
     for m in closed:
         if m.spec.database == "postgres" and "again" not in m.spec.label:
             pairs.setdefault((m.spec.kind, m.spec.mode), {})[m.spec.processes] = m
@@ -1070,16 +1071,18 @@ def report(results: list[Measured], options: argparse.Namespace) -> None:
         rows = []
         for both in pairs.values():
             one, two = both[1], both[2]
-            figures = [(one.spec.label, headline(one), headline(two))]
+            compared: list[tuple[str, float, float]] = [
+                (one.spec.label, headline(one), headline(two))
+            ]
             if one.spec.kind == "telegram" and one.spec.mode == "closed":
-                figures.append(
+                compared.append(
                     (
                         "Telegram updates handled (webhook driven)",
                         one.result.get("handled_rate", 0.0),
                         two.result.get("handled_rate", 0.0),
                     )
                 )
-            for label, a, b in figures:
+            for label, a, b in compared:
                 shown = f"{b / a:.2f}x" if a else "-"
                 rows.append(
                     [label, f"{a:,.0f}/s", f"{b:,.0f}/s", shown, cpu(one.result), cpu(two.result)]

@@ -7,19 +7,17 @@ Every database test runs on SQLite, and again on PostgreSQL when TEST_DATABASE_U
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
-from aiohttp import web
-from argon2 import PasswordHasher
+from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -37,57 +35,146 @@ from bot.settings import PROJECT_ROOT, Settings
 from bot.storage.db import create_engine, session_factory, upgrade
 from bot.storage.events import EventBus
 from bot.storage.models import Base
-from bot.types import Button, IncomingMessage, Reply
-from tests.botapi import BotApiStub
+from tests.support.common import (
+    DEMO_WORLD,
+    FAST_HASHER,
+    TEST_DATABASE_URL,
+    Chat,
+    Clock,
+    create_database,
+    migrated_sqlite,
+)
 
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
-DATA = Path(__file__).parent / "data"
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
-# CI runs the property tests derandomized: the same examples on every run, so a failure there
-# is reproducible and a pass is not luck of the seed (a found example becomes an explicit case
-# in the test). Locally they keep exploring new examples.
-hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
-if os.environ.get("CI"):
-    hypothesis_settings.load_profile("ci")
-
-
-@dataclass
-class Faults:
-    """What a fault-injecting middleware does to every request: wait, fail, and count."""
-
-    delay: float = 0.0
-    status: int | None = None
-    requests: int = 0
-
-    @property
-    def middleware(self) -> Any:
-        @web.middleware
-        async def inject(request: web.Request, handler: Any) -> web.StreamResponse:
-            self.requests += 1
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            if self.status is not None:
-                body = {"error": {"code": "injected", "message": "injected fault"}}
-                return web.json_response(body, status=self.status)
-            response: web.StreamResponse = await handler(request)
-            return response
-
-        return inject
+# Hypothesis profiles (chosen by HYPOTHESIS_PROFILE, else "ci" when CI is set, else "dev"):
+# - ci: derandomized, so CI runs the same examples every time: a failure there is reproducible
+#   (its blob is printed for @reproduce_failure) and a pass is not luck of the seed. Hypothesis
+#   itself turns the example database off when derandomized, so what a run found is kept by
+#   making it an explicit @example in the test.
+# - dev: random, with the example database kept in the work tree's .hypothesis/examples, so a
+#   failure found once (by hand or by `make fuzz`) is replayed first by every later run.
+# - fuzz (`make fuzz`): random, no deadline, the same database, and FUZZ_FACTOR times the
+#   examples (tests/support/common.py `examples`): for hunting, not for CI.
+_EXAMPLES = DirectoryBasedExampleDatabase(PROJECT_ROOT / ".hypothesis" / "examples")
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, database=None, print_blob=True, deadline=None
+)
+hypothesis_settings.register_profile("dev", database=_EXAMPLES)
+hypothesis_settings.register_profile(
+    "fuzz",
+    deadline=None,
+    database=_EXAMPLES,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 
-def stub_settings(
-    database_url: str, stub: BotApiStub, secret: str, notify_secret: str, **extra: Any
-) -> Settings:
-    """The app's settings with Telegram pointed at the Bot API stand-in `stub`."""
-    return Settings(
-        database_url=database_url,
-        telegram_bot_token=stub.token,
-        telegram_api_url=stub.url,
-        telegram_webhook_secret=secret,
-        platform_webhook_secret=notify_secret,
-        demo_world=None,
-        **extra,
-    )
+# ---------------------------------------------------------------------------------------------
+# Tiers. Every test gets its markers here, from its module and the fixtures it uses, so a test
+# file needs no marker lines of its own (a module may still add `slow` to a test it knows is).
+# `make test-fast` runs `-m "not browser and not postgres and not slow"`.
+
+BROWSER_MODULES = frozenset({"test_console_browser", "test_webchat_browser"})
+# Modules whose tests talk over sockets: an aiohttp server, the Bot API stand-in, a subprocess.
+HTTP_MODULES = frozenset(
+    {
+        "test_api_properties",
+        "test_attacks_console",
+        "test_attacks_guess",
+        "test_attacks_mask",
+        "test_attacks_robust",
+        "test_attacks_webchat",
+        "test_benchmarks_smoke",
+        "test_bot_over_http",
+        "test_botapi_stub",
+        "test_cli",
+        "test_client_address",
+        "test_console_http",
+        "test_contract",
+        "test_faults",
+        "test_load",
+        "test_notify",
+        "test_platform_http",
+        "test_retention",
+        "test_telegram",
+        "test_telegram_http",
+        "test_telegram_setup",
+        "test_terminal",
+        "test_two_processes",
+        "test_webchat_api",
+    }
+)
+CONVERSATION_MODULES = frozenset(
+    {"test_conversation_suite", "test_conversations", "test_flows", "test_handoff", "test_replies"}
+)
+# Modules that need PostgreSQL whatever their parameters.
+POSTGRES_MODULES = frozenset({"test_two_processes"})
+# Whole modules, and single tests (module::name, parameters left off), that take many seconds
+# each: real `btp-bot serve` processes, outages waited out, load. Measured with --durations.
+SLOW_MODULES = frozenset(
+    {
+        "test_benchmarks_smoke",  # the benchmark scripts, quick mode
+        "test_contract",  # schemathesis over both OpenAPI files
+        "test_faults",  # real serve processes killed and restarted, outages waited out
+        "test_load",
+        "test_telegram_setup",  # the README's steps with real serve processes
+        "test_two_processes",
+    }
+)
+SLOW_TESTS = frozenset(
+    {
+        "test_attacks_console::test_a_known_device_logs_in_while_strangers_hold_the_name_and_the_office_address",
+        "test_attacks_robust::test_a_chat_id_that_is_no_id_is_acknowledged_and_not_stored",
+        "test_attacks_robust::test_an_amount_not_written_plainly_is_a_422",
+        "test_attacks_robust::test_an_amount_out_of_range_or_past_the_cent_is_a_422",
+        "test_attacks_robust::test_an_update_id_that_is_no_id_is_acknowledged_and_not_stored",
+        "test_cli::test_migrations_run_quietly_unless_verbose",
+        "test_console_http::test_a_ticket_answered_in_the_console_reaches_the_user",
+        "test_console_http::test_fifty_attempts_from_an_address_lock_that_address",
+        "test_notify::test_health_readiness_and_metrics",
+        "test_replies::test_merchant_order_replies_read_like_words",
+        "test_telegram::test_updates_of_one_chat_are_answered_in_order",
+        "test_webchat_api::test_a_malformed_message_is_a_400",
+    }
+)
+
+
+def _tiers(item: pytest.Item) -> list[str]:
+    module = item.path.stem
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if module in BROWSER_MODULES:
+        tiers = ["browser"]
+    elif module in HTTP_MODULES:
+        tiers = ["http"]
+    elif module in CONVERSATION_MODULES or fixtures & {"chat", "engine"}:
+        tiers = ["conversation"]
+    else:
+        tiers = ["unit"]
+    callspec = getattr(item, "callspec", None)
+    params = list(callspec.params.values()) if callspec is not None else []
+    if module in POSTGRES_MODULES or "postgresql" in params:
+        tiers.append("postgres")
+    name = item.name.split("[", 1)[0]
+    if module in SLOW_MODULES or f"{module}::{name}" in SLOW_TESTS:
+        tiers.append("slow")
+    return tiers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if TEST_DATABASE_URL and os.environ.get("PYTEST_XDIST_WORKER"):
+        asyncio.run(create_database(TEST_DATABASE_URL))
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for tier in _tiers(item):
+            item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")
@@ -110,20 +197,6 @@ def renderer() -> Renderer:
     return Renderer()
 
 
-_TEMPLATE: list[Path] = []
-
-
-async def _migrated_sqlite(factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated once per run; each test gets a copy of it."""
-    if not _TEMPLATE:
-        path = factory.mktemp("template") / "bot.db"
-        engine = create_engine(f"sqlite+aiosqlite:///{path}")
-        await upgrade(engine)
-        await engine.dispose()
-        _TEMPLATE.append(path)
-    return _TEMPLATE[0]
-
-
 @pytest.fixture(
     params=[
         "sqlite",
@@ -141,7 +214,7 @@ async def db(
 ) -> AsyncIterator[AsyncEngine]:
     """A migrated, empty database: a new SQLite file, or the shared PostgreSQL truncated."""
     if request.param == "sqlite":
-        shutil.copyfile(await _migrated_sqlite(tmp_path_factory), tmp_path / "bot.db")
+        shutil.copyfile(await migrated_sqlite(tmp_path_factory), tmp_path / "bot.db")
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
     else:
         assert TEST_DATABASE_URL
@@ -154,11 +227,6 @@ async def db(
         yield engine
     finally:
         await engine.dispose()
-
-
-DEMO_WORLD = PROJECT_ROOT / "bot" / "platform" / "demo_world.yaml"
-# Real argon2id, with the cost turned down: the tests hash demo passwords hundreds of times.
-FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 @pytest.fixture
@@ -210,17 +278,6 @@ def clock() -> Clock:
     return Clock(datetime(2026, 11, 26, 2, 0, tzinfo=UTC))
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @pytest.fixture
 def handoffs(
     db: AsyncEngine,
@@ -242,49 +299,13 @@ def handoffs(
     )
 
 
-class Chat:
-    """One user talking to the engine, the way a channel would deliver their messages."""
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Chromium for the browser tier (imported here only when a test asks for it)."""
+    from tests.support.browser import chromium
 
-    _ids = itertools.count(1)
-
-    def __init__(self, engine: Engine, channel: str = "test", chat_id: str | None = None) -> None:
-        self.engine = engine
-        self.channel = channel
-        self.chat_id = chat_id or f"chat-{next(self._ids)}"
-        self.last: list[Reply] = []
-        self._numbers = itertools.count(1)
-
-    def message(self, text: str = "", action: str | None = None) -> IncomingMessage:
-        return IncomingMessage(
-            self.channel,
-            self.chat_id,
-            self.chat_id,
-            f"{self.chat_id}:{next(self._numbers)}",
-            text,
-            action,
-        )
-
-    async def bind(self, merchant_id: str) -> None:
-        assert await self.engine.bind(self.channel, self.chat_id, merchant_id)
-
-    async def say(self, text: str) -> list[Reply]:
-        self.last = await self.engine.handle(self.message(text))
-        return self.last
-
-    async def press(self, action: str) -> list[Reply]:
-        self.last = await self.engine.handle(self.message(action=action))
-        return self.last
-
-    @property
-    def text(self) -> str:
-        return "\n".join(reply.text for reply in self.last)
-
-    @property
-    def buttons(self) -> list[Button]:
-        return [button for reply in self.last for button in reply.buttons]
-
-    def button(self, label_part: str) -> Button:
-        return next(b for b in self.buttons if label_part in b.label)
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import threading
 import urllib.error
 import urllib.request
@@ -19,12 +18,13 @@ import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from bot.notifications import sign
 from bot.platform.world import load_world, read_world
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
-from tests.conftest import DEMO_WORLD, FAST_HASHER
+from tests.support.common import DEMO_WORLD, FAST_HASHER, examples, free_port
 from webhook_server import create_app
 
 SECRET = "notify-secret-properties"
@@ -44,16 +44,10 @@ message_bodies = st.one_of(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     path = tmp_path_factory.mktemp("props") / "app.db"
-    port = _free_port()
+    port = free_port()
     ready = threading.Event()
     stop: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
@@ -64,7 +58,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         await db.dispose()
         settings = Settings(
             database_url=f"sqlite+aiosqlite:///{path}",
-            platform_webhook_secret=SECRET,
+            platform_webhook_secret=SecretStr(SECRET),
             rate_limit_per_minute=100000,
             demo_world=None,
         )
@@ -110,7 +104,9 @@ def token(server: str) -> str:
 
 
 PROPERTY = settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(120),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 

@@ -29,18 +29,18 @@ from yarl import URL
 from bot.cli import main as cli
 from bot.escalation import login_guard
 from bot.storage.models import Agent, AgentDevice, AgentSession, AuditEntry, RateEvent
-from tests.test_console_http import (
+from tests.support.console import (
     BIND_CODE,
     FAILED_ORDER,
     PASSWORD,
     AgentClient,
     Server,
-    _field,
-    _set_cookie,
     agent_session,
     asks_for_a_person,
     console_settings,
+    form_field,
     only,
+    set_cookie,
 )
 from webhook_server import create_app
 
@@ -90,7 +90,7 @@ def verified(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 async def login_form(http: aiohttp.ClientSession, base: str) -> str:
     async with http.get(f"{base}/agent/login") as response:
-        return _field(await response.text(), "csrf")
+        return form_field(await response.text(), "csrf")
 
 
 async def post_login(
@@ -235,7 +235,7 @@ async def test_the_device_cookie_is_httponly_strict_and_long_lived(server: Serve
                 allow_redirects=False,
             ) as response:
                 assert response.status == 303
-                cookies.append(_set_cookie(response, "btp_agent_device"))
+                cookies.append(set_cookie(response, "btp_agent_device"))
                 device = response.cookies["btp_agent_device"].value
     first, again = cookies
     assert "HttpOnly" in first and "SameSite=Strict" in first

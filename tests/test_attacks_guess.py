@@ -39,11 +39,11 @@ from bot.storage.db import session_factory
 from bot.storage.models import RateEvent
 from bot.types import Language
 from tests.botapi import BotApiStub
-from tests.test_console_http import ALL_DAY, agent_session, asks_for_a_person, with_console
-from tests.test_console_http import Server as ConsoleServer
-from tests.test_telegram import SECRET as TG_SECRET
-from tests.test_telegram import Telegram
-from tests.test_webchat_api import Visitor, text_of
+from tests.support.console import ALL_DAY, agent_session, asks_for_a_person, with_console
+from tests.support.console import Server as ConsoleServer
+from tests.support.telegram import SECRET as TG_SECRET
+from tests.support.telegram import Telegram
+from tests.support.webchat import Visitor, text_of
 from webhook_server import create_app
 
 PENDING_ORDER = "BT2026112600000013"  # M001, pending, ¥15.50, payer phone ends 2222

@@ -43,9 +43,9 @@ from bot.storage.models import (
 from bot.types import Language
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
-from tests.conftest import FAST_HASHER, stub_settings
-from tests.test_console_http import PASSWORD, agent_session
-from tests.test_webchat_api import Visitor, next_pushed
+from tests.support.common import FAST_HASHER, examples, stub_settings
+from tests.support.console import PASSWORD, agent_session
+from tests.support.webchat import Visitor, next_pushed
 from webhook_server import RUNTIME, create_app
 
 SECRET = "mask-webhook-secret-0123456789"
@@ -424,7 +424,7 @@ number_texts = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(text=number_texts)
 def test_masking_is_idempotent_on_numbers_and_separators(text: str) -> None:
     once = mask_pii(text)
@@ -436,7 +436,7 @@ def _written(number: str, separators: list[str]) -> str:
     return "".join(d + (separators[i] if i < len(separators) else "") for i, d in enumerate(number))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     card=st.text(alphabet="0123456789", min_size=13, max_size=19),
     separators=st.lists(st.one_of(st.just(""), SEPARATORS), max_size=18),
@@ -453,7 +453,7 @@ def test_a_card_written_any_way_keeps_only_its_last_four_or_what_its_kind_shows(
     assert digits(masked) in (card[-4:], card[:3] + card[-4:], card[:5] + card[-4:]), masked
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     second=st.sampled_from("3456789"),
     rest=st.text(alphabet="0123456789", min_size=9, max_size=9),
@@ -469,7 +469,7 @@ def test_a_phone_written_any_way_keeps_its_first_three_and_last_four(
     assert digits(masked) == phone[:3] + phone[-4:], masked
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     body=st.text(alphabet="0123456789", min_size=17, max_size=17),
     check=st.sampled_from("0123456789Xx"),

@@ -54,7 +54,7 @@ from bot.storage.models import (
 from bot.types import Language
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
-from tests.conftest import FAST_HASHER, stub_settings
+from tests.support.common import FAST_HASHER, stub_settings
 from webhook_server import create_app
 
 SECRET = "robust-webhook-secret-0123456789"

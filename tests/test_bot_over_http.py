@@ -26,7 +26,7 @@ from bot.platform.world import load_world, read_world
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory
-from tests.conftest import DEMO_WORLD, FAST_HASHER, Chat, Faults, _migrated_sqlite
+from tests.support.common import DEMO_WORLD, FAST_HASHER, Chat, Faults, migrated_sqlite
 
 KEY = "test-platform-key"
 
@@ -35,7 +35,7 @@ KEY = "test-platform-key"
 async def platform(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[str, Faults]]:
-    shutil.copyfile(await _migrated_sqlite(tmp_path_factory), tmp_path / "platform.db")
+    shutil.copyfile(await migrated_sqlite(tmp_path_factory), tmp_path / "platform.db")
     db = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'platform.db'}")
     await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
     faults = Faults()
@@ -61,9 +61,12 @@ async def remote_chat(
     knowledge: Knowledge,
     matcher: Matcher,
     renderer: Renderer,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Chat]:
+    """A chat whose gateway gives up after 0.3 s (or `request.param` seconds, indirectly)."""
     url, _ = platform
-    gateway = HttpPlatform(url, api_key=KEY, timeout=0.3, retries=1, backoff=0.01)
+    timeout = float(getattr(request, "param", 0.3))
+    gateway = HttpPlatform(url, api_key=KEY, timeout=timeout, retries=1, backoff=0.01)
     engine = Engine(
         settings=settings,
         sessions=session_factory(db),
@@ -126,6 +129,9 @@ async def test_outage_in_the_middle_of_a_flow_ends_it_cleanly(
     assert "已支付" not in remote_chat.text  # the flow ended; "1111" alone is not a question
 
 
+# The platform answers only when the test lets it (a gate, not a delay racing the timeout);
+# the gateway's timeout is far longer, so the wait ends with an answer.
+@pytest.mark.parametrize("remote_chat", [60.0], indirect=True)
 async def test_a_slow_platform_holds_up_only_the_chat_that_waits_for_it(
     remote_chat: Chat, platform: tuple[str, Faults]
 ) -> None:
@@ -133,7 +139,7 @@ async def test_a_slow_platform_holds_up_only_the_chat_that_waits_for_it(
     one connection) stays free for other chats while one waits for the platform."""
     _, faults = platform
     await remote_chat.say("/bind 482913")
-    faults.delay = 0.25  # under the gateway's 0.3 s timeout: slow, but it answers
+    faults.gate = asyncio.Event()
     before = faults.requests
     slow = asyncio.create_task(remote_chat.say("订单BT2026112600000005支付失败了"))
     while faults.requests == before:  # until the first chat waits for the platform
@@ -142,5 +148,6 @@ async def test_a_slow_platform_holds_up_only_the_chat_that_waits_for_it(
     await other.say("手续费怎么收")
     assert not slow.done()  # answered while the first chat still waits for the platform
     assert "暂时不可用" not in other.text
+    faults.gate.set()
     await slow
     assert "发卡银行拒绝" in remote_chat.text

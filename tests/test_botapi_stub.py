@@ -24,7 +24,7 @@ from telegram import (
     TelegramObject,
     Update,
 )
-from telegram.constants import ChatAction, ParseMode
+from telegram.constants import ParseMode
 from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, RetryAfter
 from telegram.request import HTTPXRequest
 
@@ -43,7 +43,6 @@ def make_bot(stub: BotApiStub, token: str | None = None) -> telegram.Bot:
     return telegram.Bot(
         token or stub.token,
         base_url=f"{stub.url}/bot",
-        base_file_url=f"{stub.url}/file/bot",
         request=request(),
         get_updates_request=request(),
     )
@@ -128,6 +127,7 @@ async def test_send_message_with_an_inline_keyboard(bot: telegram.Bot, stub: Bot
             [InlineKeyboardButton("帮助中心", url="https://help.example.com/zh")],
         ]
     )
+    before = int(time.time())
     first = await bot.send_message(CHAT, "你好，请选择：", reply_markup=markup)
     second = await bot.send_message(CHAT, "第二条", disable_notification=True)
     in_group = await bot.send_message(GROUP, "群消息")
@@ -138,7 +138,7 @@ async def test_send_message_with_an_inline_keyboard(bot: telegram.Bot, stub: Bot
     assert first.from_user is not None and first.from_user.id == stub.bot_id
     assert (first.chat.id, first.chat.type) == (CHAT, "private")
     assert (in_group.chat.id, in_group.chat.type) == (GROUP, "group")
-    assert abs(first.date.timestamp() - time.time()) < 5
+    assert before <= first.date.timestamp() <= time.time()  # stamped when it was sent
     assert unknown_fields(first) == []
 
     call = stub.calls_of("sendMessage")[0]
@@ -157,18 +157,9 @@ async def test_send_photo_uploads_the_bytes(bot: telegram.Bot, stub: BotApiStub)
     assert call.files["photo"] == image
     assert call.params["caption"] == "收款二维码"
     assert message.caption == "收款二维码"
-    assert [(size.width, size.height) for size in message.photo] == [
-        (90, 45),
-        (320, 160),
-        (400, 200),
-    ]
+    assert [(size.width, size.height) for size in message.photo] == [(400, 200)]
     assert stub.sent_texts(CHAT) == ["收款二维码"]
     assert unknown_fields(message) == []
-
-    again = await bot.send_photo(CHAT, message.photo[-1].file_id)
-    assert again.photo == message.photo
-    downloaded = await (await bot.get_file(message.photo[-1].file_id)).download_as_bytearray()
-    assert bytes(downloaded) == image
 
     with pytest.raises(BadRequest):
         await bot.send_photo(CHAT, b"not an image")
@@ -224,9 +215,9 @@ async def test_set_my_commands_per_language(bot: telegram.Bot, stub: BotApiStub)
     assert await bot.set_my_commands(default)
     assert await bot.set_my_commands([("help", "群帮助")], scope=BotCommandScopeAllGroupChats())
 
-    assert await bot.get_my_commands(language_code="zh") == tuple(zh)
-    assert await bot.get_my_commands() == tuple(default)
-    assert await bot.get_my_commands(language_code="en") == ()
+    assert stub.commands(language_code="zh") == [c.to_dict() for c in zh]
+    assert stub.commands() == [c.to_dict() for c in default]
+    assert stub.commands(language_code="en") == []
     assert stub.commands(language_code="zh")[1] == {"command": "bind", "description": "绑定商户"}
     assert stub.commands({"type": "all_group_chats"}) == [
         {"command": "help", "description": "群帮助"}
@@ -236,8 +227,6 @@ async def test_set_my_commands_per_language(bot: telegram.Bot, stub: BotApiStub)
         "description": "开始",
     }
 
-    assert await bot.delete_my_commands(language_code="zh")
-    assert await bot.get_my_commands(language_code="zh") == ()
     with pytest.raises(BadRequest):
         await bot.set_my_commands([("Start", "capital letters are refused")])
     assert last_description(stub) == "Bad Request: BOT_COMMAND_INVALID"
@@ -262,18 +251,23 @@ async def test_get_updates_long_polls_with_offsets(bot: telegram.Bot, stub: BotA
         await asyncio.sleep(0.2)
         stub.push_update(tu.callback_query(3, CHAT, "order:1"))
 
+    # A long poll of 50 s (Telegram's longest) that the push must end: were it not woken, the
+    # guard (far shorter) would end the test instead.
     pusher = asyncio.create_task(push_later())
-    started = time.monotonic()
-    updates = await bot.get_updates(offset=3, timeout=5)
-    assert time.monotonic() - started < 2
+    async with asyncio.timeout(20):
+        updates = await bot.get_updates(offset=3, timeout=50, read_timeout=60)
     await pusher
     assert [u.update_id for u in updates] == [3]
     assert updates[0].callback_query is not None and updates[0].callback_query.data == "order:1"
     assert [u["update_id"] for u in stub.pending_updates] == [3]  # offset 3 confirmed 1 and 2
 
-    started = time.monotonic()
-    assert await bot.get_updates(offset=4, timeout=1) == ()
-    assert 0.9 < time.monotonic() - started < 3
+    # With nothing to deliver the poll waits (it is still pending while the loop runs on) and
+    # then answers no updates.
+    empty = asyncio.create_task(bot.get_updates(offset=4, timeout=1))
+    await asyncio.sleep(0.1)
+    assert not empty.done()
+    async with asyncio.timeout(20):
+        assert await empty == ()
     assert stub.pending_updates == []
     assert stub.calls_of("getUpdates")[-1].params == {"offset": 4, "timeout": 1}
 
@@ -320,11 +314,16 @@ async def test_5xx_and_delays(bot: telegram.Bot, stub: BotApiStub) -> None:
     await bot.send_message(CHAT, "a")
     assert [call.failed for call in stub.calls_of("sendMessage")] == [True, True, True, False]
 
-    stub.delay("sendChatAction", 0.3)
-    started = time.monotonic()
-    assert await bot.send_chat_action(CHAT, ChatAction.TYPING) is True
-    assert time.monotonic() - started >= 0.3
-    assert stub.calls_of("sendChatAction")[0].params == {"chat_id": CHAT, "action": "typing"}
+    # A slow Telegram: the answer waits (here until the test says Telegram is well again).
+    stub.delay("sendMessage", 60)
+    slow = asyncio.create_task(bot.send_message(CHAT, "慢", read_timeout=90))
+    await asyncio.sleep(0.1)
+    assert not slow.done()
+    assert len(stub.calls_of("sendMessage")) == 4  # not answered, so not recorded yet
+    stub.delay("sendMessage", 0)
+    async with asyncio.timeout(20):
+        assert (await slow).text == "慢"
+    assert stub.calls_of("sendMessage")[-1].params == {"chat_id": CHAT, "text": "慢"}
 
 
 async def test_wrong_token_is_invalid_token(stub: BotApiStub) -> None:
@@ -357,48 +356,12 @@ async def test_text_limits_and_markup(bot: telegram.Bot, stub: BotApiStub) -> No
     fits = InlineKeyboardMarkup([[InlineKeyboardButton("x", callback_data="订" * 21)]])
     await bot.send_message(CHAT, "选择", reply_markup=fits)
 
-    html = await bot.send_message(CHAT, "<b>订单</b> &lt;已支付&gt;", parse_mode=ParseMode.HTML)
-    assert html.text == "订单 <已支付>"
-    assert [(e.type, e.offset, e.length) for e in html.entities] == [("bold", 0, 2)]
+    # The bot sends plain text: a parse_mode is refused rather than half-implemented.
     with pytest.raises(BadRequest):
-        await bot.send_message(CHAT, "a < b", parse_mode=ParseMode.HTML)
+        await bot.send_message(CHAT, "<b>订单</b>", parse_mode=ParseMode.HTML)
     assert last_description(stub) == (
-        'Bad Request: can\'t parse entities: Unsupported start tag "" at byte offset 2'
+        "Bad Request: the stand-in implements no parse_mode: the bot sends plain text"
     )
-    with pytest.raises(BadRequest):
-        await bot.send_message(CHAT, "<b>未闭合", parse_mode=ParseMode.HTML)
-    assert last_description(stub) == (
-        "Bad Request: can't parse entities: Can't find end tag corresponding to start tag \"b\""
-    )
-    with pytest.raises(BadRequest):
-        await bot.send_message(CHAT, "金额 88.50", parse_mode=ParseMode.MARKDOWN_V2)
-    assert last_description(stub) == (
-        "Bad Request: can't parse entities: Character '.' is reserved and must be escaped with "
-        "the preceding '\\'"
-    )
-    escaped = await bot.send_message(CHAT, r"*金额* 88\.50", parse_mode=ParseMode.MARKDOWN_V2)
-    assert escaped.text == "金额 88.50"
-    assert escaped.entities[0].type == "bold"
-
-
-async def test_edits(bot: telegram.Bot, stub: BotApiStub) -> None:
-    markup = InlineKeyboardMarkup([[InlineKeyboardButton("确认", callback_data="confirm")]])
-    sent = await bot.send_message(CHAT, "生成收款链接？", reply_markup=markup)
-
-    edited = await bot.edit_message_text("已生成", chat_id=CHAT, message_id=sent.message_id)
-    assert isinstance(edited, telegram.Message)
-    assert edited.text == "已生成" and edited.edit_date is not None
-    assert edited.reply_markup is None  # an edit without reply_markup drops the keyboard
-    with pytest.raises(BadRequest, match="Message is not modified"):
-        await bot.edit_message_text("已生成", chat_id=CHAT, message_id=sent.message_id)
-
-    with_keyboard = await bot.edit_message_reply_markup(CHAT, sent.message_id, reply_markup=markup)
-    assert isinstance(with_keyboard, telegram.Message)
-    assert with_keyboard.reply_markup == markup
-    assert stub.messages(CHAT)[-1]["reply_markup"] == markup.to_dict()
-    with pytest.raises(BadRequest, match="Message is not modified"):
-        await bot.edit_message_reply_markup(CHAT, sent.message_id, reply_markup=markup)
-    assert stub.sent_texts(CHAT) == ["生成收款链接？"]  # edits are not sent texts
 
 
 async def test_a_pressed_button_round_trip(bot: telegram.Bot, stub: BotApiStub) -> None:
@@ -407,22 +370,11 @@ async def test_a_pressed_button_round_trip(bot: telegram.Bot, stub: BotApiStub) 
     query = update.callback_query
     assert query is not None and query.message is not None
     assert await query.answer()
-    # The stand-in learned the keyboard message from the update: removing the keyboard works,
-    # and removing it again is "not modified", as on Telegram.
-    assert await bot.edit_message_reply_markup(CHAT, query.message.message_id)
-    with pytest.raises(BadRequest, match="Message is not modified"):
-        await bot.edit_message_reply_markup(CHAT, query.message.message_id)
     # The next message the bot sends in that chat comes after the pushed one, and a builder's
     # next message after that.
     reply = await bot.send_message(CHAT, "好的")
     assert reply.message_id > 77
     assert tu.text_message(2, CHAT, "谢谢")["message"]["message_id"] > reply.message_id
-
-
-async def test_close_and_log_out(bot: telegram.Bot, stub: BotApiStub) -> None:
-    assert await bot.close() is True
-    assert await bot.log_out() is True
-    assert [call.method for call in stub.calls][-2:] == ["close", "logOut"]
 
 
 async def test_wait_for(bot: telegram.Bot, stub: BotApiStub) -> None:
@@ -432,7 +384,7 @@ async def test_wait_for(bot: telegram.Bot, stub: BotApiStub) -> None:
             await bot.send_message(CHAT, text)
 
     sender = asyncio.create_task(send_two())
-    calls = await stub.wait_for("sendmessage", count=2, timeout=2)
+    calls = await stub.wait_for("sendmessage", count=2, timeout=20)
     await sender
     assert [call.params["text"] for call in calls] == ["一", "二"]
     with pytest.raises(TimeoutError, match=r"sendPhoto.*recorded: getMe, sendMessage"):

@@ -18,7 +18,7 @@ from bot.diagnostics.calendar import add_working_days, day, working_days_between
 from bot.engine import Engine
 from bot.platform.tables import WithdrawalRow
 from bot.storage.db import session_factory
-from tests.conftest import Chat
+from tests.support.common import Chat
 
 
 def test_an_ordinary_week_skips_the_weekend_only() -> None:

@@ -14,6 +14,7 @@ from bot.cli import main
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory
+from tests.support.serve import serve_environment, serving
 
 
 def _upgrade(database: Path, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -35,31 +36,11 @@ def test_migrations_run_quietly_unless_verbose(tmp_path: Path) -> None:
     assert "Running upgrade" in verbose.stderr
 
 
-def test_serve_says_where_the_console_is(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={
-            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
-            "PATH": "",
-            "PYTHONUNBUFFERED": "1",
-        },
-        cwd=tmp_path,
-    )
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(3)]
-    finally:
-        process.kill()
-        process.wait(timeout=30)
-    assert any(f"http://127.0.0.1:{port}/agent" in line for line in lines), lines
+async def test_serve_says_where_the_console_is(tmp_path: Path) -> None:
+    env = serve_environment(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    async with serving(tmp_path, env) as server:
+        said = server.output()
+    assert f"http://127.0.0.1:{server.port}/agent" in said, said
 
 
 async def test_demo_reset_gives_the_bind_codes_back(

@@ -24,7 +24,7 @@ def _request(peer: str, forwarded: str | None, proxies: str) -> web.Request:
             return False
 
     return make_mocked_request(
-        "GET", "/", headers=headers, app=app, transport=_Transport()  # type: ignore[arg-type]
+        "GET", "/", headers=headers, app=app, transport=_Transport()
     )
 
 

@@ -28,14 +28,8 @@ from playwright.async_api import (
 from bot.settings import PROJECT_ROOT
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
-from tests.test_console_http import (
-    BIND_CODE,
-    FAILED_ORDER,
-    PASSWORD,
-    Server,
-    serve_console,
-)
-from tests.test_webchat_browser import CHROMIUM, PHONE, ChatPage, browser  # noqa: F401
+from tests.support.browser import CHROMIUM, PHONE, ChatPage
+from tests.support.console import BIND_CODE, FAILED_ORDER, PASSWORD, Server, serve_console
 
 DESKTOP: ViewportSize = {"width": 1440, "height": 900}
 SCREENSHOT = PROJECT_ROOT / "var" / "console.png"
@@ -72,7 +66,7 @@ OpenPage = Callable[..., Awaitable[Page]]
 
 
 @pytest.fixture
-async def open_page(server: Server, browser: Browser) -> AsyncIterator[OpenPage]:  # noqa: F811
+async def open_page(server: Server, browser: Browser) -> AsyncIterator[OpenPage]:
     """New browser contexts, all closed before the server stops (their sockets would hold it)."""
     contexts: list[BrowserContext] = []
     problems: list[str] = []
@@ -259,18 +253,18 @@ async def test_an_agent_takes_chats_from_the_web_and_telegram_through_to_a_ratin
     # Resolving asks first: dismissed, the chat stays open; confirmed, it ends.
     asked: list[str] = []
 
-    async def answer(dialog: Dialog, accept: bool) -> None:
+    async def respond(dialog: Dialog, accept: bool) -> None:
         asked.append(dialog.message)
         await (dialog.accept() if accept else dialog.dismiss())
 
-    agent.page.once("dialog", lambda dialog: answer(dialog, False))
+    agent.page.once("dialog", lambda dialog: respond(dialog, False))
     await agent.page.locator("#resolve").click()
     for _ in range(200):
         if asked:
             break
         await asyncio.sleep(0.05)
     await expect(agent.page.locator("#handoff-status")).to_have_text("处理中")
-    agent.page.once("dialog", lambda dialog: answer(dialog, True))
+    agent.page.once("dialog", lambda dialog: respond(dialog, True))
     await agent.page.locator("#resolve").click()
     await expect(agent.page.locator("#handoff-status")).to_have_text("已结束")
     assert asked == ["确定结束这个对话吗？顾客将收到评价邀请，对话回到机器人。"] * 2

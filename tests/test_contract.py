@@ -22,7 +22,6 @@ import asyncio
 import hashlib
 import os
 import shutil
-import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ import requests
 import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
+from pydantic import SecretStr
 
 from bot.platform.server import create_platform_app
 from bot.platform.sql import SqlPlatform
@@ -39,7 +39,7 @@ from bot.platform.world import load_world, read_world
 from bot.settings import PROJECT_ROOT, Settings
 from bot.storage.db import create_engine, session_factory, upgrade
 from bot.storage.models import WebChatSession
-from tests.conftest import DEMO_WORLD, FAST_HASHER
+from tests.support.common import DEMO_WORLD, FAST_HASHER, free_port
 from webhook_server import create_app
 
 DOCS = PROJECT_ROOT / "docs"
@@ -89,17 +89,11 @@ BOUNDED = settings(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _serve_in_thread(
     build: Callable[[], Awaitable[tuple[web.Application, Callable[[], Awaitable[None]]]]],
 ) -> Iterator[str]:
     """Run the app `build` makes on 127.0.0.1 in a thread with its own loop; yield its URL."""
-    port = _free_port()
+    port = free_port()
     ready = threading.Event()
     stop: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
     failure: list[BaseException] = []
@@ -162,7 +156,7 @@ def webchat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             await db.dispose()
         settings = Settings(
             database_url=url,
-            platform_webhook_secret=NOTIFY_SECRET,
+            platform_webhook_secret=SecretStr(NOTIFY_SECRET),
             rate_limit_per_minute=100_000,
             # schemathesis opens hundreds of sessions from 127.0.0.1; the limit has tests of
             # its own (tests/test_attacks_webchat.py).

@@ -26,7 +26,7 @@ from bot.platform.tables import PasswordResetRow, PaymentLinkRow
 from bot.storage.db import session_factory
 from bot.storage.models import Agent, Conversation, Handoff, OrderWatch
 from bot.storage.models import Identity as IdentityRow
-from tests.conftest import Chat, Clock
+from tests.support.common import Chat, Clock
 
 HERE = Path(__file__).parent / "data" / "conversations"
 OPEN_HANDOFF = ("queued", "assigned")

@@ -12,7 +12,7 @@ from bot.render import Renderer
 from bot.storage.db import session_factory
 from bot.storage.models import Conversation, FaqFeedback, Message, UnansweredQuestion
 from bot.types import Language
-from tests.conftest import Chat
+from tests.support.common import Chat
 
 
 async def test_faq_answer_in_chinese(chat: Chat) -> None:

@@ -18,6 +18,7 @@ from bot.channels.outbox import OutboxRelay, RetryLater, Undeliverable
 from bot.delivery import LEASE
 from bot.storage.db import session_factory
 from bot.storage.models import Conversation, InboundUpdate, OutboxItem
+from bot.types import OutboxStatus
 
 
 class Recorder:
@@ -194,7 +195,7 @@ async def test_a_reply_handed_over_goes_after_every_row_of_its_chat_that_waits(
         rows = list((await session.scalars(select(OutboxItem).order_by(OutboxItem.id))).all())
         later = datetime.now(UTC) + LEASE
         for row in rows[1:]:  # a and b: written leased to this process by their turns
-            row.status, row.next_attempt_at = "sending", later
+            row.status, row.next_attempt_at = OutboxStatus.SENDING, later
     z, a, b = rows
     recorder = Recorder()
     relay = OutboxRelay(session_factory(db), {"telegram": recorder})

@@ -26,15 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import sqlite3
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -48,6 +43,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -72,7 +68,18 @@ from bot.storage.models import (
 )
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub, Call
-from tests.conftest import DEMO_WORLD, FAST_HASHER, Faults, _migrated_sqlite, stub_settings
+from tests.support.common import (
+    DEMO_WORLD,
+    FAST_HASHER,
+    Faults,
+    Seconds,
+    free_port,
+    migrated_sqlite,
+    state_of,
+    stub_settings,
+    until,
+)
+from tests.support.serve import ServeProcess, serve_environment, serving
 from webhook_server import RUNTIME, create_app
 
 LONG = os.environ.get("BTP_LONG_TESTS") == "1"
@@ -83,18 +90,6 @@ HEADERS = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token"
 UNAVAILABLE = "暂时不可用"
 
 
-async def until(
-    condition: Callable[[], Awaitable[bool]], timeout: float, what: str, step: float = 0.05
-) -> None:
-    """Wait for `condition`, failing with `what` after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(step)
-
-
 async def scalar(db: AsyncEngine, query: Any) -> Any:
     async with db.connect() as connection:
         return (await connection.execute(query)).scalar_one()
@@ -103,19 +98,13 @@ async def scalar(db: AsyncEngine, query: Any) -> Any:
 async def demo_database(tmp_path: Path, factory: pytest.TempPathFactory, name: str) -> Path:
     """A migrated SQLite copy with the demo world loaded."""
     path = tmp_path / name
-    shutil.copyfile(await _migrated_sqlite(factory), path)
+    shutil.copyfile(await migrated_sqlite(factory), path)
     db = create_engine(f"sqlite+aiosqlite:///{path}")
     try:
         await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
     finally:
         await db.dispose()
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def sends(stub: BotApiStub, since: int = 0) -> list[Call]:
@@ -136,10 +125,7 @@ def delivered(stub: BotApiStub, since: int = 0) -> list[tuple[str, str]]:
 
 
 TIMEOUT, RETRIES, BACKOFF = 0.5, 2, 0.05
-THRESHOLD, COOLDOWN = 3, 2.0
-# What one message may cost at most while the platform fails: every attempt's timeout, the
-# backoff between attempts, and a second of slack for the bot's own work.
-DEADLINE = TIMEOUT * (RETRIES + 1) + BACKOFF * RETRIES + 1.0
+THRESHOLD, COOLDOWN = 3, 30.0
 PLATFORM_KEY = "faults-platform-key"
 ORDER_NO = "BT2026112600000012"
 ORDER_QUESTION = f"{ORDER_NO}付款了没有"
@@ -178,7 +164,7 @@ class PlatformServer:
 
 
 class WebVisitor:
-    """One web chat session on the app, timing each answer."""
+    """One web chat session on the app."""
 
     def __init__(self, client: TestClient[Any, Any]) -> None:
         self.client = client
@@ -189,8 +175,7 @@ class WebVisitor:
             assert response.status == 201
             self.token = (await response.json())["token"]
 
-    async def say(self, text: str) -> tuple[list[dict[str, Any]], float]:
-        started = time.monotonic()
+    async def say(self, text: str) -> list[dict[str, Any]]:
         async with self.client.post(
             "/api/chat/messages",
             json={"text": text},
@@ -198,7 +183,7 @@ class WebVisitor:
         ) as response:
             assert response.status == 200, await response.text()
             replies: list[dict[str, Any]] = (await response.json())["replies"]
-        return replies, time.monotonic() - started
+        return replies
 
 
 def said(replies: list[dict[str, Any]]) -> str:
@@ -224,7 +209,9 @@ async def test_platform_outage_is_answered_in_time_breaker_opens_and_recovers(
     async with HttpPlatform(platform.url, api_key=PLATFORM_KEY, timeout=30) as warm:
         assert await warm.redeem_bind_code("000000") is None
         assert await warm.get_order(ORDER_NO) is not None
-    breaker = CircuitBreaker(threshold=THRESHOLD, cooldown=COOLDOWN)
+    # The breaker's cool-down runs on a clock the test moves: no waiting, no race with load.
+    clock = Seconds()
+    breaker = CircuitBreaker(threshold=THRESHOLD, cooldown=COOLDOWN, clock=clock)
 
     class Guarded(HttpPlatform):
         """The app's own HttpPlatform, with the test's retries and short-cool-down breaker."""
@@ -235,11 +222,11 @@ async def test_platform_outage_is_answered_in_time_breaker_opens_and_recovers(
 
     monkeypatch.setattr(bot.app, "HttpPlatform", Guarded)
     bot_db = tmp_path / "bot.db"
-    shutil.copyfile(await _migrated_sqlite(tmp_path_factory), bot_db)
+    shutil.copyfile(await migrated_sqlite(tmp_path_factory), bot_db)
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{bot_db}",
         platform_api_url=platform.url,
-        platform_api_key=PLATFORM_KEY,
+        platform_api_key=SecretStr(PLATFORM_KEY),
         platform_timeout=TIMEOUT,
         rate_limit_per_minute=1000,
         demo_world=None,
@@ -248,15 +235,15 @@ async def test_platform_outage_is_answered_in_time_breaker_opens_and_recovers(
         async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as client:
             visitor = WebVisitor(client)
             await visitor.open()
-            replies, _ = await visitor.say("/bind 482913")
+            replies = await visitor.say("/bind 482913")
             assert "小王水果店" in said(replies)
             # The first order question warms both sides' first-use paths (SQLAlchemy compiling
             # the platform's order query, among others), which on a busy machine once took
             # longer than the test's 0.5 s timeout and made a correct retry. The next is counted.
-            replies, _ = await visitor.say(ORDER_QUESTION)
+            replies = await visitor.say(ORDER_QUESTION)
             assert "已支付" in said(replies)
             before = platform.faults.requests
-            replies, _ = await visitor.say(ORDER_QUESTION)
+            replies = await visitor.say(ORDER_QUESTION)
             assert "已支付" in said(replies)
             per_message = platform.faults.requests - before
             assert per_message == 1, f"one healthy question made {per_message} platform calls"
@@ -267,27 +254,26 @@ async def test_platform_outage_is_answered_in_time_breaker_opens_and_recovers(
                 platform.faults.status = 500
             else:
                 await platform.stop()
-            # Until the breaker opens, each message tries (with retries) and gives up in time.
+            # Until the breaker opens, each message tries (with retries) and gives up: each
+            # attempt within the client's timeout (tests/test_platform_http.py), so the count of
+            # attempts is what bounds the wait.
             # (A greeting in between keeps the bot from handing the chat to a person after two
             # unsolved questions in a row, which would take the next question as a ticket.)
-            for number in range(THRESHOLD):
+            for _ in range(THRESHOLD):
                 await visitor.say("你好")
                 before = platform.faults.requests
-                replies, took = await visitor.say(ORDER_QUESTION)
+                replies = await visitor.say(ORDER_QUESTION)
                 reached = platform.faults.requests - before
-                print(f"{fault}: message {number + 1} answered in {took:.2f} s, {reached} calls")
-                assert took <= DEADLINE, f"answered after {took:.2f} s, deadline {DEADLINE} s"
                 assert UNAVAILABLE in said(replies)
                 assert "human" in actions(replies)
                 expected_calls = 0 if fault == "refused" else RETRIES + 1
                 assert reached == expected_calls
             assert breaker.state is BreakerState.OPEN
-            # Open: the platform is not called at all, and the answer is immediate.
+            # Open: the platform is not called at all, so nothing is waited for.
             before = platform.faults.requests
             for _ in range(3):
                 await visitor.say("你好")
-                replies, took = await visitor.say(ORDER_QUESTION)
-                assert took < 0.5, f"with the breaker open the answer took {took:.2f} s"
+                replies = await visitor.say(ORDER_QUESTION)
                 assert UNAVAILABLE in said(replies)
                 assert "human" in actions(replies)
             assert platform.faults.requests == before, "the open breaker let calls through"
@@ -296,13 +282,17 @@ async def test_platform_outage_is_answered_in_time_breaker_opens_and_recovers(
             platform.faults.delay, platform.faults.status = 0.0, None
             if fault == "refused":
                 await platform.start()
-            await asyncio.sleep(COOLDOWN + 0.2)
+            clock.advance(COOLDOWN - 1)
             await visitor.say("你好")
-            before = platform.faults.requests
-            replies, took = await visitor.say(ORDER_QUESTION)
+            replies = await visitor.say(ORDER_QUESTION)
+            assert UNAVAILABLE in said(replies)
+            assert platform.faults.requests == before, "the breaker let a call through early"
+            clock.advance(1)
+            await visitor.say("你好")
+            replies = await visitor.say(ORDER_QUESTION)
             assert "已支付" in said(replies), said(replies)
             assert platform.faults.requests - before == 1
-            assert breaker.state is BreakerState.CLOSED
+            assert state_of(breaker) is BreakerState.CLOSED
     finally:
         await platform.close()
 
@@ -365,11 +355,11 @@ async def locked(db: AsyncEngine) -> AsyncIterator[Callable[[], Awaitable[int]]]
             await transaction.rollback()
 
 
-# However many requests wait at once, each hears its 5xx within the wait for a pooled
-# connection plus the wait for the lock (SQLite's busy timeout, PostgreSQL's lock timeout;
-# DATABASE_* in bot/settings.py): 8 + 5 s with the defaults, 15 s with slack.
-LOCKED_ANSWER_WITHIN = 15.0
-# The client gives up after this long: a request still waiting then hangs on the lock.
+# However many requests wait at once, each hears its 5xx once the wait for a pooled connection
+# and the wait for the lock (SQLite's busy timeout, PostgreSQL's lock timeout; DATABASE_* in
+# bot/settings.py) are over: 8 + 5 s with the defaults. The client gives up after this long,
+# well past that: a request still waiting then hangs on the lock. (Not a speed limit: a busy
+# machine only makes the answer later, never a hang into an answer.)
 GIVE_UP = {"sqlite": 30.0, "postgresql": 20.0}
 
 
@@ -384,21 +374,17 @@ async def test_a_locked_database_gets_5xx_and_nothing_unstored_is_acknowledged(
         app = create_app(app_settings(url, stub))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
 
-            async def timed(update: dict[str, Any]) -> tuple[int | str, float]:
-                started = time.monotonic()
+            async def answer(update: dict[str, Any]) -> int | str:
                 try:
-                    status: int | str = await post_update(
-                        client, "/telegram/webhook", update, give_up
-                    )
+                    return await post_update(client, "/telegram/webhook", update, give_up)
                 except TimeoutError:
-                    status = f"no answer within {give_up} s"
-                return status, round(time.monotonic() - started, 1)
+                    return f"no answer within {give_up} s"
 
             async with locked(db) as stored:
-                answers = await asyncio.gather(*(timed(u) for u in updates))
+                answers = await asyncio.gather(*(answer(u) for u in updates))
                 rows_while_locked = await stored()
-            print(f"while locked: (status, seconds) {answers}, {rows_while_locked} rows stored")
-            for status, _ in answers:
+            print(f"while locked: statuses {answers}, {rows_while_locked} rows stored")
+            for status in answers:
                 assert isinstance(status, int), (
                     f"the webhook hangs while the database is locked: {answers}"
                 )
@@ -427,12 +413,6 @@ async def test_a_locked_database_gets_5xx_and_nothing_unstored_is_acknowledged(
             for chat in chats:
                 texts = stub.sent_texts(chat)
                 assert len(texts) == 1 and "1-3个工作日" in texts[0], texts
-    # Checked last, so that the checks above run either way.
-    slow = [seconds for _, seconds in answers if seconds > LOCKED_ANSWER_WITHIN]
-    assert not slow, (
-        f"5xx answers took {[s for _, s in answers]} s for {len(updates)} concurrent "
-        f"updates (expected within {LOCKED_ANSWER_WITHIN} s each)"
-    )
 
 
 async def test_polling_confirms_only_stored_updates_and_outlasts_a_locked_database(
@@ -480,110 +460,20 @@ async def test_polling_confirms_only_stored_updates_and_outlasts_a_locked_databa
 # `btp-bot serve` as a real process
 
 
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("btp-bot")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "bot.cli"]
-
-
-class ServeProcess:
-    """`btp-bot serve` on 127.0.0.1 over a SQLite file, its Telegram at the stand-in."""
-
-    def __init__(self, workdir: Path, database: Path, stub: BotApiStub) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.log = workdir / "serve.log"
-        self.process: asyncio.subprocess.Process | None = None
-        fields = {name.upper() for name in Settings.model_fields}
-        env = {k: v for k, v in os.environ.items() if k.upper() not in fields}
-        env.update(
-            DATABASE_URL=f"sqlite+aiosqlite:///{database}",
-            TELEGRAM_BOT_TOKEN=stub.token,
-            TELEGRAM_API_URL=stub.url,
-            TELEGRAM_WEBHOOK_SECRET=SECRET,
-            PLATFORM_WEBHOOK_SECRET=NOTIFY_SECRET,
-            # Handoffs behave the same at any hour the test runs.
-            BUSINESS_HOURS="00:00-23:59:59.999999",
-            RATE_LIMIT_PER_MINUTE="1000",
-            # Every web chat visitor of a burst comes from 127.0.0.1.
-            WEBCHAT_SESSIONS_PER_ADDRESS="1000",
-            PYTHONUNBUFFERED="1",
-        )
-        self.env = env
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *_command(),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                cwd=self.workdir,
-                env=self.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-
-        async def ready() -> bool:
-            assert self.process is not None
-            if self.process.returncode is not None:
-                raise AssertionError(f"btp-bot serve exited early:\n{self.tail()}")
-            try:
-                async with (
-                    aiohttp.ClientSession() as http,
-                    http.get(f"{self.url}/healthz", timeout=aiohttp.ClientTimeout(total=1)) as r,
-                ):
-                    return r.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                return False
-
-        await until(ready, 60, "btp-bot serve to listen", step=0.1)
-
-    def tail(self, lines: int = 40) -> str:
-        if not self.log.exists():
-            return ""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    async def kill(self) -> None:
-        assert self.process is not None and self.process.returncode is None
-        self.process.send_signal(signal.SIGKILL)
-        await asyncio.wait_for(self.process.wait(), 10)
-
-    async def terminate(self, timeout: float) -> float:
-        """SIGTERM; the seconds until it exited (fails if it did not within `timeout`)."""
-        assert self.process is not None and self.process.returncode is None
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), timeout)
-        except TimeoutError:
-            raise AssertionError(
-                f"btp-bot serve still running {timeout} s after SIGTERM:\n{self.tail()}"
-            ) from None
-        return time.monotonic() - started
-
-    async def ensure_stopped(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.process.wait(), 10)
-
-
-@asynccontextmanager
-async def serving(workdir: Path, database: Path, stub: BotApiStub) -> AsyncIterator[ServeProcess]:
-    process = ServeProcess(workdir, database, stub)
-    try:
-        yield process
-    finally:
-        await process.ensure_stopped()
+def serve_env(database: Path, stub: BotApiStub) -> dict[str, str]:
+    """`btp-bot serve` on a SQLite file, its Telegram at the stand-in."""
+    return serve_environment(
+        DATABASE_URL=f"sqlite+aiosqlite:///{database}",
+        TELEGRAM_BOT_TOKEN=stub.token,
+        TELEGRAM_API_URL=stub.url,
+        TELEGRAM_WEBHOOK_SECRET=SECRET,
+        PLATFORM_WEBHOOK_SECRET=NOTIFY_SECRET,
+        # Handoffs behave the same at any hour the test runs.
+        BUSINESS_HOURS="00:00-23:59:59.999999",
+        RATE_LIMIT_PER_MINUTE="1000",
+        # Every web chat visitor of a burst comes from 127.0.0.1.
+        WEBCHAT_SESSIONS_PER_ADDRESS="1000",
+    )
 
 
 @asynccontextmanager
@@ -592,11 +482,10 @@ async def started(workdir: Path, database: Path) -> AsyncIterator[tuple[BotApiSt
     async with (
         BotApiStub() as stub,
         aiohttp.ClientSession() as http,
-        serving(workdir, database, stub) as server,
+        serving(workdir, serve_env(database, stub)) as server,
     ):
         driver = Driver(http, stub)
         driver.server = server
-        await server.start()
         yield stub, driver
 
 
@@ -949,9 +838,8 @@ async def run_sigterm_burst(
         # Telegram keeps at most 40 webhook connections; each web chat visitor is a browser.
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=40)) as http,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=visitors)) as browsers,
-        serving(tmp_path, database, stub) as server,
+        serving(tmp_path, serve_env(database, stub)) as server,
     ):
-        await server.start()
         tokens: list[tuple[str, str]] = []
         for _ in range(visitors):
             async with http.post(f"{server.url}/api/chat/sessions") as response:
@@ -1003,12 +891,12 @@ async def run_sigterm_burst(
         )
         await asyncio.wait_for(answered.wait(), 60)
         in_flight = chats * per_chat + visitors * per_chat - len(outcomes)
-        took = await server.terminate(SHUTDOWN_BOUND)
+        await server.terminate(SHUTDOWN_BOUND)
         await asyncio.wait_for(burst, 60)
         statuses = collections.Counter(f"{o.kind} {o.status}" for o in outcomes)
         print(
-            f"SIGTERM with {in_flight} requests not yet answered; exited after {took:.1f} s; "
-            f"answers {dict(statuses)}"
+            f"SIGTERM with {in_flight} requests not yet answered; exited within {SHUTDOWN_BOUND} s;"
+            f" answers {dict(statuses)}"
         )
         ok_updates = {int(o.key) for o in outcomes if o.kind == "telegram" and o.status == 200}
         ok_web = [o for o in outcomes if o.kind == "webchat" and o.status == 200]
@@ -1066,7 +954,7 @@ async def run_sigterm_burst(
         statuses_by_row = collections.Counter(status for _, status, _ in rows)
         print(f"outbox after the stop: {dict(statuses_by_row)}")
         assert set(statuses_by_row) <= {"sent", "pending", "sending"}, statuses_by_row
-        telegram_in = sum(n for key, n in inbound.items() if key.startswith("u"))
+        telegram_in = sum(n for key, n in inbound.items() if (key or "").startswith("u"))
         assert len(rows) == telegram_in, "not one queued reply per processed update"
         sent_rows = collections.Counter(
             (c, str(p["text"]).strip()) for c, status, p in rows if status == "sent"
@@ -1136,13 +1024,13 @@ async def test_sigterm_while_a_reply_is_being_sent_lets_the_send_finish(
                 return bool(status == "sending")
 
             await until(in_flight, 10, "the reply to be in flight")
-            took = await server.terminate(SHUTDOWN_BOUND)
+            await server.terminate(SHUTDOWN_BOUND)
             status = await scalar(db, select(func.max(OutboxItem.status)))
         finally:
             await db.dispose()
         await asyncio.sleep(2.5)  # the stand-in answers the send (or records that it was cut)
         attempts = [(c.status, c.failed) for c in sends(stub)]
-        print(f"exited {took:.1f} s after SIGTERM; the row is {status!r}; sends {attempts}")
+        print(f"exited after SIGTERM; the row is {status!r}; sends {attempts}")
         assert status == "sent", (
             f"SIGTERM cut the send short: the row is left {status!r} (Telegram saw {attempts}); "
             f"the next start sends it again only after the {LEASE.total_seconds():.0f} s lease, "

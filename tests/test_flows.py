@@ -17,7 +17,7 @@ from bot.platform.tables import NotificationOutboxRow, OrderRow, PasswordResetRo
 from bot.render import Renderer
 from bot.storage.db import session_factory
 from bot.storage.models import Conversation, Message
-from tests.conftest import Chat
+from tests.support.common import Chat
 
 ORDER = "BT20261126000000"
 

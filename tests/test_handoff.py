@@ -15,7 +15,7 @@ from bot.engine import Engine
 from bot.escalation.service import HandoffError, HandoffService
 from bot.storage.db import session_factory
 from bot.storage.models import Agent, AuditEntry, Conversation, Handoff, Message
-from tests.conftest import FAST_HASHER, Chat, Clock
+from tests.support.common import FAST_HASHER, Chat, Clock
 
 
 async def add_agent(

@@ -53,7 +53,7 @@ from bot.storage.models import (
 )
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
-from tests.conftest import stub_settings
+from tests.support.common import stub_settings
 from webhook_server import RUNTIME, create_app
 
 LONG = os.environ.get("BTP_LONG_TESTS") == "1"
@@ -348,9 +348,9 @@ async def run_load(db: AsyncEngine, conversations: int, messages: int = 10) -> d
             assert row.flow in FLOWS, row
             assert row.flow_step in FLOWS[row.flow].steps, row
         assert row.state == "bot", row
-    tickets: dict[str, list[tuple[str, str | None]]] = collections.defaultdict(list)
-    for chat_id, status, text in handoffs:
-        tickets[chat_id].append((status, text))
+    tickets: dict[str, list[tuple[str | None, str | None]]] = collections.defaultdict(list)
+    for chat_id, status, ticket in handoffs:
+        tickets[chat_id].append((status, ticket))
     for chat, kind in chats.items():
         row = by_chat[str(chat)]
         if kind == "open_flow":

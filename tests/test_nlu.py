@@ -13,7 +13,7 @@ from bot.nlu.features import tokens
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold
 from bot.types import Label, Language
-from tests.conftest import DATA
+from tests.support.common import DATA
 
 
 @pytest.mark.parametrize(

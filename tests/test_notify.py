@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from bot.notifications import sign
@@ -19,7 +21,7 @@ from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory
 from bot.storage.models import Message, OutboxItem, PlatformEvent
 from bot.types import IncomingMessage
-from tests.conftest import DEMO_WORLD, FAST_HASHER, _migrated_sqlite
+from tests.support.common import DEMO_WORLD, FAST_HASHER, migrated_sqlite
 from webhook_server import RUNTIME, create_app
 
 SECRET = "notify-secret-for-tests"
@@ -29,14 +31,16 @@ ORDER = "BT2026112600000013"  # M001, pending, 15.50, payer phone ending 2222
 @pytest.fixture
 async def client(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[TestClient]:
+) -> AsyncIterator[TestClient[Any, Any]]:
     path = tmp_path / "app.db"
-    shutil.copyfile(await _migrated_sqlite(tmp_path_factory), path)
+    shutil.copyfile(await migrated_sqlite(tmp_path_factory), path)
     db = create_engine(f"sqlite+aiosqlite:///{path}")
     await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
     await db.dispose()
     settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{path}", platform_webhook_secret=SECRET, demo_world=None
+        database_url=f"sqlite+aiosqlite:///{path}",
+        platform_webhook_secret=SecretStr(SECRET),
+        demo_world=None,
     )
     async with TestClient(TestServer(create_app(settings))) as client:
         yield client
@@ -55,7 +59,7 @@ def event(status: str = "paid", amount: str = "15.50", event_id: str = "evt_1") 
 
 
 async def post(
-    client: TestClient, body: bytes, signature: str | None = None
+    client: TestClient[Any, Any], body: bytes, signature: str | None = None
 ) -> tuple[int, dict[str, object]]:
     headers = {
         "Content-Type": "application/json",
@@ -65,24 +69,26 @@ async def post(
     return response.status, await response.json()
 
 
-async def count(client: TestClient, model: type) -> int:
+async def count(client: TestClient[Any, Any], model: type) -> int:
     async with client.app[RUNTIME].bot.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-async def order_status(client: TestClient) -> str:
+async def order_status(client: TestClient[Any, Any]) -> str:
     async with client.app[RUNTIME].bot.sessions() as session:
         row = await session.get(OrderRow, ORDER)
         assert row is not None
-        return row.status
+        return str(row.status)
 
 
-async def say(client: TestClient, channel: str, chat: str, number: int, text: str) -> None:
+async def say(
+    client: TestClient[Any, Any], channel: str, chat: str, number: int, text: str
+) -> None:
     engine = client.app[RUNTIME].bot.engine
     await engine.handle(IncomingMessage(channel, chat, chat, f"{chat}:{number}", text))
 
 
-async def test_bound_merchant_and_verified_customer_are_told(client: TestClient) -> None:
+async def test_bound_merchant_and_verified_customer_are_told(client: TestClient[Any, Any]) -> None:
     await say(client, "telegram", "1001", 1, "/bind 482913")
     await say(client, "webchat", "wc_customer", 1, f"我付款了吗 {ORDER}")
     await say(client, "webchat", "wc_customer", 2, "2222")
@@ -98,7 +104,7 @@ async def test_bound_merchant_and_verified_customer_are_told(client: TestClient)
     assert {item.channel for item in queued} >= {"telegram"}
 
 
-async def test_replay_changes_nothing(client: TestClient) -> None:
+async def test_replay_changes_nothing(client: TestClient[Any, Any]) -> None:
     await say(client, "telegram", "1001", 1, "/bind 482913")
     assert (await post(client, event()))[1]["result"] == "applied"
     messages = await count(client, Message)
@@ -106,14 +112,14 @@ async def test_replay_changes_nothing(client: TestClient) -> None:
     assert await count(client, Message) == messages
 
 
-async def test_late_pending_never_overwrites_paid(client: TestClient) -> None:
+async def test_late_pending_never_overwrites_paid(client: TestClient[Any, Any]) -> None:
     await post(client, event("paid", event_id="evt_paid"))
     status, body = await post(client, event("pending", event_id="evt_late"))
     assert (status, body["result"]) == (200, "stale")
     assert await order_status(client) == "paid"
 
 
-async def test_wrong_amount_is_refused_and_nothing_changes(client: TestClient) -> None:
+async def test_wrong_amount_is_refused_and_nothing_changes(client: TestClient[Any, Any]) -> None:
     status, body = await post(client, event(amount="16.00"))
     assert status == 422 and body == {
         "error": {"code": "amount_mismatch", "message": "the amount does not match the order"}
@@ -122,7 +128,7 @@ async def test_wrong_amount_is_refused_and_nothing_changes(client: TestClient) -
     assert await count(client, PlatformEvent) == 0
 
 
-FORGERIES = {
+FORGERIES: dict[str, Callable[[], str]] = {
     "missing": lambda: "",
     "malformed": lambda: "t=1,v1=00",
     "zero digest": lambda: f"t={int(time.time())},v1=" + "0" * 64,
@@ -134,7 +140,9 @@ FORGERIES = {
 
 
 @pytest.mark.parametrize("forgery", sorted(FORGERIES))
-async def test_forged_or_stale_signatures_are_refused(client: TestClient, forgery: str) -> None:
+async def test_forged_or_stale_signatures_are_refused(
+    client: TestClient[Any, Any], forgery: str
+) -> None:
     status, body = await post(client, event(), FORGERIES[forgery]())
     assert status == 401 and body["error"]["code"] == "bad_signature"  # type: ignore[index]
     assert await count(client, PlatformEvent) == 0
@@ -152,13 +160,13 @@ async def test_forged_or_stale_signatures_are_refused(client: TestClient, forger
         ).encode(),
     ],
 )
-async def test_malformed_events_get_400(client: TestClient, body: bytes) -> None:
+async def test_malformed_events_get_400(client: TestClient[Any, Any], body: bytes) -> None:
     status, _ = await post(client, body)
     assert status == 400
     assert await count(client, PlatformEvent) == 0
 
 
-async def test_unknown_order_is_422(client: TestClient) -> None:
+async def test_unknown_order_is_422(client: TestClient[Any, Any]) -> None:
     body = json.dumps(
         {"id": "e9", "order_no": "BT2026112699999999", "status": "paid", "amount": "1.00"}
     ).encode()
@@ -166,7 +174,7 @@ async def test_unknown_order_is_422(client: TestClient) -> None:
     assert status == 422 and payload["error"]["code"] == "unknown_order"  # type: ignore[index]
 
 
-async def test_health_readiness_and_metrics(client: TestClient) -> None:
+async def test_health_readiness_and_metrics(client: TestClient[Any, Any]) -> None:
     assert (await client.get("/healthz")).status == 200
     ready = await (await client.get("/readyz")).json()
     assert ready == {"status": "ready", "platform": "embedded"}

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -30,7 +31,7 @@ from bot.platform.tables import OrderRow
 from bot.settings import PROJECT_ROOT, Settings
 from bot.storage.models import Message, PlatformEvent
 from bot.types import IncomingMessage
-from tests.conftest import DEMO_WORLD, _migrated_sqlite
+from tests.support.common import DEMO_WORLD, migrated_sqlite
 from webhook_server import RUNTIME, create_app
 
 SECRET = "remote-notify-secret"
@@ -79,9 +80,9 @@ def platform_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 async def client(
     platform_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[TestClient]:
+) -> AsyncIterator[TestClient[Any, Any]]:
     path = tmp_path / "bot.db"
-    shutil.copyfile(await _migrated_sqlite(tmp_path_factory), path)
+    shutil.copyfile(await migrated_sqlite(tmp_path_factory), path)
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{path}",
         platform_api_url=platform_url,
@@ -104,30 +105,32 @@ def event(status: str = "paid", amount: str = "15.50", event_id: str = "evt_1") 
     return json.dumps({**body, "status": status, "amount": amount}).encode()
 
 
-async def post(client: TestClient, body: bytes) -> tuple[int, dict[str, object]]:
+async def post(client: TestClient[Any, Any], body: bytes) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": "application/json", "X-BTP-Signature": sign(SECRET, body)}
     response = await client.post("/platform/notify", data=body, headers=headers)
     return response.status, await response.json()
 
 
-async def say(client: TestClient, channel: str, chat: str, number: int, text: str) -> None:
+async def say(
+    client: TestClient[Any, Any], channel: str, chat: str, number: int, text: str
+) -> None:
     engine = client.app[RUNTIME].bot.engine
     await engine.handle(IncomingMessage(channel, chat, chat, f"{chat}:{number}", text))
 
 
-async def count(client: TestClient, model: type) -> int:
+async def count(client: TestClient[Any, Any], model: type) -> int:
     async with client.app[RUNTIME].bot.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-async def notices(client: TestClient) -> list[str]:
+async def notices(client: TestClient[Any, Any]) -> list[str]:
     async with client.app[RUNTIME].bot.sessions() as session:
         query = select(Message.text).where(Message.sender_kind == "system")
         return list((await session.scalars(query)).all())
 
 
 async def test_a_payment_reaches_the_bound_merchant_and_the_verified_customer(
-    client: TestClient, platform: HttpPlatform
+    client: TestClient[Any, Any], platform: HttpPlatform
 ) -> None:
     await say(client, "telegram", "1001", 1, "/bind 482913")
     await say(client, "webchat", "wc_customer", 1, f"我付款了吗 {ORDER}")
@@ -142,7 +145,7 @@ async def test_a_payment_reaches_the_bound_merchant_and_the_verified_customer(
 
 
 async def test_replays_and_late_events_change_nothing_on_either_side(
-    client: TestClient, platform: HttpPlatform
+    client: TestClient[Any, Any], platform: HttpPlatform
 ) -> None:
     await say(client, "telegram", "1001", 1, "/bind 482913")
     assert (await post(client, event(event_id="evt_paid")))[1]["result"] == "applied"
@@ -161,16 +164,16 @@ async def test_replays_and_late_events_change_nothing_on_either_side(
 
 
 async def test_a_wrong_amount_or_an_unknown_order_is_refused_and_nothing_is_claimed(
-    client: TestClient, platform: HttpPlatform
+    client: TestClient[Any, Any], platform: HttpPlatform
 ) -> None:
     status, body = await post(client, event(amount="16.00"))
-    assert (status, body["error"]) == (  # type: ignore[index]
+    assert (status, body["error"]) == (
         422,
         {"code": "amount_mismatch", "message": "the amount does not match the order"},
     )
     unknown = event().replace(ORDER.encode(), b"BT2026112699999999")
     status, body = await post(client, unknown)
-    assert status == 422 and body["error"]["code"] == "unknown_order"  # type: ignore[index]
+    assert status == 422 and body["error"]["code"] == "unknown_order"
     assert await count(client, PlatformEvent) == 0
     order = await platform.get_order(ORDER)
     assert order is not None and order.status is OrderStatus.PENDING
@@ -181,7 +184,7 @@ async def test_a_platform_that_cannot_answer_gets_503_and_the_event_counts_later
 ) -> None:
     """Nothing is claimed while the platform is down, so its redelivery is applied."""
     path = tmp_path / "bot.db"
-    shutil.copyfile(await _migrated_sqlite(tmp_path_factory), path)
+    shutil.copyfile(await migrated_sqlite(tmp_path_factory), path)
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{path}",
         platform_api_url=f"http://127.0.0.1:{_port()}",  # nothing listens there
@@ -192,5 +195,5 @@ async def test_a_platform_that_cannot_answer_gets_503_and_the_event_counts_later
     )
     async with TestClient(TestServer(create_app(settings))) as client:
         status, body = await post(client, event())
-        assert (status, body["error"]["code"]) == (503, "unavailable")  # type: ignore[index]
+        assert (status, body["error"]["code"]) == (503, "unavailable")
         assert await count(client, PlatformEvent) == 0

@@ -17,6 +17,7 @@ from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold
 from bot.privacy import mask_pii
 from bot.types import Label
+from tests.support.common import examples
 
 INJECTIONS = [
     "'; DROP TABLE messages; --",
@@ -59,7 +60,9 @@ def luhn_like(length: int) -> st.SearchStrategy[str]:
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(300),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(text=texts)
 def test_parse_never_crashes_and_always_gives_a_label(matcher: Matcher, text: str) -> None:
@@ -69,7 +72,7 @@ def test_parse_never_crashes_and_always_gives_a_label(matcher: Matcher, text: st
     assert all(0 <= e.start <= e.end for e in parse.entities)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(text=texts)
 def test_entities_are_well_formed(text: str) -> None:
     folded = fold(text)
@@ -83,7 +86,7 @@ def test_entities_are_well_formed(text: str) -> None:
             assert float(entity.value) > 0
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(prefix=st.text(max_size=20), card=luhn_like(16), suffix=st.text(max_size=20))
 def test_card_numbers_keep_only_the_last_four(prefix: str, card: str, suffix: str) -> None:
     text = f"{prefix}卡号{card}结束{suffix}"
@@ -92,14 +95,14 @@ def test_card_numbers_keep_only_the_last_four(prefix: str, card: str, suffix: st
     assert card[-4:] in masked
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(body=luhn_like(17), check=st.sampled_from("0123456789X"), prefix=st.text(max_size=10))
 def test_id_numbers_are_masked(body: str, check: str, prefix: str) -> None:
     number = body + check
     assert number not in mask_pii(f"{prefix} 身份证 {number}")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(second=st.sampled_from("3456789"), rest=luhn_like(9), prefix=st.text(max_size=10))
 def test_phone_numbers_are_masked(second: str, rest: str, prefix: str) -> None:
     phone = f"1{second}{rest}"
@@ -107,14 +110,14 @@ def test_phone_numbers_are_masked(second: str, rest: str, prefix: str) -> None:
     assert phone not in masked
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(digits16=luhn_like(16), prefix=st.text(max_size=10))
 def test_order_numbers_are_not_taken_for_cards(digits16: str, prefix: str) -> None:
     order = f"BT{digits16}"
     assert order in mask_pii(f"{prefix} 订单 {order} 付款了吗")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(text=texts)
 def test_masking_is_idempotent(text: str) -> None:
     once = mask_pii(text)

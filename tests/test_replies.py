@@ -37,7 +37,7 @@ from bot.platform.world import read_world
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.types import IncomingMessage, Label, Language
-from tests.conftest import DEMO_WORLD, Chat
+from tests.support.common import DEMO_WORLD, Chat
 
 ORDER = "BT20261126000000"
 ORDERS = [f"{ORDER}{n:02d}" for n in range(1, 14)]

@@ -6,11 +6,11 @@ import asyncio
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.channels.inbound import MAX_ATTEMPTS
@@ -18,6 +18,7 @@ from bot.settings import Settings
 from bot.storage import retention
 from bot.storage.db import create_engine
 from bot.storage.models import (
+    Base,
     Conversation,
     InboundUpdate,
     Message,
@@ -27,7 +28,7 @@ from bot.storage.models import (
     RateEvent,
 )
 from bot.storage.retention import BATCH, prune
-from tests.conftest import _migrated_sqlite
+from tests.support.common import migrated_sqlite
 from webhook_server import create_app
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -43,8 +44,15 @@ async def _rows(db: AsyncEngine, model: Any, column: str) -> list[Any]:
         return list(result.scalars())
 
 
+def table(model: type[Base]) -> Table:
+    """The model's table, typed as a Table (SQLAlchemy types `__table__` as a FromClause)."""
+    return cast(Table, model.__table__)
+
+
 async def _seed(db: AsyncEngine) -> None:
-    def update(update_id: int, received: datetime, processed: datetime | None, attempts: int = 0):
+    def update(
+        update_id: int, received: datetime, processed: datetime | None, attempts: int = 0
+    ) -> dict[str, Any]:
         return {
             "source": "telegram",
             "update_id": update_id,
@@ -69,7 +77,7 @@ async def _seed(db: AsyncEngine) -> None:
 
     async with db.begin() as connection:
         await connection.execute(
-            insert(Conversation.__table__),
+            insert(table(Conversation)),
             {
                 "id": 1,
                 "channel": "telegram",
@@ -85,7 +93,7 @@ async def _seed(db: AsyncEngine) -> None:
             },
         )
         await connection.execute(
-            insert(Message.__table__),
+            insert(table(Message)),
             {
                 "conversation_id": 1,
                 "direction": "in",
@@ -95,7 +103,7 @@ async def _seed(db: AsyncEngine) -> None:
             },
         )
         await connection.execute(
-            insert(InboundUpdate.__table__),
+            insert(table(InboundUpdate)),
             [
                 update(1, OLD, OLD),  # handled long ago: goes
                 update(2, OLD, None),  # waiting, however old: stays
@@ -105,7 +113,7 @@ async def _seed(db: AsyncEngine) -> None:
             ],
         )
         await connection.execute(
-            insert(OutboxItem.__table__),
+            insert(table(OutboxItem)),
             [
                 reply("sent old", "sent", OLD),
                 reply("failed old", "failed", OLD),
@@ -115,18 +123,18 @@ async def _seed(db: AsyncEngine) -> None:
             ],
         )
         await connection.execute(
-            insert(ProcessedInbound.__table__),
+            insert(table(ProcessedInbound)),
             [
                 {"channel": "webchat", "message_id": "old", "processed_at": OLD},
                 {"channel": "webchat", "message_id": "recent", "processed_at": RECENT},
             ],
         )
         await connection.execute(
-            insert(RateEvent.__table__),
+            insert(table(RateEvent)),
             [{"key": "old", "at": OLD}, {"key": "recent", "at": RECENT}],
         )
         await connection.execute(
-            insert(OrderWatch.__table__),
+            insert(table(OrderWatch)),
             [
                 {"conversation_id": 1, "order_no": "BT0000000000000001", "created_at": OLD},
                 {"conversation_id": 1, "order_no": "BT0000000000000002", "created_at": RECENT},
@@ -164,7 +172,7 @@ async def test_many_rows_go_in_batches(db: AsyncEngine) -> None:
     rows = 2 * BATCH + 7
     async with db.begin() as connection:
         await connection.execute(
-            insert(ProcessedInbound.__table__),
+            insert(table(ProcessedInbound)),
             [
                 {"channel": "webchat", "message_id": f"m{n}", "processed_at": OLD}
                 for n in range(rows)
@@ -187,13 +195,13 @@ async def test_the_server_prunes_once_it_has_started(
 ) -> None:
     monkeypatch.setattr(retention, "FIRST_PASS", timedelta(seconds=0.2))
     path = tmp_path / "app.db"
-    shutil.copyfile(await _migrated_sqlite(tmp_path_factory), path)
+    shutil.copyfile(await migrated_sqlite(tmp_path_factory), path)
     url = f"sqlite+aiosqlite:///{path}"
     db = create_engine(url)
     old = datetime.now(UTC) - timedelta(days=3)
     async with db.begin() as connection:
         await connection.execute(
-            insert(ProcessedInbound.__table__),
+            insert(table(ProcessedInbound)),
             [
                 {"channel": "webchat", "message_id": "old", "processed_at": old},
                 {"channel": "webchat", "message_id": "new", "processed_at": datetime.now(UTC)},

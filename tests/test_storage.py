@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert, select
@@ -18,11 +19,13 @@ import bot.platform.tables  # noqa: F401  (registers the platform tables)
 from bot.platform.sql import SqlPlatform
 from bot.platform.world import load_world, read_world
 from bot.settings import Settings
+from bot.storage import sqlite_inline
 from bot.storage.db import create_engine, session_factory, upgrade
 from bot.storage.models import Base, Conversation, Identity, RateEvent
 from bot.storage.unit import add_new
 from bot.turn_writer import _LOAD
-from tests.conftest import FAST_HASHER
+from bot.types import ConversationState
+from tests.support.common import FAST_HASHER, Seconds
 
 BEIJING = timezone(timedelta(hours=8))
 
@@ -69,7 +72,8 @@ async def test_a_new_row_is_stored_whole_and_loaded_in_the_session(db: AsyncEngi
         assert conversation.id is not None
         assert (conversation.state, conversation.slots, conversation.failures) == ("bot", {}, 0)
         assert conversation.created_at is not None
-        conversation.state = "queued"  # a loaded object's change: flushed at the commit
+        # A loaded object's change: flushed at the commit.
+        conversation.state = ConversationState.QUEUED
         first = Identity(channel="t", user_id="1", kind="merchant", merchant_id="M1")
         assert await add_new(session, first, unless_taken=True)
         again = Identity(channel="t", user_id="1", kind="customer")
@@ -106,59 +110,89 @@ async def test_the_rate_limit_count_reads_only_the_last_minute(tmp_path: Path) -
 
 
 # SQLite on the loop's thread (bot/storage/sqlite_inline.py): waiting for another connection's
-# lock must leave the loop free, end when the lock goes, and give up at the busy timeout.
+# lock must leave the loop free, end when the lock goes, and give up at the busy timeout. The
+# busy timeout is read on a clock the test moves, so nothing here depends on how fast the
+# machine is.
 
 
-async def _locked_insert(
-    path: Path, busy_timeout: float, release_after: float | None
-) -> tuple[str, float, int]:
-    """Insert through the bot's engine while another connection holds the write lock; the
-    outcome, the seconds it took, and how often the loop ran something else meanwhile."""
-    url = f"sqlite+aiosqlite:///{path}"
-    engine = create_engine(url, Settings.model_construct(database_busy_timeout=busy_timeout))
-    await upgrade(engine)
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    loop = asyncio.get_running_loop()
-    if release_after is not None:
-        loop.call_later(release_after, holder.execute, "COMMIT")
-    ticks = 0
+class _Locked:
+    """A SQLite file whose write lock another connection holds, and an insert through the
+    bot's engine that waits for it (as a task, so the test can look at it meanwhile)."""
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
+    def __init__(self, path: Path, busy_timeout: float) -> None:
+        self.engine = create_engine(
+            f"sqlite+aiosqlite:///{path}",
+            Settings.model_construct(database_busy_timeout=busy_timeout),
+        )
+        self.path = path
+        self.holder: sqlite3.Connection | None = None
 
-    beside = asyncio.create_task(ticker())
-    started = time.monotonic()
-    try:
-        async with session_factory(engine)() as session, session.begin():
-            await session.execute(insert(RateEvent).values(key="lock-test", at=datetime.now(UTC)))
-        outcome = "stored"
-    except OperationalError as exc:
-        outcome = str(exc.orig)
-    finally:
-        took = time.monotonic() - started
-        beside.cancel()
-        if holder.in_transaction:
-            holder.execute("ROLLBACK")
-        holder.close()
-        await engine.dispose()
-    return outcome, took, ticks
+    async def __aenter__(self) -> _Locked:
+        await upgrade(self.engine)
+        self.holder = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.holder.execute("BEGIN IMMEDIATE")
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self.holder is not None
+        if self.holder.in_transaction:
+            self.holder.execute("ROLLBACK")
+        self.holder.close()
+        await self.engine.dispose()
+
+    def release(self) -> None:
+        assert self.holder is not None
+        self.holder.execute("COMMIT")
+
+    def insert(self) -> asyncio.Task[str]:
+        async def insert() -> str:
+            try:
+                async with session_factory(self.engine)() as session, session.begin():
+                    await session.execute(
+                        insert_rate_event.values(key="lock-test", at=datetime.now(UTC))
+                    )
+            except OperationalError as exc:
+                return str(exc.orig)
+            return "stored"
+
+        return asyncio.create_task(insert())
+
+
+insert_rate_event = insert(RateEvent)
+
+
+async def _loop_turns(count: int) -> None:
+    """Let the loop run other work `count` times (each a real pause, so a retry is due)."""
+    for _ in range(count):
+        await asyncio.sleep(0.01)
 
 
 async def test_a_locked_sqlite_database_is_waited_for_without_stopping_the_loop(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outcome, took, ticks = await _locked_insert(tmp_path / "a.db", 5.0, release_after=0.4)
-    assert outcome == "stored"
-    assert 0.3 < took < 3.0
-    assert ticks >= 10  # the loop ran the ticker while the insert waited
+    clock = Seconds()
+    monkeypatch.setattr(sqlite_inline, "time", SimpleNamespace(monotonic=clock))
+    async with _Locked(tmp_path / "a.db", busy_timeout=5.0) as locked:
+        waiting = locked.insert()
+        # This coroutine runs while the insert waits: the wait does not hold the loop (were it
+        # to, these turns would come only after the insert had given up, and it would be done).
+        await _loop_turns(10)
+        assert not waiting.done()
+        clock.advance(4.9)  # still within the busy timeout
+        await _loop_turns(3)
+        assert not waiting.done()
+        locked.release()
+        assert await waiting == "stored"
 
 
-async def test_a_sqlite_lock_held_past_the_busy_timeout_fails_as_locked(tmp_path: Path) -> None:
-    outcome, took, ticks = await _locked_insert(tmp_path / "b.db", 0.5, release_after=None)
-    assert outcome == "database is locked"
-    assert 0.4 < took < 3.0
-    assert ticks >= 10
+async def test_a_sqlite_lock_held_past_the_busy_timeout_fails_as_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Seconds()
+    monkeypatch.setattr(sqlite_inline, "time", SimpleNamespace(monotonic=clock))
+    async with _Locked(tmp_path / "b.db", busy_timeout=0.5) as locked:
+        waiting = locked.insert()
+        await _loop_turns(10)
+        assert not waiting.done()
+        clock.advance(0.6)  # past the busy timeout, the lock still held
+        assert await waiting == "database is locked"

@@ -12,92 +12,23 @@ import logging
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select
+from pydantic import SecretStr
+from sqlalchemy import select
 
 from bot.channels.telegram import keyboard, split_text
 from bot.notifications import sign
 from bot.platform.world import load_world, read_world
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory
-from bot.storage.models import InboundUpdate, Message, OutboxItem
+from bot.storage.models import InboundUpdate, Message
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
-from tests.conftest import DEMO_WORLD, FAST_HASHER, _migrated_sqlite
+from tests.support.common import DEMO_WORLD, FAST_HASHER, migrated_sqlite
+from tests.support.telegram import CHAT, NOTIFY_SECRET, SECRET, Telegram
 from webhook_server import RUNTIME, create_app
-
-SECRET = "webhook-secret-0123456789"
-NOTIFY_SECRET = "notify-secret-0123456789"
-CHAT = 424242
-
-
-class Telegram:
-    def __init__(self, client: TestClient, stub: BotApiStub) -> None:
-        self.client = client
-        self.stub = stub
-        self._ids = iter(range(1000, 100000))
-
-    async def post(self, update: dict[str, Any], secret: str | None = SECRET) -> int:
-        headers = {"Content-Type": "application/json"}
-        if secret is not None:
-            headers["X-Telegram-Bot-Api-Secret-Token"] = secret
-        response = await self.client.post(
-            "/telegram/webhook", data=json.dumps(update), headers=headers
-        )
-        return response.status
-
-    async def say(self, text: str, chat: int = CHAT) -> list[str]:
-        """Send a text and wait for the bot's reply to arrive at the Bot API."""
-        before = len(self.stub.sent_texts(chat))
-        assert await self.post(tg.text_message(next(self._ids), chat, text)) == 200
-        return await self.replies(chat, before)
-
-    async def press(self, data: str, chat: int = CHAT) -> list[str]:
-        before = len(self.stub.sent_texts(chat))
-        assert await self.post(tg.callback_query(next(self._ids), chat, data)) == 200
-        return await self.replies(chat, before)
-
-    async def replies(self, chat: int, before: int, timeout: float = 5.0) -> list[str]:
-        runtime = self.client.app[RUNTIME]
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            assert runtime.dispatcher is not None
-            await runtime.dispatcher.idle()
-            await runtime.relay.flush()
-            texts = self.stub.sent_texts(chat)
-            if len(texts) > before:
-                return texts[before:]
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"no reply to chat {chat}; calls: {[c.method for c in self.stub.calls]}")
-
-    def last_keyboard(self, chat: int = CHAT) -> list[str]:
-        for call in reversed(self.stub.calls):
-            markup = call.params.get("reply_markup")
-            if call.params.get("chat_id") == chat and markup:
-                return [row[0]["callback_data"] for row in markup["inline_keyboard"]]
-        return []
-
-    async def settled(self, timeout: float = 5.0) -> list[str]:
-        """The outbox statuses once the relay has finished with every row (sent or failed)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            async with self.client.app[RUNTIME].bot.sessions() as session:
-                statuses = list(
-                    (await session.scalars(select(OutboxItem.status).order_by(OutboxItem.id))).all()
-                )
-            if (
-                not {"pending", "sending"} & set(statuses)
-                or asyncio.get_running_loop().time() > deadline
-            ):
-                return statuses
-            await asyncio.sleep(0.05)
-
-    async def count(self, model: type) -> int:
-        async with self.client.app[RUNTIME].bot.sessions() as session:
-            return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 @pytest.fixture
@@ -105,18 +36,18 @@ async def telegram(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Telegram]:
     path = tmp_path / "app.db"
-    shutil.copyfile(await _migrated_sqlite(tmp_path_factory), path)
+    shutil.copyfile(await migrated_sqlite(tmp_path_factory), path)
     db = create_engine(f"sqlite+aiosqlite:///{path}")
     await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
     await db.dispose()
     async with BotApiStub() as stub:
         settings = Settings(
             database_url=f"sqlite+aiosqlite:///{path}",
-            telegram_bot_token=stub.token,
+            telegram_bot_token=SecretStr(stub.token),
             telegram_api_url=stub.url,
-            telegram_webhook_secret=SECRET,
+            telegram_webhook_secret=SecretStr(SECRET),
             telegram_webhook_url="https://bot.example.com/telegram/webhook",
-            platform_webhook_secret=NOTIFY_SECRET,
+            platform_webhook_secret=SecretStr(NOTIFY_SECRET),
             demo_world=None,
         )
         async with TestClient(TestServer(create_app(settings))) as client:
@@ -252,7 +183,9 @@ async def test_stickers_photos_groups_and_edits(telegram: Telegram) -> None:
     assert "文字" in (await telegram.replies(CHAT, before))[0]
     assert await telegram.post(tg.group_message(301, -100200, "大家好")) == 200
     assert await telegram.post(tg.edited_message(302, CHAT, "改一下")) == 200
-    await telegram.client.app[RUNTIME].dispatcher.idle()  # type: ignore[union-attr]
+    dispatcher = telegram.client.app[RUNTIME].dispatcher
+    assert dispatcher is not None
+    await dispatcher.idle()
     await telegram.client.app[RUNTIME].relay.flush()
     assert telegram.stub.sent_texts(-100200) == []
     assert len(telegram.stub.sent_texts(CHAT)) == before + 1

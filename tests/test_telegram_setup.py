@@ -7,18 +7,16 @@ server is the real `btp-bot serve`, started as steps 3 and 4 say, and checked as
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from bot.settings import PROJECT_ROOT, Settings
+from bot.settings import PROJECT_ROOT
 from tests.botapi import BotApiStub
+from tests.support.serve import ServeProcess, btp_bot, serve_environment, serving
 from tests.telegram_updates import text_message
 
 SECRET = "s3cret_from-step-2"
@@ -46,58 +44,13 @@ def _env_file(workdir: Path, stub: BotApiStub, *, webhook: bool) -> None:
     (workdir / ".env").write_text("\n".join(lines) + "\n")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _environment(workdir: Path) -> dict[str, str]:
     """The shell's environment without any of the bot's settings: only `.env` speaks."""
-    fields = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in fields}
-    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir / 'bot.db'}"
-    return env
+    return serve_environment(DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'bot.db'}")
 
 
-def _btp_bot() -> str:
-    return str(Path(sys.executable).with_name("btp-bot"))
-
-
-@asynccontextmanager
-async def _serving(workdir: Path, *flags: str) -> AsyncIterator[str]:
-    port = _free_port()
-    log = (workdir / "serve.log").open("ab")
-    process = await asyncio.create_subprocess_exec(
-        _btp_bot(),
-        "serve",
-        "--port",
-        str(port),
-        *flags,
-        cwd=workdir,
-        env=_environment(workdir),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=log,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(600):
-                assert process.returncode is None, (workdir / "serve.log").read_text()
-                try:
-                    async with http.get(f"{url}/readyz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        yield url
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            await asyncio.wait_for(process.wait(), 30)
-        log.close()
+def _serving(workdir: Path, *flags: str) -> AbstractAsyncContextManager[ServeProcess]:
+    return serving(workdir, _environment(workdir), *flags, ready_path="/readyz")
 
 
 async def _answered(stub: BotApiStub, chat_id: int) -> list[str]:
@@ -120,7 +73,8 @@ async def test_polling_on_a_laptop(tmp_path: Path) -> None:
 async def test_webhook_behind_a_public_url(tmp_path: Path) -> None:
     async with BotApiStub() as stub:
         _env_file(tmp_path, stub, webhook=True)
-        async with _serving(tmp_path) as url:  # step 4
+        async with _serving(tmp_path) as server:  # step 4
+            url = server.url
             assert stub.webhook["url"] == PUBLIC_URL
             assert stub.webhook["secret_token"] == SECRET
             # What the reverse proxy forwards from Telegram's call to the public URL.
@@ -132,7 +86,7 @@ async def test_webhook_behind_a_public_url(tmp_path: Path) -> None:
             assert await _answered(stub, 4102)
             # Step 5: what Telegram reports.
             status = await asyncio.create_subprocess_exec(
-                _btp_bot(),
+                *btp_bot(),
                 "telegram",
                 "status",
                 cwd=tmp_path,

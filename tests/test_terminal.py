@@ -7,9 +7,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
-def run_chat(tmp_path: Path, lines: list[str]) -> list[dict[str, object]]:
+def run_chat(tmp_path: Path, lines: list[str]) -> list[dict[str, Any]]:
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"}
     result = subprocess.run(
         [sys.executable, "-m", "bot.cli", "chat", "--json"],

@@ -12,12 +12,11 @@ import asyncio
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,19 +25,14 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.settings import PROJECT_ROOT
-from tests.conftest import TEST_DATABASE_URL
+from tests.support.common import TEST_DATABASE_URL
+from tests.support.serve import serving
 
 pytestmark = pytest.mark.skipif(
     not TEST_DATABASE_URL,
     reason="two-process tier: set TEST_DATABASE_URL=postgresql+asyncpg://... to run it",
 )
 PASSWORD = "two-process-pass"
-
-
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -69,7 +63,7 @@ def _env(database_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def servers(database: str) -> Iterator[tuple[str, str]]:
+async def servers(database: str, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
     env = _env(database)
     cli = [sys.executable, "-m", "bot.cli"]
     for name in ("alice", "bob"):
@@ -83,39 +77,11 @@ def servers(database: str) -> Iterator[tuple[str, str]]:
             capture_output=True,
             timeout=120,
         )
-    ports = [_port(), _port()]
-    processes = [
-        subprocess.Popen(
-            [*cli, "serve", "--port", str(port)],
-            env=env,
-            cwd=PROJECT_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for port in ports
-    ]
-    try:
-        yield f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}"
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-async def _ready(http: aiohttp.ClientSession, base: str) -> None:
-    for _ in range(150):
-        try:
-            async with http.get(f"{base}/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"{base} did not become ready")
+    async with (
+        serving(tmp_path, env, ready_path="/readyz") as a,
+        serving(tmp_path, env, ready_path="/readyz") as b,
+    ):
+        yield a.url, b.url
 
 
 class Agent:
@@ -186,8 +152,6 @@ def _handoff_ids(queue: Any) -> list[int]:
 async def test_two_processes_behave_as_one(servers: tuple[str, str]) -> None:
     a, b = servers
     async with aiohttp.ClientSession() as http:
-        await _ready(http, a)
-        await _ready(http, b)
         alice, bob = Agent(b), Agent(a)
         try:
             await alice.login("alice")

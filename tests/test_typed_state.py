@@ -24,7 +24,7 @@ from bot.storage.events import (
 )
 from bot.storage.models import Agent, Conversation, Handoff
 from bot.types import ConversationState, HandoffStatus
-from tests.conftest import FAST_HASHER, Chat, Clock
+from tests.support.common import FAST_HASHER, Chat, Clock
 
 EVENTS: list[Event] = [
     QueueChanged(),

@@ -16,11 +16,7 @@ import aiohttp
 import pytest
 from playwright.async_api import (
     Browser,
-    Locator,
-    Page,
-    ViewportSize,
     WebSocketRoute,
-    async_playwright,
     expect,
 )
 from sqlalchemy import update
@@ -28,19 +24,9 @@ from sqlalchemy import update
 from bot.settings import PROJECT_ROOT
 from bot.storage.db import create_engine, session_factory
 from bot.storage.models import WebChatSession, utcnow
-from tests.test_webchat_api import PENDING_ORDER, notify, payment_event, serve_webchat
+from tests.support.browser import CHROMIUM, PHONE, ChatPage
+from tests.support.webchat import PENDING_ORDER, notify, payment_event, serve_webchat
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PHONE: ViewportSize = {"width": 390, "height": 844}
 SCREENSHOT = PROJECT_ROOT / "var" / "webchat.png"
 LANGUAGE_SCREENSHOT = PROJECT_ROOT / "var" / "webchat-language.png"
 
@@ -52,64 +38,6 @@ assert CHROMIUM.exists(), "the browser tests need Debian's chromium (make browse
 async def base(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     async with serve_webchat(tmp_path, tmp_path_factory) as url:
         yield url
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-class ChatPage:
-    """The page as a user sees it: type, press, read the bubbles."""
-
-    def __init__(self, page: Page, base: str) -> None:
-        self.page = page
-        self.base = base
-        self.problems: list[str] = []
-        page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        page.on(
-            "console",
-            lambda message: (
-                self.problems.append(f"console: {message.text}")
-                if message.type == "error"
-                else None
-            ),
-        )
-
-    @property
-    def input(self) -> Locator:
-        return self.page.locator("#input")
-
-    @property
-    def messages(self) -> Locator:
-        return self.page.locator("#messages > li")
-
-    def bot(self, text: str) -> Locator:
-        return self.page.locator("#messages > li.msg--bot", has_text=text)
-
-    def user(self, text: str) -> Locator:
-        return self.page.locator("#messages > li.msg--user", has_text=text)
-
-    async def open(self) -> None:
-        await self.page.goto(self.base)
-        await expect(self.input).to_be_enabled()
-
-    async def say(self, text: str) -> None:
-        await self.input.fill(text)
-        await self.input.press("Enter")
-        await expect(self.user(text).last).to_be_visible()
-
-    async def press(self, label: str) -> None:
-        await self.page.get_by_role("button", name=label).last.click()
-
-    async def settled(self) -> None:
-        """No reply is awaited any more."""
-        await expect(self.page.locator("#typing")).to_be_hidden()
 
 
 @pytest.fixture
