@@ -158,7 +158,7 @@ class MatcherConfig:
     # An out-of-scope example refuses only when it beats every in-scope label by this much.
     oos_margin: float = 0.0
     # Foreign words refuse only when the out-of-scope examples score within this of the best.
-    foreign_margin: float = 0.1
+    foreign_margin: float = 0.05
     # Messages this long (characters, spaces aside) are also judged clause by clause.
     clause_min_chars: int = 16
     # A clause rescues a refused message only with at least this score.
@@ -452,9 +452,9 @@ class Matcher:
 
         The clause that asks, alone when it says enough and with the clause before it (its
         context), is scored on its own. A clause marked as the question (我想知道, a question
-        mark) that an out-of-scope example matches refuses the message; otherwise a clause only
-        rescues a whole text refused for a low score, low coverage or ambiguity (the best
-        clause accepted with at least `clause_min_score`). A whole text that out-of-scope
+        mark) that is about a topic the bot does not cover refuses the message; otherwise a
+        clause only rescues a whole text refused for a low score, low coverage or ambiguity
+        (the best clause accepted with at least `clause_min_score`). A whole text that out-of-scope
         examples match best is not rescued by a clause of it."""
         if whole.reason in _TOPIC_REFUSALS:
             return whole
@@ -475,7 +475,7 @@ class Matcher:
             if not body.strip():
                 continue
             decision = self._decide(body)
-            if asks and decision.reason == "out_of_scope_example":
+            if asks and decision.reason in _TOPIC_REFUSALS:
                 return decision
             if (
                 decision.reason is None
