@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -235,3 +237,15 @@ async def test_a_near_miss_still_gets_did_you_mean(chat: Chat) -> None:
     assert "faq:support.contact" in actions
     assert actions[-1] == "human"
     assert "不在我能帮忙的范围内" not in chat.text
+
+
+def test_eval_help_says_how_each_set_was_made_and_which_is_the_test_set() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "nlu", "eval", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for name in ("nlu_dev.jsonl", "nlu_tune.jsonl", "nlu_holdout.jsonl", "nlu_test.jsonl"):
+        assert name in out
+    assert "THE TEST SET" in out and "LABELS.md" in out

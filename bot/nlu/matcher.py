@@ -116,6 +116,12 @@ _FILLER_WORDS = {
     "actually",
     "really",
     "also",
+    "usually",
+    "normally",
+    "generally",
+    "typically",
+    "kindly",
+    "anymore",
 }
 
 
@@ -282,15 +288,17 @@ class Matcher:
                 if unit in _FILLER_STEMS or unit in _PLACEHOLDER_WORDS:
                     continue
                 weight = self._idf.get("w:" + unit, self._max_idf)
-                if ("w:" + unit) in self._known or (
+                # A word only out-of-scope examples use ("paypal") is foreign as written, not
+                # a typo of a known word ("pay").
+                if ("w:" + unit) in self._foreign:
+                    foreign += weight
+                elif ("w:" + unit) in self._known or (
                     len(unit) > 4
                     and process.extractOne(
                         unit, self._known_words, scorer=fuzz.ratio, score_cutoff=85
                     )
                 ):
                     explained += weight
-                elif ("w:" + unit) in self._foreign:
-                    foreign += weight
             total += weight
         if not total:
             return _CONTENTLESS, 0.0
