@@ -472,9 +472,11 @@ class Matcher:
         at = self._clause_words.question(clauses)
         question = clauses[at]
         texts = []
-        if len(question.text.replace(" ", "")) >= self.config.clause_min_chars // 2:
+        if len(question.text.replace(" ", "")) >= self.config.clause_min_chars // 2 and (
+            question.asks or whole.reason is not None
+        ):
             texts.append((question.text, question.asks))
-        if at > 0:
+        if at > 0 and whole.reason is not None:
             texts.append((f"{clauses[at - 1].text} {question.text}", False))
         best = whole
         best_value = math.inf if whole.reason is None else -1.0
