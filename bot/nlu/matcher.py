@@ -285,7 +285,8 @@ class Matcher:
                 if left in self._foreign or right in self._foreign:
                     foreign += weight
             else:
-                if unit in _FILLER_STEMS or unit in _PLACEHOLDER_WORDS:
+                if unit in _FILLER_STEMS or unit in _PLACEHOLDER_WORDS or len(unit) == 1:
+                    # A lone letter ("100k", "x2") says nothing about the topic.
                     continue
                 weight = self._idf.get("w:" + unit, self._max_idf)
                 # A word only out-of-scope examples use ("paypal") is foreign as written, not
@@ -472,14 +473,15 @@ class Matcher:
         at = self._clause_words.question(clauses)
         question = clauses[at]
         texts = []
+        rescue = whole.reason is not None
         if len(question.text.replace(" ", "")) >= self.config.clause_min_chars // 2 and (
-            question.asks or whole.reason is not None
+            question.asks or rescue
         ):
             texts.append((question.text, question.asks))
-        if at > 0 and whole.reason is not None:
+        if at > 0 and rescue:
             texts.append((f"{clauses[at - 1].text} {question.text}", False))
         best = whole
-        best_value = math.inf if whole.reason is None else -1.0
+        best_value = -1.0
         for text, asks in texts:
             body = self._comparable(text)
             if not body.strip():
@@ -488,7 +490,8 @@ class Matcher:
             if asks and decision.reason in _TOPIC_REFUSALS:
                 return decision
             if (
-                decision.reason is None
+                rescue
+                and decision.reason is None
                 and decision.score >= self.config.clause_min_score
                 and decision.score > best_value
             ):
