@@ -18,6 +18,10 @@ router = Router("fallback")
 # Why the matcher refused, when the message is about something the bot does not cover (as
 # opposed to a near miss: a low score or coverage, or two topics tied).
 OUTSIDE = frozenset({"out_of_scope_example", "foreign_topic", "no_match"})
+# An in-scope topic this close to the score that refused is still a near miss: an out-of-scope
+# example that only just won ("提现要手续费吗" ~ "微信支付提现要手续费吗") leaves the
+# suggestion of our own fees worth offering.
+NEAR_GAP = 0.05
 _NOT_SUGGESTED = frozenset(
     {Label.OUT_OF_SCOPE, Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE}
 )
@@ -27,7 +31,11 @@ def fallback(ctx: Context) -> Outcome:
     parse = ctx.parse
     repeated = ctx.conversation.failures >= 1
     suggestions = []
-    outside = parse is not None and parse.reason in OUTSIDE
+    outside = (
+        parse is not None
+        and parse.reason in OUTSIDE
+        and not (parse.alternatives and parse.alternatives[0].score >= parse.score - NEAR_GAP)
+    )
     if parse is not None and not outside and not repeated:
         suggestions = [
             ctx.topic_button(a.label)
