@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from bot.nlu.clauses import ClauseWords
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.words import ANSWERS, KINDS, Words, phrase_key
 from bot.platform.models import FailureCode
@@ -25,6 +26,7 @@ INTENTS_FILE = "intents.yaml"
 SYNONYMS_FILE = "synonyms.yaml"
 FAILURE_CODES_FILE = "failure_codes.yaml"
 DIALOGUE_FILE = "dialogue.yaml"
+CLAUSES_FILE = "clauses.yaml"
 
 
 class _Str(str):
@@ -121,6 +123,7 @@ class Knowledge:
     # Withdrawal failure reasons are free text from the platform, so keyed by the raw reason.
     withdrawal_failures: dict[str, FailureAdvice] = field(default_factory=dict)
     words: Words = field(default_factory=Words)
+    clauses: ClauseWords = field(default_factory=ClauseWords)
     phrasings: list[Phrasing] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -432,6 +435,36 @@ def _load_dialogue(data: Any, knowledge: Knowledge) -> None:
     knowledge.words = Words(phrases, phrases.pop("fillers", frozenset()))
 
 
+def _load_clauses(data: Any, knowledge: Knowledge) -> None:
+    """`clauses: {ask: {zh: [...], en: [...]}, join: {...}}`: the words that start a clause."""
+    file, problems = CLAUSES_FILE, knowledge.problems
+    kinds = _top_map(data, "clauses", file, problems)
+    if kinds is None:
+        return
+    lists: dict[str, list[str]] = {"ask": [], "join": []}
+    for kind, value, line in kinds:
+        if kind not in lists:
+            problems.append(Problem(file, line, f"unknown kind {kind!r}: expected ask or join"))
+            continue
+        by_language = value if isinstance(value, dict) else None
+        if by_language is None or not all(
+            isinstance(words, list) and all(isinstance(w, str) for w in words)
+            for language, words in by_language.items()
+            if language != "__line__"
+        ):
+            problems.append(Problem(file, line, f"{kind}: expected zh and en lists of words"))
+            continue
+        lists[str(kind)] = [
+            str(w)
+            for language, words in by_language.items()
+            if language != "__line__"
+            for w in words
+        ]
+    for word in set(lists["ask"]) & set(lists["join"]):
+        problems.append(Problem(file, 1, f"{word!r} is in both ask and join"))
+    knowledge.clauses = ClauseWords.of(lists["ask"], lists["join"])
+
+
 def load_knowledge(directory: Path) -> Knowledge:
     """Read the knowledge folder; problems are collected in `Knowledge.problems`, not raised."""
     knowledge = Knowledge()
@@ -449,6 +482,9 @@ def load_knowledge(directory: Path) -> Knowledge:
     dialogue = _read(directory / DIALOGUE_FILE, knowledge.problems)
     if dialogue is not None:
         _load_dialogue(dialogue, knowledge)
+    clauses = _read(directory / CLAUSES_FILE, knowledge.problems)
+    if clauses is not None:
+        _load_clauses(clauses, knowledge)
     _check_links(knowledge, related_raw)
     _check_coverage_and_duplicates(knowledge)
     return knowledge

@@ -1,19 +1,29 @@
-"""Tokens the matcher compares: Chinese characters and bigrams, Latin words and their stems."""
+"""Tokens the matcher compares: Chinese characters and bigrams, Latin words as Snowball stems.
+
+English words are reduced by the Snowball English stemmer (PyStemmer), so "charges", "charged"
+and "charging" meet "charge" in one token, and knowledge phrasings and messages are stemmed alike.
+"""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import lru_cache
+
+import Stemmer
 
 _RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[a-z]+|\d+")
 _CJK_START = "\u3400"
 
 
-def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
+@lru_cache(maxsize=1)
+def _english() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def stem(word: str) -> str:
+    """The Snowball stem of a lower-case English word ("accepting" -> "accept")."""
+    return str(_english().stemWord(word))
 
 
 def tokens(body: str) -> Counter[str]:
@@ -28,7 +38,7 @@ def tokens(body: str) -> Counter[str]:
         elif run.isdigit():
             bag["d:"] += 1
         else:
-            bag["w:" + _stem(run)] += 1
+            bag["w:" + stem(run)] += 1
     return bag
 
 
@@ -45,5 +55,5 @@ def units(body: str) -> list[tuple[str, str, str | None]]:
                 right = run[i : i + 2] if i + 1 < len(run) else ""
                 out.append(("c", ch, f"{left}|{right}"))
         elif not run.isdigit():
-            out.append(("w", _stem(run), None))
+            out.append(("w", stem(run), None))
     return out

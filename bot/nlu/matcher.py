@@ -11,17 +11,19 @@ or when the two best labels are too close, the label is `out_of_scope`.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+from pypinyin import lazy_pinyin
 from rapidfuzz import fuzz, process
 
 from bot.faq.knowledge import Knowledge
 from bot.nlu.entities import PLACEHOLDERS, extract_entities, replace_entities
-from bot.nlu.features import tokens, units
+from bot.nlu.features import stem, tokens, units
 from bot.nlu.language import detect_language
-from bot.nlu.normalize import SynonymTable, fold, strip_punctuation
+from bot.nlu.normalize import SynonymTable, fold, has_cjk, strip_punctuation
 from bot.types import Alternative, Label, Language, Parse
 
 # Words that carry no meaning of their own in a support chat; they neither help nor hurt coverage.
@@ -95,10 +97,37 @@ _FILLER_WORDS = {
     "if",
     "from",
     "b",
+    # what is left of "what's", "can't", "i'm", "you'll", "we've" once the apostrophe is gone
+    "s",
+    "t",
+    "m",
+    "ll",
+    "re",
+    "ve",
+    "d",
+    "im",
+    "ive",
+    "wanna",
+    "gonna",
+    "gotta",
+    "guys",
+    "lol",
+    "exactly",
+    "actually",
+    "really",
+    "also",
+    "usually",
+    "normally",
+    "generally",
+    "typically",
+    "kindly",
+    "anymore",
 }
 
 
-_PLACEHOLDER_WORDS = {word.strip() for word in PLACEHOLDERS.values()}
+# The fillers as the matcher's tokens hold them: Snowball stems ("please" -> "pleas").
+_FILLER_STEMS = frozenset(stem(word) for word in _FILLER_WORDS)
+_PLACEHOLDER_WORDS = {stem(word.strip()) for word in PLACEHOLDERS.values()}
 # Coverage of a message with no meaning-bearing words ("就是那个", "对的"): such a message gets a
 # label only when it matches a phrasing almost exactly (see `min_score_contentless`).
 _CONTENTLESS = -1.0
@@ -108,7 +137,7 @@ def _token_weight(token: str) -> float:
     """Single characters say less than bigrams; filler words say almost nothing."""
     if token.startswith("c:"):
         return 0.5
-    if token.startswith("w:") and token[2:] in _FILLER_WORDS:
+    if token.startswith("w:") and token[2:] in _FILLER_STEMS:
         return 0.25
     return 1.0
 
@@ -122,12 +151,24 @@ class MatcherConfig:
     min_coverage: float = 0.45
     max_foreign: float = 0.2
     min_score_contentless: float = 0.5
+    # The same cut-offs for a message without Chinese characters (English words only).
+    min_score_latin: float = 0.25
+    min_coverage_latin: float = 0.55
+    latin_short_words: int = 8
     candidates: int = 60
     weight_nearest: float = 0.2
     weight_top3: float = 0.2
     weight_centroid: float = 0.4
     weight_fuzz: float = 0.2
     out_of_scope_scale: float = 0.9
+    # An out-of-scope example refuses only when it beats every in-scope label by this much.
+    oos_margin: float = 0.0
+    # Foreign words refuse only when the out-of-scope examples score within this of the best.
+    foreign_margin: float = 0.05
+    # Messages this long (characters, spaces aside) are also judged clause by clause.
+    clause_min_chars: int = 16
+    # A clause rescues a refused message only with at least this score.
+    clause_min_score: float = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,14 +235,27 @@ class Matcher:
             for bag, e in zip(bags, self._entries, strict=True)
             if e.label == Label.OUT_OF_SCOPE
             for t in bag
-            if t[0] in "bw" and t not in self._known and t[2:] not in _FILLER_WORDS
+            if t[0] in "bw" and t not in self._known and t[2:] not in _FILLER_STEMS
         }
         self._known_words = sorted(t[2:] for t in self._known if t.startswith("w:"))
+        self._clause_words = knowledge.clauses
+        # Short Chinese phrasings by sound, for a short message typed by ear ("泥好", "白白");
+        # a sound two labels share belongs to neither.
+        sounds: dict[str, set[Label]] = defaultdict(set)
+        for entry in self._entries:
+            if (
+                entry.label != Label.OUT_OF_SCOPE
+                and len(entry.compact) <= _SOUND_MAX_CHARS
+                and _ALL_CJK.fullmatch(entry.compact)
+            ):
+                sounds[_sound(entry.compact)].add(entry.label)
+        self._sounds = {
+            sound: next(iter(labels)) for sound, labels in sounds.items() if len(labels) == 1
+        }
 
     def body(self, folded: str) -> str:
         """Folded text made comparable: entities as placeholders, no punctuation, typos fixed."""
-        text = replace_entities(folded, extract_entities(folded))
-        return self._synonyms.apply(strip_punctuation(text))
+        return self._comparable(replace_entities(folded, extract_entities(folded)))
 
     def _vector(self, bag: dict[str, int]) -> dict[str, float]:
         weights = {
@@ -231,18 +285,21 @@ class Matcher:
                 if left in self._foreign or right in self._foreign:
                     foreign += weight
             else:
-                if unit in _FILLER_WORDS or unit in _PLACEHOLDER_WORDS:
+                if unit in _FILLER_STEMS or unit in _PLACEHOLDER_WORDS or len(unit) == 1:
+                    # A lone letter ("100k", "x2") says nothing about the topic.
                     continue
                 weight = self._idf.get("w:" + unit, self._max_idf)
-                if ("w:" + unit) in self._known or (
+                # A word only out-of-scope examples use ("paypal") is foreign as written, not
+                # a typo of a known word ("pay").
+                if ("w:" + unit) in self._foreign:
+                    foreign += weight
+                elif ("w:" + unit) in self._known or (
                     len(unit) > 4
                     and process.extractOne(
                         unit, self._known_words, scorer=fuzz.ratio, score_cutoff=85
                     )
                 ):
                     explained += weight
-                elif ("w:" + unit) in self._foreign:
-                    foreign += weight
             total += weight
         if not total:
             return _CONTENTLESS, 0.0
@@ -316,62 +373,159 @@ class Matcher:
             or self._lone_word_language(folded)
             or fallback_language
         )
-        body = self._synonyms.apply(strip_punctuation(replace_entities(folded, entities)))
+        marked = replace_entities(folded, entities)
+        body = self._comparable(marked)
         if not body.strip():
             return Parse(Label.OUT_OF_SCOPE, 0.0, language, entities, reason="empty")
+        decision = self._decide(body)
+        if decision.reason is not None and decision.reason != "out_of_scope_example":
+            decision = self._by_sound(body) or decision
+        if len(body.replace(" ", "")) >= self.config.clause_min_chars:
+            decision = self._by_clause(marked, decision)
+        label = decision.label if decision.reason is None else Label.OUT_OF_SCOPE
+        return Parse(
+            label,
+            decision.score,
+            language,
+            entities,
+            decision.alternatives,
+            decision.coverage,
+            decision.matched,
+            decision.reason,
+        )
+
+    def _comparable(self, marked: str) -> str:
+        """Folded text with entities marked, made comparable: no punctuation, letters repeated
+        for emphasis once ("hiii"), typos and variants replaced by their canonical words."""
+        return self._synonyms.apply(_REPEATED.sub(r"\1", strip_punctuation(marked)))
+
+    def _decide(self, body: str) -> _Decision:
+        """The best in-scope label for a comparable body, and why it is refused, if it is.
+
+        An out-of-scope example refuses only when it matches clearly better (`oos_margin`) than
+        every in-scope phrasing, and words only out-of-scope examples use refuse only when the
+        out-of-scope examples also match nearly as well: one shared word is not enough."""
         combined, matched = self.scores(body)
-        ranked = sorted(combined.items(), key=lambda kv: kv[1], reverse=True)
         coverage, foreign = self.explain(body)
         contentless = coverage == _CONTENTLESS
         coverage = max(coverage, 0.0)
-        if not ranked:
-            return Parse(
-                Label.OUT_OF_SCOPE,
-                0.0,
-                language,
-                entities,
-                coverage=coverage,
-                reason="no_match",
-            )
-        (best, score), rest = ranked[0], ranked[1:]
-        alternatives = tuple(
-            Alternative(label, s) for label, s in rest[:3] if label != Label.OUT_OF_SCOPE
+        config = self.config
+        in_scope = sorted(
+            ((label, s) for label, s in combined.items() if label != Label.OUT_OF_SCOPE),
+            key=lambda kv: kv[1],
+            reverse=True,
         )
+        oos = combined.get(Label.OUT_OF_SCOPE, 0.0)
+        # Words are coarser units than Chinese characters and bigrams: a short Latin-only
+        # message that shares one word with a phrasing scores what a Chinese one earns with
+        # more. (A long one has context words that lower its score and coverage anyway.)
+        latin = not has_cjk(body) and len(body.split()) <= config.latin_short_words
+        min_score = config.min_score_latin if latin else config.min_score
+        min_coverage = config.min_coverage_latin if latin else config.min_coverage
+        if not in_scope:
+            refusal = "out_of_scope_example" if combined else "no_match"
+            return _Decision(Label.OUT_OF_SCOPE, oos, (), coverage, None, refusal)
+        (best, score), rest = in_scope[0], in_scope[1:]
         second = rest[0][1] if rest else 0.0
-        reason = None
-        if best == Label.OUT_OF_SCOPE:
+        reason: str | None = None
+        if oos >= score + config.oos_margin:
             reason = "out_of_scope_example"
-            alternatives = tuple(Alternative(label, s) for label, s in rest[:3])
-        elif score < self.config.min_score or (
-            contentless and score < self.config.min_score_contentless
-        ):
+        elif score < min_score or (contentless and score < config.min_score_contentless):
             reason = "low_score"
-        elif score - second < self.config.min_margin:
+        elif score - second < config.min_margin:
             reason = "ambiguous"
-        elif not contentless and coverage < self.config.min_coverage:
+        elif not contentless and coverage < min_coverage:
             reason = "low_coverage"
-        elif foreign > self.config.max_foreign:
+        elif foreign > config.max_foreign and oos >= score - config.foreign_margin:
             reason = "foreign_topic"
-        if reason is not None:
-            if best != Label.OUT_OF_SCOPE:
-                alternatives = (Alternative(best, score), *alternatives)[:3]
-            return Parse(
+        if reason is None:
+            alternatives = tuple(Alternative(label, s) for label, s in rest[:3])
+            return _Decision(best, score, alternatives, coverage, matched.get(best), None)
+        alternatives = tuple(Alternative(label, s) for label, s in in_scope[:3])
+        if reason == "out_of_scope_example":
+            return _Decision(
                 Label.OUT_OF_SCOPE,
-                score,
-                language,
-                entities,
+                oos,
                 alternatives,
                 coverage,
-                matched.get(best),
+                matched.get(Label.OUT_OF_SCOPE),
                 reason,
             )
-        return Parse(
-            best,
-            score,
-            language,
-            entities,
-            alternatives,
-            coverage,
-            matched.get(best),
-            None,
-        )
+        return _Decision(best, score, alternatives, coverage, matched.get(best), reason)
+
+    def _by_clause(self, marked: str, whole: _Decision) -> _Decision:
+        """A long message judged by its question as well as by the whole text.
+
+        The clause that asks, alone when it says enough and with the clause before it (its
+        context), is scored on its own. A clause marked as the question (我想知道, a question
+        mark) that is about a topic the bot does not cover refuses the message; otherwise a
+        clause only rescues a whole text refused for a low score, low coverage or ambiguity
+        (the best clause accepted with at least `clause_min_score`). A whole text that out-of-scope
+        examples match best is not rescued by a clause of it."""
+        if whole.reason in _TOPIC_REFUSALS:
+            return whole
+        clauses = self._clause_words.split(marked)
+        if len(clauses) < 2:
+            return whole
+        at = self._clause_words.question(clauses)
+        question = clauses[at]
+        texts = []
+        rescue = whole.reason is not None
+        if len(question.text.replace(" ", "")) >= self.config.clause_min_chars // 2 and (
+            question.asks or rescue
+        ):
+            texts.append((question.text, question.asks))
+        if at > 0 and rescue:
+            texts.append((f"{clauses[at - 1].text} {question.text}", False))
+        best = whole
+        best_value = -1.0
+        for text, asks in texts:
+            body = self._comparable(text)
+            if not body.strip():
+                continue
+            decision = self._decide(body)
+            if asks and decision.reason in _TOPIC_REFUSALS:
+                return decision
+            if (
+                rescue
+                and decision.reason is None
+                and decision.score >= self.config.clause_min_score
+                and decision.score > best_value
+            ):
+                best, best_value = decision, decision.score
+        return best
+
+    def _by_sound(self, body: str) -> _Decision | None:
+        """A short Chinese message that sounds exactly like a short phrasing of one label
+        ("泥好" = 你好, "白白" = 拜拜): that label; None for anything else."""
+        compact = body.replace(" ", "")
+        if not (0 < len(compact) <= _SOUND_MAX_CHARS and _ALL_CJK.fullmatch(compact)):
+            return None
+        label = self._sounds.get(_sound(compact))
+        if label is None:
+            return None
+        return _Decision(label, self.config.min_score_contentless, (), 1.0, None, None)
+
+
+# Refusals because the text is about something the bot does not cover.
+_TOPIC_REFUSALS = frozenset({"out_of_scope_example", "foreign_topic"})
+# Letters repeated three times or more, for emphasis ("hiii", "pleeease").
+_REPEATED = re.compile(r"([a-z])\1{2,}")
+_ALL_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
+# Messages and phrasings of at most this many characters are compared by sound.
+_SOUND_MAX_CHARS = 4
+
+
+def _sound(text: str) -> str:
+    """The toneless pinyin of a Chinese text ("白白" -> "bai bai")."""
+    return " ".join(lazy_pinyin(text))
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    label: Label
+    score: float
+    alternatives: tuple[Alternative, ...]
+    coverage: float
+    matched: str | None
+    reason: str | None

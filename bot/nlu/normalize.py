@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import zhconv
 
+from bot.nlu.features import stem
+
 _PUNCT_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
@@ -37,26 +39,57 @@ def strip_punctuation(text: str) -> str:
 
 
 class SynonymTable:
-    """Replaces typos and colloquial variants by the canonical word, longest variant first."""
+    """Replaces typos and colloquial variants by the canonical word, longest variant first.
+
+    Three kinds of variant, by how they are written: a Chinese (or mixed) variant is replaced as
+    a plain substring; an English phrase ("log in") only as whole words; a single English word
+    by its Snowball stem, so "charges" and "charged" both find the group that lists "charge".
+    """
 
     def __init__(self, groups: Mapping[str, list[str]]) -> None:
         pairs: dict[str, str] = {}
+        phrases: dict[str, str] = {}
+        words: dict[str, str] = {}
         for canonical, variants in groups.items():
+            target = fold(canonical)
             for variant in variants:
                 key = fold(variant).strip()
-                if key and key != canonical:
-                    pairs[key] = fold(canonical)
+                if not key or key == target:
+                    continue
+                if _ENGLISH_WORD.fullmatch(key):
+                    words[stem(key)] = target
+                elif _ENGLISH_PHRASE.fullmatch(key):
+                    phrases[key] = target
+                else:
+                    pairs[key] = target
         self._pairs = pairs
-        self._pattern = (
-            re.compile("|".join(re.escape(v) for v in sorted(pairs, key=len, reverse=True)))
-            if pairs
-            else None
-        )
+        self._pattern = _alternation(pairs)
+        self._phrases = phrases
+        self._phrase_pattern = _alternation(phrases, r"(?<![a-z])(?:", r")(?![a-z])")
+        self._words = words
 
     def apply(self, text: str) -> str:
-        if self._pattern is None:
-            return text
-        return self._pattern.sub(lambda m: self._pairs[m.group(0)], text)
+        if self._pattern is not None:
+            text = self._pattern.sub(lambda m: self._pairs[m.group(0)], text)
+        if self._phrase_pattern is not None:
+            text = self._phrase_pattern.sub(lambda m: self._phrases[m.group(0)], text)
+        if self._words:
+            text = _ENGLISH_WORDS.sub(lambda m: self._words.get(stem(m.group(0)), m.group(0)), text)
+        return text
+
+
+_ENGLISH_WORD = re.compile(r"[a-z]+")
+_ENGLISH_WORDS = re.compile(r"[a-z]+")
+_ENGLISH_PHRASE = re.compile(r"[a-z]+(?: [a-z]+)+")
+
+
+def _alternation(
+    variants: Mapping[str, str], before: str = "", after: str = ""
+) -> re.Pattern[str] | None:
+    if not variants:
+        return None
+    ordered = sorted(variants, key=len, reverse=True)
+    return re.compile(before + "|".join(re.escape(v) for v in ordered) + after)
 
 
 def has_cjk(text: str) -> bool:
