@@ -20,7 +20,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from argon2 import PasswordHasher
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +28,7 @@ from yarl import URL
 from bot.cli import main as cli
 from bot.escalation import login_guard
 from bot.storage.models import Agent, AgentDevice, AgentSession, AuditEntry, RateEvent
+from tests.support.common import listening
 from tests.support.console import (
     BIND_CODE,
     FAILED_ORDER,
@@ -58,13 +58,7 @@ async def serving(db: AsyncEngine, count: int = 1, **overrides: Any) -> AsyncIte
     async with AsyncExitStack() as stack:
         for _ in range(count):
             app = create_app(settings)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            stack.push_async_callback(runner.cleanup)
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            servers.append(Server(f"http://127.0.0.1:{port}", app))
+            servers.append(Server(await stack.enter_async_context(listening(app)), app))
         yield servers
 
 

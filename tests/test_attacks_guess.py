@@ -39,6 +39,7 @@ from bot.storage.db import session_factory
 from bot.storage.models import RateEvent
 from bot.types import Language
 from tests.botapi import BotApiStub
+from tests.support.common import listening
 from tests.support.console import ALL_DAY, agent_session, asks_for_a_person, with_console
 from tests.support.console import Server as ConsoleServer
 from tests.support.telegram import SECRET as TG_SECRET
@@ -100,16 +101,8 @@ async def running(db: AsyncEngine, **overrides: Any) -> AsyncIterator[Server]:
     """The app on a random port of 127.0.0.1, over `db` (the demo world loaded already)."""
     settings = _settings(db, **overrides)
     app = with_console(create_app(settings), settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as http:
-            yield Server(f"http://127.0.0.1:{port}", http, db, app)
-    finally:
-        await runner.cleanup()
+    async with listening(app) as base, aiohttp.ClientSession() as http:
+        yield Server(base, http, db, app)
 
 
 @pytest.fixture
@@ -331,14 +324,9 @@ async def test_the_platform_counts_wrong_codes_of_calls_in_flight_at_once(
     platform = SqlPlatform(
         session_factory(db), shares_bot_database=False, bind_limit=(3, timedelta(hours=1))
     )
-    runner = web.AppRunner(create_platform_app(platform, "key"))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with listening(create_platform_app(platform, "key")) as base:
         remote = {
-            "platform_api_url": f"http://127.0.0.1:{port}",
+            "platform_api_url": base,
             "platform_api_key": SecretStr("key"),
             "bind_global_limit": 100,  # the bot's own count would let all of them through
         }
@@ -361,8 +349,6 @@ async def test_the_platform_counts_wrong_codes_of_calls_in_flight_at_once(
                 await session.commit()
             async with from_address(server, "127.0.2.99") as merchant:
                 assert "小王水果店" in text_of(await bind_attempt(merchant, M001_CODE))
-    finally:
-        await runner.cleanup()
 
 
 # ---- 13. payment links of merchants that may not collect ---------------------------------
@@ -413,13 +399,7 @@ async def test_the_platform_api_refuses_with_the_merchant_status(
     db: AsyncEngine, world: None
 ) -> None:
     platform = SqlPlatform(session_factory(db), shares_bot_database=False)
-    runner = web.AppRunner(create_platform_app(platform, "key"))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    base = f"http://127.0.0.1:{port}"
-    try:
+    async with listening(create_platform_app(platform, "key")) as base:
         async with aiohttp.ClientSession() as http:
             async with http.post(
                 f"{base}/v1/payment-links",
@@ -436,8 +416,6 @@ async def test_the_platform_api_refuses_with_the_merchant_status(
             assert refused.value.status is MerchantStatus.PENDING_REVIEW
             link = await client.create_payment_link("M001", Decimal("88.00"), None)
             assert link.merchant_id == "M001"
-    finally:
-        await runner.cleanup()
 
 
 async def test_the_console_tool_shows_the_refusal(server: Server) -> None:

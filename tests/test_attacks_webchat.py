@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.settings import Settings
 from bot.storage.db import session_factory
 from bot.storage.models import RateEvent, WebChatSession, utcnow
+from tests.support.common import listening
 from webhook_server import create_app
 
 OTHER_ADDRESS = "127.0.0.2"
@@ -93,15 +94,8 @@ async def serve(db: AsyncEngine, *, proxied: bool = False, **limits: Any) -> Asy
     app = create_app(settings)
     if proxied:
         app.middlewares.insert(0, peer_from_header)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield Server(f"http://127.0.0.1:{port}", db)
-    finally:
-        await runner.cleanup()
+    async with listening(app) as base:
+        yield Server(base, db)
 
 
 @pytest.fixture

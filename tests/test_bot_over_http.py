@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.engine import Engine
@@ -26,7 +25,7 @@ from bot.platform.world import load_world, read_world
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory
-from tests.support.common import DEMO_WORLD, FAST_HASHER, Chat, Faults, migrated_sqlite
+from tests.support.common import DEMO_WORLD, FAST_HASHER, Chat, Faults, listening, migrated_sqlite
 
 KEY = "test-platform-key"
 
@@ -41,15 +40,10 @@ async def platform(
     faults = Faults()
     app = create_platform_app(SqlPlatform(session_factory(db), shares_bot_database=False), KEY)
     app.middlewares.insert(0, faults.middleware)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield f"http://127.0.0.1:{port}", faults
+        async with listening(app) as base:
+            yield base, faults
     finally:
-        await runner.cleanup()
         await db.dispose()
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.escalation.core import HandoffCore, HandoffError
 from bot.qr import qr_png
 from bot.storage.events import ChatChanged, OutboxFilled
-from bot.storage.models import Identity
+from bot.storage.models import Conversation, Identity
 from bot.storage.unit import joined
 from bot.types import Language, Reply, SenderKind
 
@@ -19,11 +21,7 @@ class AgentTools(HandoffCore):
     ) -> str:
         async with self._sessions() as session, session.begin():
             _, conversation = await self._held(session, agent_id, conversation_id)
-            identity = (
-                await session.get(Identity, conversation.identity_id)
-                if conversation.identity_id
-                else None
-            )
+            identity = await _identity_of(session, conversation)
             if identity is None or identity.merchant_id is None:
                 raise HandoffError("conflict", "the chat is not bound to a merchant")
             low, high = self._link_limits
@@ -61,11 +59,7 @@ class AgentTools(HandoffCore):
         order_no = order_no.strip().upper()
         async with self._sessions() as session, session.begin():
             _, conversation = await self._held(session, agent_id, conversation_id)
-            identity = (
-                await session.get(Identity, conversation.identity_id)
-                if conversation.identity_id
-                else None
-            )
+            identity = await _identity_of(session, conversation)
             with joined(session):
                 order = await self._gateway.get_order(order_no)
                 if order is None or identity is None or order.merchant_id != identity.merchant_id:
@@ -89,3 +83,10 @@ class AgentTools(HandoffCore):
             await self._audit(
                 session, agent_id, "tool_password_reset", conversation_id, {"login": login}
             )
+
+
+async def _identity_of(session: AsyncSession, conversation: Conversation) -> Identity | None:
+    """Who writes in the chat, if known."""
+    if not conversation.identity_id:
+        return None
+    return await session.get(Identity, conversation.identity_id)

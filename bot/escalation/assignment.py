@@ -111,13 +111,7 @@ class Assignment(HandoffCore):
         assigned = 0
         now = self._clock()
         async with self._sessions() as session, session.begin():
-            waiting = (
-                await session.scalars(
-                    select(Handoff)
-                    .where(Handoff.status == HandoffStatus.QUEUED)
-                    .order_by(*_QUEUE_ORDER)
-                )
-            ).all()
+            waiting = await _waiting(session)
             for handoff in waiting:
                 if await self._assign_if_free(session, handoff, now) is None:
                     break
@@ -133,13 +127,7 @@ class Assignment(HandoffCore):
         """Tell waiting users their new place when it moved by a useful amount."""
         now = self._clock()
         async with self._sessions() as session, session.begin():
-            waiting = (
-                await session.scalars(
-                    select(Handoff)
-                    .where(Handoff.status == HandoffStatus.QUEUED)
-                    .order_by(*_QUEUE_ORDER)
-                )
-            ).all()
+            waiting = await _waiting(session)
             told = False
             for handoff in waiting:
                 position, wait = await self._position(session, handoff, now)
@@ -263,3 +251,9 @@ class Assignment(HandoffCore):
         agents = max(1, len(await self._online_agents(session, now)))
         minutes = max(1, round(typical * (ahead + 1) / agents / 60))
         return ahead + 1, minutes
+
+
+async def _waiting(session: AsyncSession) -> Sequence[Handoff]:
+    """The queued handoffs, in the order they are served."""
+    query = select(Handoff).where(Handoff.status == HandoffStatus.QUEUED).order_by(*_QUEUE_ORDER)
+    return (await session.scalars(query)).all()

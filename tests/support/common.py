@@ -7,7 +7,8 @@ import asyncio
 import itertools
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -227,3 +228,17 @@ def state_of(breaker: CircuitBreaker) -> BreakerState:
     """The breaker's state read afresh (mypy keeps an attribute narrowed by an earlier assert,
     though the awaited calls in between changed it)."""
     return breaker.state
+
+
+@asynccontextmanager
+async def listening(app: web.Application) -> AsyncIterator[str]:
+    """`app` served on a free port of 127.0.0.1 until the block ends: its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

@@ -28,7 +28,7 @@ from bot.storage.models import (
     Handoff,
 )
 from bot.types import Language
-from tests.support.common import DEMO_WORLD, FAST_HASHER, migrated_sqlite
+from tests.support.common import DEMO_WORLD, FAST_HASHER, listening, migrated_sqlite
 from tests.support.webchat import Visitor
 from webhook_server import RUNTIME, create_app
 
@@ -156,15 +156,8 @@ async def serve_console(
     finally:
         await db.dispose()
     app = with_console(create_app(settings), settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield Server(f"http://127.0.0.1:{port}", app)
-    finally:
-        await runner.cleanup()
+    async with listening(app) as base:
+        yield Server(base, app)
 
 
 class AgentClient:

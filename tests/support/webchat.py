@@ -12,7 +12,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from pydantic import SecretStr
 
 from bot.notifications import sign
@@ -20,7 +19,7 @@ from bot.platform.world import load_world, read_world
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory
 from bot.types import Language
-from tests.support.common import DEMO_WORLD, FAST_HASHER, migrated_sqlite
+from tests.support.common import DEMO_WORLD, FAST_HASHER, listening, migrated_sqlite
 from webhook_server import create_app
 
 CSP = (
@@ -134,15 +133,8 @@ async def serve_webchat(
         await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
     finally:
         await db.dispose()
-    runner = web.AppRunner(create_app(settings))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with listening(create_app(settings)) as base:
+        yield base
 
 
 def payment_event(event_id: str, status: str = "paid", amount: str = "15.50") -> bytes:
