@@ -1,0 +1,259 @@
+"""Verified resolution: what the bot did is recorded by the turn and settled by the checker.
+
+A chat makes a payment link or starts a password reset through the real engine; the turn writes
+an `outcome_checks` row; the platform's own data (a link paid, a login) is then changed the way
+the platform would, and a pass of the checker, at a chosen moment, settles the check. Both
+database tiers; the remote platform over real HTTP; the lock on PostgreSQL against a second
+process's pass.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from aiohttp import web
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.outcomes.checker import LOCK_KEY, check_pass
+from bot.outcomes.expected import expected_from
+from bot.platform.gateway import PlatformGateway
+from bot.platform.http import HttpPlatform
+from bot.platform.server import create_platform_app
+from bot.platform.sql import SqlPlatform
+from bot.platform.tables import AccountRow, PaymentLinkRow
+from bot.storage.db import session_factory
+from bot.storage.models import OutcomeCheck
+from bot.types import OutcomeKind, OutcomeStatus
+from tests.conftest import Chat
+
+KEY = "test-platform-key"
+
+
+async def checks(db: AsyncEngine) -> list[OutcomeCheck]:
+    async with session_factory(db)() as session:
+        return list((await session.scalars(select(OutcomeCheck).order_by(OutcomeCheck.id))).all())
+
+
+async def make_link(chat: Chat, amount: int) -> str:
+    await chat.say(f"收款链接 {amount}元")
+    await chat.press("flow:confirm:yes")
+    assert "http" in chat.text
+    return chat.text.split("/l/")[1].split()[0].rstrip(")。.")
+
+
+async def pay(db: AsyncEngine, link_id: str, at: datetime) -> None:
+    """The platform records a payer paying through the link."""
+    async with db.begin() as connection:
+        statement = update(PaymentLinkRow).where(PaymentLinkRow.id == link_id)
+        await connection.execute(statement.values(paid_at=at))
+
+
+async def log_in(db: AsyncEngine, login: str, at: datetime) -> None:
+    """The platform records a successful login."""
+    async with db.begin() as connection:
+        statement = update(AccountRow).where(AccountRow.login == login)
+        await connection.execute(statement.values(last_login_at=at))
+
+
+def test_the_findings_of_a_link_and_a_reset_call_for_checks_and_others_do_not() -> None:
+    assert [(e.kind, e.topic, e.subject) for e in expected_from({"payment_link": "PL1"})] == [
+        (OutcomeKind.PAYMENT_LINK, "payment_link", "PL1")
+    ]
+    assert [e.kind for e in expected_from({"password_reset_for": "wang"})] == [
+        OutcomeKind.PASSWORD_RESET
+    ]
+    assert expected_from({"order_no": "BT1", "status": "paid"}) == []
+    assert expected_from({"payment_link": ""}) == []
+    assert expected_from({"payment_link": "x" * 65}) == []
+
+
+async def test_a_link_paid_in_time_is_verified_and_one_never_paid_is_not(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway
+) -> None:
+    await chat.bind("M001")
+    paid = await make_link(chat, 50)
+    unpaid = await make_link(chat, 60)
+    first, second = await checks(db)
+    assert (first.kind, first.subject, first.topic) == (
+        OutcomeKind.PAYMENT_LINK,
+        paid,
+        "payment_link",
+    )
+    assert second.subject == unpaid
+    assert first.status is OutcomeStatus.PENDING
+    assert first.due_at - first.started_at == timedelta(hours=24)
+
+    # Nothing happened yet: both stay pending.
+    result = await check_pass(db, gateway, now=first.started_at + timedelta(minutes=5))
+    assert result.looked == 2 and not result.settled
+    await pay(db, paid, first.started_at + timedelta(hours=3))
+    result = await check_pass(db, gateway, now=first.started_at + timedelta(hours=4))
+    assert result.settled == {OutcomeStatus.VERIFIED: 1}
+    first, second = await checks(db)
+    assert first.status is OutcomeStatus.VERIFIED
+    assert first.evidence_at == first.started_at + timedelta(hours=3)
+    assert second.status is OutcomeStatus.PENDING
+    # The window passes for the other: not verified, and a settled check is not looked at again.
+    result = await check_pass(db, gateway, now=second.due_at)
+    assert result.looked == 1 and result.settled == {OutcomeStatus.NOT_VERIFIED: 1}
+    assert [c.status for c in await checks(db)] == [
+        OutcomeStatus.VERIFIED,
+        OutcomeStatus.NOT_VERIFIED,
+    ]
+    assert (await check_pass(db, gateway, now=second.due_at)).looked == 0
+
+
+async def test_a_link_paid_after_its_window_is_not_verified(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway
+) -> None:
+    await chat.bind("M001")
+    link = await make_link(chat, 70)
+    (check,) = await checks(db)
+    await pay(db, link, check.due_at + timedelta(minutes=1))
+    result = await check_pass(db, gateway, now=check.due_at + timedelta(minutes=2))
+    assert result.settled == {OutcomeStatus.NOT_VERIFIED: 1}
+    (check,) = await checks(db)
+    assert check.evidence_at is None
+
+
+async def test_a_link_declined_at_the_confirmation_records_nothing(
+    chat: Chat, db: AsyncEngine
+) -> None:
+    await chat.bind("M001")
+    await chat.say("收款链接 50元")
+    await chat.press("flow:confirm:no")
+    assert await checks(db) == []
+
+
+async def test_a_reset_followed_by_a_login_is_verified_and_an_earlier_login_does_not_count(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway
+) -> None:
+    await chat.say("忘记密码了")
+    await chat.say("wang")
+    await chat.say("是")
+    (check,) = await checks(db)
+    assert (check.kind, check.subject, check.topic) == (
+        OutcomeKind.PASSWORD_RESET,
+        "wang",
+        "password_reset",
+    )
+    await log_in(db, "wang", check.started_at - timedelta(minutes=1))
+    assert not (await check_pass(db, gateway, now=check.started_at + timedelta(hours=1))).settled
+    await log_in(db, "wang", check.started_at + timedelta(minutes=20))
+    result = await check_pass(db, gateway, now=check.started_at + timedelta(hours=1))
+    assert result.settled == {OutcomeStatus.VERIFIED: 1}
+
+
+async def test_a_reset_for_a_login_the_platform_does_not_know_is_not_verified_at_once(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway
+) -> None:
+    await chat.say("我要重置密码")
+    await chat.say("nobody_here")
+    await chat.say("是")
+    (check,) = await checks(db)
+    result = await check_pass(db, gateway, now=check.started_at + timedelta(minutes=1))
+    assert result.settled == {OutcomeStatus.NOT_VERIFIED: 1}
+
+
+async def test_checks_are_read_in_batches(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway
+) -> None:
+    await chat.bind("M001")
+    links = [await make_link(chat, 10 + n) for n in range(5)]
+    started = (await checks(db))[0].started_at
+    for link in links[::2]:
+        await pay(db, link, started + timedelta(hours=1))
+    result = await check_pass(db, gateway, now=started + timedelta(hours=2), batch=2)
+    assert result.looked == 5 and result.settled == {OutcomeStatus.VERIFIED: 3}
+
+
+# -- the remote platform: the same checks over HTTP ---------------------------------------
+
+
+@pytest.fixture
+async def remote(db: AsyncEngine, world: None) -> AsyncIterator[HttpPlatform]:
+    platform = SqlPlatform(session_factory(db), shares_bot_database=False)
+    runner = web.AppRunner(create_platform_app(platform, KEY), shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with HttpPlatform(f"http://{host}:{port}", api_key=KEY, backoff=0.01) as client:
+            yield client
+    finally:
+        await runner.cleanup()
+
+
+async def test_links_and_logins_read_over_http_as_on_the_embedded_platform(
+    remote: HttpPlatform, gateway: PlatformGateway, db: AsyncEngine
+) -> None:
+    link = await gateway.create_payment_link("M001", Decimal("12.00"), None)
+    assert (await remote.get_payment_link(link.id)) == link
+    assert link.paid_at is None
+    moment = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    await pay(db, link.id, moment)
+    await log_in(db, "wang", moment)
+    over_http = await remote.get_payment_link(link.id)
+    assert over_http is not None and over_http.paid_at == moment
+    assert over_http == await gateway.get_payment_link(link.id)
+    account = await remote.get_account("wang")
+    assert account is not None and account.last_login_at == moment
+    assert await remote.get_payment_link("PL_NONE") is None
+    assert await remote.get_payment_link("a/b") is None
+
+
+async def test_the_checker_settles_through_the_remote_platform(
+    chat: Chat, db: AsyncEngine, remote: HttpPlatform
+) -> None:
+    await chat.bind("M001")
+    link = await make_link(chat, 80)
+    (check,) = await checks(db)
+    await pay(db, link, check.started_at + timedelta(minutes=30))
+    result = await check_pass(db, remote, now=check.started_at + timedelta(hours=1))
+    assert result.settled == {OutcomeStatus.VERIFIED: 1}
+
+
+async def test_a_platform_that_cannot_answer_leaves_the_checks_pending(
+    chat: Chat, db: AsyncEngine
+) -> None:
+    await chat.bind("M001")
+    await make_link(chat, 90)
+    (check,) = await checks(db)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with HttpPlatform(
+        f"http://127.0.0.1:{port}", api_key=KEY, retries=1, backoff=0.01
+    ) as down:
+        result = await check_pass(db, down, now=check.due_at + timedelta(hours=1))
+    assert result.interrupted and not result.settled
+    assert (await checks(db))[0].status is OutcomeStatus.PENDING
+
+
+# -- one process at a time on PostgreSQL ----------------------------------------------------
+
+
+async def test_a_pass_is_skipped_while_another_process_holds_the_lock(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway
+) -> None:
+    if db.dialect.name != "postgresql":
+        pytest.skip("SQLite has one process: there is no lock to take")
+    await chat.bind("M001")
+    link = await make_link(chat, 99)
+    (check,) = await checks(db)
+    await pay(db, link, check.started_at + timedelta(minutes=1))
+    later = check.started_at + timedelta(hours=1)
+    async with db.connect() as other:
+        await other.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": LOCK_KEY})
+        await other.commit()
+        assert (await check_pass(db, gateway, now=later)).skipped
+        assert (await checks(db))[0].status is OutcomeStatus.PENDING
+        await other.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": LOCK_KEY})
+        await other.commit()
+    result = await check_pass(db, gateway, now=later)
+    assert not result.skipped and result.settled == {OutcomeStatus.VERIFIED: 1}
