@@ -99,10 +99,13 @@ class HandoffStatus(StrEnum):
 
 class OutcomeKind(StrEnum):
     """What the bot did that is checked afterwards (`outcome_checks`): a payment link made, a
-    password reset started."""
+    password reset started, an order re-synced, a payment failure explained, an FAQ answered."""
 
     PAYMENT_LINK = "payment_link"
     PASSWORD_RESET = "password_reset"
+    RESYNC = "resync"
+    PAYMENT_FAILURE = "payment_failure"
+    FAQ = "faq"
 
 
 class OutcomeStatus(StrEnum):

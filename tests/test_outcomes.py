@@ -25,13 +25,14 @@ from bot.platform.gateway import PlatformGateway
 from bot.platform.http import HttpPlatform
 from bot.platform.server import create_platform_app
 from bot.platform.sql import SqlPlatform
-from bot.platform.tables import AccountRow, PaymentLinkRow
+from bot.platform.tables import AccountRow, AttemptRow, ChannelRecordRow, OrderRow, PaymentLinkRow
 from bot.storage.db import session_factory
 from bot.storage.models import OutcomeCheck
-from bot.types import OutcomeKind, OutcomeStatus
+from bot.types import Label, OutcomeKind, OutcomeStatus
 from tests.conftest import Chat
 
 KEY = "test-platform-key"
+ORDER = "BT20261126000000"
 
 
 async def checks(db: AsyncEngine) -> list[OutcomeCheck]:
@@ -118,7 +119,7 @@ async def test_a_link_paid_after_its_window_is_not_verified(
     result = await check_pass(db, gateway, now=check.due_at + timedelta(minutes=2))
     assert result.settled == {OutcomeStatus.NOT_VERIFIED: 1}
     (check,) = await checks(db)
-    assert check.evidence_at is None
+    assert check.evidence_at == check.due_at + timedelta(minutes=1)  # shown to the reviewer
 
 
 async def test_a_link_declined_at_the_confirmation_records_nothing(
@@ -170,6 +171,119 @@ async def test_checks_are_read_in_batches(
         await pay(db, link, started + timedelta(hours=1))
     result = await check_pass(db, gateway, now=started + timedelta(hours=2), batch=2)
     assert result.looked == 5 and result.settled == {OutcomeStatus.VERIFIED: 3}
+
+
+async def test_a_resync_is_verified_where_the_statuses_agree_and_not_where_they_still_differ(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway
+) -> None:
+    await chat.bind("M001")
+    await chat.say("后台和顾客那边订单状态不一致")
+    await chat.press("flow:recent")
+    found = {c.subject: c for c in await checks(db)}
+    assert set(found) == {f"{ORDER}10", f"{ORDER}11"}
+    assert {c.kind for c in found.values()} == {OutcomeKind.RESYNC}
+    started = found[f"{ORDER}10"].started_at
+    result = await check_pass(db, gateway, now=started + timedelta(minutes=5))
+    assert result.settled == {OutcomeStatus.VERIFIED: 1}  # the one the re-sync repaired
+    # The channel comes round for the other one within the hour: verified then too.
+    async with db.begin() as connection:
+        await connection.execute(
+            update(ChannelRecordRow)
+            .where(ChannelRecordRow.order_no == f"{ORDER}11")
+            .values(status="paid", synced_at=started + timedelta(minutes=20))
+        )
+    result = await check_pass(db, gateway, now=started + timedelta(minutes=30))
+    assert result.settled == {OutcomeStatus.VERIFIED: 1}
+    assert (await checks(db))[1].evidence_at == started + timedelta(minutes=20)
+
+
+async def test_a_resync_still_different_after_the_hour_is_not_verified(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway
+) -> None:
+    await chat.bind("M001")
+    await chat.say("后台和顾客那边订单状态不一致")
+    await chat.press("flow:recent")
+    later = (await checks(db))[0].due_at
+    result = await check_pass(db, gateway, now=later)
+    assert result.settled == {OutcomeStatus.VERIFIED: 1, OutcomeStatus.NOT_VERIFIED: 1}
+    assert {c.subject: c.status for c in await checks(db)}[f"{ORDER}11"] is (
+        OutcomeStatus.NOT_VERIFIED
+    )
+
+
+async def succeed(db: AsyncEngine, order_no: str, at: datetime) -> None:
+    """A payer pays the order (the platform records a successful attempt)."""
+    async with db.begin() as connection:
+        await connection.execute(
+            AttemptRow.__table__.insert().values(order_no=order_no, status="succeeded", at=at)
+        )
+        await connection.execute(
+            update(OrderRow).where(OrderRow.order_no == order_no).values(status="paid")
+        )
+
+
+async def test_a_failure_explained_is_verified_by_a_later_successful_payment(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway
+) -> None:
+    await chat.bind("M001")
+    await chat.say(f"订单{ORDER}02支付失败了")
+    (check,) = await checks(db)
+    assert (check.kind, check.subject, check.topic) == (
+        OutcomeKind.PAYMENT_FAILURE,
+        f"{ORDER}02",
+        "payment_failure",
+    )
+    # An order paid before the diagnosis is no evidence.
+    assert not (await check_pass(db, gateway, now=check.started_at + timedelta(hours=1))).settled
+    # A new order the payer paid after it is.
+    async with db.begin() as connection:
+        await connection.execute(
+            OrderRow.__table__.insert().values(
+                order_no=f"{ORDER}77",
+                merchant_id="M001",
+                amount_fen=3500,
+                currency="CNY",
+                method="qr",
+                status="created",
+                created_at=check.started_at + timedelta(minutes=10),
+                updated_at=check.started_at + timedelta(minutes=10),
+            )
+        )
+    await succeed(db, f"{ORDER}77", check.started_at + timedelta(minutes=12))
+    result = await check_pass(db, gateway, now=check.started_at + timedelta(hours=1))
+    assert result.settled == {OutcomeStatus.VERIFIED: 1}
+    assert (await checks(db))[0].evidence_at == check.started_at + timedelta(minutes=12)
+
+
+async def test_a_failure_explained_and_never_paid_again_is_not_verified(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway
+) -> None:
+    await chat.bind("M001")
+    await chat.say(f"订单{ORDER}05支付失败了")
+    (check,) = await checks(db)
+    result = await check_pass(db, gateway, now=check.due_at)
+    assert result.settled == {OutcomeStatus.NOT_VERIFIED: 1}
+
+
+async def test_an_faq_answer_holds_without_a_repeat_and_fails_with_one(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway
+) -> None:
+    await chat.say("手续费怎么收")
+    (first,) = await checks(db)
+    assert first.kind is OutcomeKind.FAQ and Label(first.topic).is_faq
+    assert first.due_at - first.started_at == timedelta(hours=72)
+    # Within the window and no repeat: still pending.
+    assert not (await check_pass(db, gateway, now=first.started_at + timedelta(hours=1))).settled
+    other = Chat(chat.engine)
+    await other.say("手续费怎么收")
+    await chat.say("手续费是多少")  # the same chat, the same entry again
+    rows = await checks(db)
+    assert [r.topic for r in rows] == [first.topic] * 3
+    result = await check_pass(db, gateway, now=first.started_at + timedelta(hours=2))
+    assert result.settled == {OutcomeStatus.NOT_VERIFIED: 1}
+    # The other chat's answer and the repeat itself hold once their windows close.
+    result = await check_pass(db, gateway, now=rows[2].due_at)
+    assert result.settled == {OutcomeStatus.VERIFIED: 2}
 
 
 # -- the remote platform: the same checks over HTTP ---------------------------------------

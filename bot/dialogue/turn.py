@@ -136,10 +136,10 @@ class Decider:
             events.append(FlowEnded())
         if outcome.findings:
             events.append(FindingsNoted(dict(outcome.findings)))
-            events += [
-                OutcomeExpected(e.kind, e.topic, e.subject)
-                for e in expected_from(outcome.findings)
-            ]
+        events += [
+            OutcomeExpected(e.kind, e.topic, e.subject)
+            for e in expected_from(outcome.findings, outcome.answered)
+        ]
         if outcome.bind_merchant is not None:
             events.append(Bound(outcome.bind_merchant))
         events += _stack_events(view, outcome)

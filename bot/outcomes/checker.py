@@ -7,6 +7,12 @@ evidence is there within the window, `NOT_VERIFIED` when the window has passed w
 the platform no longer knows the subject), nothing when it is still to come. A platform that
 cannot answer ends the pass; the checks stay pending for the next.
 
+The evidence, by kind: a link's `paid_at`; a login after the reset (`last_login_at`); the
+order's two statuses agreeing (`Order.in_sync`); a successful attempt after the diagnosis, on
+the same order or a new one of the merchant's. An FAQ answer is the other way round: the
+evidence against it is the chat asking the same entry again within the window (another FAQ
+check of the same conversation and entry), and it is verified when the window closes without.
+
 On PostgreSQL one process at a time runs a pass: a session advisory lock taken without waiting
 (`pg_try_advisory_lock`) on a connection of its own; another process finding it held skips
 the pass. SQLite has one process.
@@ -19,11 +25,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.platform.gateway import PlatformGateway, PlatformUnavailable
+from bot.platform.models import AttemptStatus, Order
 from bot.storage.models import OutcomeCheck, table_of
 from bot.types import OutcomeKind, OutcomeStatus
 
@@ -36,6 +43,7 @@ _CHECKS = table_of(OutcomeCheck)
 _PENDING = (
     select(
         _CHECKS.c.id,
+        _CHECKS.c.conversation_id,
         _CHECKS.c.kind,
         _CHECKS.c.subject,
         _CHECKS.c.started_at,
@@ -53,6 +61,15 @@ _SETTLE = (
         checked_at=bindparam("_checked_at"),
         evidence_at=bindparam("_evidence_at"),
     )
+)
+# The first time the same chat was answered the same entry again, after this check began.
+_REPEAT = select(func.min(_CHECKS.c.started_at)).where(
+    _CHECKS.c.conversation_id == bindparam("conversation_id"),
+    _CHECKS.c.kind == OutcomeKind.FAQ,
+    _CHECKS.c.subject == bindparam("subject"),
+    _CHECKS.c.started_at > bindparam("started_at"),
+    _CHECKS.c.started_at <= bindparam("due_at"),
+    _CHECKS.c.id != bindparam("id"),
 )
 _TRY_LOCK = sql_text("SELECT pg_try_advisory_lock(hashtext(:key))")
 _UNLOCK = sql_text("SELECT pg_advisory_unlock(hashtext(:key))")
@@ -74,35 +91,82 @@ class PassResult:
 @dataclass(frozen=True, slots=True)
 class _Pending:
     id: int
+    conversation_id: int
     kind: OutcomeKind
     subject: str
     started_at: datetime
     due_at: datetime
 
 
-async def evidence(gateway: PlatformGateway, check: _Pending) -> tuple[bool, datetime | None]:
-    """(known, when): whether the platform knows the subject, and when the evidence happened
-    (None: not yet)."""
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What the platform (or the transcript) showed: whether it knows the subject, and when
+    the awaited thing happened (None: not yet). `against`: it is evidence that the answer did
+    not hold (a repeat contact)."""
+
+    known: bool
+    at: datetime | None = None
+    against: bool = False
+
+
+async def evidence(engine: AsyncEngine, gateway: PlatformGateway, check: _Pending) -> Evidence:
     if check.kind is OutcomeKind.PAYMENT_LINK:
         link = await gateway.get_payment_link(check.subject)
-        if link is None:
-            return False, None
-        return True, link.paid_at
-    account = await gateway.get_account(check.subject)
-    if account is None:
-        return False, None
-    login = account.last_login_at
-    # A login before the reset was started says nothing about the reset.
-    return True, login if login is not None and login > check.started_at else None
+        return Evidence(link is not None, link.paid_at if link else None)
+    if check.kind is OutcomeKind.PASSWORD_RESET:
+        account = await gateway.get_account(check.subject)
+        if account is None:
+            return Evidence(False)
+        login = account.last_login_at
+        # A login before the reset was started says nothing about the reset.
+        return Evidence(True, login if login is not None and login > check.started_at else None)
+    if check.kind is OutcomeKind.RESYNC:
+        order = await gateway.get_order(check.subject)
+        if order is None:
+            return Evidence(False)
+        synced = order.channel.synced_at if order.channel else None
+        return Evidence(True, (synced or check.started_at) if order.in_sync else None)
+    if check.kind is OutcomeKind.PAYMENT_FAILURE:
+        order = await gateway.get_order(check.subject)
+        if order is None:
+            return Evidence(False)
+        since = check.started_at
+        later = await gateway.list_orders(order.merchant_id, since=since)
+        return Evidence(True, _first_success([order, *later], since))
+    async with engine.connect() as connection:
+        again = await connection.scalar(
+            _REPEAT,
+            {
+                "conversation_id": check.conversation_id,
+                "subject": check.subject,
+                "started_at": check.started_at,
+                "due_at": check.due_at,
+                "id": check.id,
+            },
+        )
+    return Evidence(True, again, against=again is not None)
 
 
-def verdict(
-    check: _Pending, known: bool, at: datetime | None, now: datetime
-) -> OutcomeStatus | None:
+def _first_success(orders: list[Order], since: datetime) -> datetime | None:
+    """The first successful payment attempt after `since` on any of `orders`."""
+    moments = [
+        attempt.at
+        for order in orders
+        for attempt in order.attempts
+        if attempt.status is AttemptStatus.SUCCEEDED and attempt.at > since
+    ]
+    return min(moments, default=None)
+
+
+def verdict(check: _Pending, found: Evidence, now: datetime) -> OutcomeStatus | None:
     """The check's status from its evidence; None while the evidence may still come."""
-    if at is not None and at <= check.due_at:
+    if found.against:
+        return OutcomeStatus.NOT_VERIFIED
+    if check.kind is OutcomeKind.FAQ:
+        return OutcomeStatus.VERIFIED if now >= check.due_at else None
+    if found.at is not None and found.at <= check.due_at:
         return OutcomeStatus.VERIFIED
-    if not known or now >= check.due_at:
+    if not found.known or now >= check.due_at:
         return OutcomeStatus.NOT_VERIFIED
     return None
 
@@ -143,9 +207,16 @@ async def _run(
         settled: list[dict[str, object]] = []
         try:
             for row in rows:
-                check = _Pending(row.id, row.kind, row.subject, row.started_at, row.due_at)
-                known, at = await evidence(gateway, check)
-                status = verdict(check, known, at, moment)
+                check = _Pending(
+                    row.id,
+                    row.conversation_id,
+                    row.kind,
+                    row.subject,
+                    row.started_at,
+                    row.due_at,
+                )
+                found = await evidence(engine, gateway, check)
+                status = verdict(check, found, moment)
                 result.looked += 1
                 if status is not None:
                     settled.append(
@@ -153,7 +224,7 @@ async def _run(
                             "_id": check.id,
                             "_status": status,
                             "_checked_at": moment,
-                            "_evidence_at": at if status is OutcomeStatus.VERIFIED else None,
+                            "_evidence_at": found.at,
                         }
                     )
                     result.settled[status] = result.settled.get(status, 0) + 1
