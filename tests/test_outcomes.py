@@ -9,18 +9,23 @@ process's pass.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.cli import main
 from bot.outcomes.checker import LOCK_KEY, check_pass
 from bot.outcomes.expected import expected_from
+from bot.outcomes.report import outcome_report, parse_period
 from bot.platform.gateway import PlatformGateway
 from bot.platform.http import HttpPlatform
 from bot.platform.server import create_platform_app
@@ -29,7 +34,7 @@ from bot.platform.tables import AccountRow, AttemptRow, ChannelRecordRow, OrderR
 from bot.storage.db import session_factory
 from bot.storage.models import OutcomeCheck
 from bot.types import Label, OutcomeKind, OutcomeStatus
-from tests.conftest import Chat
+from tests.conftest import Chat, Clock
 
 KEY = "test-platform-key"
 ORDER = "BT20261126000000"
@@ -284,6 +289,82 @@ async def test_an_faq_answer_holds_without_a_repeat_and_fails_with_one(
     # The other chat's answer and the repeat itself hold once their windows close.
     result = await check_pass(db, gateway, now=rows[2].due_at)
     assert result.settled == {OutcomeStatus.VERIFIED: 2}
+
+
+# -- the figures ---------------------------------------------------------------------------
+
+
+async def settled_world(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway, clock: Clock
+) -> datetime:
+    """Two links (one paid), an FAQ answer after which the chat asked for a person, and one
+    FAQ answer alone; settled at the FAQ window's end. Returns that moment."""
+    await chat.bind("M001")
+    paid = await make_link(chat, 50)
+    await make_link(chat, 60)
+    started = (await checks(db))[0].started_at
+    await pay(db, paid, started + timedelta(hours=1))
+    asker = Chat(chat.engine)
+    await asker.say("手续费怎么收")
+    clock.now = (await checks(db))[-1].started_at + timedelta(minutes=1)  # the people side's
+    await asker.say("转人工")
+    await Chat(chat.engine).say("手续费怎么收")
+    end = started + timedelta(hours=73)
+    await check_pass(db, gateway, now=end)
+    return end
+
+
+async def test_the_report_gives_verified_resolution_beside_containment_per_topic(
+    chat: Chat, db: AsyncEngine, gateway: PlatformGateway, clock: Clock
+) -> None:
+    end = await settled_world(chat, db, gateway, clock)
+    report = await outcome_report(db, timedelta(days=7), now=end)
+    by_topic = {t.topic: t for t in report.topics}
+    link = by_topic["payment_link"]
+    assert (link.kind, link.checks, link.verified, link.not_verified) == ("flow", 2, 1, 1)
+    assert link.verified_rate == 0.5 and link.containment_rate == 1.0
+    (faq,) = [t for t in report.topics if t.kind == "faq"]
+    assert (faq.checks, faq.verified, faq.contained) == (2, 2, 1)
+    assert faq.containment_rate == 0.5
+    assert report.total.checks == 4 and report.total.verified == 3
+    (unverified,) = report.unverified
+    assert unverified.topic == "payment_link" and unverified.channel == "test"
+    # Outside the period, nothing.
+    empty = await outcome_report(db, timedelta(hours=1), now=end + timedelta(days=8))
+    assert empty.topics == [] and empty.total.verified_rate is None
+
+
+async def test_the_command_prints_the_same_figures_as_json(
+    chat: Chat,
+    db: AsyncEngine,
+    gateway: PlatformGateway,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await settled_world(chat, db, gateway, clock)
+    monkeypatch.setenv("DATABASE_URL", db.url.render_as_string(hide_password=False))
+    monkeypatch.chdir(Path(__file__).parent)  # no .env here
+    capsys.readouterr()
+    # The checks began just now, so a report over the last 7 days from now holds them all.
+    assert await asyncio.to_thread(main, ["report", "outcomes", "--since", "7d", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = (await outcome_report(db, timedelta(days=7))).as_json()
+    assert printed["since"] == "7d"
+    assert printed["topics"] == expected["topics"] and printed["total"] == expected["total"]
+    assert printed["total"]["checks"] == 4
+    assert await asyncio.to_thread(main, ["report", "outcomes", "--since", "24h"]) == 0
+    assert "payment_link" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["report", "outcomes", "--since", "7 weeks"]) == 2
+
+
+def test_periods_read_as_minutes_hours_and_days() -> None:
+    assert parse_period("90m") == timedelta(minutes=90)
+    assert parse_period("24h") == timedelta(hours=24)
+    assert parse_period("30d") == timedelta(days=30)
+    for bad in ["", "7", "0d", "7w", "-1d", "99999d"]:
+        with pytest.raises(ValueError):
+            parse_period(bad)
 
 
 # -- the remote platform: the same checks over HTTP ---------------------------------------
