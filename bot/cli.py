@@ -108,7 +108,7 @@ def cmd_report_outcomes(args: argparse.Namespace) -> int:
         db = create_engine(settings.database_url, settings)
         try:
             await upgrade(db)
-            return await outcome_report(db, since)
+            return await outcome_report(session_factory(db), since)
         finally:
             await db.dispose()
 

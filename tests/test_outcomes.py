@@ -318,7 +318,7 @@ async def test_the_report_gives_verified_resolution_beside_containment_per_topic
     chat: Chat, db: AsyncEngine, gateway: PlatformGateway, clock: Clock
 ) -> None:
     end = await settled_world(chat, db, gateway, clock)
-    report = await outcome_report(db, timedelta(days=7), now=end)
+    report = await outcome_report(session_factory(db), timedelta(days=7), now=end)
     by_topic = {t.topic: t for t in report.topics}
     link = by_topic["payment_link"]
     assert (link.kind, link.checks, link.verified, link.not_verified) == ("flow", 2, 1, 1)
@@ -330,7 +330,9 @@ async def test_the_report_gives_verified_resolution_beside_containment_per_topic
     (unverified,) = report.unverified
     assert unverified.topic == "payment_link" and unverified.channel == "test"
     # Outside the period, nothing.
-    empty = await outcome_report(db, timedelta(hours=1), now=end + timedelta(days=8))
+    empty = await outcome_report(
+        session_factory(db), timedelta(hours=1), now=end + timedelta(days=8)
+    )
     assert empty.topics == [] and empty.total.verified_rate is None
 
 
@@ -349,7 +351,7 @@ async def test_the_command_prints_the_same_figures_as_json(
     # The checks began just now, so a report over the last 7 days from now holds them all.
     assert await asyncio.to_thread(main, ["report", "outcomes", "--since", "7d", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    expected = (await outcome_report(db, timedelta(days=7))).as_json()
+    expected = (await outcome_report(session_factory(db), timedelta(days=7))).as_json()
     assert printed["since"] == "7d"
     assert printed["topics"] == expected["topics"] and printed["total"] == expected["total"]
     assert printed["total"]["checks"] == 4

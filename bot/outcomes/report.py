@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.storage.models import Conversation, Handoff, OutcomeCheck, table_of
 from bot.types import OutcomeKind, OutcomeStatus
@@ -141,7 +141,7 @@ def _count(condition: Any) -> Any:
 
 
 async def outcome_report(
-    engine: AsyncEngine, since: timedelta, *, now: datetime | None = None
+    sessions: async_sessionmaker[AsyncSession], since: timedelta, *, now: datetime | None = None
 ) -> OutcomeReport:
     """The figures over the checks that began within `since` before `now`."""
     end = now or datetime.now(UTC)
@@ -175,9 +175,9 @@ async def outcome_report(
         .order_by(_CHECKS.c.started_at.desc(), _CHECKS.c.id.desc())
         .limit(UNVERIFIED_SHOWN)
     )
-    async with engine.connect() as connection:
-        rows = (await connection.execute(grouped)).all()
-        listed = (await connection.execute(unverified)).all()
+    async with sessions() as session:
+        rows = (await session.execute(grouped)).all()
+        listed = (await session.execute(unverified)).all()
     topics = sorted(
         (
             TopicFigures(
