@@ -298,9 +298,9 @@ class OutcomeCheck(Base):
     platform shows the evidence or the deadline passes."""
 
     __tablename__ = "outcome_checks"
-    # The checker reads the pending ones oldest first; the report reads by when they started.
+    # The checker reads the pending ones in id order (keyset); the report reads by start.
     __table_args__ = (
-        Index("ix_outcome_checks_status_due", "status", "due_at"),
+        Index("ix_outcome_checks_status_id", "status", "id"),
         Index("ix_outcome_checks_started", "started_at"),
     )
 

@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("checked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("evidence_at", sa.DateTime(timezone=True), nullable=True),
     )
-    op.create_index("ix_outcome_checks_status_due", "outcome_checks", ["status", "due_at"])
+    op.create_index("ix_outcome_checks_status_id", "outcome_checks", ["status", "id"])
     op.create_index("ix_outcome_checks_started", "outcome_checks", ["started_at"])
     op.create_index("ix_outcome_checks_conversation_id", "outcome_checks", ["conversation_id"])
     with op.batch_alter_table("platform_payment_links") as batch_op:
