@@ -172,6 +172,8 @@ async def main() -> None:
     await upgrade(engine)
     started = time.perf_counter()
     async with engine.begin() as connection:
+        # Filling the platform takes longer than any statement of the bot may.
+        await connection.execute(text("SET LOCAL statement_timeout = 0"))
         for statement in SEED:
             await connection.execute(text(statement), sizes)
     async with engine.connect() as connection:
