@@ -37,6 +37,7 @@ from bot.console.views import AgentConsole
 from bot.logsafety import install_redaction
 from bot.metrics import Metrics
 from bot.notifications import EventError, PaymentEvent, PaymentNotifier, SignatureError, verify
+from bot.outcomes.checker import keep_checking
 from bot.platform.gateway import PlatformUnavailable
 from bot.settings import Settings
 from bot.storage.events import Event, OutboxFilled
@@ -321,6 +322,12 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                 asyncio.create_task(relay.run(), name="outbox-relay"),
                 asyncio.create_task(
                     keep_pruning(bot.db, timedelta(days=settings.retention_days)), name="pruning"
+                ),
+                asyncio.create_task(
+                    keep_checking(
+                        bot.db, bot.gateway, timedelta(seconds=settings.outcome_check_seconds)
+                    ),
+                    name="outcome-checks",
                 ),
             ]
             if dispatcher is not None:

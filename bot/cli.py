@@ -29,6 +29,8 @@ from bot.channels.terminal import run_terminal
 from bot.escalation import login_guard
 from bot.faq.knowledge import KnowledgeError, load_knowledge, load_valid_knowledge
 from bot.nlu.evaluate import evaluate, format_report, read_items
+from bot.outcomes.report import OutcomeReport, outcome_report, parse_period
+from bot.outcomes.report import format_report as format_outcomes
 from bot.platform.server import run_platform_server
 from bot.platform.world import World, load_world, read_world
 from bot.settings import Settings
@@ -116,6 +118,28 @@ def cmd_nlu_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, ensure_ascii=False))
     else:
         print(format_report(report))
+    return 0
+
+
+def cmd_report_outcomes(args: argparse.Namespace) -> int:
+    """Verified resolution beside containment, per flow and FAQ entry (the supervisor's
+    figures, from the same function)."""
+    settings = _settings(args)
+    since = parse_period(args.since)
+
+    async def run() -> OutcomeReport:
+        db = create_engine(settings.database_url, settings)
+        try:
+            await upgrade(db)
+            return await outcome_report(session_factory(db), since)
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(run())
+    if args.json:
+        print(json.dumps({"since": args.since, **report.as_json()}, ensure_ascii=False))
+    else:
+        print(format_outcomes(report))
     return 0
 
 
@@ -477,6 +501,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("file", help="JSON lines: text, expected label, optional oos: near | far")
     ev.add_argument("--json", action="store_true", help="one JSON object with every prediction")
     ev.set_defaults(func=cmd_nlu_eval)
+
+    report = commands.add_parser("report", help="figures").add_subparsers(
+        dest="report_command", required=True
+    )
+    outcomes = report.add_parser(
+        "outcomes", help="verified resolution and containment per flow and FAQ entry"
+    )
+    outcomes.add_argument("--since", default="7d", help="the period back from now: 24h, 7d, 30d")
+    outcomes.add_argument("--json", action="store_true", help="print JSON")
+    outcomes.set_defaults(func=cmd_report_outcomes)
 
     platform = commands.add_parser("platform", help="the embedded platform").add_subparsers(
         dest="platform_command", required=True

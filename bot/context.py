@@ -102,6 +102,8 @@ class Outcome:
     flow: FlowState | None = None
     end_flow: bool = False
     feedback: tuple[Label, bool] | None = None
+    # The FAQ entry this turn answered with: checked afterwards for a repeat contact.
+    answered: Label | None = None
     unanswered: bool = False
     findings: dict[str, Any] = field(default_factory=dict)
     bind_merchant: str | None = None

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     webchat_idle_timeout: float = Field(default=86400.0, gt=600)
     # Days the delivery bookkeeping (handled updates, sent replies, rate events) is kept.
     retention_days: int = Field(default=7, ge=1, le=3650)
+    # Seconds between two passes of the outcome checker (verified resolution), and before the
+    # first after start.
+    outcome_check_seconds: float = Field(default=300.0, ge=1.0, le=86400.0)
     # Wrong bind codes, from all chats together, that pause binding for everyone (see
     # docs/SECURITY.md, "Merchant bind codes", for why so few: it bounds a botnet's guesses).
     bind_global_limit: int = Field(default=3, ge=1)

@@ -31,6 +31,7 @@ from bot.dialogue.events import (
     FindingsNoted,
     HandoffRequested,
     OrderWatched,
+    OutcomeExpected,
     PassedToAgent,
     RateCounted,
     Rated,
@@ -42,6 +43,7 @@ from bot.dialogue.events import (
 )
 from bot.dialogue.turn import view_after
 from bot.escalation.service import HandoffService
+from bot.outcomes.expected import WINDOWS
 from bot.privacy import mask_data, mask_pii
 from bot.storage.models import (
     Conversation,
@@ -49,6 +51,7 @@ from bot.storage.models import (
     Message,
     OrderWatch,
     OutboxItem,
+    OutcomeCheck,
     ProcessedInbound,
     RateEvent,
     UnansweredQuestion,
@@ -319,6 +322,17 @@ class TurnWriter:
                         conversation_id=conversation.id,
                         entry_id=event.entry.value,
                         helpful=event.helpful,
+                    )
+                )
+            elif isinstance(event, OutcomeExpected):
+                session.add(
+                    OutcomeCheck(
+                        conversation_id=conversation.id,
+                        kind=event.kind,
+                        topic=event.topic,
+                        subject=event.subject,
+                        started_at=now,
+                        due_at=now + WINDOWS[event.kind],
                     )
                 )
             elif isinstance(event, Unanswered):

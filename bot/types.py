@@ -97,6 +97,26 @@ class HandoffStatus(StrEnum):
     RETURNED = "returned"
 
 
+class OutcomeKind(StrEnum):
+    """What the bot did that is checked afterwards (`outcome_checks`): a payment link made, a
+    password reset started, an order re-synced, a payment failure explained, an FAQ answered."""
+
+    PAYMENT_LINK = "payment_link"
+    PASSWORD_RESET = "password_reset"
+    RESYNC = "resync"
+    PAYMENT_FAILURE = "payment_failure"
+    FAQ = "faq"
+
+
+class OutcomeStatus(StrEnum):
+    """A check waiting for its evidence or its deadline (`PENDING`), the evidence found
+    (`VERIFIED`), or the deadline passed without it (`NOT_VERIFIED`)."""
+
+    PENDING = "pending"
+    VERIFIED = "verified"
+    NOT_VERIFIED = "not_verified"
+
+
 class OutboxStatus(StrEnum):
     """A reply waiting to go out (`PENDING`), leased to a process sending it (`SENDING`), taken
     by the channel (`SENT`), or refused for good (`FAILED`)."""

@@ -45,6 +45,9 @@ from tests.support.common import (
     migrated_sqlite,
 )
 
+# The console pages fixture, for every browser test module that defines a `server`.
+from tests.support.console_browser import open_page  # noqa: F401
+
 if TYPE_CHECKING:
     from playwright.async_api import Browser
 

@@ -20,6 +20,7 @@ from bot.dialogue.events import (
     FlowEnded,
     FlowSuspended,
     HandoffOffered,
+    OutcomeExpected,
     PendingSet,
     SuspendedTaken,
     Understood,
@@ -35,7 +36,7 @@ from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.db import session_factory
 from bot.storage.models import Conversation, Message
-from bot.types import IncomingMessage, Label, Language
+from bot.types import IncomingMessage, Label, Language, OutcomeKind
 
 pytestmark = pytest.mark.usefixtures("world")
 
@@ -249,3 +250,16 @@ async def test_a_turn_decided_again_makes_no_second_payment_link(
     async with session_factory(db)() as session:
         links = await session.scalar(select(func.count()).select_from(PaymentLinkRow))
     assert links == 1
+
+
+async def test_a_link_made_names_its_outcome_check_and_a_declined_one_none(
+    merchant: Talk,
+) -> None:
+    await merchant.say("帮我生成收款链接，金额250")
+    declined = await merchant.say(action="flow:confirm:no")
+    assert declined.of(OutcomeExpected) == []
+    await merchant.say("帮我生成收款链接，金额260")
+    made = await merchant.say(action="flow:confirm:yes")
+    (expected,) = made.of(OutcomeExpected)
+    assert (expected.kind, expected.topic) == (OutcomeKind.PAYMENT_LINK, "payment_link")
+    assert expected.subject.startswith("PL")

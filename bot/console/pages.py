@@ -16,7 +16,9 @@ from bot.console.http import STATUS, path_id
 from bot.escalation import login_guard, stats
 from bot.escalation.agent_sessions import MAX_NAME, SESSION_LIFETIME, Viewer
 from bot.escalation.service import HandoffError
-from bot.types import Label
+from bot.outcomes.report import PERIODS as OUTCOME_PERIODS
+from bot.outcomes.report import outcome_report
+from bot.types import Label, Language
 
 PERIODS = (1, 7, 30)
 DEFAULT_PERIOD = 7
@@ -166,6 +168,7 @@ class Pages(ConsoleBase):
             (entry.title[language] if (entry := entries.get(Label(label))) else label, n)
             for label, n in numbers.top_faq
         ]
+        outcomes = await self._outcomes(language)
         return self._render(
             request,
             "supervisor.html",
@@ -175,7 +178,39 @@ class Pages(ConsoleBase):
             topics=topics,
             period=period,
             periods=PERIODS,
+            outcomes=outcomes,
         )
+
+    async def _outcomes(self, language: Language) -> dict[str, Any]:
+        """Verified resolution beside containment per flow and FAQ entry, over each of the
+        report's periods (the same figures as `btp-bot report outcomes`), and the unverified
+        conversations of the longest."""
+        now = self._clock()
+        reports = {
+            name: await outcome_report(self._parts.sessions, since, now=now)
+            for name, since in OUTCOME_PERIODS.items()
+        }
+        entries = self._parts.knowledge.entries
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for name, report in reports.items():
+            for figures in [*report.topics, report.total]:
+                key = (figures.kind, figures.topic)
+                title = figures.topic
+                if figures.kind == "faq" and (entry := entries.get(Label(figures.topic))):
+                    title = entry.title[language]
+                row = rows.setdefault(
+                    key,
+                    {"kind": figures.kind, "topic": figures.topic, "title": title, "periods": {}},
+                )
+                row["periods"][name] = figures
+        total = rows.pop(("all", "all"))
+        longest = reports[list(OUTCOME_PERIODS)[-1]]
+        return {
+            "periods": list(OUTCOME_PERIODS),
+            "rows": list(rows.values()),
+            "total": total,
+            "unverified": longest.unverified,
+        }
 
     # -- JSON views ----------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from bot.context import UNHELPFUL as UNHELPFUL
 from bot.context import PendingRequest as PendingRequest
 from bot.context import Slots as Slots
 from bot.context import SuspendedFrame as SuspendedFrame
-from bot.types import Label, Language, Reply
+from bot.types import Label, Language, OutcomeKind, Reply
 
 # -- what is said -------------------------------------------------------------------------
 
@@ -154,6 +154,16 @@ class Unanswered:
     reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class OutcomeExpected:
+    """What the bot did is to be checked afterwards (`outcome_checks`, verified resolution):
+    `kind` names the evidence, `subject` what the platform is asked about, `topic` the flow."""
+
+    kind: OutcomeKind
+    topic: str
+    subject: str
+
+
 # -- people -------------------------------------------------------------------------------
 
 
@@ -224,6 +234,7 @@ Event: TypeAlias = (
     | LimitTripped
     | FeedbackGiven
     | Unanswered
+    | OutcomeExpected
     | HandoffOffered
     | HandoffRequested
     | TicketLeft

@@ -32,6 +32,7 @@ from bot.dialogue.events import (
     LimitTripped,
     MarkedUnhelpful,
     OrderWatched,
+    OutcomeExpected,
     PassedToAgent,
     PendingSet,
     RateCounted,
@@ -52,6 +53,7 @@ from bot.escalation.service import priority_of
 from bot.faq.knowledge import Knowledge
 from bot.handlers.tone import acknowledgement
 from bot.nlu.matcher import Matcher
+from bot.outcomes.expected import expected_from
 from bot.platform.gateway import PlatformRejected, PlatformUnavailable
 from bot.privacy import contains_password
 from bot.routing import Router
@@ -134,6 +136,10 @@ class Decider:
             events.append(FlowEnded())
         if outcome.findings:
             events.append(FindingsNoted(dict(outcome.findings)))
+        events += [
+            OutcomeExpected(e.kind, e.topic, e.subject)
+            for e in expected_from(outcome.findings, outcome.answered)
+        ]
         if outcome.bind_merchant is not None:
             events.append(Bound(outcome.bind_merchant))
         events += _stack_events(view, outcome)

@@ -19,7 +19,7 @@ async def answer(ctx: Context, label: Label) -> Outcome:
     )
     # The related questions travel as buttons only: a "Related: …" line said the same twice.
     reply = ctx.say("faq_answer", *buttons, answer=entry.answer[ctx.language])
-    return Outcome([reply])
+    return Outcome([reply], answered=label)
 
 
 @router.label(*sorted(FAQ_LABELS))

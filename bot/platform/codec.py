@@ -229,6 +229,7 @@ class AccountWire(_Wire):
     status: AccountStatus
     failed_attempts: StrictInt
     locked_until: Moment | None = None
+    last_login_at: Moment | None = None
 
     def domain(self) -> Account:
         return Account(**self.fields())
@@ -291,6 +292,7 @@ class PaymentLinkWire(_Wire):
     description: StrictStr | None = None
     url: StrictStr
     created_at: Moment
+    paid_at: Moment | None = None
 
     def domain(self) -> PaymentLink:
         return PaymentLink(**self.fields())

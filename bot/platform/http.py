@@ -162,6 +162,9 @@ class HttpPlatform:
             {"limit": str(limit)},
         )
 
+    async def get_payment_link(self, link_id: str) -> PaymentLink | None:
+        return await self._get("get_payment_link", _payment_link, "payment-links", link_id)
+
     async def create_payment_link(
         self,
         merchant_id: str,

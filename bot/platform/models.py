@@ -92,6 +92,8 @@ class Account:
     status: AccountStatus
     failed_attempts: int = 0
     locked_until: datetime | None = None
+    # The account's last successful login: how a password reset is seen to have worked.
+    last_login_at: datetime | None = None
 
     def locked_at(self, now: datetime) -> bool:
         return self.locked_until is not None and self.locked_until > now
@@ -156,6 +158,8 @@ class PaymentLink:
     url: str
     created_at: datetime
     description: str | None = None
+    # When a payer paid through the link (None: not yet).
+    paid_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

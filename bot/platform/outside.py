@@ -69,6 +69,10 @@ class OutsideTransactions:
         result: list[Withdrawal] = await self._call("list_withdrawals", merchant_id, limit=limit)
         return result
 
+    async def get_payment_link(self, link_id: str) -> PaymentLink | None:
+        result: PaymentLink | None = await self._call("get_payment_link", link_id)
+        return result
+
     async def create_payment_link(
         self,
         merchant_id: str,

@@ -293,6 +293,14 @@ async def get_withdrawal(request: web.Request) -> web.Response:
     return _json(codec.encode(codec.WithdrawalWire.from_domain(withdrawal)))
 
 
+async def get_payment_link(request: web.Request) -> web.Response:
+    key = _path_key(request, "link_id")
+    link = await request.app[GATEWAY].get_payment_link(key) if key else None
+    if link is None:
+        raise NotFound("no such payment link")
+    return _json(codec.encode(codec.PaymentLinkWire.from_domain(link)))
+
+
 async def create_payment_link(request: web.Request) -> web.Response:
     body = await _request(request, codec.PaymentLinkRequest)
     merchant_id, description = _key(body.merchant_id), _description(body.description)
@@ -343,6 +351,7 @@ def create_platform_app(gateway: PlatformGateway, api_key: str | None) -> web.Ap
             web.get("/v1/accounts/{login}", get_account),
             web.get("/v1/withdrawals/{withdrawal_id}", get_withdrawal),
             web.post("/v1/payment-links", create_payment_link),
+            web.get("/v1/payment-links/{link_id}", get_payment_link),
             web.post("/v1/password-resets", start_password_reset),
             web.post("/v1/bind-codes/redeem", redeem_bind_code),
         ]

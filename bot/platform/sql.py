@@ -222,6 +222,11 @@ class SqlPlatform:
             row.id, merchant_id, from_fen(row.amount_fen), row.url, row.created_at, description
         )
 
+    async def get_payment_link(self, link_id: str) -> PaymentLink | None:
+        async with self._unit() as session:
+            row = await session.get(PaymentLinkRow, link_id)
+            return _link(row) if row is not None else None
+
     async def start_password_reset(self, login: str) -> ResetResult:
         now = self._clock()
         async with self._unit() as session:
@@ -349,6 +354,19 @@ def _account(row: AccountRow) -> Account:
         AccountStatus(row.status),
         row.failed_attempts,
         row.locked_until,
+        row.last_login_at,
+    )
+
+
+def _link(row: PaymentLinkRow) -> PaymentLink:
+    return PaymentLink(
+        row.id,
+        row.merchant_id,
+        from_fen(row.amount_fen),
+        row.url,
+        row.created_at,
+        row.description,
+        row.paid_at,
     )
 
 

@@ -62,6 +62,8 @@ class AccountRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     email: Mapped[str | None] = mapped_column(String(200), default=None)
     phone: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The last successful login (migration 0021): what a password reset is checked against.
+    last_login_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class OrderRow(Base):
@@ -129,6 +131,8 @@ class PaymentLinkRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The caller's key for "this request": one link per merchant and key (migration 0011).
     idempotency_key: Mapped[str | None] = mapped_column(String(MAX_IDEMPOTENCY_KEY), default=None)
+    # When a payer paid through it (migration 0021): what a link's outcome is checked against.
+    paid_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class PasswordResetRow(Base):

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from bot.types import ConversationState, HandoffStatus, OutboxStatus
+from bot.types import ConversationState, HandoffStatus, OutboxStatus, OutcomeKind, OutcomeStatus
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -290,6 +290,35 @@ class OrderWatch(Base):
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
     order_no: Mapped[str] = mapped_column(String(18))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutcomeCheck(Base):
+    """What a turn did that is checked after the fact (verified resolution): written by the
+    turn (`OutcomeExpected`), settled by the checker job (`bot/outcomes/checker.py`) once the
+    platform shows the evidence or the deadline passes."""
+
+    __tablename__ = "outcome_checks"
+    # The checker reads the pending ones in id order (keyset); the report reads by start.
+    __table_args__ = (
+        Index("ix_outcome_checks_status_id", "status", "id"),
+        Index("ix_outcome_checks_started", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    kind: Mapped[OutcomeKind] = mapped_column(StrEnumText(OutcomeKind))
+    # The flow (or FAQ entry) the turn was in, for the rates per flow and entry.
+    topic: Mapped[str] = mapped_column(String(64))
+    # What the platform is asked about: a link id, a login.
+    subject: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column()
+    due_at: Mapped[datetime] = mapped_column()
+    status: Mapped[OutcomeStatus] = mapped_column(
+        StrEnumText(OutcomeStatus), default=OutcomeStatus.PENDING
+    )
+    checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the evidence happened (the link paid, the login), for the reviewer.
+    evidence_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Agent(Base):
