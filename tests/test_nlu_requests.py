@@ -29,6 +29,8 @@ def unmarked(knowledge: Knowledge) -> Matcher:
         ("payment link pls", Label.ACTION_PAYMENT_LINK),
         ("could you send me a link for my customer", Label.ACTION_PAYMENT_LINK),
         ("where's my money", Label.STATUS_WITHDRAWAL),
+        ("a payment didn't go through", Label.DIAGNOSE_PAYMENT_FAILURE),
+        ("提现失败是什么原因", Label.STATUS_WITHDRAWAL),
     ],
 )
 def test_a_marker_moves_the_topic_to_its_flow(
@@ -53,6 +55,7 @@ def test_the_topic_stays_on_the_alternatives_of_a_moved_message(matcher: Matcher
         ("how long does a withdrawal take", Label.WITHDRAW_HOW),
         ("提现一般多久到账", Label.WITHDRAW_HOW),
         ("customer service phone number please", Label.SUPPORT_CONTACT),
+        ("did the payment go through", Label.STATUS_PAYMENT),
     ],
 )
 def test_a_question_about_the_topic_stays_the_topic(
