@@ -85,6 +85,9 @@ LOGINS = [
         ("被锁的那个", 0),
         ("wang", 0),
         ("cashier", 1),
+        # words around a name: the name said whole, longest, not a shorter name inside it
+        ("wang_cashier pls", 1),
+        ("wang please", 0),
         ("3", None),
         ("第五个", None),
         ("whatever", None),

@@ -17,6 +17,7 @@ import yaml
 
 from bot.nlu.clauses import ClauseWords
 from bot.nlu.normalize import fold, strip_punctuation
+from bot.nlu.requests import Move, RequestWords
 from bot.nlu.words import ANSWERS, KINDS, Words, phrase_key
 from bot.platform.models import FailureCode
 from bot.types import FAQ_LABELS, Label, Language
@@ -27,6 +28,7 @@ SYNONYMS_FILE = "synonyms.yaml"
 FAILURE_CODES_FILE = "failure_codes.yaml"
 DIALOGUE_FILE = "dialogue.yaml"
 CLAUSES_FILE = "clauses.yaml"
+REQUESTS_FILE = "requests.yaml"
 
 
 class _Str(str):
@@ -124,6 +126,7 @@ class Knowledge:
     withdrawal_failures: dict[str, FailureAdvice] = field(default_factory=dict)
     words: Words = field(default_factory=Words)
     clauses: ClauseWords = field(default_factory=ClauseWords)
+    requests: RequestWords = field(default_factory=RequestWords)
     phrasings: list[Phrasing] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -465,6 +468,79 @@ def _load_clauses(data: Any, knowledge: Knowledge) -> None:
     knowledge.clauses = ClauseWords.of(lists["ask"], lists["join"])
 
 
+def _words_by_kind(
+    value: object, what: str, line: int, problems: list[Problem]
+) -> dict[str, list[str]] | None:
+    """`{kind: {zh: [...], en: [...]}}` as each kind's words, both languages together."""
+    if not isinstance(value, dict):
+        problems.append(Problem(REQUESTS_FILE, line, f"{what}: expected a map of kinds"))
+        return None
+    out: dict[str, list[str]] = {}
+    for kind, by_language in value.items():
+        if kind == "__line__":
+            continue
+        if not isinstance(by_language, dict) or not all(
+            isinstance(words, list) and all(isinstance(w, str) for w in words)
+            for language, words in by_language.items()
+            if language != "__line__"
+        ):
+            message = f"{what} {kind}: expected zh and en lists"
+            problems.append(Problem(REQUESTS_FILE, _line(kind, line), message))
+            continue
+        out[str(kind)] = [
+            str(w)
+            for language, words in by_language.items()
+            if language != "__line__"
+            for w in words
+        ]
+    return out
+
+
+def _load_requests(data: Any, knowledge: Knowledge) -> None:
+    """`requests: {markers: {kind: {zh, en}}, unless: {kind: {zh, en}}, moves: [{from, to,
+    when}]}`: the markers that move a topic label to its flow (see `bot/nlu/requests.py`)."""
+    file, problems = REQUESTS_FILE, knowledge.problems
+    top = data.get("requests") if isinstance(data, dict) else None
+    if not isinstance(top, dict):
+        problems.append(Problem(file, 1, "expected a top-level 'requests' map"))
+        return
+    line = _line(top, 1)
+    markers = _words_by_kind(top.get("markers"), "markers", line, problems)
+    unless = _words_by_kind(top.get("unless", {}), "unless", line, problems)
+    if markers is None or unless is None:
+        return
+    for kind in set(unless) - set(markers):
+        problems.append(Problem(file, line, f"unless {kind}: no markers of that kind"))
+    raw_moves = top.get("moves")
+    if not isinstance(raw_moves, list):
+        problems.append(Problem(file, line, "moves: expected a list of {from, to, when}"))
+        return
+    moves: list[Move] = []
+    sources: set[Label] = set()
+    for raw in raw_moves:
+        at = _line(raw, line)
+        if not isinstance(raw, dict):
+            problems.append(Problem(file, at, "a move: expected {from, to, when}"))
+            continue
+        source = _label(raw.get("from"), file, at, problems)
+        target = _label(raw.get("to"), file, at, problems)
+        kind = str(raw.get("when", ""))
+        if kind not in markers:
+            problems.append(Problem(file, at, f"move when {kind!r}: no markers of that kind"))
+            continue
+        if source is None or target is None:
+            continue
+        if source == target or Label.OUT_OF_SCOPE in (source, target):
+            problems.append(Problem(file, at, f"move {source} -> {target}: not a boundary"))
+            continue
+        if source in sources:
+            problems.append(Problem(file, at, f"move from {source}: listed twice"))
+            continue
+        sources.add(source)
+        moves.append(Move(source, target, kind))
+    knowledge.requests = RequestWords.of(markers, unless, moves)
+
+
 def load_knowledge(directory: Path) -> Knowledge:
     """Read the knowledge folder; problems are collected in `Knowledge.problems`, not raised."""
     knowledge = Knowledge()
@@ -485,6 +561,9 @@ def load_knowledge(directory: Path) -> Knowledge:
     clauses = _read(directory / CLAUSES_FILE, knowledge.problems)
     if clauses is not None:
         _load_clauses(clauses, knowledge)
+    requests = _read(directory / REQUESTS_FILE, knowledge.problems)
+    if requests is not None:
+        _load_requests(requests, knowledge)
     _check_links(knowledge, related_raw)
     _check_coverage_and_duplicates(knowledge)
     return knowledge

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pypinyin import lazy_pinyin
@@ -24,6 +24,7 @@ from bot.nlu.entities import PLACEHOLDERS, extract_entities, replace_entities
 from bot.nlu.features import stem, tokens, units
 from bot.nlu.language import detect_language
 from bot.nlu.normalize import SynonymTable, fold, has_cjk, strip_punctuation
+from bot.nlu.requests import marker_key
 from bot.types import Alternative, Label, Language, Parse
 
 # Words that carry no meaning of their own in a support chat; they neither help nor hurt coverage.
@@ -239,6 +240,7 @@ class Matcher:
         }
         self._known_words = sorted(t[2:] for t in self._known if t.startswith("w:"))
         self._clause_words = knowledge.clauses
+        self._requests = knowledge.requests
         # Short Chinese phrasings by sound, for a short message typed by ear ("泥好", "白白");
         # a sound two labels share belongs to neither.
         sounds: dict[str, set[Label]] = defaultdict(set)
@@ -382,6 +384,7 @@ class Matcher:
             decision = self._by_sound(body) or decision
         if len(body.replace(" ", "")) >= self.config.clause_min_chars:
             decision = self._by_clause(marked, decision)
+        decision = self._across_boundary(marked, decision)
         label = decision.label if decision.reason is None else Label.OUT_OF_SCOPE
         return Parse(
             label,
@@ -494,6 +497,28 @@ class Matcher:
             ):
                 best, best_value = decision, decision.score
         return best
+
+    def _across_boundary(self, marked: str, decision: _Decision) -> _Decision:
+        """A topic label moved to its flow by a request marker (`knowledge/requests.yaml`):
+        "a payment link please" is `action.payment_link`, not `methods.link`; a tie between a
+        topic and its flow goes to the flow when the marker is there. Refusals for any other
+        reason stand."""
+        key = marker_key(marked)
+        if decision.reason is None:
+            target = self._requests.target(decision.label, key)
+            if target is None:
+                return decision
+            kept = tuple(a for a in decision.alternatives if a.label != target)
+            moved = (Alternative(decision.label, decision.score), *kept)[:3]
+            return replace(decision, label=target, alternatives=moved, matched=None)
+        if decision.reason != "ambiguous" or len(decision.alternatives) < 2:
+            return decision
+        first, second = decision.alternatives[0].label, decision.alternatives[1].label
+        target = self._requests.settles(first, second, key)
+        if target is None:
+            return decision
+        kept = tuple(a for a in decision.alternatives if a.label != target)
+        return replace(decision, label=target, alternatives=kept, matched=None, reason=None)
 
     def _by_sound(self, body: str) -> _Decision | None:
         """A short Chinese message that sounds exactly like a short phrasing of one label

@@ -137,7 +137,26 @@ def read_choice(text: str, options: Sequence[Option]) -> int | None:
         for index, option in enumerate(options)
         if any(_names(answer, words, name) for name in (*option.names, option.label))
     ]
-    return named[0] if len(named) == 1 else None
+    if len(named) == 1:
+        return named[0]
+    # Words around the answer ("wang_cashier pls") make a shorter name inside it match too
+    # (wang): the option whose whole name the answer says, longest, is the one meant.
+    spoken = {index: _said(answer, options[index]) for index in named}
+    longest = max(spoken.values(), default=0)
+    chosen = [index for index, size in spoken.items() if size == longest]
+    return chosen[0] if longest and len(chosen) == 1 else None
+
+
+def _said(answer: str, option: Option) -> int:
+    """The length of the longest of the option's names the answer says whole (0: none)."""
+    padded = f" {answer} "
+    sizes = [
+        len(folded)
+        for name in (*option.names, option.label)
+        if (folded := strip_punctuation(fold(name)))
+        and (f" {folded} " in padded if folded.isascii() else folded in answer)
+    ]
+    return max(sizes, default=0)
 
 
 def read_position(text: str, count: int) -> int | None:
