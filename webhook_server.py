@@ -34,6 +34,7 @@ from bot.channels.outbox import OutboxRelay, Sender
 from bot.channels.telegram import TelegramChannel
 from bot.channels.webchat import Limits, WebChat, WebChatFanout, WebChatHub
 from bot.console.views import AgentConsole
+from bot.incidents.job import IncidentDetector
 from bot.logsafety import install_redaction
 from bot.metrics import Metrics
 from bot.notifications import EventError, PaymentEvent, PaymentNotifier, SignatureError, verify
@@ -321,6 +322,10 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                 asyncio.create_task(relay.run(), name="outbox-relay"),
                 asyncio.create_task(
                     keep_pruning(bot.db, timedelta(days=settings.retention_days)), name="pruning"
+                ),
+                asyncio.create_task(
+                    IncidentDetector(bot.sessions, bot.gateway, settings).keep_running(),
+                    name="incidents",
                 ),
             ]
             if dispatcher is not None:

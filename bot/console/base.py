@@ -21,6 +21,7 @@ from bot.console.live import HEARTBEAT_EVERY, LiveUpdates
 from bot.console.shaping import Shaper, local_time
 from bot.escalation.agent_sessions import AgentSessions, Viewer
 from bot.escalation.canned import load_canned
+from bot.escalation.incident_desk import IncidentDesk
 from bot.escalation.service import HandoffError, HandoffService
 from bot.faq.knowledge import Knowledge
 from bot.platform.gateway import MerchantNotActive, PlatformRejected, PlatformUnavailable
@@ -106,6 +107,7 @@ class ConsoleBase:
             sessions,
         )
         bus.subscribe(self._live.on_event)
+        self._incident_desk = IncidentDesk(sessions, clock=self._clock)
 
     async def close(self) -> None:
         await self._live.close()
@@ -126,6 +128,11 @@ class ConsoleBase:
     @property
     def _agents(self) -> AgentSessions:
         return self._parts.agents
+
+    @property
+    def _incidents(self) -> IncidentDesk:
+        assert self._attached is not None, "AgentConsole used before attach()"
+        return self._incident_desk
 
     @property
     def _shaper(self) -> Shaper:

@@ -175,6 +175,8 @@ class Pages(ConsoleBase):
             topics=topics,
             period=period,
             periods=PERIODS,
+            incidents=await self._incidents.board(),
+            local=self._time,
         )
 
     # -- JSON views ----------------------------------------------------------------------------
