@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.engine import Engine
 from bot.incidents import store
+from bot.incidents.closing import ClosingNotices
 from bot.incidents.detector import (
     BaselineMoved,
     Closed,
@@ -28,9 +29,17 @@ from bot.incidents.job import IncidentDetector
 from bot.platform.gateway import PlatformGateway
 from bot.platform.models import AttemptSeen, AttemptStatus, FailureCode, Method
 from bot.platform.tables import AttemptRow, MerchantRow, OrderRow
+from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.db import session_factory
-from bot.storage.models import Incident, IncidentAsker, IncidentBaseline
+from bot.storage.models import (
+    Conversation,
+    Incident,
+    IncidentAsker,
+    IncidentBaseline,
+    Message,
+    OutboxItem,
+)
 from bot.types import IncidentKind, IncidentStatus
 from tests.conftest import Chat, Clock
 
@@ -348,3 +357,45 @@ async def test_no_line_when_nothing_is_open(engine: Engine) -> None:
     await chat.bind("M001")
     await chat.say("你好")
     assert "⚠️" not in chat.text
+
+
+async def test_when_it_closes_each_chat_that_asked_is_told_once_through_the_outbox(
+    engine: Engine, db: AsyncEngine, renderer: Renderer
+) -> None:
+    code = await open_channel(db, "qr")
+    channel = await open_manual(db)
+    asked, english, other = Chat(engine), Chat(engine), Chat(engine)
+    for chat in (asked, english, other):
+        await chat.bind("M001")
+    await asked.say(f"订单{ORDER}01支付失败了，怎么回事")
+    await asked.say(f"订单{ORDER}02支付失败了，怎么回事")  # asked twice: told once
+    await english.say(f"payment failed for order {ORDER}01, why?")
+    await other.say("手续费是多少")  # did not ask about a failed payment
+    sessions = session_factory(db)
+    kicked: list[int] = []
+    notices = ClosingNotices(
+        sessions, renderer, frozenset({"test"}), on_queued=lambda: kicked.append(1)
+    )
+    async with sessions() as session, session.begin():
+        for incident in (code, channel):
+            assert await store.close_by_hand(session, incident, by="老王", now=datetime.now(UTC))
+
+    async def outbox() -> int:
+        async with sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(OutboxItem)) or 0)
+
+    before = await outbox()
+    assert await notices.tell([code, channel]) == 2
+    assert await notices.tell([code, channel]) == 0  # once each
+    assert kicked == [1] and await outbox() == before + 2
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(Conversation.chat_id, Message.text)
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .where(Message.text.like("✅%"))
+            )
+        ).all()
+    told = dict(rows)
+    assert set(told) == {asked.chat_id, english.chat_id}
+    assert "已经恢复" in told[asked.chat_id] and "is resolved" in told[english.chat_id]

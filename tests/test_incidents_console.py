@@ -77,6 +77,9 @@ async def test_a_supervisor_opens_an_incident_everyone_sees_and_closes_it(
         assert status == 200, body
         status, body = await boss.post(f"/agent/api/incidents/{incident_id}/close")
         assert status == 404, body
+        # The merchant who asked is told, once, that it is over.
+        resolved = [m for m in (await merchant.history())["messages"] if "已经恢复" in m["text"]]
+        assert len(resolved) == 1
         status, page = await boss.page("/agent/supervisor")
         assert 'id="no-incidents"' in page and f'id="incident-{incident_id}"' not in page
 

@@ -97,8 +97,10 @@ class ConsoleBase:
         sessions: async_sessionmaker[AsyncSession],
         knowledge: Knowledge,
         bus: EventBus,
+        on_incident_closed: Callable[[list[int]], Awaitable[int]] | None = None,
     ) -> None:
-        """Called once the bot is open: the console gets its services and hears the bus."""
+        """Called once the bot is open: the console gets its services and hears the bus;
+        `on_incident_closed`: who tells the chats when a supervisor closes an incident."""
         self._attached = _Attached(
             handoffs,
             AgentSessions(sessions, hasher=self._hasher, clock=self._clock),
@@ -107,7 +109,9 @@ class ConsoleBase:
             sessions,
         )
         bus.subscribe(self._live.on_event)
-        self._incident_desk = IncidentDesk(sessions, clock=self._clock)
+        self._incident_desk = IncidentDesk(
+            sessions, clock=self._clock, on_closed=on_incident_closed
+        )
 
     async def close(self) -> None:
         await self._live.close()

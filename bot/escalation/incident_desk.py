@@ -4,7 +4,7 @@ audit entry; the SQL is `bot.incidents.store`'s."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -78,9 +78,11 @@ class IncidentDesk:
         self,
         sessions: async_sessionmaker[AsyncSession],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_closed: Callable[[list[int]], Awaitable[int]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._on_closed = on_closed
 
     async def board(self) -> dict[str, list[IncidentRow]]:
         """The open incidents, oldest first, and the last few closed."""
@@ -119,6 +121,8 @@ class IncidentDesk:
             if not await store.close_by_hand(session, incident_id, by=viewer.name, now=now):
                 raise HandoffError("not_found", "no such open incident")
             session.add(self._audit(viewer, "incident_closed", {"incident": incident_id}, now))
+        if self._on_closed is not None:
+            await self._on_closed([incident_id])
 
     @staticmethod
     def _audit(viewer: Viewer, action: str, detail: dict[str, Any], now: datetime) -> AuditEntry:

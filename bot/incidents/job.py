@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('incidents:detect'))")
 
 # Called with the ids of the incidents a run closed, after its transaction committed.
-OnClosed = Callable[[list[int]], Awaitable[None]]
+OnClosed = Callable[[list[int]], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
