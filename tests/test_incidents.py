@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.engine import Engine
 from bot.incidents import store
@@ -166,7 +166,7 @@ _numbers = itertools.count(1)
 
 
 async def platform_burst(
-    db: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
     at: datetime,
     *,
     merchants: int,
@@ -175,7 +175,7 @@ async def platform_burst(
     code: FailureCode = FailureCode.NETWORK_TIMEOUT,
 ) -> None:
     """Merchants (made when missing) with one order each per attempt, paid by QR code."""
-    async with session_factory(db)() as session, session.begin():
+    async with sessions() as session, session.begin():
         known = set((await session.scalars(select(MerchantRow.id))).all())
         for m in range(merchants):
             merchant_id = f"X{m:04d}"
@@ -215,8 +215,12 @@ async def test_recent_payment_attempts_name_merchant_channel_code_and_time(
     db: AsyncEngine, gateway: PlatformGateway
 ) -> None:
     now = datetime.now(UTC)
-    await platform_burst(db, now - timedelta(minutes=3), merchants=3, failed=3, succeeded=1)
-    await platform_burst(db, now - timedelta(hours=2), merchants=3, failed=2, succeeded=0)
+    await platform_burst(
+        session_factory(db), now - timedelta(minutes=3), merchants=3, failed=3, succeeded=1
+    )
+    await platform_burst(
+        session_factory(db), now - timedelta(hours=2), merchants=3, failed=2, succeeded=0
+    )
 
     seen = await gateway.recent_payment_attempts(now - timedelta(minutes=10))
 
@@ -236,14 +240,18 @@ async def test_the_job_opens_from_a_burst_skips_a_second_process_and_closes_when
     sessions = session_factory(db)
     job = IncidentDetector(sessions, gateway, detector_settings(settings), clock=clock)
     # A usual hour: few timeouts. Its baseline is learned from a normal window first.
-    await platform_burst(db, now - timedelta(minutes=30), merchants=10, failed=1, succeeded=99)
+    await platform_burst(
+        session_factory(db), now - timedelta(minutes=30), merchants=10, failed=1, succeeded=99
+    )
     clock.now = now - timedelta(minutes=25)
     assert (await job.run_once()).ran
     async with sessions() as session:
         baseline = await session.get(IncidentBaseline, "code:network_timeout")
         assert baseline is not None and baseline.share == pytest.approx(0.01)
 
-    await platform_burst(db, now - timedelta(minutes=2), merchants=8, failed=40, succeeded=60)
+    await platform_burst(
+        session_factory(db), now - timedelta(minutes=2), merchants=8, failed=40, succeeded=60
+    )
     clock.now = now
     result = await job.run_once()
     assert result.ran and result.opened == 2
@@ -263,11 +271,15 @@ async def test_the_job_opens_from_a_burst_skips_a_second_process_and_closes_when
         assert sorted(str(i.key) for i in shown) == ["network_timeout", "qr"]
 
     # The burst is over: the window empties, then stays normal for the quiet time.
-    await platform_burst(db, now + timedelta(minutes=14), merchants=10, failed=0, succeeded=50)
+    await platform_burst(
+        session_factory(db), now + timedelta(minutes=14), merchants=10, failed=0, succeeded=50
+    )
     clock.now = now + timedelta(minutes=15)
     assert (await job.run_once()).closed == ()
     clock.now = now + timedelta(minutes=31)
-    await platform_burst(db, now + timedelta(minutes=30), merchants=10, failed=0, succeeded=50)
+    await platform_burst(
+        session_factory(db), now + timedelta(minutes=30), merchants=10, failed=0, succeeded=50
+    )
     closed = (await job.run_once()).closed
     assert len(closed) == 2
     async with sessions() as session:
