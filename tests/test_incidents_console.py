@@ -118,11 +118,27 @@ async def test_the_supervisor_page_draws_a_detected_incident_with_its_merchants(
                 merchants=["M001", "M002", "M003"],
             )
         )
+        session.add(
+            Incident(
+                kind=IncidentKind.FAILURE_CODE,
+                key="network_timeout",
+                status=IncidentStatus.OPEN,
+                opened_at=datetime.now(UTC),
+                opened_by="detector",
+                failures=30,
+                merchant_count=3,
+                share=0.3,
+                baseline=0.01,
+                series=[],
+                merchants=[],
+            )
+        )
     async with agent_session(server.base) as boss:
         assert await boss.login("老王") == 303
         status, page = await boss.page("/agent/supervisor?lang=en")
         assert status == 200
         assert "Payment channel: QR code" in page
+        assert "Failure code: The payment request timed out" in page
         assert page.count('class="chart__bar chart__bar--incident"') == 10
         assert 'data-count="12"' in page
         for merchant in ("M001", "M002", "M003"):

@@ -15,7 +15,9 @@ from bot.console.base import COOKIE, DEVICE_COOKIE, LOGIN_COOKIE, ConsoleBase
 from bot.console.http import STATUS, path_id
 from bot.escalation import login_guard, stats
 from bot.escalation.agent_sessions import MAX_NAME, SESSION_LIFETIME, Viewer
+from bot.escalation.context_card import failure_words
 from bot.escalation.service import HandoffError
+from bot.platform.models import FailureCode
 from bot.types import Label
 
 PERIODS = (1, 7, 30)
@@ -177,6 +179,10 @@ class Pages(ConsoleBase):
             periods=PERIODS,
             incidents=await self._incidents.board(),
             local=self._time,
+            codes={
+                code.value: failure_words(self._parts.knowledge, code.value, language)
+                for code in FailureCode
+            },
         )
 
     # -- JSON views ----------------------------------------------------------------------------
