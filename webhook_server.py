@@ -34,6 +34,8 @@ from bot.channels.outbox import OutboxRelay, Sender
 from bot.channels.telegram import TelegramChannel
 from bot.channels.webchat import Limits, WebChat, WebChatFanout, WebChatHub
 from bot.console.views import AgentConsole
+from bot.incidents.closing import ClosingNotices
+from bot.incidents.job import IncidentDetector
 from bot.logsafety import install_redaction
 from bot.metrics import Metrics
 from bot.notifications import EventError, PaymentEvent, PaymentNotifier, SignatureError, verify
@@ -310,12 +312,14 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
 
             bot.bus.subscribe(on_event)
             notifier = PaymentNotifier(bot.sessions, bot.gateway, bot.renderer, PUSHED)
+            closing = ClosingNotices(bot.sessions, bot.renderer, PUSHED, on_queued=relay.kick)
             app[RUNTIME] = Runtime(bot, meter, hub, relay, notifier, channel, dispatcher)
             console.attach(
                 handoffs=bot.handoffs,
                 sessions=bot.sessions,
                 knowledge=bot.engine.knowledge,
                 bus=bot.bus,
+                on_incident_closed=closing.tell,
             )
             webchat.attach(bot.engine, bot.sessions, hub)
             tasks = [
@@ -328,6 +332,12 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                         bot.db, bot.gateway, timedelta(seconds=settings.outcome_check_seconds)
                     ),
                     name="outcome-checks",
+                ),
+                asyncio.create_task(
+                    IncidentDetector(
+                        bot.sessions, bot.gateway, settings, on_closed=closing.tell
+                    ).keep_running(),
+                    name="incidents",
                 ),
             ]
             if dispatcher is not None:

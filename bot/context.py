@@ -18,6 +18,7 @@ from typing import Any, TypeAlias, TypedDict
 from zoneinfo import ZoneInfo
 
 from bot.faq.knowledge import Knowledge
+from bot.incidents.store import OpenIncident
 from bot.nlu.entities import extract_entities
 from bot.nlu.normalize import fold
 from bot.platform.gateway import PlatformGateway
@@ -123,6 +124,8 @@ class Outcome:
     # the one kept is done with (the chat bound).
     pending: PendingRequest | None = None
     forget_pending: bool = False
+    # Open incidents the user asked about a payment failure in (told when each closes).
+    incidents_asked: list[int] = field(default_factory=list)
 
 
 RecentCounter = Callable[[str, timedelta], Awaitable[int]]
@@ -142,6 +145,10 @@ class Context:
     recent: RecentCounter
     parse: Parse | None = None
     argument: str = ""
+    # The platform-wide payment problems open now (bot/incidents/), and whether this message
+    # starts the chat (its first, or the first after a long pause): then it hears of them.
+    incidents: tuple[OpenIncident, ...] = ()
+    chat_started: bool = False
 
     def saying(self, text: str, identity: Identity | None = None) -> Context:
         """This context as if the user had typed `text` (as `identity`, when given): a button
@@ -185,6 +192,16 @@ class Context:
 
     def ui(self, key: str, **values: Any) -> str:
         return self.renderer.ui(self.language, key, **values)
+
+    def incident_line(self, template: str, incident: OpenIncident) -> Reply:
+        """One line about an open incident (`incidents/notice`, `incidents/diagnosis`)."""
+        return self.say(
+            template,
+            kind=incident.kind.value,
+            key=incident.key,
+            message=incident.message(self.language),
+            merchant=self.identity.is_merchant,
+        )
 
     def human_button(self) -> Button:
         return Button(self.ui("human"), "human")

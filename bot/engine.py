@@ -208,6 +208,8 @@ class Engine:
             identity=identity,
             now=now,
             recent=recent,
+            incidents=loaded.incidents,
+            chat_started=loaded.created or expired,
         )
 
     def _queued(self, items: list[OutboxItem]) -> None:

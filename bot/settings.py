@@ -110,6 +110,19 @@ class Settings(BaseSettings):
     smtp_sender: str = "no-reply@btp.example"
     smtp_starttls: bool = True
     suggestions: int = Field(default=3, ge=0, le=5)
+    # Incident detection (bot/incidents/): a failure code's or a channel's share of failures in
+    # the last `incident_window_minutes` at least `incident_ratio` times its 24-hour baseline
+    # (never taken below `incident_baseline_floor`), with at least `incident_min_failures`
+    # failures from at least `incident_min_merchants` merchants, opens an incident; one back
+    # to normal for `incident_quiet_minutes` closes it. The job runs every
+    # `incident_interval_seconds` (0: not at all).
+    incident_window_minutes: int = Field(default=10, ge=1, le=120)
+    incident_ratio: float = Field(default=5.0, gt=1.0)
+    incident_baseline_floor: float = Field(default=0.02, gt=0.0, le=1.0)
+    incident_min_failures: int = Field(default=20, ge=1)
+    incident_min_merchants: int = Field(default=5, ge=1)
+    incident_quiet_minutes: int = Field(default=15, ge=1)
+    incident_interval_seconds: float = Field(default=60.0, ge=0.0)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -30,6 +30,7 @@ from bot.dialogue.events import (
     FeedbackGiven,
     FindingsNoted,
     HandoffRequested,
+    IncidentAsked,
     OrderWatched,
     OutcomeExpected,
     PassedToAgent,
@@ -43,6 +44,7 @@ from bot.dialogue.events import (
 )
 from bot.dialogue.turn import view_after
 from bot.escalation.service import HandoffService
+from bot.incidents.store import OpenIncident, note_askers, open_incidents
 from bot.outcomes.expected import WINDOWS
 from bot.privacy import mask_data, mask_pii
 from bot.storage.models import (
@@ -76,6 +78,10 @@ class Loaded:
     conversation: Conversation
     identity: IdentityRow | None
     recent_messages: int
+    # The open incidents (bot/incidents/), read in the same transaction.
+    incidents: tuple[OpenIncident, ...] = ()
+    # The conversation was created by this message.
+    created: bool = False
 
 
 async def claim(session: AsyncSession, message: IncomingMessage) -> bool:
@@ -114,9 +120,11 @@ async def load(
         conversation = await new_conversation(
             session, message.channel, message.chat_id, now, language
         )
-        loaded = Loaded(conversation, None, 0)
+        loaded = Loaded(conversation, None, 0, created=True)
     if loaded.identity is None and loaded.recent_messages < rate_limit:
         loaded.identity = await identity_of(session, message.channel, message.user_id)
+    if loaded.recent_messages < rate_limit:
+        loaded.incidents = await open_incidents(session)
     return loaded
 
 
@@ -250,6 +258,8 @@ class TurnWriter:
         if self.handoffs is not None and isinstance(first, ReturnedToBot) and first.from_people:
             return await self._left_people(transcript, ctx), transcript.queued
         self._apply(session, conversation, identity, ctx.conversation, decision, now)
+        for asked in decision.of(IncidentAsked):
+            await note_askers(session, asked.incident_ids, conversation.id, now)
         if self.handoffs is not None:
             replies = [*replies, *await self._people(transcript, ctx, decision)]
         if len(replies) > len(decision.replies):

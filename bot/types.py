@@ -127,6 +127,21 @@ class OutboxStatus(StrEnum):
     FAILED = "failed"
 
 
+class IncidentStatus(StrEnum):
+    """A platform-wide payment problem: open while it lasts, closed once it is over."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class IncidentKind(StrEnum):
+    """What an incident is about: one failure code, one channel, or what a supervisor said."""
+
+    FAILURE_CODE = "failure_code"
+    CHANNEL = "channel"
+    MANUAL = "manual"
+
+
 class Direction(StrEnum):
     IN = "in"
     OUT = "out"

@@ -9,8 +9,6 @@ sees arrives live, over the console's WebSocket, with no reload.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -23,7 +21,7 @@ from bot.settings import PROJECT_ROOT
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
 from tests.support.browser import CHROMIUM, ChatPage
-from tests.support.console import BIND_CODE, FAILED_ORDER, Server, serve_console
+from tests.support.console import BIND_CODE, FAILED_ORDER, Server
 from tests.support.console_browser import Console, OpenPage
 
 SCREENSHOT = PROJECT_ROOT / "var" / "console.png"
@@ -33,27 +31,6 @@ TELEGRAM_CHAT = 7_700_001
 ATTACKS = ['<img src=x onerror="window.__xss=1">', "<script>window.__xss=2</script>"]
 
 assert CHROMIUM.exists(), "the browser tests need Debian's chromium (make browser)"
-
-
-@pytest.fixture
-async def stub() -> AsyncIterator[BotApiStub]:
-    async with BotApiStub() as api:
-        yield api
-
-
-@pytest.fixture
-async def server(
-    stub: BotApiStub, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Server]:
-    async with serve_console(
-        tmp_path,
-        tmp_path_factory,
-        telegram_bot_token=stub.token,
-        telegram_api_url=stub.url,
-        telegram_webhook_secret=WEBHOOK_SECRET,
-        telegram_webhook_url="https://bot.example.com/telegram/webhook",
-    ) as running:
-        yield running
 
 
 async def telegram_says(base: str, update_id: int, text: str) -> None:

@@ -43,6 +43,8 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "OrderList": codec.OrderList,
     "AccountList": codec.AccountList,
     "WithdrawalList": codec.WithdrawalList,
+    "AttemptSeen": codec.AttemptSeenWire,
+    "AttemptSeenList": codec.AttemptSeenList,
 }
 REQUESTS: dict[str, type[BaseModel]] = {
     "PaymentLinkRequest": codec.PaymentLinkRequest,

@@ -187,6 +187,23 @@ async def test_every_read_returns_what_the_embedded_platform_returns(
     assert len(await client.list_orders("M001", limit=3)) == 3
 
 
+async def test_recent_payment_attempts_over_http_are_the_embedded_platforms(
+    client: HttpPlatform, platform: SqlPlatform, server: Server
+) -> None:
+    for since in (datetime.now(UTC) - timedelta(hours=h) for h in (1, 5, 48)):
+        for limit in (1, 3, 20_000):
+            over_http = await client.recent_payment_attempts(since, limit=limit)
+            direct = await platform.recent_payment_attempts(since, limit=limit)
+            assert over_http == direct, (since, limit)
+    every = await client.recent_payment_attempts(datetime.now(UTC) - timedelta(days=30))
+    assert every and every == sorted(every, key=lambda a: a.at, reverse=True)
+    assert {a.failure_code for a in every} >= {"insufficient_balance", "network_timeout"}
+    for query in ("", "?since=yesterday", "?since=2026-11-26T00:00:00%2B00:00&limit=20001"):
+        status, body, _ = await raw(server, "GET", "/v1/payment-attempts" + query)
+        assert status == 400, query
+        assert body["error"]["code"] in ("invalid_field", "invalid_limit")
+
+
 async def test_unknown_records_are_none_and_unknown_merchants_have_nothing(
     client: HttpPlatform,
 ) -> None:

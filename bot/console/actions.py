@@ -31,6 +31,19 @@ class Actions(ConsoleBase):
         cleared = await self._agents.unlock(viewer, path_id(request, "agent_id"))
         return done(request, values, "/agent/supervisor", cleared=cleared)
 
+    async def open_incident(self, request: web.Request) -> web.StreamResponse:
+        """A supervisor opens an incident by hand, with what the bot says (zh and en)."""
+        viewer, values = await self._action(request)
+        incident_id = await self._incidents.open(
+            viewer, values.get("message_zh", ""), values.get("message_en", "")
+        )
+        return done(request, values, "/agent/supervisor", incident=incident_id)
+
+    async def close_incident(self, request: web.Request) -> web.StreamResponse:
+        viewer, values = await self._action(request)
+        await self._incidents.close(viewer, path_id(request, "incident_id"))
+        return done(request, values, "/agent/supervisor")
+
     async def claim(self, request: web.Request) -> web.StreamResponse:
         viewer, values = await self._action(request)
         await self._service.claim(viewer.agent_id, path_id(request, "handoff_id"))

@@ -21,6 +21,7 @@ from bot.console.live import HEARTBEAT_EVERY, LiveUpdates
 from bot.console.shaping import Shaper, local_time
 from bot.escalation.agent_sessions import AgentSessions, Viewer
 from bot.escalation.canned import load_canned
+from bot.escalation.incident_desk import IncidentDesk
 from bot.escalation.service import HandoffError, HandoffService
 from bot.faq.knowledge import Knowledge
 from bot.platform.gateway import MerchantNotActive, PlatformRejected, PlatformUnavailable
@@ -96,8 +97,10 @@ class ConsoleBase:
         sessions: async_sessionmaker[AsyncSession],
         knowledge: Knowledge,
         bus: EventBus,
+        on_incident_closed: Callable[[list[int]], Awaitable[int]] | None = None,
     ) -> None:
-        """Called once the bot is open: the console gets its services and hears the bus."""
+        """Called once the bot is open: the console gets its services and hears the bus;
+        `on_incident_closed`: who tells the chats when a supervisor closes an incident."""
         self._attached = _Attached(
             handoffs,
             AgentSessions(sessions, hasher=self._hasher, clock=self._clock),
@@ -106,6 +109,9 @@ class ConsoleBase:
             sessions,
         )
         bus.subscribe(self._live.on_event)
+        self._incident_desk = IncidentDesk(
+            sessions, clock=self._clock, on_closed=on_incident_closed
+        )
 
     async def close(self) -> None:
         await self._live.close()
@@ -126,6 +132,11 @@ class ConsoleBase:
     @property
     def _agents(self) -> AgentSessions:
         return self._parts.agents
+
+    @property
+    def _incidents(self) -> IncidentDesk:
+        assert self._attached is not None, "AgentConsole used before attach()"
+        return self._incident_desk
 
     @property
     def _shaper(self) -> Shaper:

@@ -15,9 +15,11 @@ from bot.console.base import COOKIE, DEVICE_COOKIE, LOGIN_COOKIE, ConsoleBase
 from bot.console.http import STATUS, path_id
 from bot.escalation import login_guard, stats
 from bot.escalation.agent_sessions import MAX_NAME, SESSION_LIFETIME, Viewer
+from bot.escalation.context_card import failure_words
 from bot.escalation.service import HandoffError
 from bot.outcomes.report import PERIODS as OUTCOME_PERIODS
 from bot.outcomes.report import outcome_report
+from bot.platform.models import FailureCode
 from bot.types import Label, Language
 
 PERIODS = (1, 7, 30)
@@ -179,6 +181,12 @@ class Pages(ConsoleBase):
             period=period,
             periods=PERIODS,
             outcomes=outcomes,
+            incidents=await self._incidents.board(),
+            local=self._time,
+            codes={
+                code.value: failure_words(self._parts.knowledge, code.value, language)
+                for code in FailureCode
+            },
         )
 
     async def _outcomes(self, language: Language) -> dict[str, Any]:

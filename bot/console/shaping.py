@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.escalation.agent_sessions import Viewer
-from bot.escalation.context_card import failure_words, findings_card
+from bot.escalation.context_card import failure_words, findings_card, incident_lines
 from bot.escalation.service import AgentPresence, ConversationDetail, QueueEntry
 from bot.faq.knowledge import Knowledge
 from bot.privacy import mask_pii
@@ -184,6 +184,13 @@ class Shaper:
             if merchant is None
             else {"id": merchant.id, "name": merchant.name, "status": str(merchant.status)},
             **card,
+            "incidents": incident_lines(
+                context.get("incidents") or (),
+                knowledge=self._knowledge,
+                language=language,
+                t=self._strings[str(language)],
+                time=self.time,
+            ),
             "orders": orders,
         }
 

@@ -39,6 +39,8 @@ class AgentConsole(Pages, Actions):
             ("GET", chat, self.chat_json),
             ("POST", "/agent/api/online", self.set_online),
             ("POST", "/agent/api/agents/" + _ID % "agent_id" + "/unlock", self.unlock),
+            ("POST", "/agent/api/incidents", self.open_incident),
+            ("POST", "/agent/api/incidents/" + _ID % "incident_id" + "/close", self.close_incident),
             ("POST", handoff + "/claim", self.claim),
             ("POST", handoff + "/transfer", self.transfer),
             ("POST", handoff + "/resolve", self.resolve),

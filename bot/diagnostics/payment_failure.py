@@ -67,6 +67,20 @@ class PaymentFailureFlow(OrderLookupFlow):
         return self.wait(ctx, "order", "flows/payment_failure/pick_order", *buttons)
 
     async def about(self, ctx: Context, order: Order, slots: dict[str, object]) -> Outcome:
+        outcome = await self._explain(ctx, order)
+        code = order.last_failure
+        caught = [
+            i for i in ctx.incidents if i.concerns(order.method.value, code.value if code else None)
+        ]
+        if caught and order.status != OrderStatus.PAID and outcome.replies:
+            # A known platform-wide problem is said first: it is not the merchant's fault.
+            line = ctx.incident_line("incidents/diagnosis", caught[0])
+            outcome.replies[0] = outcome.replies[0].prefaced(line)
+            outcome.incidents_asked = [i.id for i in caught]
+            outcome.findings["incident"] = caught[0].id
+        return outcome
+
+    async def _explain(self, ctx: Context, order: Order) -> Outcome:
         code = order.last_failure
         findings: dict[str, object] = {
             "order_no": order.order_no,

@@ -124,6 +124,14 @@ class OrderWatched:
 
 
 @dataclass(frozen=True, slots=True)
+class IncidentAsked:
+    """The chat asked about a payment failure caught in these open incidents: it is told
+    when each closes (`incident_askers`)."""
+
+    incident_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RateCounted:
     """One attempt toward a limit across chats (`rate_events`)."""
 
@@ -231,6 +239,7 @@ Event: TypeAlias = (
     | Bound
     | OrderWatched
     | RateCounted
+    | IncidentAsked
     | LimitTripped
     | FeedbackGiven
     | Unanswered

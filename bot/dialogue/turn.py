@@ -28,6 +28,7 @@ from bot.dialogue.events import (
     FlowSuspended,
     HandoffOffered,
     HandoffRequested,
+    IncidentAsked,
     LanguageSet,
     LimitTripped,
     MarkedUnhelpful,
@@ -112,6 +113,14 @@ class Decider:
                 outcome.replies[0] = first.prefaced(acknowledged)
             else:
                 outcome.replies.insert(0, acknowledged)
+        incident = _incident_notice(ctx, outcome)
+        if incident is not None:
+            # A merchant starting a chat hears first, in the same message, of a known problem.
+            first = outcome.replies[0] if outcome.replies else None
+            if first is not None and first.image is None:
+                outcome.replies[0] = first.prefaced(incident)
+            else:
+                outcome.replies.insert(0, incident)
         return Decision(tuple(self._events(ctx, outcome)))
 
     def _events(self, ctx: Context, outcome: Outcome) -> list[Event]:
@@ -147,6 +156,8 @@ class Decider:
             events.append(PendingSet(None if outcome.forget_pending else outcome.pending))
         events += [OrderWatched(order_no) for order_no in outcome.watch_orders]
         events += [RateCounted(key) for key in outcome.rate_events]
+        if outcome.incidents_asked:
+            events.append(IncidentAsked(tuple(outcome.incidents_asked)))
         events += [LimitTripped(limit) for limit in outcome.tripped]
         if outcome.feedback is not None:
             events.append(FeedbackGiven(*outcome.feedback))
@@ -323,3 +334,19 @@ def _without_human(reply: Reply) -> Reply:
     """The reply without its plain "talk to a person" button (the offer carries its own)."""
     kept = tuple(button for button in reply.buttons if button.action != "human")
     return reply if kept == reply.buttons else replace(reply, buttons=kept)
+
+
+def _incident_notice(ctx: Context, outcome: Outcome) -> Reply | None:
+    """The one line about the oldest open incident for a merchant whose message starts the
+    chat, unless the answer speaks of an incident already (a payment-failure diagnosis)."""
+    if not (ctx.incidents and ctx.chat_started and ctx.identity.is_merchant):
+        return None
+    if outcome.incidents_asked or any(
+        INCIDENT_TEMPLATES & {r.template, r.preface} for r in outcome.replies
+    ):
+        return None
+    return ctx.incident_line("incidents/notice", ctx.incidents[0])
+
+
+INCIDENT_TEMPLATES = frozenset({"incidents/notice", "incidents/diagnosis"})
+

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from bot.diagnostics.access import chat_may_see
 from bot.escalation.assignment import Assignment
 from bot.escalation.core import ONLINE_WINDOW, ORDER_NO, HandoffError, checked_text
+from bot.incidents.store import open_incidents
 from bot.privacy import mask_pii
 from bot.storage.events import ChatChanged, OutboxFilled, QueueChanged
 from bot.storage.models import (
@@ -259,10 +260,12 @@ class AgentActions(Assignment):
                     )
                 ).all()
             )
+            incidents = await open_incidents(session)
         detail = ConversationDetail(
             conversation, handoff, messages, notes, identity, verified_orders=verified
         )
         detail.context = await self._context(detail)
+        detail.context["incidents"] = incidents
         return detail
 
     async def _context(self, detail: ConversationDetail) -> dict[str, Any]:

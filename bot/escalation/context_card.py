@@ -11,14 +11,15 @@ tells the user.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from bot.faq.knowledge import Knowledge
+from bot.incidents.store import OpenIncident
 from bot.platform.models import FailureCode
 from bot.privacy import mask_pii
-from bot.types import Language
+from bot.types import IncidentKind, Language
 
 Strings = Mapping[str, str]
 Clock = Callable[[datetime | None], str]
@@ -135,6 +136,31 @@ def _summary(
     if findings.get("password_reset_for"):
         clauses.append(_fill(t["sum_reset"], login=findings["password_reset_for"]))
     return t["sum_join"].join(clauses)
+
+
+def incident_lines(
+    incidents: Sequence[OpenIncident],
+    *,
+    knowledge: Knowledge,
+    language: Language,
+    t: Strings,
+    time: Clock,
+) -> list[str]:
+    """One line per open incident, in the console's language: what fails, since when, and
+    that it is not the merchant's fault (or the supervisor's own words)."""
+    lines = []
+    for incident in incidents:
+        since = time(incident.opened_at)
+        if incident.kind is IncidentKind.CHANNEL:
+            channel = t.get(f"ch_{incident.key}", str(incident.key))
+            lines.append(_fill(t["inc_channel"], channel=channel, since=since))
+        elif incident.kind is IncidentKind.FAILURE_CODE:
+            cause = failure_words(knowledge, incident.key, language) or str(incident.key)
+            lines.append(_fill(t["inc_code"], cause=cause, since=since))
+        else:
+            message = incident.message(language) or ""
+            lines.append(_fill(t["inc_manual"], since=since, message=message))
+    return lines
 
 
 def _withdrawal_words(knowledge: Knowledge, reason: Any, language: Language) -> str | None:

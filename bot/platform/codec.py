@@ -34,6 +34,7 @@ from pydantic_core import PydanticCustomError
 from bot.platform.models import (
     Account,
     AccountStatus,
+    AttemptSeen,
     AttemptStatus,
     ChannelRecord,
     FailureCode,
@@ -244,6 +245,17 @@ class PaymentAttemptWire(_Wire):
         return PaymentAttempt(**self.fields())
 
 
+class AttemptSeenWire(_Wire):
+    merchant_id: StrictStr
+    channel: Method
+    status: AttemptStatus
+    at: Moment
+    failure_code: FailureCode | None = None
+
+    def domain(self) -> AttemptSeen:
+        return AttemptSeen(**self.fields())
+
+
 class ChannelRecordWire(_Wire):
     status: OrderStatus
     synced_at: Moment | None = None
@@ -339,6 +351,10 @@ class AccountList(_Wire):
 
 class WithdrawalList(_Wire):
     items: list[WithdrawalWire]
+
+
+class AttemptSeenList(_Wire):
+    items: list[AttemptSeenWire]
 
 
 class ErrorDetail(_Wire):

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from bot.platform.models import (
     Account,
+    AttemptSeen,
     Merchant,
     MerchantStatus,
     Order,
@@ -28,6 +29,8 @@ from bot.platform.models import (
 # effect (payment links); at most this long, printable.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 100
+# The most payment attempts one `recent_payment_attempts` call returns (newest first).
+MAX_RECENT_ATTEMPTS = 20_000
 
 class PlatformError(Exception):
     """Base of the gateway's errors."""
@@ -104,4 +107,11 @@ class PlatformGateway(Protocol):
 
     async def redeem_bind_code(self, code: str) -> str | None:
         """The merchant id the one-time code belongs to, consuming it; None if unknown or used."""
+        ...
+
+    async def recent_payment_attempts(
+        self, since: datetime, *, limit: int = MAX_RECENT_ATTEMPTS
+    ) -> list[AttemptSeen]:
+        """Payment attempts made at or after `since` across every merchant, newest first, at
+        most `limit`: what incident detection counts (bot/incidents/)."""
         ...

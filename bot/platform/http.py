@@ -28,6 +28,7 @@ from bot.platform import codec
 from bot.platform.breaker import BreakerState, CircuitBreaker
 from bot.platform.gateway import (
     IDEMPOTENCY_HEADER,
+    MAX_RECENT_ATTEMPTS,
     AmountMismatch,
     BindCodesPaused,
     MerchantNotActive,
@@ -36,6 +37,7 @@ from bot.platform.gateway import (
 )
 from bot.platform.models import (
     Account,
+    AttemptSeen,
     Merchant,
     Order,
     OrderStatus,
@@ -164,6 +166,12 @@ class HttpPlatform:
 
     async def get_payment_link(self, link_id: str) -> PaymentLink | None:
         return await self._get("get_payment_link", _payment_link, "payment-links", link_id)
+
+    async def recent_payment_attempts(
+        self, since: datetime, *, limit: int = MAX_RECENT_ATTEMPTS
+    ) -> list[AttemptSeen]:
+        params = {"since": codec.encode_datetime(since), "limit": str(limit)}
+        return await self._list("recent_payment_attempts", _attempts, ("payment-attempts",), params)
 
     async def create_payment_link(
         self,
@@ -405,6 +413,10 @@ def _withdrawal(payload: Any) -> Withdrawal:
 
 def _withdrawals(payload: Any) -> list[Withdrawal]:
     return [item.domain() for item in codec.decode(codec.WithdrawalList, payload).items]
+
+
+def _attempts(payload: Any) -> list[AttemptSeen]:
+    return [item.domain() for item in codec.decode(codec.AttemptSeenList, payload).items]
 
 
 def _payment_link(payload: Any) -> PaymentLink:

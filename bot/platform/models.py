@@ -107,6 +107,18 @@ class PaymentAttempt:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptSeen:
+    """One payment attempt across the platform, as incident detection reads it: which
+    merchant, which channel (the order's method), how it ended and why, and when."""
+
+    merchant_id: str
+    channel: Method
+    status: AttemptStatus
+    at: datetime
+    failure_code: FailureCode | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelRecord:
     """What the payment channel holds for an order, and when the platform last synced it."""
 

@@ -14,9 +14,10 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from bot.platform.gateway import PlatformGateway
+from bot.platform.gateway import MAX_RECENT_ATTEMPTS, PlatformGateway
 from bot.platform.models import (
     Account,
+    AttemptSeen,
     Merchant,
     Order,
     OrderStatus,
@@ -71,6 +72,14 @@ class OutsideTransactions:
 
     async def get_payment_link(self, link_id: str) -> PaymentLink | None:
         result: PaymentLink | None = await self._call("get_payment_link", link_id)
+        return result
+
+    async def recent_payment_attempts(
+        self, since: datetime, *, limit: int = MAX_RECENT_ATTEMPTS
+    ) -> list[AttemptSeen]:
+        result: list[AttemptSeen] = await self._call(
+            "recent_payment_attempts", since, limit=limit
+        )
         return result
 
     async def create_payment_link(

@@ -26,6 +26,7 @@ from bot.platform import codec
 from bot.platform.gateway import (
     IDEMPOTENCY_HEADER,
     MAX_IDEMPOTENCY_KEY,
+    MAX_RECENT_ATTEMPTS,
     AmountMismatch,
     BindCodesPaused,
     MerchantNotActive,
@@ -247,6 +248,20 @@ async def list_withdrawals(request: web.Request) -> web.Response:
     return _json(codec.encode(codec.WithdrawalList.from_domain({"items": withdrawals})))
 
 
+async def recent_payment_attempts(request: web.Request) -> web.Response:
+    since = _since(request)
+    if since is None:
+        raise BadInput("invalid_field", "since: required")
+    text = request.query.get("limit")
+    limit = MAX_RECENT_ATTEMPTS
+    if text is not None:
+        if not re.fullmatch(r"[0-9]{1,5}", text) or not 1 <= int(text) <= MAX_RECENT_ATTEMPTS:
+            raise BadInput("invalid_limit", f"limit: an integer from 1 to {MAX_RECENT_ATTEMPTS}")
+        limit = int(text)
+    attempts = await request.app[GATEWAY].recent_payment_attempts(since, limit=limit)
+    return _json(codec.encode(codec.AttemptSeenList.from_domain({"items": attempts})))
+
+
 async def get_order(request: web.Request) -> web.Response:
     key = _path_key(request, "order_no")
     order = await request.app[GATEWAY].get_order(key) if key else None
@@ -345,6 +360,7 @@ def create_platform_app(gateway: PlatformGateway, api_key: str | None) -> web.Ap
             web.get("/v1/merchants/{merchant_id}/orders", list_orders),
             web.get("/v1/merchants/{merchant_id}/accounts", list_accounts),
             web.get("/v1/merchants/{merchant_id}/withdrawals", list_withdrawals),
+            web.get("/v1/payment-attempts", recent_payment_attempts),
             web.get("/v1/orders/{order_no}", get_order),
             web.post("/v1/orders/{order_no}/resync", resync_order),
             web.post("/v1/orders/{order_no}/payment-status", record_payment_status),

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.digests import token_digest
 from bot.platform.gateway import (
+    MAX_RECENT_ATTEMPTS,
     AmountMismatch,
     BindCodesPaused,
     MerchantNotActive,
@@ -23,6 +24,7 @@ from bot.platform.gateway import (
 from bot.platform.models import (
     Account,
     AccountStatus,
+    AttemptSeen,
     AttemptStatus,
     ChannelRecord,
     FailureCode,
@@ -180,6 +182,36 @@ class SqlPlatform:
                 .limit(limit)
             )
             return [_withdrawal(row) for row in rows.all()]
+
+    async def recent_payment_attempts(
+        self, since: datetime, *, limit: int = MAX_RECENT_ATTEMPTS
+    ) -> list[AttemptSeen]:
+        # One range scan of ix_platform_payment_attempts_at (migration 0020), each attempt
+        # joined to its order by primary key for the merchant and the channel.
+        async with self._unit() as session:
+            rows = await session.execute(
+                select(
+                    OrderRow.merchant_id,
+                    OrderRow.method,
+                    AttemptRow.status,
+                    AttemptRow.at,
+                    AttemptRow.failure_code,
+                )
+                .join(OrderRow, OrderRow.order_no == AttemptRow.order_no)
+                .where(AttemptRow.at >= since)
+                .order_by(AttemptRow.at.desc(), AttemptRow.id.desc())
+                .limit(min(limit, MAX_RECENT_ATTEMPTS))
+            )
+            return [
+                AttemptSeen(
+                    merchant,
+                    Method(method),
+                    AttemptStatus(status),
+                    at,
+                    FailureCode(code) if code else None,
+                )
+                for merchant, method, status, at, code in rows.all()
+            ]
 
     async def create_payment_link(
         self,

@@ -84,6 +84,8 @@ class OrderRow(Base):
 
 class AttemptRow(Base):
     __tablename__ = "platform_payment_attempts"
+    # Incident detection reads the platform's latest attempts by time (migration 0020).
+    __table_args__ = (Index("ix_platform_payment_attempts_at", "at"),)
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     order_no: Mapped[str] = mapped_column(ForeignKey("platform_orders.order_no"), index=True)

@@ -24,7 +24,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from bot.types import ConversationState, HandoffStatus, OutboxStatus, OutcomeKind, OutcomeStatus
+from bot.types import (
+    ConversationState,
+    HandoffStatus,
+    IncidentKind,
+    IncidentStatus,
+    OutboxStatus,
+    OutcomeKind,
+    OutcomeStatus,
+)
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -415,3 +423,57 @@ class AuditEntry(Base):
     )
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Incident(Base):
+    """A platform-wide payment problem (bot/incidents/): found by the detector or opened by a
+    supervisor. While open the bot says so first; `series` and `merchants` are what the
+    supervisor page draws (the last window's failures per minute, the merchants affected)."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_status", "status"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    kind: Mapped[IncidentKind] = mapped_column(StrEnumText(IncidentKind))
+    key: Mapped[str | None] = mapped_column(String(32), default=None)
+    status: Mapped[IncidentStatus] = mapped_column(StrEnumText(IncidentStatus))
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Since when the rate is back to normal (None while it is high): closes after a while.
+    normal_since: Mapped[datetime | None] = mapped_column(default=None)
+    opened_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    closed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    message_zh: Mapped[str | None] = mapped_column(Text, default=None)
+    message_en: Mapped[str | None] = mapped_column(Text, default=None)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    merchant_count: Mapped[int] = mapped_column(Integer, default=0)
+    share: Mapped[float] = mapped_column(Float, default=0.0)
+    baseline: Mapped[float] = mapped_column(Float, default=0.0)
+    series: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    merchants: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class IncidentBaseline(Base):
+    """A failure code's or a channel's usual share of failures (`code:<c>`, `channel:<m>`),
+    a moving average over about a day that the detector keeps up when nothing is wrong."""
+
+    __tablename__ = "incident_baselines"
+
+    key: Mapped[str] = mapped_column(String(48), primary_key=True)
+    share: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IncidentAsker(Base):
+    """A chat that asked about a payment failure while an incident was open: told once when
+    it closes (`notified_at`)."""
+
+    __tablename__ = "incident_askers"
+    __table_args__ = (UniqueConstraint("incident_id", "conversation_id"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    asked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    notified_at: Mapped[datetime | None] = mapped_column(default=None)
+

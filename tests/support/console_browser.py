@@ -4,14 +4,39 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
 
+from tests.botapi import BotApiStub
 from tests.support.browser import PHONE
-from tests.support.console import PASSWORD, Server
+from tests.support.console import PASSWORD, Server, serve_console
+
+WEBHOOK_SECRET = "console-webhook-secret-0123456789"
 
 DESKTOP: ViewportSize = {"width": 1440, "height": 900}
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[BotApiStub]:
+    async with BotApiStub() as api:
+        yield api
+
+
+@pytest.fixture
+async def server(
+    stub: BotApiStub, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    async with serve_console(
+        tmp_path,
+        tmp_path_factory,
+        telegram_bot_token=stub.token,
+        telegram_api_url=stub.url,
+        telegram_webhook_secret=WEBHOOK_SECRET,
+        telegram_webhook_url="https://bot.example.com/telegram/webhook",
+    ) as running:
+        yield running
 
 
 OpenPage = Callable[..., Awaitable[Page]]

@@ -385,6 +385,13 @@
     }
     nodes.push(who);
 
+    (Array.isArray(ctx.incidents) ? ctx.incidents : []).forEach(function (line) {
+      var incident = el("p", "context__incident");
+      incident.setAttribute("role", "alert");
+      incident.appendChild(el("strong", null, t("inc_title") + ": "));
+      incident.appendChild(document.createTextNode(String(line)));
+      nodes.push(incident);
+    });
     if (ctx.summary) {
       var summary = el("p", "context__summary");
       summary.id = "context-summary";

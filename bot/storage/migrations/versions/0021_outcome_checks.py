@@ -2,7 +2,7 @@
 last_login_at
 
 Revision ID: 0021
-Revises: 0012
+Revises: 0020
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0021"
-down_revision = "0012"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
