@@ -20,9 +20,13 @@ from playwright.async_api import (
 from bot.settings import PROJECT_ROOT
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
+from tests.support import console_browser
 from tests.support.browser import CHROMIUM, ChatPage
 from tests.support.console import BIND_CODE, FAILED_ORDER, Server
 from tests.support.console_browser import Console, OpenPage
+
+# The console's browser fixtures (tests/support/console_browser.py), used by name.
+server, stub = console_browser.server, console_browser.stub
 
 SCREENSHOT = PROJECT_ROOT / "var" / "console.png"
 RATING_SCREENSHOT = PROJECT_ROOT / "var" / "webchat-rating.png"

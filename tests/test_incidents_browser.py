@@ -11,17 +11,21 @@ from playwright.async_api import expect
 
 from bot.incidents.job import IncidentDetector
 from bot.settings import PROJECT_ROOT
+from tests.support import console_browser
 from tests.support.browser import ChatPage
 from tests.support.console import BIND_CODE, FAILED_ORDER, Server
-from tests.support.console_browser import Console, OpenPage, server, stub  # noqa: F401
+from tests.support.console_browser import Console, OpenPage
 from tests.support.incidents import platform_burst
 from webhook_server import RUNTIME
+
+# The console's browser fixtures (tests/support/console_browser.py), used by name.
+server, stub = console_browser.server, console_browser.stub
 
 SCREENS = PROJECT_ROOT / "var" / "screens"
 
 
 async def test_an_incident_opens_from_a_burst_is_shown_to_everyone_and_closes(
-    server: Server,  # noqa: F811
+    server: Server,
     open_page: OpenPage,
 ) -> None:
     SCREENS.mkdir(parents=True, exist_ok=True)
