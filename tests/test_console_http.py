@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -41,6 +40,7 @@ from bot.storage.models import (
     RateEvent,
 )
 from bot.types import Label, Language
+from tests.support import console
 from tests.support.console import (
     BIND_CODE,
     FAILED_ORDER,
@@ -59,17 +59,8 @@ from tests.support.console import (
 )
 from tests.support.webchat import CSP
 
-
-@pytest.fixture
-async def server(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    async with serve_console(tmp_path, tmp_path_factory) as running:
-        yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+# The console tests' fixtures (tests/support/console.py), used by name.
+server, http = console.server, console.http
 
 
 def _context_of(page: str) -> str:

@@ -4,16 +4,14 @@ context card, the supervisor page shows it, and the supervisor closes it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import aiohttp
-import pytest
 from sqlalchemy import select
 
 from bot.storage.models import AuditEntry, Incident, IncidentAsker
 from bot.types import IncidentKind, IncidentStatus
+from tests.support import console
 from tests.support.console import (
     BIND_CODE,
     FAILED_ORDER,
@@ -21,20 +19,10 @@ from tests.support.console import (
     agent_session,
     asks_for_a_person,
     only,
-    serve_console,
 )
 
-
-@pytest.fixture
-async def server(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    async with serve_console(tmp_path, tmp_path_factory) as running:
-        yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+# The console tests' fixtures (tests/support/console.py), used by name.
+server, http = console.server, console.http
 
 
 ZH = "扫码支付通道故障，预计 30 分钟内恢复。"

@@ -262,3 +262,16 @@ def only(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def texts_seen_by(visitor: Visitor) -> list[str]:
     return [m["text"] for m in (await visitor.history())["messages"]]
+
+
+# The fixtures of a console test module: one console on the demo world, and a client session.
+@pytest.fixture
+async def server(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+    async with serve_console(tmp_path, tmp_path_factory) as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
