@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, inspect, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, inspect, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -44,7 +44,7 @@ from bot.dialogue.events import (
 )
 from bot.dialogue.turn import view_after
 from bot.escalation.service import HandoffService
-from bot.incidents.store import OpenIncident, note_askers, open_incidents
+from bot.incidents.store import ANY_OPEN, OpenIncident, note_askers, open_incidents
 from bot.outcomes.expected import WINDOWS
 from bot.privacy import mask_data, mask_pii
 from bot.storage.models import (
@@ -103,9 +103,10 @@ async def load(
     rate_limit: int,
 ) -> Loaded:
     """In one statement: the chat's conversation (locked on PostgreSQL against another
-    process), the writer's identity if known, and the messages the chat sent within the
-    rate window. A chat's first message creates its conversation (in `language`), and an
-    account's first message its identity, unless the chat is over `rate_limit`."""
+    process), the writer's identity if known, the messages the chat sent within the rate
+    window, and whether an incident is open (then a second read gets them). A chat's first
+    message creates its conversation (in `language`), and an account's first message its
+    identity, unless the chat is over `rate_limit`."""
     postgresql = session.get_bind().dialect.name == "postgresql"
     parameters = {
         "channel": message.channel,
@@ -114,8 +115,10 @@ async def load(
         "since": now - RATE_WINDOW,
     }
     row = (await session.execute(_LOAD[postgresql], parameters)).first()
+    any_incident = True  # a new conversation has not asked yet
     if row is not None:
         loaded = Loaded(row[0], row[1], int(row[2] or 0))
+        any_incident = bool(row[3])
     else:
         conversation = await new_conversation(
             session, message.channel, message.chat_id, now, language
@@ -123,7 +126,7 @@ async def load(
         loaded = Loaded(conversation, None, 0, created=True)
     if loaded.identity is None and loaded.recent_messages < rate_limit:
         loaded.identity = await identity_of(session, message.channel, message.user_id)
-    if loaded.recent_messages < rate_limit:
+    if any_incident and loaded.recent_messages < rate_limit:
         loaded.incidents = await open_incidents(session)
     return loaded
 
@@ -257,7 +260,10 @@ class TurnWriter:
             return await self._held(transcript, replies), transcript.queued
         if self.handoffs is not None and isinstance(first, ReturnedToBot) and first.from_people:
             return await self._left_people(transcript, ctx), transcript.queued
-        self._apply(session, conversation, identity, ctx.conversation, decision, now)
+        outcomes = self._apply(session, conversation, identity, ctx.conversation, decision, now)
+        if outcomes:
+            with session.no_autoflush:  # the conversation is written by `_save`, as below
+                await session.execute(_ADD_OUTCOMES, outcomes)
         for asked in decision.of(IncidentAsked):
             await note_askers(session, asked.incident_ids, conversation.id, now)
         if self.handoffs is not None:
@@ -298,8 +304,11 @@ class TurnWriter:
         view: ConversationView,
         decision: Decision,
         now: datetime,
-    ) -> None:
-        """The conversation's columns and the rows the events add."""
+    ) -> list[dict[str, Any]]:
+        """The conversation's columns and the rows the events add; the outcome checks are
+        returned, for one built-once insert (an ORM object would cost a flush per FAQ answer,
+        the most common turn)."""
+        outcomes: list[dict[str, Any]] = []
         after = view_after(view, decision)
         conversation.flow, conversation.flow_step = after.flow, after.flow_step
         conversation.slots = after.slots
@@ -335,15 +344,15 @@ class TurnWriter:
                     )
                 )
             elif isinstance(event, OutcomeExpected):
-                session.add(
-                    OutcomeCheck(
-                        conversation_id=conversation.id,
-                        kind=event.kind,
-                        topic=event.topic,
-                        subject=event.subject,
-                        started_at=now,
-                        due_at=now + WINDOWS[event.kind],
-                    )
+                outcomes.append(
+                    {
+                        "conversation_id": conversation.id,
+                        "kind": event.kind,
+                        "topic": event.topic,
+                        "subject": event.subject,
+                        "started_at": now,
+                        "due_at": now + WINDOWS[event.kind],
+                    }
                 )
             elif isinstance(event, Unanswered):
                 session.add(
@@ -356,6 +365,7 @@ class TurnWriter:
                         reason=event.reason,
                     )
                 )
+        return outcomes
 
     async def _people(
         self, transcript: _Transcript, ctx: Context, decision: Decision
@@ -406,7 +416,7 @@ def _load_statement(postgresql: bool) -> Any:
         .scalar_subquery()
     )
     query = (
-        select(Conversation, IdentityRow, recent)
+        select(Conversation, IdentityRow, recent, ANY_OPEN)
         .outerjoin(
             IdentityRow,
             and_(
@@ -432,6 +442,7 @@ _RECENT = (
 )
 
 _CONVERSATIONS = table_of(Conversation)
+_ADD_OUTCOMES = insert(table_of(OutcomeCheck))
 # Every column but the key: one written from the object, so a column added to the model later
 # is saved like the others instead of silently dropped.
 _SAVED = tuple(column.name for column in _CONVERSATIONS.columns if not column.primary_key)

@@ -72,6 +72,13 @@ _OPEN = (
 )
 
 
+# Whether any incident is open, as a column of the turn's one read (bot/turn_writer.py): almost
+# always false, so the turn reads the incidents themselves only while one is open.
+ANY_OPEN = (
+    select(Incident.id).where(Incident.status == IncidentStatus.OPEN).exists().label("incident")
+)
+
+
 async def open_incidents(session: AsyncSession) -> tuple[OpenIncident, ...]:
     """Every open incident, oldest first (one indexed read, `ix_incidents_status`)."""
     rows = await session.execute(_OPEN)
