@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -306,9 +307,16 @@ class OutcomeCheck(Base):
     platform shows the evidence or the deadline passes."""
 
     __tablename__ = "outcome_checks"
-    # The checker reads the pending ones in id order (keyset); the report reads by start.
+    # The checker reads the pending ones in id order (keyset), from an index of the pending
+    # rows alone (migration 0040: settled history never slows its first batch); the report
+    # reads by start.
     __table_args__ = (
-        Index("ix_outcome_checks_status_id", "status", "id"),
+        Index(
+            "ix_outcome_checks_pending",
+            "id",
+            postgresql_where=sql_text("status = 'pending'"),
+            sqlite_where=sql_text("status = 'pending'"),
+        ),
         Index("ix_outcome_checks_started", "started_at"),
     )
 
