@@ -34,6 +34,7 @@ from bot.channels.outbox import OutboxRelay, Sender
 from bot.channels.telegram import TelegramChannel
 from bot.channels.webchat import Limits, WebChat, WebChatFanout, WebChatHub
 from bot.console.views import AgentConsole
+from bot.escalation.assist import Assistant
 from bot.incidents.closing import ClosingNotices
 from bot.incidents.job import IncidentDetector
 from bot.logsafety import install_redaction
@@ -320,6 +321,9 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                 knowledge=bot.engine.knowledge,
                 bus=bot.bus,
                 on_incident_closed=closing.tell,
+                assistant=Assistant(
+                    lambda: (bot.engine.matcher, bot.engine.knowledge), bot.renderer
+                ),
             )
             webchat.attach(bot.engine, bot.sessions, hub)
             tasks = [

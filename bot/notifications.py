@@ -11,6 +11,10 @@ one (`PLATFORM_API_URL`) is called outside it (`bot.platform.outside.in_unit`). 
 for an order the bot already heard about at the same stage or further (a late `pending` after
 `paid`, a second `paid`) is stale, from the bot's own record of events, whatever the platform's
 order says: the chats are told once.
+
+A failed payment's event is also kept for incident detection (its merchant and channel from the
+gateway's answer, its failure code and attempt id), unless the platform's order is already
+past it: `bot.incidents.store.notified_failures` reads it back.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.delivery import record_outgoing
 from bot.platform import codec
 from bot.platform.gateway import AmountMismatch, PlatformGateway, PlatformRejected
-from bot.platform.models import Order, OrderStatus, StatusChange
+from bot.platform.models import FailureCode, Order, OrderStatus, StatusChange
 from bot.render import Renderer
 from bot.storage.models import Conversation, Identity, OrderWatch, PlatformEvent
 from bot.storage.runner import in_unit
@@ -116,6 +120,10 @@ class PaymentEvent(BaseModel):
     order_no: Annotated[StrictStr, AfterValidator(_order_no)]
     status: OrderStatus
     amount: codec.RequestAmount
+    # A failed payment may say why, and which attempt it was: incident detection counts it
+    # (once, when the platform's attempts list the same attempt id; decision record 0020).
+    failure_code: FailureCode | None = None
+    attempt_id: Annotated[StrictStr, AfterValidator(_event_id)] | None = None
 
     @classmethod
     def parse(cls, raw: Any) -> PaymentEvent:
@@ -164,7 +172,8 @@ class PaymentNotifier:
             raise
 
     async def _apply(self, session: AsyncSession, event: PaymentEvent) -> tuple[Applied, int]:
-        session.add(PlatformEvent(event_id=event.id, order_no=event.order_no, status=event.status))
+        claim = PlatformEvent(event_id=event.id, order_no=event.order_no, status=event.status)
+        session.add(claim)
         await session.flush()
         try:
             result = await self._gateway.record_payment_status(
@@ -176,6 +185,12 @@ class PaymentNotifier:
             raise EventError("rejected", "the platform refused the event", 422) from exc
         if result is None:
             raise EventError("unknown_order", "no such order", 422)
+        if event.status == OrderStatus.FAILED and result.change is not StatusChange.BEHIND:
+            # What the detector counts: whose order and which channel, as the platform says.
+            claim.merchant_id = result.order.merchant_id
+            claim.channel = result.order.method.value
+            claim.failure_code = event.failure_code.value if event.failure_code else None
+            claim.attempt_id = event.attempt_id
         if result.change is StatusChange.BEHIND or await self._heard_before(session, event):
             return Applied.STALE, 0
         if event.status != OrderStatus.PAID:

@@ -87,6 +87,7 @@ BROWSER_MODULES = frozenset({"test_console_browser", "test_webchat_browser"})
 HTTP_MODULES = frozenset(
     {
         "test_api_properties",
+        "test_assist_console",
         "test_attacks_console",
         "test_attacks_guess",
         "test_attacks_mask",
@@ -150,7 +151,7 @@ SLOW_TESTS = frozenset(
 def _tiers(item: pytest.Item) -> list[str]:
     module = item.path.stem
     fixtures = set(getattr(item, "fixturenames", ()))
-    if module in BROWSER_MODULES:
+    if module in BROWSER_MODULES or module.endswith("_browser"):
         tiers = ["browser"]
     elif module in HTTP_MODULES:
         tiers = ["http"]

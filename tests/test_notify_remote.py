@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from bot.incidents import store
 from bot.notifications import sign
 from bot.platform.http import HttpPlatform
-from bot.platform.models import OrderStatus
+from bot.platform.models import FailureCode, OrderStatus
 from bot.platform.tables import OrderRow
 from bot.settings import PROJECT_ROOT, Settings
 from bot.storage.models import Message, PlatformEvent
@@ -161,6 +163,30 @@ async def test_replays_and_late_events_change_nothing_on_either_side(
     assert len(await notices(client)) == told
     order = await platform.get_order(ORDER)
     assert order is not None and order.status is OrderStatus.PAID
+
+
+async def test_a_failed_payment_is_kept_for_incident_detection_as_the_platform_knows_it(
+    client: TestClient[Any, Any], platform: HttpPlatform
+) -> None:
+    """The merchant and the channel come from the platform's answer over the wire."""
+    failed = {
+        "id": "evt_failed",
+        "type": "payment.status",
+        "order_no": ORDER,
+        "status": "failed",
+        "amount": "15.50",
+        "failure_code": "network_timeout",
+        "attempt_id": "att-1",
+    }
+    assert (await post(client, json.dumps(failed).encode()))[1]["result"] == "applied"
+    order = await platform.get_order(ORDER)
+    assert order is not None
+    async with client.app[RUNTIME].bot.sessions() as session:
+        since = datetime.now(UTC) - timedelta(minutes=10)
+        seen = await store.notified_failures(session, since, 100)
+    assert [(a.merchant_id, a.channel, a.failure_code, a.attempt_id, a.order_no) for a in seen] == [
+        ("M001", order.method, FailureCode.NETWORK_TIMEOUT, "att-1", ORDER)
+    ]
 
 
 async def test_a_wrong_amount_or_an_unknown_order_is_refused_and_nothing_is_claimed(

@@ -19,7 +19,9 @@ from bot.channels.errors import json_error
 from bot.console.http import HEADERS, STATUS, fields, set_cookie
 from bot.console.live import HEARTBEAT_EVERY, LiveUpdates
 from bot.console.shaping import Shaper, local_time
+from bot.escalation.agent_actions import ConversationDetail
 from bot.escalation.agent_sessions import AgentSessions, Viewer
+from bot.escalation.assist import Assist, Assistant
 from bot.escalation.canned import load_canned
 from bot.escalation.incident_desk import IncidentDesk
 from bot.escalation.service import HandoffError, HandoffService
@@ -52,6 +54,7 @@ class _Attached:
     knowledge: Knowledge
     shaper: Shaper
     sessions: async_sessionmaker[AsyncSession]
+    assistant: Assistant | None = None
 
 
 class ConsoleBase:
@@ -98,15 +101,18 @@ class ConsoleBase:
         knowledge: Knowledge,
         bus: EventBus,
         on_incident_closed: Callable[[list[int]], Awaitable[int]] | None = None,
+        assistant: Assistant | None = None,
     ) -> None:
         """Called once the bot is open: the console gets its services and hears the bus;
-        `on_incident_closed`: who tells the chats when a supervisor closes an incident."""
+        `on_incident_closed`: who tells the chats when a supervisor closes an incident;
+        `assistant`: who drafts answers on the chat page (none: no drafts)."""
         self._attached = _Attached(
             handoffs,
             AgentSessions(sessions, hasher=self._hasher, clock=self._clock),
             knowledge,
             Shaper(knowledge, self._strings, self._zone),
             sessions,
+            assistant,
         )
         bus.subscribe(self._live.on_event)
         self._incident_desk = IncidentDesk(
@@ -141,6 +147,13 @@ class ConsoleBase:
     @property
     def _shaper(self) -> Shaper:
         return self._parts.shaper
+
+    def _assist(self, detail: ConversationDetail) -> dict[str, object]:
+        """The drafts for the chat's latest user message, as the chat page reads them."""
+        assistant = self._parts.assistant
+        if assistant is None:
+            return Assist(None, Language(detail.conversation.language)).to_json()
+        return assistant.suggest(detail).to_json()
 
     def _time(self, moment: datetime | None) -> str:
         return local_time(self._zone, moment)

@@ -132,6 +132,7 @@ class Pages(ConsoleBase):
             )
         agents = await self._service.agents()
         chat = self._shaper.chat(viewer, detail, self._language(request)[0], agents)
+        chat["assist"] = self._assist(detail)
         language = detail.conversation.language
         canned = [(reply.id, reply.text(language)) for reply in self._canned]
         others = [
@@ -231,9 +232,9 @@ class Pages(ConsoleBase):
         conversation_id = path_id(request, "conversation_id")
         detail = await self._service.detail(viewer.agent_id, conversation_id)
         agents = await self._service.agents()
-        return web.json_response(
-            self._shaper.chat(viewer, detail, self._language(request)[0], agents)
-        )
+        chat = self._shaper.chat(viewer, detail, self._language(request)[0], agents)
+        chat["assist"] = self._assist(detail)
+        return web.json_response(chat)
 
     async def _queue(self, viewer: Viewer) -> dict[str, Any]:
         entries = await self._service.queue(viewer.agent_id)

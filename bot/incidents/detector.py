@@ -1,10 +1,11 @@
 """Deciding whether a failure code or a channel fails far more than usual: pure functions.
 
 `measure` counts the latest window of payment attempts (from the platform's
-`recent_payment_attempts`, and the failed payment events the platform notified) per failure code
-and per channel; `decide` compares each share of failures with its baseline and returns typed
-changes (`Opened`, `Updated`, `Closed`, `BaselineMoved`) that `bot.incidents.store` writes in
-one transaction. Nothing here reads a clock or a database, so tests give it the numbers.
+`recent_payment_attempts`, and the failed payment events the platform notified that it does not
+list, `unreported`) per failure code and per channel; `decide` compares each share of failures
+with its baseline and returns typed changes (`Opened`, `Updated`, `Closed`, `BaselineMoved`)
+that `bot.incidents.store` writes in one transaction. Nothing here reads a clock or a
+database, so tests give it the numbers.
 
 A key's share: failures with that code among all attempts of the window (a code), or failed
 attempts among the channel's attempts (a channel). It is elevated when the share is at least
@@ -16,7 +17,7 @@ least `min_failures` such failures from at least `min_merchants` merchants.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -221,6 +222,45 @@ def decide(
         if old is None or new != old:
             changes.append(BaselineMoved(key, new))
     return Verdict(tuple(changes))
+
+
+def unreported(
+    attempts: Sequence[AttemptSeen], notified: Iterable[AttemptSeen]
+) -> list[AttemptSeen]:
+    """The notified failures the platform's attempts do not already hold, each once.
+
+    One attempt is one count whichever source reports it: a notified failure with an attempt
+    id is dropped when the platform listed that id, or listed a failure of the same order with
+    no id at all (a platform that does not name its attempts); one without an id is dropped
+    when the platform listed any failure of its order. Two events naming the same attempt (or,
+    without ids, the same order) count once."""
+    ids = {a.attempt_id for a in attempts if a.attempt_id is not None}
+    failed_orders = {
+        a.order_no for a in attempts if a.status is AttemptStatus.FAILED and a.order_no
+    }
+    unnamed_orders = {
+        a.order_no
+        for a in attempts
+        if a.status is AttemptStatus.FAILED and a.order_no and a.attempt_id is None
+    }
+    kept: list[AttemptSeen] = []
+    counted: set[str] = set()
+    for failure in notified:
+        key = (
+            f"attempt:{failure.attempt_id}"
+            if failure.attempt_id is not None
+            else f"order:{failure.order_no}"
+        )
+        if key in counted:
+            continue
+        counted.add(key)
+        if failure.attempt_id is not None:
+            if failure.attempt_id in ids or failure.order_no in unnamed_orders:
+                continue
+        elif failure.order_no in failed_orders:
+            continue
+        kept.append(failure)
+    return kept
 
 
 def observed_keys(attempts: Iterable[AttemptSeen], now: datetime, window: timedelta) -> set[str]:

@@ -2,12 +2,13 @@
 
 Every `incident_interval_seconds` the job asks the platform for the payment attempts of the
 last `incident_window_minutes` (outside any transaction: a remote platform may take seconds),
-measures them, and then, in one short transaction, reads the baselines and open incidents,
-decides (`bot.incidents.detector.decide`) and writes the verdict (`bot.incidents.store`). On
-PostgreSQL the transaction first takes a transaction-scoped advisory lock without waiting: a
-process that does not get it leaves the run to the one that did; and a run within half an
-interval of the last one (another process's) is skipped, so the baselines move once per
-interval however many servers run.
+then, in one short transaction, reads the baselines and open incidents, adds the failed
+payments the platform notified in the window that its attempts do not already hold
+(`detector.unreported`), measures, decides (`bot.incidents.detector.decide`) and writes the
+verdict (`bot.incidents.store`). On PostgreSQL the transaction first takes a
+transaction-scoped advisory lock without waiting: a process that does not get it leaves the
+run to the one that did; and a run within half an interval of the last one (another
+process's) is skipped, so the baselines move once per interval however many servers run.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.incidents import store
-from bot.incidents.detector import Opened, Rules, decide, measure, observed_keys
+from bot.incidents.detector import Opened, Rules, decide, measure, observed_keys, unreported
 from bot.platform.gateway import MAX_RECENT_ATTEMPTS, PlatformError, PlatformGateway
 from bot.settings import Settings
 
@@ -65,11 +66,8 @@ class IncidentDetector:
 
     async def run_once(self) -> RunResult:
         now = self.clock()
-        attempts = await self.gateway.recent_payment_attempts(
-            now - self.rules.window, limit=MAX_RECENT_ATTEMPTS
-        )
-        signals = measure(attempts, now, self.rules.window)
-        observed = observed_keys(attempts, now, self.rules.window)
+        since = now - self.rules.window
+        attempts = await self.gateway.recent_payment_attempts(since, limit=MAX_RECENT_ATTEMPTS)
         async with self.sessions() as session, session.begin():
             postgresql = session.get_bind().dialect.name == "postgresql"
             if postgresql and not (await session.execute(_TRY_LOCK)).scalar():
@@ -81,6 +79,10 @@ class IncidentDetector:
                 and (now - last) < timedelta(seconds=self.interval / 2)
             ):
                 return RunResult(False)
+            notified = await store.notified_failures(session, since, MAX_RECENT_ATTEMPTS)
+            counted = [*attempts, *unreported(attempts, notified)]
+            signals = measure(counted, now, self.rules.window)
+            observed = observed_keys(counted, now, self.rules.window)
             verdict = decide(signals, baselines, open_states, now, self.rules, observed=observed)
             closed = await store.write_verdict(session, verdict, now)
         opened = len(verdict.of(Opened))
@@ -88,7 +90,7 @@ class IncidentDetector:
             log.info("incidents: %d opened, %d closed", opened, len(closed))
         if closed and self.on_closed is not None:
             await self.on_closed(closed)
-        return RunResult(True, opened, tuple(closed), len(attempts))
+        return RunResult(True, opened, tuple(closed), len(counted))
 
     async def keep_running(self) -> None:
         """The server's task: one run every interval, the first after one interval (the

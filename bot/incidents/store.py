@@ -1,6 +1,7 @@
 """The incidents' SQL: the one module that reads and writes `incidents`, `incident_baselines`
 and `incident_askers` (the detector's verdicts, a supervisor's open and close, the open
-incidents a turn shows, the chats to tell when one closes)."""
+incidents a turn shows, the chats to tell when one closes), and reads the failed payments the
+platform notified (`platform_events`, written by `bot.notifications`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.incidents.detector import (
@@ -20,7 +21,8 @@ from bot.incidents.detector import (
     Updated,
     Verdict,
 )
-from bot.storage.models import Incident, IncidentAsker, IncidentBaseline
+from bot.platform.models import AttemptSeen, AttemptStatus, FailureCode, Method
+from bot.storage.models import Incident, IncidentAsker, IncidentBaseline, PlatformEvent
 from bot.storage.unit import insert_once
 from bot.types import IncidentKind, IncidentStatus, Language
 
@@ -83,6 +85,51 @@ async def open_incidents(session: AsyncSession) -> tuple[OpenIncident, ...]:
     """Every open incident, oldest first (one indexed read, `ix_incidents_status`)."""
     rows = await session.execute(_OPEN)
     return tuple(OpenIncident(*row) for row in rows.all())
+
+
+_NOTIFIED = (
+    select(
+        PlatformEvent.merchant_id,
+        PlatformEvent.channel,
+        PlatformEvent.received_at,
+        PlatformEvent.failure_code,
+        PlatformEvent.attempt_id,
+        PlatformEvent.order_no,
+    )
+    # The partial index ix_platform_events_failed_at (migration 0040) holds exactly these; the
+    # status is written out, not bound, so that a generic plan on PostgreSQL may read it.
+    .where(
+        PlatformEvent.status == literal_column("'failed'"),
+        PlatformEvent.received_at >= bindparam("since"),
+    )
+    .order_by(PlatformEvent.received_at.desc())
+    .limit(bindparam("limit"))
+)
+
+
+async def notified_failures(
+    session: AsyncSession, since: datetime, limit: int
+) -> list[AttemptSeen]:
+    """The failed payments the platform's signed notifications reported since `since`, newest
+    first, as attempts (at: when the event came). Events from before migration 0040, or past
+    their order on the platform, carry no merchant and are left out."""
+    rows = await session.execute(_NOTIFIED, {"since": since, "limit": limit})
+    seen = []
+    for merchant, channel, at, code, attempt_id, order_no in rows.all():
+        if merchant is None or channel is None:
+            continue
+        seen.append(
+            AttemptSeen(
+                merchant,
+                Method(channel),
+                AttemptStatus.FAILED,
+                at,
+                FailureCode(code) if code else None,
+                attempt_id,
+                order_no,
+            )
+        )
+    return seen
 
 
 async def detector_state(

@@ -251,6 +251,8 @@ class AttemptSeenWire(_Wire):
     status: AttemptStatus
     at: Moment
     failure_code: FailureCode | None = None
+    attempt_id: StrictStr | None = None
+    order_no: StrictStr | None = None
 
     def domain(self) -> AttemptSeen:
         return AttemptSeen(**self.fields())

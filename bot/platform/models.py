@@ -116,6 +116,10 @@ class AttemptSeen:
     status: AttemptStatus
     at: datetime
     failure_code: FailureCode | None = None
+    # The platform's id of the attempt and its order, when it says: how an attempt that a
+    # payment notification also reported is counted once (`bot.incidents.detector.unreported`).
+    attempt_id: str | None = None
+    order_no: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

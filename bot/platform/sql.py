@@ -196,6 +196,8 @@ class SqlPlatform:
                     AttemptRow.status,
                     AttemptRow.at,
                     AttemptRow.failure_code,
+                    AttemptRow.id,
+                    AttemptRow.order_no,
                 )
                 .join(OrderRow, OrderRow.order_no == AttemptRow.order_no)
                 .where(AttemptRow.at >= since)
@@ -209,8 +211,10 @@ class SqlPlatform:
                     AttemptStatus(status),
                     at,
                     FailureCode(code) if code else None,
+                    str(attempt_id),
+                    order_no,
                 )
-                for merchant, method, status, at, code in rows.all()
+                for merchant, method, status, at, code, attempt_id, order_no in rows.all()
             ]
 
     async def create_payment_link(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -278,14 +279,31 @@ class WebChatSession(Base):
 
 
 class PlatformEvent(Base):
-    """Payment events from the platform already applied: a replay changes nothing."""
+    """Payment events from the platform already applied: a replay changes nothing.
+
+    A failed payment also keeps what incident detection counts (migration 0040): the order's
+    merchant and channel as the gateway answered, the failure code and the platform's attempt
+    id the event named (`bot.incidents.store.notified_failures`)."""
 
     __tablename__ = "platform_events"
+    # The detector reads the failures notified in its window, and nothing else, by time.
+    __table_args__ = (
+        Index(
+            "ix_platform_events_failed_at",
+            "received_at",
+            postgresql_where=sql_text("status = 'failed'"),
+            sqlite_where=sql_text("status = 'failed'"),
+        ),
+    )
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     order_no: Mapped[str] = mapped_column(String(18), index=True)
     status: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    merchant_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    channel: Mapped[str | None] = mapped_column(String(16), default=None)
+    failure_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    attempt_id: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class OrderWatch(Base):
@@ -306,9 +324,16 @@ class OutcomeCheck(Base):
     platform shows the evidence or the deadline passes."""
 
     __tablename__ = "outcome_checks"
-    # The checker reads the pending ones in id order (keyset); the report reads by start.
+    # The checker reads the pending ones in id order (keyset), from an index of the pending
+    # rows alone (migration 0040: settled history never slows its first batch); the report
+    # reads by start.
     __table_args__ = (
-        Index("ix_outcome_checks_status_id", "status", "id"),
+        Index(
+            "ix_outcome_checks_pending",
+            "id",
+            postgresql_where=sql_text("status = 'pending'"),
+            sqlite_where=sql_text("status = 'pending'"),
+        ),
         Index("ix_outcome_checks_started", "started_at"),
     )
 

@@ -210,11 +210,13 @@
       }
     });
     document.addEventListener("click", function (event) {
-      var target = event.target instanceof Element ? event.target.closest("[data-canned]") : null;
+      var target =
+        event.target instanceof Element ? event.target.closest("[data-canned], [data-draft]") : null;
       if (!target) return;
       var input = document.getElementById("reply-text");
       if (!input) return;
-      input.value = target.dataset.canned || "";
+      // A canned reply or a suggested answer becomes a draft the agent edits before sending.
+      input.value = (has(target.dataset, "draft") ? target.dataset.draft : target.dataset.canned) || "";
       input.focus();
     });
   }
@@ -450,6 +452,33 @@
     box.replaceChildren.apply(box, nodes);
   }
 
+  /** The suggested answers for the user's latest message; the reply box is left alone. */
+  function renderAssist(assist) {
+    var box = document.getElementById("assist");
+    if (!box || !assist) return;
+    box.dataset.message = assist.message_id ? String(assist.message_id) : "";
+    var suggestions = Array.isArray(assist.suggestions) ? assist.suggestions : [];
+    var nodes = suggestions.map(function (s) {
+      var kind = token(s.kind);
+      var item = el("button", "chip chip--button assist__item assist__item--" + kind);
+      item.type = "button";
+      item.dataset.draft = String(s.text || "");
+      item.dataset.kind = kind;
+      item.title = String(s.text || "");
+      if (s.kind === "incident") {
+        item.textContent = t("assist_incident");
+      } else {
+        item.dataset.entry = String(s.entry_id || "");
+        item.dataset.score = String(s.score);
+        item.appendChild(document.createTextNode(String(s.title || "") + " "));
+        item.appendChild(el("span", "assist__meta", s.entry_id + " · " + t("assist_score") + " " + s.score));
+      }
+      return item;
+    });
+    if (!nodes.length) nodes.push(el("span", "muted assist__none", t("assist_none")));
+    box.replaceChildren.apply(box, nodes);
+  }
+
   function renderNotes(notes) {
     var list = document.getElementById("notes");
     if (!list) return;
@@ -479,6 +508,7 @@
     renderTranscript(Array.isArray(chat.messages) ? chat.messages : []);
     renderContext(chat.context);
     renderNotes(Array.isArray(chat.notes) ? chat.notes : []);
+    renderAssist(chat.assist);
     if (h) {
       Array.prototype.forEach.call(document.querySelectorAll("form[data-handoff-action]"), function (form) {
         form.action = "/agent/api/handoffs/" + Number(h.id) + "/" + form.dataset.handoffAction;
