@@ -317,7 +317,7 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
             console.attach(
                 handoffs=bot.handoffs,
                 sessions=bot.sessions,
-                knowledge=bot.engine.knowledge,
+                knowledge=bot.knowledge,
                 bus=bot.bus,
                 on_incident_closed=closing.tell,
             )
@@ -333,6 +333,7 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                     ),
                     name="outcome-checks",
                 ),
+                asyncio.create_task(bot.knowledge.keep_fresh(), name="knowledge"),
                 asyncio.create_task(
                     IncidentDetector(
                         bot.sessions, bot.gateway, settings, on_closed=closing.tell

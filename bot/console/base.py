@@ -24,6 +24,7 @@ from bot.escalation.canned import load_canned
 from bot.escalation.incident_desk import IncidentDesk
 from bot.escalation.service import HandoffError, HandoffService
 from bot.faq.knowledge import Knowledge
+from bot.faq.live import LiveKnowledge
 from bot.platform.gateway import MerchantNotActive, PlatformRejected, PlatformUnavailable
 from bot.render import Renderer
 from bot.settings import Settings
@@ -49,9 +50,14 @@ class _Attached:
 
     handoffs: HandoffService
     agents: AgentSessions
-    knowledge: Knowledge
+    live: LiveKnowledge
     shaper: Shaper
     sessions: async_sessionmaker[AsyncSession]
+
+    @property
+    def knowledge(self) -> Knowledge:
+        """The published knowledge, as the bot in this process answers from it now."""
+        return self.live.knowledge
 
 
 class ConsoleBase:
@@ -95,7 +101,7 @@ class ConsoleBase:
         *,
         handoffs: HandoffService,
         sessions: async_sessionmaker[AsyncSession],
-        knowledge: Knowledge,
+        knowledge: LiveKnowledge,
         bus: EventBus,
         on_incident_closed: Callable[[list[int]], Awaitable[int]] | None = None,
     ) -> None:
@@ -105,13 +111,14 @@ class ConsoleBase:
             handoffs,
             AgentSessions(sessions, hasher=self._hasher, clock=self._clock),
             knowledge,
-            Shaper(knowledge, self._strings, self._zone),
+            Shaper(lambda: knowledge.knowledge, self._strings, self._zone),
             sessions,
         )
         bus.subscribe(self._live.on_event)
         self._incident_desk = IncidentDesk(
             sessions, clock=self._clock, on_closed=on_incident_closed
         )
+
 
     async def close(self) -> None:
         await self._live.close()
