@@ -22,6 +22,7 @@ from bot.console.shaping import Shaper, local_time
 from bot.escalation.agent_sessions import AgentSessions, Viewer
 from bot.escalation.canned import load_canned
 from bot.escalation.incident_desk import IncidentDesk
+from bot.escalation.knowledge_desk import KnowledgeDesk
 from bot.escalation.service import HandoffError, HandoffService
 from bot.faq.knowledge import Knowledge
 from bot.faq.live import LiveKnowledge
@@ -118,7 +119,9 @@ class ConsoleBase:
         self._incident_desk = IncidentDesk(
             sessions, clock=self._clock, on_closed=on_incident_closed
         )
-
+        self._knowledge_desk = KnowledgeDesk(
+            sessions, knowledge, bus, self._settings.kb_eval_dir, clock=self._clock
+        )
 
     async def close(self) -> None:
         await self._live.close()
@@ -144,6 +147,11 @@ class ConsoleBase:
     def _incidents(self) -> IncidentDesk:
         assert self._attached is not None, "AgentConsole used before attach()"
         return self._incident_desk
+
+    @property
+    def _desk(self) -> KnowledgeDesk:
+        assert self._attached is not None, "AgentConsole used before attach()"
+        return self._knowledge_desk
 
     @property
     def _shaper(self) -> Shaper:
