@@ -224,3 +224,26 @@ async def test_only_a_supervisor_with_a_csrf_token_changes_the_knowledge(
             assert response.status == 303
     async with server.sessions() as session:
         assert await store.count(session) == 1
+
+
+async def test_a_draft_made_before_another_publish_is_refused(kb_server: Server) -> None:
+    server = kb_server
+    await server.add_agent("老王", supervisor=True)
+    async with agent_session(server.base) as boss:
+        assert await boss.login("老王") == 303
+        drafts = []
+        for text in (NEW_QUESTION, "蓝鲸套餐在哪里开通"):
+            status, body = await boss.post(
+                "/agent/api/knowledge/drafts", kind="phrasings", label=TARGET.value, texts=text
+            )
+            assert status == 200, body
+            drafts.append(body["draft"])
+        status, body = await boss.post(f"/agent/api/knowledge/versions/{drafts[0]}/publish")
+        assert status == 200, body
+        # Publishing the second would silently undo the first: it must be drafted again.
+        status, body = await boss.post(f"/agent/api/knowledge/versions/{drafts[1]}/publish")
+        assert status == 409 and body["error"]["code"] == "conflict"
+        status, page = await boss.page(f"/agent/knowledge/versions/{drafts[1]}")
+        assert 'id="stale"' in page and 'id="publish-form"' not in page
+    async with server.sessions() as session:
+        assert await store.published_id(session) == drafts[0]

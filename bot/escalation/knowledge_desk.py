@@ -260,9 +260,18 @@ class KnowledgeDesk:
             raise KnowledgeRefused(problems)
         now = self._clock()
         async with self._sessions() as session, session.begin():
-            await store.publish(
-                session, version_id, by=viewer.name, agent_id=viewer.agent_id, now=now
+            published = await store.publish(
+                session,
+                version_id,
+                by=viewer.name,
+                agent_id=viewer.agent_id,
+                now=now,
+                only_over=None if page["ever_published"] else page["base_id"],
             )
+            if not published:
+                raise HandoffError(
+                    "conflict", "another version was published since this draft; draft again"
+                )
             await self._bus.emit(session, KnowledgePublished(version_id))
 
     @staticmethod

@@ -20,8 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.faq.files import Files, digest
 from bot.storage.models import AuditEntry, KnowledgePublication, KnowledgeVersion
 
-# pg_advisory_xact_lock key for the first import ("kb" in ASCII, then 1).
+# pg_advisory_xact_lock keys: the first import, and publishing ("kb" in ASCII, then 1 or 2).
 _FIRST_IMPORT_LOCK = 0x6B6201
+_PUBLISH_LOCK = 0x6B6202
+
+
+async def _lock(session: AsyncSession, key: int) -> None:
+    """One transaction at a time past this point (PostgreSQL; SQLite writes one at a time)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +100,17 @@ async def publish(
     agent_id: int | None = None,
     now: datetime | None = None,
     audit: bool = True,
-) -> None:
+    only_over: int | None = None,
+) -> bool:
     """Make `version_id` the published version (the caller emits the event); audited unless
-    it is the first start's import, which no one did (its publication row says "files")."""
+    it is the first start's import, which no one did (its publication row says "files").
+    With `only_over`, only while that version is the published one (a draft over its base:
+    False when another was published meanwhile, and nothing is written)."""
     moment = now or datetime.now(UTC)
+    await _lock(session, _PUBLISH_LOCK)
     before = await published_id(session)
+    if only_over is not None and before != only_over:
+        return False
     row = await session.get(KnowledgeVersion, version_id)
     assert row is not None, f"no knowledge version {version_id}"
     session.add(KnowledgePublication(version_id=version_id, published_at=moment, published_by=by))
@@ -105,6 +118,7 @@ async def publish(
         detail = {"version": version_id, "previous": before, "by": by, "note": row.note}
         session.add(AuditEntry(agent_id=agent_id, action="kb_published", detail=detail, at=moment))
     await session.flush()
+    return True
 
 
 async def ensure_first(
@@ -113,17 +127,12 @@ async def ensure_first(
     """The published version's id, importing `files` as version 1 when there is none yet
     (`check` raises when they may not be used)."""
     async with sessions() as session, session.begin():
-        if session.get_bind().dialect.name == "postgresql":
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FIRST_IMPORT_LOCK}
-            )
+        await _lock(session, _FIRST_IMPORT_LOCK)
         current = await published_id(session)
         if current is not None:
             return current
         check(files)
-        version_id = await create(
-            session, files, by="files", source="files", note="knowledge/"
-        )
+        version_id = await create(session, files, by="files", source="files", note="knowledge/")
         await publish(session, version_id, by="files", audit=False)
         return version_id
 
