@@ -318,7 +318,7 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
             console.attach(
                 handoffs=bot.handoffs,
                 sessions=bot.sessions,
-                knowledge=bot.engine.knowledge,
+                knowledge=bot.knowledge,
                 bus=bot.bus,
                 on_incident_closed=closing.tell,
                 assistant=Assistant(
@@ -337,6 +337,7 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
                     ),
                     name="outcome-checks",
                 ),
+                asyncio.create_task(bot.knowledge.keep_fresh(), name="knowledge"),
                 asyncio.create_task(
                     IncidentDetector(
                         bot.sessions, bot.gateway, settings, on_closed=closing.tell

@@ -8,13 +8,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.engine import Engine, EngineMetrics
 from bot.escalation.hours import BusinessHours
 from bot.escalation.service import HandoffService
-from bot.faq.knowledge import Knowledge, load_valid_knowledge
+from bot.faq.knowledge import Knowledge
+from bot.faq.live import LiveKnowledge
 from bot.nlu.matcher import Matcher, MatcherConfig
 from bot.platform.gateway import PlatformGateway
 from bot.platform.http import HttpPlatform
@@ -48,6 +50,7 @@ class Bot:
     sessions: async_sessionmaker[AsyncSession]
     handoffs: HandoffService
     bus: EventBus
+    knowledge: LiveKnowledge
 
 
 def build_notifier(settings: Settings) -> Notifier:
@@ -135,32 +138,36 @@ async def open_bot(
     pushed_channels: frozenset[str] = frozenset(),
     metrics: EngineMetrics | None = None,
 ) -> AsyncIterator[Bot]:
-    """The ready engine on an upgraded database; the database is closed on exit."""
-    knowledge = load_valid_knowledge(settings.knowledge_dir)
-    matcher = build_matcher(settings, knowledge)
+    """The ready engine on an upgraded database, answering from the published knowledge
+    (`knowledge/` imported as its first version on the first start); the database is closed
+    on exit."""
     renderer = Renderer()
     db = create_engine(settings.database_url, settings)
     try:
         if migrate:
             await upgrade(db)
         sessions = session_factory(db)
+        live = LiveKnowledge(sessions, partial(build_matcher, settings))
+        published = await live.start(settings.knowledge_dir)
         gateway = build_gateway(settings, sessions, renderer)
         bus = EventBus(settings.database_url)
         await bus.start()
+        bus.subscribe(live.on_event)
         handoffs = build_handoffs(settings, sessions, renderer, gateway, bus, pushed_channels)
         engine = Engine(
             settings=settings,
             sessions=sessions,
-            knowledge=knowledge,
-            matcher=matcher,
+            knowledge=published.knowledge,
+            matcher=published.matcher,
             renderer=renderer,
             gateway=gateway,
             relay_channels=relay_channels,
             metrics=metrics,
             handoffs=handoffs,
         )
+        live.on_swap(lambda version: engine.use_knowledge(version.knowledge, version.matcher))
         try:
-            yield Bot(settings, db, engine, gateway, renderer, sessions, handoffs, bus)
+            yield Bot(settings, db, engine, gateway, renderer, sessions, handoffs, bus, live)
         finally:
             await bus.close()
             remote = remote_platform(gateway)

@@ -22,12 +22,13 @@ from typing import TypeVar
 
 from argon2 import PasswordHasher
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import Bot, build_matcher, open_bot
 from bot.channels.terminal import run_terminal
 from bot.escalation import login_guard
 from bot.faq.knowledge import KnowledgeError, load_knowledge, load_valid_knowledge
+from bot.faq.transfer import export_published, import_folder
 from bot.nlu.evaluate import evaluate, format_report, read_items
 from bot.outcomes.report import OutcomeReport, outcome_report, parse_period
 from bot.outcomes.report import format_report as format_outcomes
@@ -35,6 +36,7 @@ from bot.platform.server import run_platform_server
 from bot.platform.world import World, load_world, read_world
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
+from bot.storage.events import EventBus
 from bot.storage.models import Agent, AgentDevice, AgentSession, AuditEntry
 
 T = TypeVar("T")
@@ -64,12 +66,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_kb_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    knowledge = load_knowledge(settings.knowledge_dir)
+    folder = Path(args.dir) if args.dir else settings.knowledge_dir
+    knowledge = load_knowledge(folder)
     for problem in knowledge.problems:
-        print(
-            f"{settings.knowledge_dir / problem.file}:{problem.line}: {problem.message}",
-            file=sys.stderr,
-        )
+        print(f"{folder / problem.file}:{problem.line}: {problem.message}", file=sys.stderr)
     if knowledge.problems:
         print(f"{len(knowledge.problems)} problem(s) found", file=sys.stderr)
         return 1
@@ -78,6 +78,54 @@ def cmd_kb_check(args: argparse.Namespace) -> int:
         f"{len(knowledge.phrasings)} phrasings, {len(knowledge.synonyms)} synonym groups"
     )
     return 0
+
+
+def _on_database(
+    settings: Settings, work: Callable[[async_sessionmaker[AsyncSession], EventBus], Awaitable[T]]
+) -> T:
+    """Run `work(sessions, bus)` on the upgraded database, without building the bot."""
+
+    async def run() -> T:
+        db = create_engine(settings.database_url, settings)
+        bus = EventBus(settings.database_url)
+        try:
+            await upgrade(db)
+            await bus.start()
+            return await work(session_factory(db), bus)
+        finally:
+            await bus.close()
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def cmd_kb_export(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    target = Path(args.dir)
+
+    async def work(sessions: async_sessionmaker[AsyncSession], _bus: EventBus) -> int:
+        version_id, written = await export_published(sessions, settings.knowledge_dir, target)
+        print(f"version {version_id}: {len(written)} files written to {target}")
+        return 0
+
+    return _on_database(settings, work)
+
+
+def cmd_kb_import(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    folder = Path(args.dir)
+
+    async def work(sessions: async_sessionmaker[AsyncSession], bus: EventBus) -> int:
+        imported = await import_folder(
+            sessions, bus, folder, by=args.by, knowledge_dir=settings.knowledge_dir
+        )
+        if imported.new:
+            print(f"version {imported.version_id} published from {folder}")
+        else:
+            print(f"{folder} is the published version {imported.version_id} already")
+        return 0
+
+    return _on_database(settings, work)
 
 
 def cmd_nlu_parse(args: argparse.Namespace) -> int:
@@ -484,7 +532,16 @@ def build_parser() -> argparse.ArgumentParser:
     kb = commands.add_parser("kb", help="knowledge base").add_subparsers(
         dest="kb_command", required=True
     )
-    kb.add_parser("check", help="validate the knowledge files").set_defaults(func=cmd_kb_check)
+    check = kb.add_parser("check", help="validate the knowledge files")
+    check.add_argument("--dir", help="the folder to check (default: the knowledge folder)")
+    check.set_defaults(func=cmd_kb_check)
+    export = kb.add_parser("export", help="write the published version as YAML files into DIR")
+    export.add_argument("dir")
+    export.set_defaults(func=cmd_kb_export)
+    imports = kb.add_parser("import", help="check the YAML files in DIR and publish them")
+    imports.add_argument("dir")
+    imports.add_argument("--by", default="cli", help="who imports (kept in the version's audit)")
+    imports.set_defaults(func=cmd_kb_import)
 
     nlu = commands.add_parser("nlu", help="language understanding").add_subparsers(
         dest="nlu_command", required=True

@@ -101,6 +101,18 @@ class Engine:
         )
         self.writer = TurnWriter(handoffs)
 
+    def use_knowledge(self, knowledge: Knowledge, matcher: Matcher) -> None:
+        """Answer from another knowledge version from the next turn on (`bot/faq/live.py`).
+        Synchronous, so no turn sees the new knowledge with the old matcher: a turn reads
+        both between two awaits."""
+        decider = Decider(
+            knowledge=knowledge,
+            matcher=matcher,
+            router=self.router,
+            people=self.handoffs is not None,
+        )
+        self.knowledge, self.matcher, self.decider = knowledge, matcher, decider
+
     async def handle(self, message: IncomingMessage) -> list[Reply]:
         """Handle one inbound message once; a redelivered message returns no replies.
 

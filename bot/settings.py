@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="PostgreSQL: seconds a statement may run at most."
     )
     knowledge_dir: Path = Field(default=PROJECT_ROOT / "knowledge")
+    # The NLU sets (`nlu_*.jsonl`) a console draft is previewed on; unset or missing, the
+    # preview has no sets to show (decision record 0022).
+    kb_eval_dir: Path | None = Field(default=PROJECT_ROOT / "tests" / "data")
     default_language: Language = Language.ZH
     timezone: str = "Asia/Shanghai"
     # The matcher's calibrated cut-offs; see bot/nlu/matcher.py and benchmarks/README.md.

@@ -82,7 +82,9 @@ hypothesis_settings.load_profile(
 # file needs no marker lines of its own (a module may still add `slow` to a test it knows is).
 # `make test-fast` runs `-m "not browser and not postgres and not slow"`.
 
-BROWSER_MODULES = frozenset({"test_console_browser", "test_webchat_browser"})
+BROWSER_MODULES = frozenset(
+    {"test_console_browser", "test_knowledge_browser", "test_webchat_browser"}
+)
 # Modules whose tests talk over sockets: an aiohttp server, the Bot API stand-in, a subprocess.
 HTTP_MODULES = frozenset(
     {
@@ -99,6 +101,7 @@ HTTP_MODULES = frozenset(
         "test_cli",
         "test_client_address",
         "test_console_http",
+        "test_knowledge_console",
         "test_contract",
         "test_faults",
         "test_load",

@@ -25,7 +25,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.settings import PROJECT_ROOT
+from bot.types import Label
 from tests.support.common import TEST_DATABASE_URL
+from tests.support.knowledge import NEW_QUESTION, TARGET, answered_by, write_sets
 from tests.support.serve import serving
 
 pytestmark = pytest.mark.skipif(
@@ -65,10 +67,14 @@ def _env(database_url: str) -> dict[str, str]:
 @pytest.fixture
 async def servers(database: str, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
     env = _env(database)
+    # Small NLU sets, so publishing a draft previews in a moment.
+    env["KB_EVAL_DIR"] = str(
+        write_sets(tmp_path / "sets", {"test": [("怎么提现", Label.WITHDRAW_HOW)]})
+    )
     cli = [sys.executable, "-m", "bot.cli"]
-    for name in ("alice", "bob"):
+    for name, *flags in (("alice",), ("bob",), ("boss", "--supervisor")):
         subprocess.run(
-            [*cli, "agent", "add", name],
+            [*cli, "agent", "add", name, *flags],
             input=PASSWORD + "\n",
             text=True,
             env=env,
@@ -206,3 +212,36 @@ async def test_two_processes_behave_as_one(servers: tuple[str, str]) -> None:
         finally:
             await alice.close()
             await bob.close()
+
+
+async def test_publishing_in_one_process_answers_in_the_other(servers: tuple[str, str]) -> None:
+    a, b = servers
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{b}/api/chat/sessions") as response:
+            auth = {"Authorization": f"Bearer {(await response.json())['token']}"}
+
+        async def ask_b() -> str | None:
+            async with http.post(
+                f"{b}/api/chat/messages", json={"text": NEW_QUESTION}, headers=auth
+            ) as response:
+                return answered_by((await response.json())["replies"])
+
+        assert await ask_b() is None
+        boss = Agent(a)
+        try:
+            await boss.login("boss")
+            status, body = await boss.post(
+                "/agent/api/knowledge/drafts",
+                kind="phrasings",
+                label=TARGET.value,
+                texts=NEW_QUESTION,
+            )
+            assert status == 200, body
+            status, body = await boss.post(f"/agent/api/knowledge/versions/{body['draft']}/publish")
+            assert status == 200, body
+        finally:
+            await boss.close()
+        # Process B hears of the version by NOTIFY and swaps it in, without a restart.
+        async with asyncio.timeout(10):
+            while await ask_b() != TARGET.value:
+                await asyncio.sleep(0.2)

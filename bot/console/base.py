@@ -24,8 +24,10 @@ from bot.escalation.agent_sessions import AgentSessions, Viewer
 from bot.escalation.assist import Assist, Assistant
 from bot.escalation.canned import load_canned
 from bot.escalation.incident_desk import IncidentDesk
+from bot.escalation.knowledge_desk import KnowledgeDesk
 from bot.escalation.service import HandoffError, HandoffService
 from bot.faq.knowledge import Knowledge
+from bot.faq.live import LiveKnowledge
 from bot.platform.gateway import MerchantNotActive, PlatformRejected, PlatformUnavailable
 from bot.render import Renderer
 from bot.settings import Settings
@@ -51,10 +53,15 @@ class _Attached:
 
     handoffs: HandoffService
     agents: AgentSessions
-    knowledge: Knowledge
+    live: LiveKnowledge
     shaper: Shaper
     sessions: async_sessionmaker[AsyncSession]
     assistant: Assistant | None = None
+
+    @property
+    def knowledge(self) -> Knowledge:
+        """The published knowledge, as the bot in this process answers from it now."""
+        return self.live.knowledge
 
 
 class ConsoleBase:
@@ -98,7 +105,7 @@ class ConsoleBase:
         *,
         handoffs: HandoffService,
         sessions: async_sessionmaker[AsyncSession],
-        knowledge: Knowledge,
+        knowledge: LiveKnowledge,
         bus: EventBus,
         on_incident_closed: Callable[[list[int]], Awaitable[int]] | None = None,
         assistant: Assistant | None = None,
@@ -110,13 +117,16 @@ class ConsoleBase:
             handoffs,
             AgentSessions(sessions, hasher=self._hasher, clock=self._clock),
             knowledge,
-            Shaper(knowledge, self._strings, self._zone),
+            Shaper(lambda: knowledge.knowledge, self._strings, self._zone),
             sessions,
             assistant,
         )
         bus.subscribe(self._live.on_event)
         self._incident_desk = IncidentDesk(
             sessions, clock=self._clock, on_closed=on_incident_closed
+        )
+        self._knowledge_desk = KnowledgeDesk(
+            sessions, knowledge, bus, self._settings.kb_eval_dir, clock=self._clock
         )
 
     async def close(self) -> None:
@@ -143,6 +153,11 @@ class ConsoleBase:
     def _incidents(self) -> IncidentDesk:
         assert self._attached is not None, "AgentConsole used before attach()"
         return self._incident_desk
+
+    @property
+    def _desk(self) -> KnowledgeDesk:
+        assert self._attached is not None, "AgentConsole used before attach()"
+        return self._knowledge_desk
 
     @property
     def _shaper(self) -> Shaper:

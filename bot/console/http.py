@@ -16,7 +16,14 @@ from bot.pageheaders import PAGE_HEADERS
 # The pages' shared headers; an agent's pages are never kept by a browser or a proxy.
 HEADERS = {**PAGE_HEADERS, "Cache-Control": "no-store"}
 # The handoff service's error codes as HTTP statuses.
-STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409, "bad_request": 400}
+STATUS = {
+    "not_found": 404,
+    "forbidden": 403,
+    "conflict": 409,
+    "bad_request": 400,
+    "confirm_drop": 409,  # a draft that lowers test accuracy, published without confirming
+    "kb_check": 422,  # a knowledge draft that breaks the rules of `btp-bot kb check`
+}
 _NEXT = re.compile(r"^/agent(?:/[A-Za-z0-9_-]+)*$")
 
 
@@ -73,12 +80,17 @@ def path_id(request: web.Request, name: str) -> int:
     return int(request.match_info[name])
 
 
+def wants_json(request: web.Request) -> bool:
+    """The page's script (or an API client) asks, not a plain form post."""
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept or request.content_type == "application/json"
+
+
 def done(
     request: web.Request, values: Mapping[str, str], default: str, **result: Any
 ) -> web.StreamResponse:
     """JSON for the page's script; a redirect for a plain form post (no script)."""
-    accept = request.headers.get("Accept", "")
-    if "application/json" in accept or request.content_type == "application/json":
+    if wants_json(request):
         return web.json_response({"ok": True, **result})
     target = values.get("next", "")
     raise web.HTTPSeeOther(target if _NEXT.fullmatch(target) else default)

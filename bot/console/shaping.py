@@ -7,7 +7,7 @@ added), and times are the console's time zone.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -32,11 +32,19 @@ def local_time(zone: ZoneInfo, moment: datetime | None) -> str:
 
 class Shaper:
     def __init__(
-        self, knowledge: Knowledge, strings: Mapping[str, Mapping[str, str]], zone: ZoneInfo
+        self,
+        knowledge: Callable[[], Knowledge],
+        strings: Mapping[str, Mapping[str, str]],
+        zone: ZoneInfo,
     ) -> None:
-        self._knowledge = knowledge
+        self._published = knowledge
         self._strings = strings
         self._zone = zone
+
+    @property
+    def _knowledge(self) -> Knowledge:
+        """The published knowledge as this process answers from it now."""
+        return self._published()
 
     def time(self, moment: datetime | None) -> str:
         return local_time(self._zone, moment)

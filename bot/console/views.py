@@ -6,8 +6,9 @@ what, claims, transfers, audit entries, events), every decision about logins and
 request, calls one of them and renders the result (`bot/console/shaping.py` for the JSON).
 
 Routes (all under /agent): the login form, the queue page, a conversation page, the supervisor
-page, `GET /agent/ws` (`bot/console/live.py`), and the JSON/form API under /agent/api. Pages
-without a session redirect to the login form; API calls without one get 401; every POST needs
+page, the knowledge pages (`bot/console/knowledge.py`), `GET /agent/ws`
+(`bot/console/live.py`), and the JSON/form API under /agent/api. Pages without a session
+redirect to the login form; API calls without one get 401; every POST needs
 the session's CSRF token.
 """
 
@@ -17,17 +18,19 @@ from aiohttp import web
 
 from bot.console.actions import Actions
 from bot.console.base import STATIC, Handler
+from bot.console.knowledge import KnowledgeViews
 from bot.console.pages import Pages
 
 _ID = r"{%s:\d{1,18}}"
 
 
-class AgentConsole(Pages, Actions):
+class AgentConsole(Pages, Actions, KnowledgeViews):
     """The console's routes; registered when the app is built, attached when it starts."""
 
     def add_routes(self, app: web.Application) -> None:
         chat = "/agent/api/chats/" + _ID % "conversation_id"
         handoff = "/agent/api/handoffs/" + _ID % "handoff_id"
+        version = "/agent/api/knowledge/versions/" + _ID % "version_id"
         routes: list[tuple[str, str, Handler]] = [
             ("GET", "/agent/login", self.login_page),
             ("POST", "/agent/login", self.login),
@@ -35,6 +38,10 @@ class AgentConsole(Pages, Actions):
             ("GET", "/agent", self.queue_page),
             ("GET", "/agent/chats/" + _ID % "conversation_id", self.chat_page),
             ("GET", "/agent/supervisor", self.supervisor_page),
+            ("GET", "/agent/knowledge", self.knowledge_page),
+            ("GET", "/agent/knowledge/versions/" + _ID % "version_id", self.draft_page),
+            ("POST", "/agent/api/knowledge/drafts", self.create_draft),
+            ("POST", version + "/publish", self.publish_version),
             ("GET", "/agent/api/queue", self.queue_json),
             ("GET", chat, self.chat_json),
             ("POST", "/agent/api/online", self.set_online),

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from bot.faq.files import Files, read_folder
 from bot.nlu.clauses import ClauseWords
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.requests import Move, RequestWords
@@ -143,15 +144,27 @@ def _line(value: object, default: int) -> int:
     return default
 
 
-def _read(path: Path, problems: list[Problem]) -> Any:
-    if not path.exists():
-        problems.append(Problem(path.name, 0, "file is missing"))
+def parse_with_lines(text: str) -> Any:
+    """The YAML text parsed as the loaders see it: each string and mapping knows its line
+    (`line_of`), which is how a console edit finds where to write (`bot/faq/edits.py`)."""
+    return yaml.load(text, Loader=_LineLoader)
+
+
+def line_of(value: object) -> int:
+    """The line a parsed string or mapping came from; 0 when not known."""
+    return _line(value, 0)
+
+
+def _read(files: Files, name: str, problems: list[Problem]) -> Any:
+    text = files.get(name)
+    if text is None:
+        problems.append(Problem(name, 0, "file is missing"))
         return None
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+        return yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problems.append(Problem(path.name, mark.line + 1 if mark else 0, f"not valid YAML: {exc}"))
+        problems.append(Problem(name, mark.line + 1 if mark else 0, f"not valid YAML: {exc}"))
         return None
 
 
@@ -543,25 +556,31 @@ def _load_requests(data: Any, knowledge: Knowledge) -> None:
 
 def load_knowledge(directory: Path) -> Knowledge:
     """Read the knowledge folder; problems are collected in `Knowledge.problems`, not raised."""
+    return load_knowledge_files(read_folder(directory))
+
+
+def load_knowledge_files(files: Files) -> Knowledge:
+    """The knowledge from the files' texts (a folder's, or a version's from the database),
+    checked by the same rules; problems are collected in `Knowledge.problems`, not raised."""
     knowledge = Knowledge()
-    faq = _read(directory / FAQ_FILE, knowledge.problems)
+    faq = _read(files, FAQ_FILE, knowledge.problems)
     related_raw = _load_faq(faq, knowledge) if faq is not None else {}
-    intents = _read(directory / INTENTS_FILE, knowledge.problems)
+    intents = _read(files, INTENTS_FILE, knowledge.problems)
     if intents is not None:
         _load_intents(intents, knowledge)
-    synonyms = _read(directory / SYNONYMS_FILE, knowledge.problems)
+    synonyms = _read(files, SYNONYMS_FILE, knowledge.problems)
     if synonyms is not None:
         _load_synonyms(synonyms, knowledge)
-    failure_codes = _read(directory / FAILURE_CODES_FILE, knowledge.problems)
+    failure_codes = _read(files, FAILURE_CODES_FILE, knowledge.problems)
     if failure_codes is not None:
         _load_failure_codes(failure_codes, knowledge)
-    dialogue = _read(directory / DIALOGUE_FILE, knowledge.problems)
+    dialogue = _read(files, DIALOGUE_FILE, knowledge.problems)
     if dialogue is not None:
         _load_dialogue(dialogue, knowledge)
-    clauses = _read(directory / CLAUSES_FILE, knowledge.problems)
+    clauses = _read(files, CLAUSES_FILE, knowledge.problems)
     if clauses is not None:
         _load_clauses(clauses, knowledge)
-    requests = _read(directory / REQUESTS_FILE, knowledge.problems)
+    requests = _read(files, REQUESTS_FILE, knowledge.problems)
     if requests is not None:
         _load_requests(requests, knowledge)
     _check_links(knowledge, related_raw)
@@ -571,7 +590,12 @@ def load_knowledge(directory: Path) -> Knowledge:
 
 def load_valid_knowledge(directory: Path) -> Knowledge:
     """The knowledge, or KnowledgeError naming every problem: the bot never starts on bad data."""
-    knowledge = load_knowledge(directory)
+    return load_valid_knowledge_files(read_folder(directory))
+
+
+def load_valid_knowledge_files(files: Files) -> Knowledge:
+    """As `load_valid_knowledge`, from the files' texts."""
+    knowledge = load_knowledge_files(files)
     if knowledge.problems:
         raise KnowledgeError(knowledge.problems)
     return knowledge

@@ -66,9 +66,19 @@ class WebChatPush:
     message_id: int
 
 
-Event = QueueChanged | ChatChanged | OutboxFilled | WebChatPush
+@dataclass(frozen=True, slots=True)
+class KnowledgePublished:
+    """A knowledge version was published (or published again: a rollback): every process
+    builds its matcher from it and swaps it in (`bot/faq/live.py`)."""
+
+    kind: ClassVar[str] = "knowledge"
+    version_id: int
+
+
+Event = QueueChanged | ChatChanged | OutboxFilled | WebChatPush | KnowledgePublished
 _KINDS: dict[str, type[Event]] = {
-    kind.kind: kind for kind in (QueueChanged, ChatChanged, OutboxFilled, WebChatPush)
+    kind.kind: kind
+    for kind in (QueueChanged, ChatChanged, OutboxFilled, WebChatPush, KnowledgePublished)
 }
 Listener = Callable[[Event], Awaitable[None]]
 

@@ -502,3 +502,36 @@ class IncidentAsker(Base):
     asked_at: Mapped[datetime] = mapped_column(default=utcnow)
     notified_at: Mapped[datetime | None] = mapped_column(default=None)
 
+
+
+class KnowledgeVersion(Base):
+    """One full copy of the knowledge (`files`: each knowledge file's text, as in
+    `knowledge/`), with who made it, from what and why. A version is never changed once
+    written; a draft is a version not yet published (`bot/faq/store.py`)."""
+
+    __tablename__ = "kb_versions"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    # files (the first start's import), import (`btp-bot kb import`), console (a draft)
+    source: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    base_id: Mapped[int | None] = mapped_column(ForeignKey("kb_versions.id"), default=None)
+    digest: Mapped[str] = mapped_column(String(64))
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The draft's preview against its base (accuracy per NLU set, items whose label changed).
+    preview: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class KnowledgePublication(Base):
+    """A version made the one the bot answers from: the latest row is the published version.
+    Rolling back is publishing an earlier version again, so this is also the history."""
+
+    __tablename__ = "kb_publications"
+    __table_args__ = (Index("ix_kb_publications_version_id", "version_id"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("kb_versions.id"))
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_by: Mapped[str] = mapped_column(String(64))

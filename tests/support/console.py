@@ -74,7 +74,7 @@ def with_console(app: web.Application, settings: Settings) -> web.Application:
         console.attach(
             handoffs=bot.handoffs,
             sessions=bot.sessions,
-            knowledge=bot.engine.knowledge,
+            knowledge=bot.knowledge,
             bus=bot.bus,
         )
         yield

@@ -2,7 +2,7 @@
 events: what a failed payment's notification tells incident detection
 
 Revision ID: 0040
-Revises: 0021
+Revises: 0030
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0040"
-down_revision = "0021"
+down_revision = "0030"
 branch_labels = None
 depends_on = None
 

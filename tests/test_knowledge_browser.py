@@ -1,0 +1,69 @@
+"""The knowledge loop in a real headless Chromium: a question the bot cannot answer shows up
+as a cluster, the supervisor adds it as a phrasing of an entry, previews the draft, publishes
+it, and the next web chat message with that wording is answered by the entry, without a
+restart. Screenshots in var/screens/."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from bot.settings import PROJECT_ROOT
+from bot.types import Language
+from tests.support import knowledge
+from tests.support.browser import ChatPage
+from tests.support.console import Server
+from tests.support.console_browser import Console, OpenPage
+from tests.support.knowledge import NEW_QUESTION, TARGET, in_use
+from webhook_server import RUNTIME
+
+SCREENS = PROJECT_ROOT / "var" / "screens"
+kb_server = knowledge.kb_server
+
+
+@pytest.fixture
+async def server(kb_server: Server) -> Server:
+    """The console the pages open (`open_page` asks for `server`)."""
+    return kb_server
+
+
+async def test_a_supervisor_adds_a_phrasing_from_a_cluster_and_the_next_chat_is_answered(
+    server: Server, open_page: OpenPage
+) -> None:
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    await server.add_agent("老王", supervisor=True)
+    live = server.app[RUNTIME].bot.knowledge
+    answer = live.knowledge.entries[TARGET].answer[Language.ZH].splitlines()[0]
+
+    user = ChatPage(await open_page(phone=True), server.base)
+    await user.open()
+    await user.say(NEW_QUESTION)
+    await user.settled()
+    await expect(user.bot(answer)).to_have_count(0)
+
+    boss = Console(await open_page(), server.base)
+    await boss.login("老王")
+    await boss.page.locator("#nav-knowledge").click()
+    await expect(boss.page).to_have_url(f"{server.base}/agent/knowledge")
+    cluster = boss.page.locator(".kb-cluster", has_text=NEW_QUESTION).first
+    await expect(cluster).to_be_visible()
+    await cluster.locator("select[name=label]").select_option(TARGET.value)
+    await boss.page.screenshot(path=str(SCREENS / "knowledge-cluster.png"), full_page=True)
+    await cluster.get_by_role("button", name="加为这个条目的问法").click()
+
+    await expect(boss.page.locator("#preview")).to_be_visible()
+    await expect(boss.page.locator("#preview-sets tr[data-set=nlu_dev]")).to_be_visible()
+    await expect(boss.page.locator("#test-drop")).to_have_count(0)
+    await boss.page.screenshot(path=str(SCREENS / "knowledge-preview.png"), full_page=True)
+    draft = int(boss.page.url.rsplit("/", 1)[1])
+    await boss.page.locator("#publish-button").click()
+    await expect(boss.page).to_have_url(f"{server.base}/agent/knowledge")
+    await expect(boss.page.locator(f"tr[data-version='{draft}']")).to_have_attribute(
+        "data-published", "true"
+    )
+    await boss.page.locator("#versions").screenshot(path=str(SCREENS / "knowledge-versions.png"))
+
+    await in_use(live, draft)
+    await user.say(NEW_QUESTION)
+    await expect(user.bot(answer).last).to_be_visible()
+    await user.page.screenshot(path=str(SCREENS / "knowledge-answered.png"), full_page=True)
