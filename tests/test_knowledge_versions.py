@@ -170,3 +170,22 @@ async def test_a_published_version_answers_the_next_message_and_rolls_back(
             (2, False, True),
             (1, True, True),
         ]
+
+
+async def test_changed_files_follow_at_a_start_until_a_person_publishes(db: AsyncEngine) -> None:
+    """A release that ships changed knowledge files answers from them after its restart; once
+    a person published a version (a console edit, an import, a rollback), a restart with
+    other files keeps what the person published."""
+    sessions = session_factory(db)
+    check = load_valid_knowledge_files
+    files = read_folder(FOLDER)
+    assert await store.ensure_first(sessions, files, check) == 1
+    assert await store.ensure_first(sessions, files, check) == 1  # same files: no new version
+    released = add_phrasings(files, TARGET, {Language.ZH: [NEW_QUESTION]}).files
+    assert await store.ensure_first(sessions, released, check) == 2
+    assert await store.ensure_first(sessions, released, check) == 2
+    async with sessions() as session, session.begin():
+        assert await store.publish(session, 1, by="supervisor") is True  # a rollback
+    assert await store.ensure_first(sessions, released, check) == 1
+    async with sessions() as session:
+        assert await store.published_id(session) == 1

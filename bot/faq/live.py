@@ -88,8 +88,9 @@ class LiveKnowledge:
         await self.refresh(version_id)
         if digest(files) != self.current.digest:
             log.warning(
-                "%s differs from the published knowledge (version %s), which the bot answers "
-                "from; `btp-bot kb import %s` makes the files a new version",
+                "%s differs from the published knowledge (version %s, published by a person), "
+                "which the bot answers from; `btp-bot kb import %s` makes the files a new "
+                "version",
                 folder,
                 version_id,
                 folder,

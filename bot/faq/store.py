@@ -23,6 +23,8 @@ from bot.storage.models import AuditEntry, KnowledgePublication, KnowledgeVersio
 # pg_advisory_xact_lock keys: the first import, and publishing ("kb" in ASCII, then 1 or 2).
 _FIRST_IMPORT_LOCK = 0x6B6201
 _PUBLISH_LOCK = 0x6B6202
+# Who made and published the versions imported from the installation's folder at a start.
+FILES = "files"
 
 
 async def _lock(session: AsyncSession, key: int) -> None:
@@ -125,16 +127,41 @@ async def ensure_first(
     sessions: async_sessionmaker[AsyncSession], files: Files, check: Callable[[Files], object]
 ) -> int:
     """The published version's id, importing `files` as version 1 when there is none yet
-    (`check` raises when they may not be used)."""
+    (`check` raises when they may not be used).
+
+    After that, `files` (the installation's folder) become a new version by themselves only
+    while the published version is the folder's own, published at a start: a release that
+    ships changed files then answers from them without a manual import, and nothing a person
+    published (a console edit, an import, a rollback) is ever undone by a restart."""
     async with sessions() as session, session.begin():
         await _lock(session, _FIRST_IMPORT_LOCK)
         current = await published_id(session)
-        if current is not None:
+        if current is None:
+            check(files)
+            version_id = await create(session, files, by=FILES, source=FILES, note="knowledge/")
+            await publish(session, version_id, by=FILES, audit=False)
+            return version_id
+        if not await _files_follow(session, current, digest(files)):
             return current
         check(files)
-        version_id = await create(session, files, by="files", source="files", note="knowledge/")
-        await publish(session, version_id, by="files", audit=False)
+        version_id = await create(
+            session, files, by=FILES, source=FILES, note="knowledge/ changed", base_id=current
+        )
+        await publish(session, version_id, by=FILES)
         return version_id
+
+
+async def _files_follow(session: AsyncSession, current: int, files_digest: str) -> bool:
+    """Whether the folder, which differs from the published version, should replace it:
+    the published version came from the folder and was published at a start, not by a
+    person."""
+    row = await session.get(KnowledgeVersion, current)
+    if row is None or row.digest == files_digest or row.source != FILES:
+        return False
+    by = await session.scalar(
+        select(KnowledgePublication.published_by).order_by(KnowledgePublication.id.desc()).limit(1)
+    )
+    return by == FILES
 
 
 async def history(session: AsyncSession, limit: int = 30) -> list[VersionRow]:
