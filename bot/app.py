@@ -38,6 +38,22 @@ def build_matcher(settings: Settings, knowledge: Knowledge) -> Matcher:
     return Matcher(knowledge, config)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a bot reads before it opens a database: the knowledge, the matcher built over it
+    and the reply templates. `open_bot` prepares them from the settings; a process that starts
+    many bots on the same knowledge (the test suite) prepares them once and hands them in."""
+
+    knowledge: Knowledge
+    matcher: Matcher
+    renderer: Renderer
+
+
+def prepare(settings: Settings) -> Prepared:
+    knowledge = load_valid_knowledge(settings.knowledge_dir)
+    return Prepared(knowledge, build_matcher(settings, knowledge), Renderer())
+
+
 @dataclass(slots=True)
 class Bot:
     settings: Settings
@@ -134,11 +150,12 @@ async def open_bot(
     relay_channels: frozenset[str] = frozenset(),
     pushed_channels: frozenset[str] = frozenset(),
     metrics: EngineMetrics | None = None,
+    prepared: Prepared | None = None,
 ) -> AsyncIterator[Bot]:
-    """The ready engine on an upgraded database; the database is closed on exit."""
-    knowledge = load_valid_knowledge(settings.knowledge_dir)
-    matcher = build_matcher(settings, knowledge)
-    renderer = Renderer()
+    """The ready engine on an upgraded database; the database is closed on exit. `prepared`
+    must come from `prepare` with the same settings (else they are prepared here)."""
+    prepared = prepared or prepare(settings)
+    knowledge, matcher, renderer = prepared.knowledge, prepared.matcher, prepared.renderer
     db = create_engine(settings.database_url, settings)
     try:
         if migrate:

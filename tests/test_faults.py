@@ -73,6 +73,7 @@ from tests.support.common import (
     FAST_HASHER,
     Faults,
     Seconds,
+    bot_app,
     free_port,
     migrated_sqlite,
     state_of,
@@ -80,7 +81,7 @@ from tests.support.common import (
     until,
 )
 from tests.support.serve import ServeProcess, serve_environment, serving
-from webhook_server import RUNTIME, create_app
+from webhook_server import RUNTIME
 
 LONG = os.environ.get("BTP_LONG_TESTS") == "1"
 LONG_ONLY = pytest.mark.skipif(not LONG, reason="long variant: set BTP_LONG_TESTS=1 to run it")
@@ -232,7 +233,7 @@ async def test_platform_outage_is_answered_in_time_breaker_opens_and_recovers(
         demo_world=None,
     )
     try:
-        async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as client:
+        async with TestClient(TestServer(bot_app(settings), host="127.0.0.1")) as client:
             visitor = WebVisitor(client)
             await visitor.open()
             replies = await visitor.say("/bind 482913")
@@ -371,7 +372,7 @@ async def test_a_locked_database_gets_5xx_and_nothing_unstored_is_acknowledged(
     updates = [tg.text_message(20_000 + n, chat, "提现多久到账") for n, chat in enumerate(chats)]
     give_up = GIVE_UP[db.dialect.name]
     async with BotApiStub() as stub:
-        app = create_app(app_settings(url, stub))
+        app = bot_app(app_settings(url, stub))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
 
             async def answer(update: dict[str, Any]) -> int | str:
@@ -425,7 +426,7 @@ async def test_polling_confirms_only_stored_updates_and_outlasts_a_locked_databa
     first, chats = 920_000, [920_001, 920_002, 920_003]
     async with BotApiStub() as stub:
         settings = app_settings(url, stub, database_busy_timeout=1.0, database_lock_timeout=1.0)
-        app = create_app(settings, telegram_polling=True)
+        app = bot_app(settings, telegram_polling=True)
         async with TestClient(TestServer(app, host="127.0.0.1")):
             stub.push_update(tg.text_message(30_000, first, "提现多久到账"))
 
@@ -1053,7 +1054,7 @@ async def test_429_with_retry_after_is_waited_out_and_nothing_is_dropped(
         # The first three sends meet "retry after 1"; after three more, two meet "retry after 2".
         stub.fail_next("sendMessage", status=429, retry_after=1, times=3)
         stub.fail_next("sendMessage", status=429, retry_after=2, times=2, after=3)
-        app = create_app(app_settings(url, stub))
+        app = bot_app(app_settings(url, stub))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             update_id = 40_000
             for question in questions:

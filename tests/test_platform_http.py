@@ -97,14 +97,14 @@ class Server:
 
 
 @pytest.fixture
-def world() -> World:
+def demo() -> World:
     return read_world(DEMO_WORLD)
 
 
 @pytest.fixture
-async def platform(db: AsyncEngine, world: World) -> SqlPlatform:
+async def platform(db: AsyncEngine, demo: World) -> SqlPlatform:
     sessions = session_factory(db)
-    await load_world(sessions, world, FAST_HASHER)
+    await load_world(sessions, demo, FAST_HASHER)
     return SqlPlatform(sessions, shares_bot_database=False, public_url=PUBLIC_URL)
 
 
@@ -150,7 +150,7 @@ async def raw(
 
 
 async def test_every_read_returns_what_the_embedded_platform_returns(
-    client: HttpPlatform, platform: SqlPlatform, world: World
+    client: HttpPlatform, platform: SqlPlatform, demo: World
 ) -> None:
     since_utc = datetime.now(UTC) - timedelta(hours=5)
     since_shanghai = since_utc.astimezone(timezone(timedelta(hours=8)))
@@ -158,7 +158,7 @@ async def test_every_read_returns_what_the_embedded_platform_returns(
         ("list_orders", "M001", {"since": since_utc}),
         ("list_orders", "M001", {"since": since_shanghai, "limit": 4}),
     ]
-    for merchant in [*(m.id for m in world.merchants), "M404"]:
+    for merchant in [*(m.id for m in demo.merchants), "M404"]:
         calls += [
             ("get_merchant", merchant, {}),
             ("list_orders", merchant, {}),
@@ -168,10 +168,10 @@ async def test_every_read_returns_what_the_embedded_platform_returns(
             ("list_withdrawals", merchant, {"limit": 2}),
         ]
     calls += [
-        ("get_order", o, {}) for o in [*(o.order_no for o in world.orders), "bt2026112600000001"]
+        ("get_order", o, {}) for o in [*(o.order_no for o in demo.orders), "bt2026112600000001"]
     ]
-    calls += [("get_account", a.login, {}) for m in world.merchants for a in m.accounts]
-    calls += [("get_withdrawal", w, {}) for w in [*(w.id for w in world.withdrawals), "w0001"]]
+    calls += [("get_account", a.login, {}) for m in demo.merchants for a in m.accounts]
+    calls += [("get_withdrawal", w, {}) for w in [*(w.id for w in demo.withdrawals), "w0001"]]
     calls += [("get_order", "BT0", {}), ("get_account", "nobody", {}), ("get_withdrawal", "W4", {})]
 
     for method, key, options in calls:
