@@ -24,7 +24,7 @@ from aiohttp.typedefs import Handler
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import text
 
-from bot.app import Bot, open_bot, remote_platform
+from bot.app import Bot, Prepared, open_bot, prepare, remote_platform
 from bot.channels import telegram
 from bot.channels.body import MAX_BODY, parse_json_object
 from bot.channels.client import TRUSTED_PROXIES, parse_networks
@@ -260,7 +260,13 @@ async def _close_sockets(app: web.Application) -> None:
         await app[RUNTIME].hub.close()
 
 
-def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.Application:
+def create_app(
+    settings: Settings, *, telegram_polling: bool = False, prepared: Prepared | None = None
+) -> web.Application:
+    """The whole bot as an aiohttp app. The knowledge and templates are read here, once for
+    the bot and its console, unless `prepared` (`bot.app.prepare`) brings them: a process that
+    builds many apps (the tests) reads them once."""
+    prepared = prepared or prepare(settings)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
     app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app.on_shutdown.append(_close_sockets)
@@ -280,7 +286,11 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
         )
         meter = Metrics()
         async with open_bot(
-            settings, relay_channels=RELAYED, pushed_channels=PUSHED, metrics=meter
+            settings,
+            relay_channels=RELAYED,
+            pushed_channels=PUSHED,
+            metrics=meter,
+            prepared=prepared,
         ) as bot:
             hub = WebChatHub()
             senders: dict[str, Sender] = {"webchat": WebChatFanout(hub, bot.bus, bot.sessions)}
@@ -377,7 +387,7 @@ def create_app(settings: Settings, *, telegram_polling: bool = False) -> web.App
 
     webchat = WebChat(render_page(settings), Limits.of(settings))
     webchat.add_routes(app)
-    console = AgentConsole(settings)
+    console = AgentConsole(settings, renderer=prepared.renderer)
     console.add_routes(app)
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", healthz)

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.engine import Engine, EngineMetrics
 from bot.escalation.hours import BusinessHours
 from bot.escalation.service import HandoffService
-from bot.faq.knowledge import Knowledge
+from bot.faq.files import digest, read_folder
+from bot.faq.knowledge import Knowledge, load_valid_knowledge_files
 from bot.faq.live import LiveKnowledge
 from bot.nlu.matcher import Matcher, MatcherConfig
 from bot.platform.gateway import PlatformGateway
@@ -38,6 +39,25 @@ def build_matcher(settings: Settings, knowledge: Knowledge) -> Matcher:
         max_foreign=settings.nlu_max_foreign,
     )
     return Matcher(knowledge, config)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a bot reads before it opens a database: the knowledge, the matcher built over it
+    and the reply templates. `open_bot` prepares them from the settings; a process that starts
+    many bots on the same knowledge (the test suite) prepares them once and hands them in."""
+
+    knowledge: Knowledge
+    matcher: Matcher
+    renderer: Renderer
+    # The digest of the folder's files the knowledge was read from (bot/faq/files.py).
+    digest: str
+
+
+def prepare(settings: Settings) -> Prepared:
+    files = read_folder(settings.knowledge_dir)
+    knowledge = load_valid_knowledge_files(files)
+    return Prepared(knowledge, build_matcher(settings, knowledge), Renderer(), digest(files))
 
 
 @dataclass(slots=True)
@@ -137,17 +157,25 @@ async def open_bot(
     relay_channels: frozenset[str] = frozenset(),
     pushed_channels: frozenset[str] = frozenset(),
     metrics: EngineMetrics | None = None,
+    prepared: Prepared | None = None,
 ) -> AsyncIterator[Bot]:
     """The ready engine on an upgraded database, answering from the published knowledge
     (`knowledge/` imported as its first version on the first start); the database is closed
-    on exit."""
-    renderer = Renderer()
+    on exit. `prepared` must come from `prepare` with the same settings (else they are
+    prepared here); its knowledge and matcher are used while the published version is the
+    folder it was read from, and no version is built twice for that."""
+    prepared = prepared or prepare(settings)
+    renderer = prepared.renderer
     db = create_engine(settings.database_url, settings)
     try:
         if migrate:
             await upgrade(db)
         sessions = session_factory(db)
-        live = LiveKnowledge(sessions, partial(build_matcher, settings))
+        live = LiveKnowledge(
+            sessions,
+            partial(build_matcher, settings),
+            built=(prepared.digest, prepared.knowledge, prepared.matcher),
+        )
         published = await live.start(settings.knowledge_dir)
         gateway = build_gateway(settings, sessions, renderer)
         bus = EventBus(settings.database_url)

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from argon2 import PasswordHasher
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -200,7 +199,10 @@ def cmd_platform_load(args: argparse.Namespace) -> int:
         try:
             await upgrade(db)
             return await load_world(
-                session_factory(db), world, bind_code_secret=settings.bind_code_key
+                session_factory(db),
+                world,
+                settings.password_hasher(),
+                bind_code_secret=settings.bind_code_key,
             )
         finally:
             await db.dispose()
@@ -215,7 +217,12 @@ async def load_demo(bot: Bot, settings: Settings, *, quiet: bool = False) -> Non
     if settings.demo_world is None:
         return
     world = read_world(settings.demo_world)
-    await load_world(session_factory(bot.db), world, bind_code_secret=settings.bind_code_key)
+    await load_world(
+        session_factory(bot.db),
+        world,
+        settings.password_hasher(),
+        bind_code_secret=settings.bind_code_key,
+    )
     if not quiet:
         _print_bind_codes(world)
 
@@ -241,7 +248,12 @@ def cmd_demo_reset(args: argparse.Namespace) -> int:
         db = create_engine(settings.database_url, settings)
         try:
             await upgrade(db)
-            await load_world(session_factory(db), world, bind_code_secret=settings.bind_code_key)
+            await load_world(
+                session_factory(db),
+                world,
+                settings.password_hasher(),
+                bind_code_secret=settings.bind_code_key,
+            )
         finally:
             await db.dispose()
 
@@ -262,6 +274,7 @@ def cmd_platform_serve(args: argparse.Namespace) -> int:
                     await load_world(
                         session_factory(db),
                         read_world(settings.demo_world),
+                        settings.password_hasher(),
                         bind_code_secret=settings.bind_code_key,
                     )
             finally:
@@ -328,7 +341,7 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
             await session.flush()
         else:
             await _end_sessions(session, agent.id)
-        agent.password_hash = PasswordHasher().hash(password)
+        agent.password_hash = settings.password_hasher().hash(password)
         agent.is_supervisor = args.supervisor
         session.add(
             AuditEntry(
@@ -351,7 +364,7 @@ def cmd_agent_passwd(args: argparse.Namespace) -> int:
 
     async def work(session: AsyncSession) -> int:
         agent = await _agent_named(session, args.name)
-        agent.password_hash = PasswordHasher().hash(password)
+        agent.password_hash = settings.password_hasher().hash(password)
         ended = await _end_sessions(session, agent.id)
         session.add(
             AuditEntry(

@@ -7,6 +7,7 @@ from decimal import Decimal
 from ipaddress import ip_network
 from pathlib import Path
 
+from argon2 import PasswordHasher
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -96,6 +97,12 @@ class Settings(BaseSettings):
     business_days: str = "0123456"
     agent_capacity: int = Field(default=3, ge=0)  # 0: agents claim chats themselves
     console_secure_cookies: bool = False
+    # argon2id cost of agent and platform account passwords (argon2-cffi's defaults, RFC 9106's
+    # second recommendation). A stored hash of other costs is re-hashed at the agent's next
+    # login; the tests turn the cost down (tests/conftest.py).
+    password_time_cost: int = Field(default=3, ge=1)
+    password_memory_kib: int = Field(default=65536, ge=8)
+    password_parallelism: int = Field(default=4, ge=1)
     # Reverse proxies whose X-Forwarded-For is believed, for limits per client address.
     trusted_proxies: str = ""
     # The platform: embedded (SqlPlatform on DATABASE_URL) unless PLATFORM_API_URL is set.
@@ -145,3 +152,11 @@ class Settings(BaseSettings):
     def bind_limit(self) -> tuple[int, timedelta]:
         """Wrong bind codes across all chats per window (the bot's count and the platform's)."""
         return self.bind_global_limit, timedelta(minutes=self.bind_global_window_minutes)
+
+    def password_hasher(self) -> PasswordHasher:
+        """argon2id at the configured cost, for hashing and checking passwords."""
+        return PasswordHasher(
+            time_cost=self.password_time_cost,
+            memory_cost=self.password_memory_kib,
+            parallelism=self.password_parallelism,
+        )

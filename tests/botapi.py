@@ -171,6 +171,9 @@ def _required(name: str) -> ApiError:
     return _bad(f'parameter "{name}" is required')
 
 
+_ANSWERED = 0  # the status of a queued "fault" that lets calls through (fail_next's `after`)
+
+
 @dataclass
 class _Fault:
     status: int
@@ -199,8 +202,10 @@ class BotApiStub:
         *,
         username: str = DEFAULT_BOT_USERNAME,
         first_name: str = DEFAULT_BOT_FIRST_NAME,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.token = token
+        self.clock = clock  # the Unix time a sent message is stamped with
         self.bot_id = int(token.split(":", 1)[0]) if token.split(":", 1)[0].isdigit() else 1
         self.bot_user: JSONDict = {
             "id": self.bot_id,
@@ -225,6 +230,7 @@ class BotApiStub:
         self._next_update_id = 1
         self._allowed_updates: list[str] | None = None
         self._poll_generation = 0
+        self._polls_waiting = 0
         self._closing = False
         self._webhook: JSONDict = {}
         self._commands: dict[tuple[str, str], list[JSONDict]] = {}
@@ -352,20 +358,24 @@ class BotApiStub:
         retry_after: int | None = None,
         times: int = 1,
         description: str | None = None,
+        after: int = 0,
     ) -> None:
-        """Make the next ``times`` calls of ``method`` fail as Telegram fails.
+        """Make the next ``times`` calls of ``method`` fail as Telegram fails (after ``after``
+        calls answered as usual).
 
         429 answers ``Too Many Requests: retry after N`` with ``parameters.retry_after`` (N
         defaults to 1); 502/503/504 without a description answer nginx's HTML page, as Telegram's
         front does; any other status answers the JSON error body with ``description`` (or the
         usual one for that status). Faults queue up behind each other.
         """
-        if times < 1:
-            raise ValueError("times must be at least 1")
+        if times < 1 or after < 0:
+            raise ValueError("times must be at least 1, after at least 0")
         if status == 429 and retry_after is None:
             retry_after = 1
-        name = self._known(method)
-        self._faults.setdefault(name, []).append(_Fault(status, retry_after, description, times))
+        queue = self._faults.setdefault(self._known(method), [])
+        if after:
+            queue.append(_Fault(_ANSWERED, None, None, after))
+        queue.append(_Fault(status, retry_after, description, times))
 
     def clear_faults(self, method: str | None = None) -> None:
         """Drop the faults still queued for ``method`` (for every method when None): Telegram
@@ -405,6 +415,13 @@ class BotApiStub:
         self._learn(data)
         self._notify()
         return update_id
+
+    async def long_poll_waiting(self, timeout: float = 20) -> None:
+        """Return once a getUpdates long poll waits here for updates (`timeout` guards against a
+        hang; it measures nothing)."""
+        async with asyncio.timeout(timeout):
+            while not self._polls_waiting:
+                await self._changed.wait()
 
     @property
     def pending_updates(self) -> list[JSONDict]:
@@ -492,7 +509,7 @@ class BotApiStub:
         fault.remaining -= 1
         if fault.remaining <= 0:
             queue.pop(0)
-        return fault
+        return None if fault.status == _ANSWERED else fault
 
     # ------------------------------------------------------------------ shared pieces
 
@@ -527,7 +544,7 @@ class BotApiStub:
             "message_id": message_id,
             "from": self._bot_from(),
             "chat": self._chat(chat_id),
-            "date": int(time.time()),
+            "date": int(self.clock()),
         }
         message.update({key: value for key, value in content.items() if value is not None})
         return copy.deepcopy(message)
@@ -616,19 +633,23 @@ class BotApiStub:
             self._updates = self._updates[offset:]
         self._poll_generation += 1
         generation = self._poll_generation
+        self._polls_waiting += 1
         self._notify()  # an older long poll ends with a conflict
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            event = self._changed
-            if self._poll_generation != generation:
-                raise ApiError(409, _POLL_CONFLICT)
-            ready = self._deliverable()[:limit]
-            remaining = deadline - loop.time()
-            if ready or self._closing or remaining <= 0:
-                return copy.deepcopy(ready)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
+        try:
+            while True:
+                event = self._changed
+                if self._poll_generation != generation:
+                    raise ApiError(409, _POLL_CONFLICT)
+                ready = self._deliverable()[:limit]
+                remaining = deadline - loop.time()
+                if ready or self._closing or remaining <= 0:
+                    return copy.deepcopy(ready)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), remaining)
+        finally:
+            self._polls_waiting -= 1
 
     def _deliverable(self) -> list[JSONDict]:
         wanted = self._allowed_updates

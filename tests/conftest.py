@@ -22,11 +22,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import bot.platform.tables  # noqa: F401  (the platform's tables are truncated too)
-from bot.app import build_gateway, build_matcher
+from bot.app import build_gateway
 from bot.engine import Engine
 from bot.escalation.hours import BusinessHours
 from bot.escalation.service import HandoffService
-from bot.faq.knowledge import Knowledge, load_valid_knowledge
+from bot.faq.knowledge import Knowledge
 from bot.nlu.matcher import Matcher
 from bot.platform.gateway import PlatformGateway
 from bot.platform.world import load_world, read_world
@@ -42,7 +42,9 @@ from tests.support.common import (
     Chat,
     Clock,
     create_database,
+    demo_sqlite,
     migrated_sqlite,
+    prepared,
 )
 
 # The console pages fixture, for every browser test module that defines a `server`.
@@ -82,9 +84,9 @@ hypothesis_settings.load_profile(
 # file needs no marker lines of its own (a module may still add `slow` to a test it knows is).
 # `make test-fast` runs `-m "not browser and not postgres and not slow"`.
 
-BROWSER_MODULES = frozenset(
-    {"test_console_browser", "test_knowledge_browser", "test_webchat_browser"}
-)
+# Modules that drive Chromium (every `test_*_browser` module); so is any test that uses the
+# `browser` fixture (directly, or through `open_page`).
+BROWSER_MODULES = frozenset({"test_console_browser", "test_webchat_browser"})
 # Modules whose tests talk over sockets: an aiohttp server, the Bot API stand-in, a subprocess.
 HTTP_MODULES = frozenset(
     {
@@ -154,7 +156,7 @@ SLOW_TESTS = frozenset(
 def _tiers(item: pytest.Item) -> list[str]:
     module = item.path.stem
     fixtures = set(getattr(item, "fixturenames", ()))
-    if module in BROWSER_MODULES or module.endswith("_browser"):
+    if module in BROWSER_MODULES or module.endswith("_browser") or "browser" in fixtures:
         tiers = ["browser"]
     elif module in HTTP_MODULES:
         tiers = ["http"]
@@ -189,19 +191,20 @@ def settings() -> Settings:
     return Settings(knowledge_dir=PROJECT_ROOT / "knowledge", database_url="sqlite+aiosqlite://")
 
 
+# The same knowledge, matcher and templates that every app a test starts is given.
 @pytest.fixture(scope="session")
 def knowledge(settings: Settings) -> Knowledge:
-    return load_valid_knowledge(settings.knowledge_dir)
+    return prepared(settings).knowledge
 
 
 @pytest.fixture(scope="session")
-def matcher(settings: Settings, knowledge: Knowledge) -> Matcher:
-    return build_matcher(settings, knowledge)
+def matcher(settings: Settings) -> Matcher:
+    return prepared(settings).matcher
 
 
 @pytest.fixture(scope="session")
-def renderer() -> Renderer:
-    return Renderer()
+def renderer(settings: Settings) -> Renderer:
+    return prepared(settings).renderer
 
 
 @pytest.fixture(
@@ -219,9 +222,12 @@ def renderer() -> Renderer:
 async def db(
     request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[AsyncEngine]:
-    """A migrated, empty database: a new SQLite file, or the shared PostgreSQL truncated."""
+    """A migrated, empty database: a new SQLite file, or the shared PostgreSQL truncated. A
+    SQLite test that asks for the `world` too gets it already loaded (copied, not loaded again)."""
     if request.param == "sqlite":
-        shutil.copyfile(await migrated_sqlite(tmp_path_factory), tmp_path / "bot.db")
+        demo = "world" in request.fixturenames
+        template = demo_sqlite if demo else migrated_sqlite
+        shutil.copyfile(await template(tmp_path_factory), tmp_path / "bot.db")
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
     else:
         assert TEST_DATABASE_URL
@@ -238,8 +244,10 @@ async def db(
 
 @pytest.fixture
 async def world(db: AsyncEngine) -> None:
-    """The demo world, loaded fresh (its times are relative to now)."""
-    await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
+    """The demo world, its times relative to at most DEMO_MAX_AGE ago: on SQLite the `db`
+    fixture copied it in; PostgreSQL loads it here."""
+    if db.dialect.name != "sqlite":
+        await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
 
 
 @pytest.fixture

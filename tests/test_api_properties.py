@@ -24,8 +24,7 @@ from bot.notifications import sign
 from bot.platform.world import load_world, read_world
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
-from tests.support.common import DEMO_WORLD, FAST_HASHER, examples, free_port
-from webhook_server import create_app
+from tests.support.common import DEMO_WORLD, FAST_HASHER, bot_app, examples, free_port
 
 SECRET = "notify-secret-properties"
 json_values = st.recursive(
@@ -62,7 +61,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             rate_limit_per_minute=100000,
             demo_world=None,
         )
-        runner = web.AppRunner(create_app(settings))
+        runner = web.AppRunner(bot_app(settings))
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         finished = asyncio.Event()

@@ -28,7 +28,7 @@ from yarl import URL
 from bot.cli import main as cli
 from bot.escalation import login_guard
 from bot.storage.models import Agent, AgentDevice, AgentSession, AuditEntry, RateEvent
-from tests.support.common import listening
+from tests.support.common import FAST_HASHER, bot_app, listening
 from tests.support.console import (
     BIND_CODE,
     FAILED_ORDER,
@@ -42,7 +42,6 @@ from tests.support.console import (
     only,
     set_cookie,
 )
-from webhook_server import create_app
 
 OTHER_MERCHANTS_ORDER = "BT2026112600000021"  # M002's, paid, 12.00
 M001_PAID = "BT2026112600000009"  # M001's, paid on the second try, 59.90, phone ...0009
@@ -57,7 +56,7 @@ async def serving(db: AsyncEngine, count: int = 1, **overrides: Any) -> AsyncIte
     servers: list[Server] = []
     async with AsyncExitStack() as stack:
         for _ in range(count):
-            app = create_app(settings)
+            app = bot_app(settings)
             servers.append(Server(await stack.enter_async_context(listening(app)), app))
         yield servers
 
@@ -427,7 +426,7 @@ async def test_agent_capacity_applies_and_agent_set_changes_an_existing_agent(
             session.add(
                 Agent(
                     name="小张",
-                    password_hash=PasswordHasher(time_cost=1, memory_cost=1024).hash(PASSWORD),
+                    password_hash=FAST_HASHER.hash(PASSWORD),
                     online=True,
                     last_seen_at=datetime.now(UTC),
                 )

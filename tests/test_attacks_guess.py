@@ -39,13 +39,12 @@ from bot.storage.db import session_factory
 from bot.storage.models import RateEvent
 from bot.types import Language
 from tests.botapi import BotApiStub
-from tests.support.common import listening
+from tests.support.common import bot_app, listening
 from tests.support.console import ALL_DAY, agent_session, asks_for_a_person, with_console
 from tests.support.console import Server as ConsoleServer
 from tests.support.telegram import SECRET as TG_SECRET
 from tests.support.telegram import Telegram
 from tests.support.webchat import Visitor, text_of
-from webhook_server import create_app
 
 PENDING_ORDER = "BT2026112600000013"  # M001, pending, ¥15.50, payer phone ends 2222
 TWELVE_YUAN_ORDER = "BT2026112600000021"  # M002, paid, ¥12.00, payer phone ends 3333
@@ -100,7 +99,7 @@ def _settings(db: AsyncEngine, **overrides: Any) -> Settings:
 async def running(db: AsyncEngine, **overrides: Any) -> AsyncIterator[Server]:
     """The app on a random port of 127.0.0.1, over `db` (the demo world loaded already)."""
     settings = _settings(db, **overrides)
-    app = with_console(create_app(settings), settings)
+    app = with_console(bot_app(settings), settings)
     async with listening(app) as base, aiohttp.ClientSession() as http:
         yield Server(base, http, db, app)
 
@@ -305,7 +304,7 @@ async def test_a_telegram_user_is_a_client_of_its_own(db: AsyncEngine, world: No
             telegram_api_url=stub.url,
             telegram_webhook_secret=TG_SECRET,
         )
-        async with TestClient(TestServer(create_app(settings))) as client:
+        async with TestClient(TestServer(bot_app(settings))) as client:
             telegram = Telegram(client, stub)
             for code in ("000001", "000002", "000003"):
                 assert "无效" in "\n".join(await telegram.say(f"/bind {code}", chat=TG_USER))

@@ -43,10 +43,10 @@ from bot.storage.models import (
 from bot.types import Language
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
-from tests.support.common import FAST_HASHER, examples, stub_settings
+from tests.support.common import FAST_HASHER, bot_app, examples, stub_settings
 from tests.support.console import PASSWORD, agent_session
 from tests.support.webchat import Visitor, next_pushed
-from webhook_server import RUNTIME, create_app
+from webhook_server import RUNTIME
 
 SECRET = "mask-webhook-secret-0123456789"
 NOTIFY_SECRET = "mask-notify-secret-0123456789"
@@ -120,7 +120,7 @@ async def serve(db: AsyncEngine) -> AsyncIterator[Served]:
             business_days="0123456",
             default_language=Language.ZH,
         )
-        app = create_app(settings_)
+        app = bot_app(settings_)
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             yield Served(client, stub, db)
 

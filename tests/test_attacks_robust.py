@@ -54,8 +54,7 @@ from bot.storage.models import (
 from bot.types import Language
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
-from tests.support.common import FAST_HASHER, stub_settings
-from webhook_server import create_app
+from tests.support.common import FAST_HASHER, bot_app, stub_settings
 
 SECRET = "robust-webhook-secret-0123456789"
 NOTIFY_SECRET = "robust-notify-secret-0123456789"
@@ -128,7 +127,7 @@ class Bot:
 async def bot(db: AsyncEngine, world: None) -> AsyncIterator[Bot]:
     url = db.url.render_as_string(hide_password=False)
     async with BotApiStub() as stub:
-        app = create_app(stub_settings(url, stub, SECRET, NOTIFY_SECRET))
+        app = bot_app(stub_settings(url, stub, SECRET, NOTIFY_SECRET))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             yield Bot(client, stub, db)
 
@@ -294,7 +293,7 @@ async def test_an_unexpected_exception_is_a_500_without_details(
     monkeypatch.setattr(webhook_server, "healthz", broken)
     url = db.url.render_as_string(hide_password=False)
     async with BotApiStub() as stub:
-        app = create_app(stub_settings(url, stub, SECRET, NOTIFY_SECRET))
+        app = bot_app(stub_settings(url, stub, SECRET, NOTIFY_SECRET))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             with caplog.at_level(logging.ERROR, logger="webhook_server"):
                 response = await client.get("/healthz")
@@ -485,7 +484,7 @@ async def test_readyz_says_degraded_while_the_platform_is_down_and_faq_still_wor
             settings = stub_settings(
                 url, stub, SECRET, NOTIFY_SECRET, platform_api_url=f"http://127.0.0.1:{port}"
             )
-            async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as client:
+            async with TestClient(TestServer(bot_app(settings), host="127.0.0.1")) as client:
                 response = await client.get("/readyz")
                 assert response.status == 200
                 assert await response.json() == {"status": "ready", "platform": "ok"}

@@ -27,8 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.settings import Settings
 from bot.storage.db import session_factory
 from bot.storage.models import RateEvent, WebChatSession, utcnow
-from tests.support.common import listening
-from webhook_server import create_app
+from tests.support.common import bot_app, listening
 
 OTHER_ADDRESS = "127.0.0.2"
 PROTOCOL = "btp.chat"
@@ -91,7 +90,7 @@ async def serve(db: AsyncEngine, *, proxied: bool = False, **limits: Any) -> Asy
         demo_world=None,
         **limits,
     )
-    app = create_app(settings)
+    app = bot_app(settings)
     if proxied:
         app.middlewares.insert(0, peer_from_header)
     async with listening(app) as base:

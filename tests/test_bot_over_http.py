@@ -21,11 +21,15 @@ from bot.platform.http import HttpPlatform
 from bot.platform.outside import OutsideTransactions
 from bot.platform.server import create_platform_app
 from bot.platform.sql import SqlPlatform
-from bot.platform.world import load_world, read_world
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory
-from tests.support.common import DEMO_WORLD, FAST_HASHER, Chat, Faults, listening, migrated_sqlite
+from tests.support.common import (
+    Chat,
+    Faults,
+    demo_sqlite,
+    listening,
+)
 
 KEY = "test-platform-key"
 
@@ -34,9 +38,8 @@ KEY = "test-platform-key"
 async def platform(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[str, Faults]]:
-    shutil.copyfile(await migrated_sqlite(tmp_path_factory), tmp_path / "platform.db")
+    shutil.copyfile(await demo_sqlite(tmp_path_factory), tmp_path / "platform.db")
     db = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'platform.db'}")
-    await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
     faults = Faults()
     app = create_platform_app(SqlPlatform(session_factory(db), shares_bot_database=False), KEY)
     app.middlewares.insert(0, faults.middleware)

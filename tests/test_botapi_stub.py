@@ -7,7 +7,6 @@ import asyncio
 import datetime as dtm
 import json
 import struct
-import time
 import warnings
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +32,7 @@ from tests.botapi import BotApiStub
 
 CHAT = 42
 GROUP = -4242
+SENT_AT = 1_764_140_400  # a fixed Unix time for the stand-in to stamp messages with
 
 
 def make_bot(stub: BotApiStub, token: str | None = None) -> telegram.Bot:
@@ -127,7 +127,7 @@ async def test_send_message_with_an_inline_keyboard(bot: telegram.Bot, stub: Bot
             [InlineKeyboardButton("帮助中心", url="https://help.example.com/zh")],
         ]
     )
-    before = int(time.time())
+    stub.clock = lambda: SENT_AT
     first = await bot.send_message(CHAT, "你好，请选择：", reply_markup=markup)
     second = await bot.send_message(CHAT, "第二条", disable_notification=True)
     in_group = await bot.send_message(GROUP, "群消息")
@@ -138,7 +138,7 @@ async def test_send_message_with_an_inline_keyboard(bot: telegram.Bot, stub: Bot
     assert first.from_user is not None and first.from_user.id == stub.bot_id
     assert (first.chat.id, first.chat.type) == (CHAT, "private")
     assert (in_group.chat.id, in_group.chat.type) == (GROUP, "group")
-    assert before <= first.date.timestamp() <= time.time()  # stamped when it was sent
+    assert first.date.timestamp() == SENT_AT  # stamped by the stand-in's clock when sent
     assert unknown_fields(first) == []
 
     call = stub.calls_of("sendMessage")[0]
@@ -248,7 +248,7 @@ async def test_get_updates_long_polls_with_offsets(bot: telegram.Bot, stub: BotA
     assert [u.update_id for u in await bot.get_updates(limit=1)] == [1]
 
     async def push_later() -> None:
-        await asyncio.sleep(0.2)
+        await stub.long_poll_waiting()
         stub.push_update(tu.callback_query(3, CHAT, "order:1"))
 
     # A long poll of 50 s (Telegram's longest) that the push must end: were it not woken, the
@@ -264,7 +264,7 @@ async def test_get_updates_long_polls_with_offsets(bot: telegram.Bot, stub: BotA
     # With nothing to deliver the poll waits (it is still pending while the loop runs on) and
     # then answers no updates.
     empty = asyncio.create_task(bot.get_updates(offset=4, timeout=1))
-    await asyncio.sleep(0.1)
+    await stub.long_poll_waiting()
     assert not empty.done()
     async with asyncio.timeout(20):
         assert await empty == ()
@@ -274,7 +274,7 @@ async def test_get_updates_long_polls_with_offsets(bot: telegram.Bot, stub: BotA
 
 async def test_a_second_long_poll_ends_the_first(bot: telegram.Bot, stub: BotApiStub) -> None:
     first = asyncio.create_task(bot.get_updates(timeout=5))
-    await asyncio.sleep(0.2)  # the first long poll waits at the stand-in
+    await stub.long_poll_waiting()  # the first long poll waits at the stand-in
     assert await bot.get_updates(timeout=0) == ()
     with pytest.raises(Conflict, match="terminated by other getUpdates request"):
         await first

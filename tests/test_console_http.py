@@ -329,8 +329,12 @@ async def test_pages_carry_the_strict_content_security_policy(server: Server) ->
             assert "style=" not in page and "<style" not in page
             for tag in re.findall(r"<script[^>]*>", page):
                 assert 'src="/agent/static/' in tag or 'type="application/json"' in tag, tag
-        for asset, kind in (("console.js", "javascript"), ("console.css", "text/css")):
-            async with agent.http.get(f"{server.base}/agent/static/{asset}") as response:
+        assets = [("/agent/static/console.js", "javascript")]
+        sheets = re.findall(r'rel="stylesheet" href="([^"]+)"', page)
+        assets += [(sheet, "text/css") for sheet in sheets]
+        assert [path for path, _ in assets[1:]] == ["/static/base.css", "/agent/static/console.css"]
+        for asset, kind in assets:
+            async with agent.http.get(f"{server.base}{asset}") as response:
                 assert response.status == 200
                 assert kind in response.headers["Content-Type"]
 

@@ -39,8 +39,7 @@ from bot.platform.world import load_world, read_world
 from bot.settings import PROJECT_ROOT, Settings
 from bot.storage.db import create_engine, session_factory, upgrade
 from bot.storage.models import WebChatSession
-from tests.support.common import DEMO_WORLD, FAST_HASHER, free_port
-from webhook_server import create_app
+from tests.support.common import DEMO_WORLD, FAST_HASHER, bot_app, free_port
 
 DOCS = PROJECT_ROOT / "docs"
 EXAMPLES = int(os.environ.get("BTP_CONTRACT_EXAMPLES", "150"))
@@ -167,7 +166,7 @@ def webchat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         async def close() -> None:
             return None
 
-        return create_app(settings), close
+        return bot_app(settings), close
 
     yield from _serve_in_thread(build)
     shutil.rmtree(folder, ignore_errors=True)

@@ -7,7 +7,7 @@ API would be (the Telegram path is tested end to end against the Bot API stand-i
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +19,7 @@ from bot.delivery import LEASE
 from bot.storage.db import session_factory
 from bot.storage.models import Conversation, InboundUpdate, OutboxItem
 from bot.types import OutboxStatus
+from tests.support.common import Clock
 
 
 class Recorder:
@@ -73,11 +74,13 @@ async def test_sent_once_in_order_per_chat(db: AsyncEngine) -> None:
 async def test_retry_after_holds_the_chat_and_keeps_its_order(db: AsyncEngine) -> None:
     await queue(db, "1", "first", "second")
     recorder = Recorder()
-    recorder.failures.append(RetryLater(0.2))
-    relay = OutboxRelay(session_factory(db), {"telegram": recorder})
+    recorder.failures.append(RetryLater(20))
+    clock = Clock(datetime.now(UTC))
+    relay = OutboxRelay(session_factory(db), {"telegram": recorder}, clock=clock)
     assert await relay.flush() == 0
+    clock.advance(seconds=19)
     assert await relay.flush() == 0  # not due yet: retry_after is honoured
-    await asyncio.sleep(0.25)
+    clock.advance(seconds=2)
     assert await relay.flush() == 2
     assert recorder.sent == [("1", "first"), ("1", "second")]
 
@@ -103,19 +106,22 @@ async def test_a_lease_left_by_a_dead_sender_is_picked_up(db: AsyncEngine) -> No
 
 async def test_dispatcher_stores_once_and_processes_in_order_per_chat(db: AsyncEngine) -> None:
     seen: list[int] = []
-    gate = asyncio.Event()
+    gate, other_chat_done = asyncio.Event(), asyncio.Event()
 
     async def process(payload: dict[str, Any]) -> None:
         if payload["n"] == 1:
             await gate.wait()
         seen.append(payload["n"])
+        if payload["n"] == 3:
+            other_chat_done.set()
 
     dispatcher = InboundDispatcher(session_factory(db), "telegram", process)
     assert await dispatcher.accept(1, "chat-a", {"n": 1})
     assert await dispatcher.accept(2, "chat-a", {"n": 2})
     assert await dispatcher.accept(3, "chat-b", {"n": 3})
     assert not await dispatcher.accept(1, "chat-a", {"n": 1})
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(10):
+        await other_chat_done.wait()
     assert seen == [3]  # chat-b is not held up by chat-a
     gate.set()
     await dispatcher.idle()
@@ -172,13 +178,15 @@ async def test_two_relays_never_send_the_same_row(db: AsyncEngine) -> None:
 async def test_a_row_waiting_to_be_retried_holds_its_newer_rows(db: AsyncEngine) -> None:
     await queue(db, "1", "first")
     recorder = Recorder()
-    recorder.failures.append(RetryLater(0.3))
-    relay = OutboxRelay(session_factory(db), {"telegram": recorder})
+    recorder.failures.append(RetryLater(30))
+    # A minute ahead of the rows' own timestamps, so the rows queued below are due at once.
+    clock = Clock(datetime.now(UTC) + timedelta(minutes=1))
+    relay = OutboxRelay(session_factory(db), {"telegram": recorder}, clock=clock)
     assert await relay.flush() == 0
     await queue(db, "1", "second")  # arrives while "first" waits for its retry_after
     await queue(db, "2", "other chat")
     assert await relay.flush() == 1  # only the other chat goes
-    await asyncio.sleep(0.35)
+    clock.advance(seconds=31)
     assert await relay.flush() == 2
     assert [t for c, t in recorder.sent if c == "1"] == ["first", "second"]
 

@@ -53,8 +53,8 @@ from bot.storage.models import (
 )
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
-from tests.support.common import stub_settings
-from webhook_server import RUNTIME, create_app
+from tests.support.common import bot_app, stub_settings
+from webhook_server import RUNTIME
 
 LONG = os.environ.get("BTP_LONG_TESTS") == "1"
 SECRET = "load-webhook-secret-0123456789"
@@ -153,7 +153,7 @@ def app_settings(database_url: str, stub: BotApiStub, **extra: Any) -> Settings:
 async def serve(db: AsyncEngine, stub: BotApiStub) -> AsyncIterator[TestClient[Any, Any]]:
     """The whole app on 127.0.0.1 over the test's database, and an HTTP client for it."""
     url = db.url.render_as_string(hide_password=False)
-    server = TestServer(create_app(app_settings(url, stub)), host="127.0.0.1")
+    server = TestServer(bot_app(app_settings(url, stub)), host="127.0.0.1")
     # Telegram itself keeps at most 40 webhook connections open; 100 is more than that.
     connector = aiohttp.TCPConnector(limit=100)
     async with TestClient(server, connector=connector) as client:

@@ -16,13 +16,11 @@ from sqlalchemy import func, select
 
 from bot.notifications import sign
 from bot.platform.tables import OrderRow
-from bot.platform.world import load_world, read_world
 from bot.settings import Settings
-from bot.storage.db import create_engine, session_factory
 from bot.storage.models import Message, OutboxItem, PlatformEvent
 from bot.types import IncomingMessage
-from tests.support.common import DEMO_WORLD, FAST_HASHER, migrated_sqlite
-from webhook_server import RUNTIME, create_app
+from tests.support.common import bot_app, demo_sqlite
+from webhook_server import RUNTIME
 
 SECRET = "notify-secret-for-tests"
 ORDER = "BT2026112600000013"  # M001, pending, 15.50, payer phone ending 2222
@@ -33,16 +31,13 @@ async def client(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[TestClient[Any, Any]]:
     path = tmp_path / "app.db"
-    shutil.copyfile(await migrated_sqlite(tmp_path_factory), path)
-    db = create_engine(f"sqlite+aiosqlite:///{path}")
-    await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
-    await db.dispose()
+    shutil.copyfile(await demo_sqlite(tmp_path_factory), path)
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{path}",
         platform_webhook_secret=SecretStr(SECRET),
         demo_world=None,
     )
-    async with TestClient(TestServer(create_app(settings))) as client:
+    async with TestClient(TestServer(bot_app(settings))) as client:
         yield client
 
 

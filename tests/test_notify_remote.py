@@ -30,11 +30,13 @@ from bot.notifications import sign
 from bot.platform.http import HttpPlatform
 from bot.platform.models import FailureCode, OrderStatus
 from bot.platform.tables import OrderRow
+from bot.platform.world import load_world, read_world
 from bot.settings import PROJECT_ROOT, Settings
+from bot.storage.db import create_engine, session_factory
 from bot.storage.models import Message, PlatformEvent
 from bot.types import IncomingMessage
-from tests.support.common import DEMO_WORLD, migrated_sqlite
-from webhook_server import RUNTIME, create_app
+from tests.support.common import DEMO_WORLD, FAST_HASHER, bot_app, migrated_sqlite
+from webhook_server import RUNTIME
 
 SECRET = "remote-notify-secret"
 KEY = "remote-platform-key"
@@ -47,13 +49,15 @@ def _port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def platform_url(tmp_path: Path) -> Iterator[str]:
-    """`btp-bot platform serve --demo` on a database of its own, until the test ends."""
+@pytest.fixture(scope="module")
+def platform_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """`btp-bot platform serve --demo` on a database of its own, for the module's tests: its
+    URL and its database's."""
     port = _port()
+    database = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('platform') / 'platform.db'}"
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'platform.db'}",
+        "DATABASE_URL": database,
         "PLATFORM_API_KEY": KEY,
         "DEMO_WORLD": str(DEMO_WORLD),
     }
@@ -69,7 +73,7 @@ def platform_url(tmp_path: Path) -> Iterator[str]:
         assert process.stdout is not None
         line = process.stdout.readline()  # printed once the socket listens
         assert "platform API on" in line, process.stderr.read() if process.stderr else line
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", database
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -77,6 +81,19 @@ def platform_url(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+async def platform_url(platform_process: tuple[str, str]) -> str:
+    """The platform process, its demo world loaded again: what an earlier test paid or bound
+    is as the demo has it (orders, accounts and bind codes are replaced)."""
+    url, database = platform_process
+    db = create_engine(database)
+    try:
+        await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
+    finally:
+        await db.dispose()
+    return url
 
 
 @pytest.fixture
@@ -92,7 +109,7 @@ async def client(
         platform_webhook_secret=SecretStr(SECRET),
         demo_world=None,
     )
-    async with TestClient(TestServer(create_app(settings))) as client:
+    async with TestClient(TestServer(bot_app(settings))) as client:
         yield client
 
 
@@ -219,7 +236,7 @@ async def test_a_platform_that_cannot_answer_gets_503_and_the_event_counts_later
         platform_webhook_secret=SecretStr(SECRET),
         demo_world=None,
     )
-    async with TestClient(TestServer(create_app(settings))) as client:
+    async with TestClient(TestServer(bot_app(settings))) as client:
         status, body = await post(client, event())
         assert (status, body["error"]["code"]) == (503, "unavailable")
         assert await count(client, PlatformEvent) == 0

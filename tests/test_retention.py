@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,8 +27,7 @@ from bot.storage.models import (
     RateEvent,
 )
 from bot.storage.retention import BATCH, prune
-from tests.support.common import migrated_sqlite
-from webhook_server import create_app
+from tests.support.common import bot_app, migrated_sqlite, until
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=8)
@@ -208,10 +206,11 @@ async def test_the_server_prunes_once_it_has_started(
             ],
         )
     settings = Settings(database_url=url, demo_world=None, retention_days=2)
-    async with TestClient(TestServer(create_app(settings))):
-        for _ in range(100):
-            if await _rows(db, ProcessedInbound, "message_id") == ["new"]:
-                break
-            await asyncio.sleep(0.05)
+    async with TestClient(TestServer(bot_app(settings))):
+
+        async def pruned() -> bool:
+            return await _rows(db, ProcessedInbound, "message_id") == ["new"]
+
+        await until(pruned, 30, "the server's pruning job to remove the old row")
     assert await _rows(db, ProcessedInbound, "message_id") == ["new"]
     await db.dispose()

@@ -20,15 +20,13 @@ from sqlalchemy import select
 
 from bot.channels.telegram import keyboard, split_text
 from bot.notifications import sign
-from bot.platform.world import load_world, read_world
 from bot.settings import Settings
-from bot.storage.db import create_engine, session_factory
 from bot.storage.models import InboundUpdate, Message
 from tests import telegram_updates as tg
 from tests.botapi import BotApiStub
-from tests.support.common import DEMO_WORLD, FAST_HASHER, migrated_sqlite
+from tests.support.common import bot_app, demo_sqlite
 from tests.support.telegram import CHAT, NOTIFY_SECRET, SECRET, Telegram
-from webhook_server import RUNTIME, create_app
+from webhook_server import RUNTIME
 
 
 @pytest.fixture
@@ -36,10 +34,7 @@ async def telegram(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Telegram]:
     path = tmp_path / "app.db"
-    shutil.copyfile(await migrated_sqlite(tmp_path_factory), path)
-    db = create_engine(f"sqlite+aiosqlite:///{path}")
-    await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
-    await db.dispose()
+    shutil.copyfile(await demo_sqlite(tmp_path_factory), path)
     async with BotApiStub() as stub:
         settings = Settings(
             database_url=f"sqlite+aiosqlite:///{path}",
@@ -50,7 +45,7 @@ async def telegram(
             platform_webhook_secret=SecretStr(NOTIFY_SECRET),
             demo_world=None,
         )
-        async with TestClient(TestServer(create_app(settings))) as client:
+        async with TestClient(TestServer(bot_app(settings))) as client:
             yield Telegram(client, stub)
 
 

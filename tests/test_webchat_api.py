@@ -7,6 +7,7 @@ browser tab: it opens a session, talks, reads the history, and listens on the We
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -354,7 +355,10 @@ async def test_the_page_is_served_with_its_content_security_policy(
     assert strings["zh"]["agent"] == "客服" and strings["en"]["agent"] == "Agent"
     assert 'data-default-language="zh"' in page and 'lang="zh-CN"' in page
 
-    for path, kind in (("/static/chat.js", "javascript"), ("/static/chat.css", "text/css")):
+    sheets = re.findall(r'rel="stylesheet" href="([^"]+)"', page)
+    assert sheets == ["/static/base.css", "/static/chat.css"]
+    assets = [("/static/chat.js", "javascript"), *((sheet, "text/css") for sheet in sheets)]
+    for path, kind in assets:
         async with http.get(f"{base}{path}") as response:
             assert response.status == 200
             assert kind in response.content_type

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -107,8 +107,10 @@ class OutboxRelay:
         *,
         poll_interval: float = 1.0,
         concurrency: int = 16,
+        clock: Callable[[], datetime] = _now,
     ) -> None:
         self._sessions = sessions
+        self._clock = clock  # what "due" is measured against (tests move a fake one)
         self._engine: AsyncEngine = sessions.kw["bind"]
         self._senders = dict(senders)
         self._poll = poll_interval
@@ -205,7 +207,7 @@ class OutboxRelay:
             held = list(self._leased.values())
             if not held:
                 break
-            until = _now() + LEASE
+            until = self._clock() + LEASE
             try:
                 async with self._engine.begin() as connection:
                     await connection.execute(
@@ -234,7 +236,7 @@ class OutboxRelay:
 
     async def _claim(self) -> list[OutboxItem]:
         """Lease due rows in one statement, so two relays never take the same row."""
-        now = _now()
+        now = self._clock()
         async with self._sessions() as session, session.begin():
             # Pending rows that are due, and rows whose lease ran out (their sender died).
             # A chat whose older row waits (retry_after, backoff) or is being sent is held whole:
@@ -284,7 +286,7 @@ class OutboxRelay:
             # Rows held here for half their lease (a backlog behind the channel's rate limit)
             # go back to the queue rather than out: past the lease, a relay would claim and
             # send them as well.
-            stale = items[0].next_attempt_at - _now() < LEASE / 2
+            stale = items[0].next_attempt_at - self._clock() < LEASE / 2
             if stale or (not claimed and chat in self._held):
                 await self._queue(items)
                 return 0
@@ -332,7 +334,7 @@ class OutboxRelay:
             ]
             try:
                 async with self._engine.begin() as connection:
-                    await connection.execute(_MARK_SENT, {"ids": batch, "now": _now()})
+                    await connection.execute(_MARK_SENT, {"ids": batch, "now": self._clock()})
                     if masked:
                         await connection.execute(_KEEP_MASKED, masked)
             except Exception as exc:
@@ -379,14 +381,14 @@ class OutboxRelay:
             await session.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id.in_([item.id for item in items]))
-                .values(status=OutboxStatus.PENDING, next_attempt_at=_now())
+                .values(status=OutboxStatus.PENDING, next_attempt_at=self._clock())
             )
         self.kick()
 
     async def _release(self, items: list[OutboxItem], delay: timedelta, error: str) -> None:
         self._let_go(item.id for item in items)
         self._wait(items)
-        now = _now()
+        now = self._clock()
         async with self._sessions() as session, session.begin():
             for item in items:
                 attempts = item.attempts + (1 if item is items[0] else 0)

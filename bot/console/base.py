@@ -77,7 +77,7 @@ class ConsoleBase:
         renderer: Renderer | None = None,
     ) -> None:
         self._settings = settings
-        self._hasher = hasher or PasswordHasher()
+        self._hasher = hasher or settings.password_hasher()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._zone = ZoneInfo(settings.timezone)
         self._env = Environment(

@@ -38,8 +38,8 @@ class _Str(str):
     line: int = 0
 
 
-class _LineLoader(yaml.SafeLoader):
-    pass
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's parser where PyYAML has it (4 times faster: every start reads the knowledge)."""
 
 
 def _construct_str(loader: _LineLoader, node: yaml.ScalarNode) -> _Str:
@@ -49,7 +49,7 @@ def _construct_str(loader: _LineLoader, node: yaml.ScalarNode) -> _Str:
 
 
 def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping: dict[str, Any] = loader.construct_mapping(node, deep=True)  # type: ignore[assignment]
+    mapping: dict[str, Any] = loader.construct_mapping(node, deep=True)
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
 

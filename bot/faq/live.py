@@ -50,9 +50,13 @@ class LiveKnowledge:
         self,
         sessions: async_sessionmaker[AsyncSession],
         build_matcher: Callable[[Knowledge], Matcher],
+        built: tuple[str, Knowledge, Matcher] | None = None,
     ) -> None:
+        """`built`: files already built in this process (their digest, knowledge and
+        matcher), used instead of building again a version with the same files."""
         self._sessions = sessions
         self._build_matcher = build_matcher
+        self._built = built
         self._current: Published | None = None
         self._listeners: list[Swapped] = []
         self._lock = asyncio.Lock()
@@ -108,8 +112,12 @@ class LiveKnowledge:
                 files = await store.files_of(session, wanted)
             if files is None:
                 return False
-            knowledge, matcher = await asyncio.to_thread(self.build, files)
-            self._current = Published(wanted, digest(files), knowledge, matcher)
+            files_digest = digest(files)
+            if self._built is not None and self._built[0] == files_digest:
+                knowledge, matcher = self._built[1], self._built[2]
+            else:
+                knowledge, matcher = await asyncio.to_thread(self.build, files)
+            self._current = Published(wanted, files_digest, knowledge, matcher)
             for listener in self._listeners:
                 listener(self._current)
             log.info("knowledge version %s in use", wanted)

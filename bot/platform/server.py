@@ -222,12 +222,27 @@ async def health(_request: web.Request) -> web.Response:
     return _json({"status": "ok"})
 
 
-async def get_merchant(request: web.Request) -> web.Response:
-    key = _path_key(request, "merchant_id")
-    merchant = await request.app[GATEWAY].get_merchant(key) if key else None
-    if merchant is None:
-        raise NotFound("no such merchant")
-    return _json(codec.encode(codec.MerchantWire.from_domain(merchant)))
+def _lookup(
+    name: str,
+    what: str,
+    fetch: Callable[[PlatformGateway, str], Awaitable[object | None]],
+    wire: type[codec._Wire],
+) -> Handler:
+    """A GET of the one record the path's `name` identifies; 404 "no such `what`" without it."""
+
+    async def handler(request: web.Request) -> web.Response:
+        key = _path_key(request, name)
+        record = await fetch(request.app[GATEWAY], key) if key else None
+        if record is None:
+            raise NotFound(f"no such {what}")
+        return _json(codec.encode(wire.from_domain(record)))
+
+    return handler
+
+
+get_merchant = _lookup(
+    "merchant_id", "merchant", lambda gateway, key: gateway.get_merchant(key), codec.MerchantWire
+)
 
 
 async def list_orders(request: web.Request) -> web.Response:
@@ -262,12 +277,9 @@ async def recent_payment_attempts(request: web.Request) -> web.Response:
     return _json(codec.encode(codec.AttemptSeenList.from_domain({"items": attempts})))
 
 
-async def get_order(request: web.Request) -> web.Response:
-    key = _path_key(request, "order_no")
-    order = await request.app[GATEWAY].get_order(key) if key else None
-    if order is None:
-        raise NotFound("no such order")
-    return _json(codec.encode(codec.OrderWire.from_domain(order)))
+get_order = _lookup(
+    "order_no", "order", lambda gateway, key: gateway.get_order(key), codec.OrderWire
+)
 
 
 async def resync_order(request: web.Request) -> web.Response:
@@ -292,28 +304,25 @@ async def record_payment_status(request: web.Request) -> web.Response:
     return _json(codec.encode(codec.PaymentStatusResultWire.from_domain(result)))
 
 
-async def get_account(request: web.Request) -> web.Response:
-    key = _path_key(request, "login")
-    account = await request.app[GATEWAY].get_account(key) if key else None
-    if account is None:
-        raise NotFound("no such account")
-    return _json(codec.encode(codec.AccountWire.from_domain(account)))
+get_account = _lookup(
+    "login", "account", lambda gateway, key: gateway.get_account(key), codec.AccountWire
+)
 
 
-async def get_withdrawal(request: web.Request) -> web.Response:
-    key = _path_key(request, "withdrawal_id")
-    withdrawal = await request.app[GATEWAY].get_withdrawal(key) if key else None
-    if withdrawal is None:
-        raise NotFound("no such withdrawal")
-    return _json(codec.encode(codec.WithdrawalWire.from_domain(withdrawal)))
+get_withdrawal = _lookup(
+    "withdrawal_id",
+    "withdrawal",
+    lambda gateway, key: gateway.get_withdrawal(key),
+    codec.WithdrawalWire,
+)
 
 
-async def get_payment_link(request: web.Request) -> web.Response:
-    key = _path_key(request, "link_id")
-    link = await request.app[GATEWAY].get_payment_link(key) if key else None
-    if link is None:
-        raise NotFound("no such payment link")
-    return _json(codec.encode(codec.PaymentLinkWire.from_domain(link)))
+get_payment_link = _lookup(
+    "link_id",
+    "payment link",
+    lambda gateway, key: gateway.get_payment_link(key),
+    codec.PaymentLinkWire,
+)
 
 
 async def create_payment_link(request: web.Request) -> web.Response:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,12 +23,15 @@ from argon2 import PasswordHasher
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
+from bot.app import Prepared, prepare
 from bot.engine import Engine
 from bot.platform.breaker import BreakerState, CircuitBreaker
+from bot.platform.world import load_world, read_world
 from bot.settings import PROJECT_ROOT, Settings
-from bot.storage.db import create_engine, upgrade
+from bot.storage.db import create_engine, session_factory, upgrade
 from bot.types import Button, IncomingMessage, Reply
 from tests.botapi import BotApiStub
+from webhook_server import create_app
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -121,8 +126,56 @@ async def migrated_sqlite(factory: pytest.TempPathFactory) -> Path:
 
 DEMO_WORLD = PROJECT_ROOT / "bot" / "platform" / "demo_world.yaml"
 
+# The demo world's times are relative to its loading ("-20m"): a copy older than this is loaded
+# afresh, so a test meets the world at most this much older than one loaded for it alone.
+DEMO_MAX_AGE = 30.0
+_DEMO: list[tuple[float, Path]] = []
 
-# Real argon2id, with the cost turned down: the tests hash demo passwords hundreds of times.
+
+async def demo_sqlite(factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated and loaded with the demo world; each test gets a copy of it."""
+    if not _DEMO or time.monotonic() - _DEMO[-1][0] > DEMO_MAX_AGE:
+        path = factory.mktemp("demo") / "bot.db"
+        shutil.copyfile(await migrated_sqlite(factory), path)
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            await load_world(session_factory(engine), read_world(DEMO_WORLD), FAST_HASHER)
+        finally:
+            await engine.dispose()
+        _DEMO.append((time.monotonic(), path))
+    return _DEMO[-1][1]
+
+
+_PREPARED: dict[tuple[object, ...], Prepared] = {}
+
+
+def prepared(settings: Settings) -> Prepared:
+    """The knowledge, matcher and templates for `settings`, read once per test process: every
+    app and engine a test starts on the same knowledge and NLU thresholds shares them."""
+    key = (
+        settings.knowledge_dir,
+        settings.nlu_min_score,
+        settings.nlu_min_margin,
+        settings.nlu_min_coverage,
+        settings.nlu_max_foreign,
+    )
+    if key not in _PREPARED:
+        _PREPARED[key] = prepare(settings)
+    return _PREPARED[key]
+
+
+def bot_app(settings: Settings, **options: Any) -> web.Application:
+    """`create_app(settings)` with the knowledge and templates prepared once per process."""
+    return create_app(settings, prepared=prepared(settings), **options)
+
+
+# Real argon2id, with the cost turned down: the tests hash and check passwords hundreds of
+# times, and one hash at the default cost takes about 0.1 s of CPU. Every Settings of the test
+# process (and of the `btp-bot` processes it starts, which inherit the environment) hashes at
+# this cost too, so a demo password hashed here is not hashed again at its first login.
+_FAST_COST = {"PASSWORD_TIME_COST": 1, "PASSWORD_MEMORY_KIB": 1024, "PASSWORD_PARALLELISM": 1}
+for _name, _value in _FAST_COST.items():
+    os.environ.setdefault(_name, str(_value))
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 

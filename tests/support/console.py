@@ -19,18 +19,16 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.console.views import AgentConsole
-from bot.platform.world import load_world, read_world
 from bot.settings import Settings
-from bot.storage.db import create_engine, session_factory
 from bot.storage.models import (
     Agent,
     AuditEntry,
     Handoff,
 )
 from bot.types import Language
-from tests.support.common import DEMO_WORLD, FAST_HASHER, listening, migrated_sqlite
+from tests.support.common import FAST_HASHER, bot_app, demo_sqlite, listening
 from tests.support.webchat import Visitor
-from webhook_server import RUNTIME, create_app
+from webhook_server import RUNTIME
 
 PASSWORD = "correct horse battery staple"
 
@@ -148,14 +146,9 @@ async def serve_console(
     directory: Path, factory: pytest.TempPathFactory, **overrides: Any
 ) -> AsyncIterator[Server]:
     path = directory / "console.db"
-    shutil.copyfile(await migrated_sqlite(factory), path)
+    shutil.copyfile(await demo_sqlite(factory), path)
     settings = console_settings(path, **overrides)
-    db = create_engine(settings.database_url)
-    try:
-        await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
-    finally:
-        await db.dispose()
-    app = with_console(create_app(settings), settings)
+    app = with_console(bot_app(settings), settings)
     async with listening(app) as base:
         yield Server(base, app)
 

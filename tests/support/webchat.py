@@ -15,12 +15,13 @@ import pytest
 from pydantic import SecretStr
 
 from bot.notifications import sign
-from bot.platform.world import load_world, read_world
 from bot.settings import Settings
-from bot.storage.db import create_engine, session_factory
 from bot.types import Language
-from tests.support.common import DEMO_WORLD, FAST_HASHER, listening, migrated_sqlite
-from webhook_server import create_app
+from tests.support.common import (
+    bot_app,
+    demo_sqlite,
+    listening,
+)
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -120,7 +121,7 @@ async def serve_webchat(
 ) -> AsyncIterator[str]:
     """The whole bot app on a random port of 127.0.0.1, over a fresh demo database."""
     path = directory / "webchat.db"
-    shutil.copyfile(await migrated_sqlite(factory), path)
+    shutil.copyfile(await demo_sqlite(factory), path)
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{path}",
         platform_webhook_secret=SecretStr(SECRET),
@@ -128,12 +129,7 @@ async def serve_webchat(
         default_language=Language.ZH,
         **settings_,
     )
-    db = create_engine(settings.database_url)
-    try:
-        await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
-    finally:
-        await db.dispose()
-    async with listening(create_app(settings)) as base:
+    async with listening(bot_app(settings)) as base:
         yield base
 
 
