@@ -246,6 +246,12 @@ def test_eval_help_says_how_each_set_was_made_and_which_is_the_test_set() -> Non
         text=True,
         check=True,
     ).stdout
-    for name in ("nlu_dev.jsonl", "nlu_tune.jsonl", "nlu_holdout.jsonl", "nlu_test.jsonl"):
+    for name in (
+        "nlu_dev.jsonl",
+        "nlu_tune.jsonl",
+        "nlu_tune2.jsonl",
+        "nlu_holdout.jsonl",
+        "nlu_test.jsonl",
+    ):
         assert name in out
     assert "THE TEST SET" in out and "LABELS.md" in out

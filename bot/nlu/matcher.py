@@ -16,115 +16,18 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 
 import numpy as np
-from pypinyin import lazy_pinyin
 from rapidfuzz import fuzz, process
 
 from bot.faq.knowledge import Knowledge
 from bot.nlu.entities import PLACEHOLDERS, extract_entities, replace_entities
 from bot.nlu.features import stem, tokens, units
+from bot.nlu.fillers import FILLER_CHARS as _FILLER_CHARS
+from bot.nlu.fillers import FILLER_WORDS as _FILLER_WORDS
 from bot.nlu.language import detect_language
 from bot.nlu.normalize import SynonymTable, fold, has_cjk, strip_punctuation
 from bot.nlu.requests import marker_key
+from bot.nlu.sounds import PinyinWords, sound
 from bot.types import Alternative, Label, Language, Parse
-
-# Words that carry no meaning of their own in a support chat; they neither help nor hurt coverage.
-_FILLER_CHARS = set(
-    "的了吗呢啊吧呀哦哈嗯么我你您他她它们是在有和就都也还要想能会可以这那个一下请问亲好对"
-)
-_FILLER_WORDS = {
-    "i",
-    "a",
-    "an",
-    "the",
-    "to",
-    "is",
-    "are",
-    "am",
-    "be",
-    "do",
-    "does",
-    "did",
-    "my",
-    "me",
-    "you",
-    "your",
-    "it",
-    "its",
-    "of",
-    "for",
-    "on",
-    "in",
-    "at",
-    "and",
-    "or",
-    "can",
-    "could",
-    "would",
-    "will",
-    "please",
-    "pls",
-    "plz",
-    "hi",
-    "hey",
-    "what",
-    "how",
-    "why",
-    "when",
-    "where",
-    "which",
-    "there",
-    "this",
-    "that",
-    "with",
-    "so",
-    "just",
-    "any",
-    "some",
-    "we",
-    "our",
-    "us",
-    "get",
-    "have",
-    "has",
-    "need",
-    "want",
-    "know",
-    "about",
-    "not",
-    "no",
-    "yes",
-    "ok",
-    "okay",
-    "if",
-    "from",
-    "b",
-    # what is left of "what's", "can't", "i'm", "you'll", "we've" once the apostrophe is gone
-    "s",
-    "t",
-    "m",
-    "ll",
-    "re",
-    "ve",
-    "d",
-    "im",
-    "ive",
-    "wanna",
-    "gonna",
-    "gotta",
-    "guys",
-    "lol",
-    "exactly",
-    "actually",
-    "really",
-    "also",
-    "usually",
-    "normally",
-    "generally",
-    "typically",
-    "kindly",
-    "anymore",
-}
-
 
 # The fillers as the matcher's tokens hold them: Snowball stems ("please" -> "pleas").
 _FILLER_STEMS = frozenset(stem(word) for word in _FILLER_WORDS)
@@ -166,6 +69,9 @@ class MatcherConfig:
     oos_margin: float = 0.0
     # Foreign words refuse only when the out-of-scope examples score within this of the best.
     foreign_margin: float = 0.05
+    # A message the in-scope vocabulary explains this well is not refused by out-of-scope
+    # examples whose foreign words it does not share (see `Matcher.scores`).
+    ungrounded_coverage: float = 0.8
     # Messages this long (characters, spaces aside) are also judged clause by clause.
     clause_min_chars: int = 16
     # A clause rescues a refused message only with at least this score.
@@ -190,6 +96,12 @@ class Matcher:
     def __init__(self, knowledge: Knowledge, config: MatcherConfig | None = None) -> None:
         self.config = config or MatcherConfig()
         self._synonyms = SynonymTable(knowledge.synonyms)
+        in_scope_texts = [
+            fold(p.text) for p in knowledge.phrasings if p.label != Label.OUT_OF_SCOPE
+        ]
+        self._pinyin = PinyinWords(in_scope_texts)
+        self._english = {stem(w) for t in in_scope_texts for w in _LATIN.findall(t)}
+        self._mood = _mood_pattern(knowledge)
         self._entries: list[_Entry] = []
         bags = []
         for phrasing in knowledge.phrasings:
@@ -236,9 +148,24 @@ class Matcher:
             for bag, e in zip(bags, self._entries, strict=True)
             if e.label == Label.OUT_OF_SCOPE
             for t in bag
-            if t[0] in "bw" and t not in self._known and t[2:] not in _FILLER_STEMS
+            if t[0] in "bw"
+            and t not in self._known
+            and t[2:] not in _FILLER_STEMS
         }
         self._known_words = sorted(t[2:] for t in self._known if t.startswith("w:"))
+        # What makes each out-of-scope example out of scope: its foreign words (美团 in
+        # "美团收款的费率是多少", not 率是: a bigram with a filler character names no topic);
+        # empty for an in-scope phrasing.
+        self._entry_foreign = [
+            frozenset(
+                t
+                for t in bag
+                if t in self._foreign and not (t[0] == "b" and _FILLER_CHARS.intersection(t[2:]))
+            )
+            if e.label == Label.OUT_OF_SCOPE
+            else frozenset()
+            for bag, e in zip(bags, self._entries, strict=True)
+        ]
         self._clause_words = knowledge.clauses
         self._requests = knowledge.requests
         # Short Chinese phrasings by sound, for a short message typed by ear ("泥好", "白白");
@@ -250,7 +177,7 @@ class Matcher:
                 and len(entry.compact) <= _SOUND_MAX_CHARS
                 and _ALL_CJK.fullmatch(entry.compact)
             ):
-                sounds[_sound(entry.compact)].add(entry.label)
+                sounds[sound(entry.compact)].add(entry.label)
         self._sounds = {
             sound: next(iter(labels)) for sound, labels in sounds.items() if len(labels) == 1
         }
@@ -321,14 +248,28 @@ class Matcher:
         found = np.flatnonzero(dots)
         wanted = self.config.candidates
         if len(found) > wanted:
-            found = found[np.argpartition(dots[found], -wanted)[-wanted:]]
-        found = found[np.lexsort((found, -dots[found]))]
+            # Every phrasing tied with the last one kept stays a candidate until the sort, so
+            # a tie (two phrasings alike once variants are replaced) goes by knowledge order.
+            cut = dots[found[np.argpartition(dots[found], -wanted)[-wanted]]]
+            found = found[dots[found] >= cut]
+        found = found[np.lexsort((found, -dots[found]))][:wanted]
         return list(zip(found.tolist(), dots[found].tolist(), strict=True))
 
-    def scores(self, body: str) -> tuple[dict[Label, float], dict[Label, str]]:
-        """Each candidate label's combined score, and the phrasing that matched it best."""
+    def scores(self, body: str) -> tuple[dict[Label, float], dict[Label, str], bool]:
+        """Each candidate label's combined score, the phrasing that matched it best, and
+        whether the nearest out-of-scope examples are near for what makes them out of scope.
+
+        An out-of-scope example with foreign words ("美团收款的费率是多少") is near for that
+        reason only when the message shares one of them: "费率是多少" shares every other word
+        with it and is still a question about our fees. The three nearest examples count,
+        and the nearest alone when it has no foreign word ("what's 17 times 23")."""
         query = self._vector(tokens(body))
         top = self._candidates(query)
+        nearest_oos = [i for i, _ in top if self._entries[i].label == Label.OUT_OF_SCOPE][:3]
+        grounded = bool(nearest_oos) and (
+            not self._entry_foreign[nearest_oos[0]]
+            or any(not self._entry_foreign[i].isdisjoint(query) for i in nearest_oos)
+        )
         cosines: dict[Label, list[float]] = defaultdict(list)
         fuzzy: dict[Label, float] = {}
         best_phrasing: dict[Label, str] = {}
@@ -360,7 +301,7 @@ class Matcher:
             combined[label] = (
                 nearest + config.weight_centroid * centroid_cos + config.weight_fuzz * fuzzy[label]
             )
-        return combined, best_phrasing
+        return combined, best_phrasing, grounded
 
     def _lone_word_language(self, folded: str) -> Language | None:
         """English for a lone word the knowledge uses ("hello", "fees"); None for a name or id."""
@@ -399,8 +340,18 @@ class Matcher:
 
     def _comparable(self, marked: str) -> str:
         """Folded text with entities marked, made comparable: no punctuation, letters repeated
-        for emphasis once ("hiii"), typos and variants replaced by their canonical words."""
-        return self._synonyms.apply(_REPEATED.sub(r"\1", strip_punctuation(marked)))
+        for emphasis once ("hiii"), upset and urgent words left out (they say how, not what:
+        "烦死了 提现呢"), pinyin read as the Chinese word ("zhuce" = 注册), typos and variants
+        replaced by their canonical words."""
+        text = _REPEATED.sub(r"\1", strip_punctuation(marked))
+        if self._mood is not None:
+            calm = " ".join(self._mood.sub(" ", f" {text} ").split())
+            text = calm or text
+        text = self._pinyin.apply(text, self._is_english)
+        return self._synonyms.apply(text)
+
+    def _is_english(self, word: str) -> bool:
+        return word in _FILLER_WORDS or stem(word) in self._english
 
     def _decide(self, body: str) -> _Decision:
         """The best in-scope label for a comparable body, and why it is refused, if it is.
@@ -408,7 +359,7 @@ class Matcher:
         An out-of-scope example refuses only when it matches clearly better (`oos_margin`) than
         every in-scope phrasing, and words only out-of-scope examples use refuse only when the
         out-of-scope examples also match nearly as well: one shared word is not enough."""
-        combined, matched = self.scores(body)
+        combined, matched, grounded = self.scores(body)
         coverage, foreign = self.explain(body)
         contentless = coverage == _CONTENTLESS
         coverage = max(coverage, 0.0)
@@ -431,7 +382,9 @@ class Matcher:
         (best, score), rest = in_scope[0], in_scope[1:]
         second = rest[0][1] if rest else 0.0
         reason: str | None = None
-        if oos >= score + config.oos_margin:
+        if oos >= score + config.oos_margin and (
+            grounded or coverage < config.ungrounded_coverage
+        ):
             reason = "out_of_scope_example"
         elif score < min_score or (contentless and score < config.min_score_contentless):
             reason = "low_score"
@@ -439,7 +392,11 @@ class Matcher:
             reason = "ambiguous"
         elif not contentless and coverage < min_coverage:
             reason = "low_coverage"
-        elif foreign > config.max_foreign and oos >= score - config.foreign_margin:
+        elif (
+            foreign > config.max_foreign
+            and oos >= score - config.foreign_margin
+            and (grounded or coverage < config.ungrounded_coverage)
+        ):
             reason = "foreign_topic"
         if reason is None:
             alternatives = tuple(Alternative(label, s) for label, s in rest[:3])
@@ -453,6 +410,7 @@ class Matcher:
                 coverage,
                 matched.get(Label.OUT_OF_SCOPE),
                 reason,
+                grounded,
             )
         return _Decision(best, score, alternatives, coverage, matched.get(best), reason)
 
@@ -464,8 +422,9 @@ class Matcher:
         mark) that is about a topic the bot does not cover refuses the message; otherwise a
         clause only rescues a whole text refused for a low score, low coverage or ambiguity
         (the best clause accepted with at least `clause_min_score`). A whole text that out-of-scope
-        examples match best is not rescued by a clause of it."""
-        if whole.reason in _TOPIC_REFUSALS:
+        examples match best is not rescued by a clause of it, unless it shares none of their
+        foreign words (a freelancer's story that happens to sound like "sell on Taobao")."""
+        if whole.reason in _TOPIC_REFUSALS and whole.grounded:
             return whole
         clauses = self._clause_words.split(marked)
         if len(clauses) < 2:
@@ -526,10 +485,31 @@ class Matcher:
         compact = body.replace(" ", "")
         if not (0 < len(compact) <= _SOUND_MAX_CHARS and _ALL_CJK.fullmatch(compact)):
             return None
-        label = self._sounds.get(_sound(compact))
+        label = self._sounds.get(sound(compact))
         if label is None:
             return None
         return _Decision(label, self.config.min_score_contentless, (), 1.0, None, None)
+
+
+def _mood_pattern(knowledge: Knowledge) -> re.Pattern[str] | None:
+    """The upset and urgent words of `knowledge/dialogue.yaml` (not the complaint ones, which
+    ask for a person): English as whole words, Chinese wherever they appear."""
+    phrases = knowledge.words.phrases
+    complaint = phrases.get("complaint", frozenset())
+    words = {
+        key
+        for kind in ("upset", "urgent")
+        for phrase in phrases.get(kind, frozenset())
+        if phrase not in complaint and (key := strip_punctuation(fold(phrase)))
+    }
+    if not words:
+        return None
+    ordered = sorted(words, key=len, reverse=True)
+    return re.compile(
+        "|".join(
+            rf"(?<=[ ]){re.escape(w)}(?=[ ])" if w.isascii() else re.escape(w) for w in ordered
+        )
+    )
 
 
 # Refusals because the text is about something the bot does not cover.
@@ -537,13 +517,9 @@ _TOPIC_REFUSALS = frozenset({"out_of_scope_example", "foreign_topic"})
 # Letters repeated three times or more, for emphasis ("hiii", "pleeease").
 _REPEATED = re.compile(r"([a-z])\1{2,}")
 _ALL_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
+_LATIN = re.compile(r"[a-z]+")
 # Messages and phrasings of at most this many characters are compared by sound.
 _SOUND_MAX_CHARS = 4
-
-
-def _sound(text: str) -> str:
-    """The toneless pinyin of a Chinese text ("白白" -> "bai bai")."""
-    return " ".join(lazy_pinyin(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,3 +530,6 @@ class _Decision:
     coverage: float
     matched: str | None
     reason: str | None
+    # For a refusal by an out-of-scope example: whether the message shares what makes the
+    # example out of scope (see `Matcher.scores`).
+    grounded: bool = True

@@ -86,10 +86,26 @@ class RequestWords:
         return None
 
 
+# "{number}": a bare number beside the words ("链接收款 200", "link 75"), an amount written
+# without its unit; not a duration, a count or a date ("24小时", "3天", "2 days").
+NUMBER = "{number}"
+_NUMBER_PATTERN = (
+    r"(?<![a-z0-9])\d{2,7}(?![0-9])"
+    r"(?!\s*(?:小时|天|分|秒|个|次|点|号|月|年|周|日|笔|h(?![a-z])|hours?|days?|min|weeks?))"
+)
+
+
 def _clean(words: list[str]) -> tuple[str, ...]:
     """Markers as `marker_key` forms; "{amount}" stands for the amount placeholder (any amount
-    the entity extractor finds), and so on for every entity kind."""
-    return tuple(dict.fromkeys(k for w in words if (k := marker_key(_placeholders(w)))))
+    the entity extractor finds), and so on for every entity kind; "{number}" (`NUMBER`) for a
+    bare number."""
+    return tuple(
+        dict.fromkeys(
+            NUMBER if w.strip() == NUMBER else k
+            for w in words
+            if w.strip() == NUMBER or (k := marker_key(_placeholders(w)))
+        )
+    )
 
 
 def _placeholders(word: str) -> str:
@@ -105,7 +121,11 @@ def _pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
     ordered = sorted(words, key=len, reverse=True)
     return re.compile(
         "|".join(
-            rf"(?<![a-z0-9]){re.escape(w)}(?![a-z])" if w.isascii() else re.escape(w)
+            _NUMBER_PATTERN
+            if w == NUMBER
+            else rf"(?<![a-z0-9]){re.escape(w)}(?![a-z])"
+            if w.isascii()
+            else re.escape(w)
             for w in ordered
         )
     )
