@@ -322,3 +322,10 @@ async def test_asking_for_what_an_offer_gives_takes_the_offer(
     async with session_factory(db)() as session:
         amounts = list(await session.scalars(select(PaymentLinkRow.amount_fen)))
     assert amounts == [4500]
+
+
+async def test_an_upset_merchant_asking_about_withdrawals_means_its_own(merchant: Talk) -> None:
+    decision = await merchant.say("烦死了 提现呢！！")
+    assert decision.replies[0].preface == "dialogue/ack"
+    assert decision.of(Understood)[0].label == Label.STATUS_WITHDRAWAL
+    assert merchant.flow == ("withdrawal_status", "pick")  # M001's withdrawals, to pick

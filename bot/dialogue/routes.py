@@ -10,7 +10,7 @@ returns an `Outcome`; nothing writes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.context import Context, FlowState, Identity, Outcome
 from bot.diagnostics.registry import FLOWS
@@ -20,14 +20,19 @@ from bot.faq.knowledge import Knowledge
 from bot.handlers.binding import bind_code_in
 from bot.handlers.commands import language_word
 from bot.handlers.fallback import fallback
-from bot.handlers.tone import calm
+from bot.handlers.tone import calm, tone_of
 from bot.nlu.language import detect_language
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.values import read_amount, read_position, read_yes_no
 from bot.routing import UNHANDLED, Handler, Result, Router
-from bot.types import Label, Language
+from bot.types import Label, Language, Parse
 
+# How far behind the NLU's label a flow's label may be, and how sure at least, for an upset
+# merchant's message to be read as about its own data.
+UPSET_MARGIN = 0.08
+UPSET_FLOOR = 0.2
+_FLOW_LABELS = frozenset(flow.label for flow in FLOWS.values() if flow.name != "ticket")
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
 
 
@@ -76,6 +81,8 @@ class Routes:
         if entity_first is not None:
             return entity_first
         ctx.parse = self.matcher.parse(asked, ctx.conversation.language)
+        if ctx.identity.is_merchant and tone_of(ctx) is not None:
+            ctx.parse = _own_data(ctx.parse)
         if not ctx.conversation.language_pinned:
             ctx.language = ctx.parse.language
         return await self.route_label(ctx)
@@ -209,6 +216,21 @@ class Routes:
             if answer and answer == strip_punctuation(fold(label)):
                 return action
         return None
+
+
+def _own_data(parse: Parse) -> Parse:
+    """An upset or urgent bound merchant asks about its own data: a flow's label close behind
+    a general topic wins ("烦死了 提现呢！！" is this merchant's withdrawal, not how
+    withdrawals work; the general fact is what an unbound chat hears)."""
+    if parse.label in _FLOW_LABELS:
+        return parse
+    close = parse.score - UPSET_MARGIN
+    live = next(
+        (a for a in parse.alternatives if a.label in _FLOW_LABELS and a.score >= close), None
+    )
+    if live is None or live.score < UPSET_FLOOR:
+        return parse
+    return replace(parse, label=live.label, score=live.score)
 
 
 def flow_state(ctx: Context) -> FlowState | None:
