@@ -395,8 +395,9 @@ async def test_unbound_withdrawal_question_gets_the_fact_and_the_way_to_bind(
     await chat.say(
         {Language.ZH: "我的提现到哪一步了", Language.EN: "where is my withdrawal"}[language]
     )
-    assert [r.template for r in chat.last] == ["flows/withdrawal/unbound"]
-    assert "1-3" in chat.text and "/bind" in chat.text
+    # The general fact, then how to bind and where the code is (the request is kept).
+    assert [r.template for r in chat.last] == ["flows/withdrawal/unbound", "flows/bind_first"]
+    assert "1-3" in chat.last[0].text and "/bind" in chat.last[1].text
     assert {Language.ZH: "商户后台", Language.EN: "merchant back office"}[language] in chat.text
     assert [b.action for b in chat.buttons] == ["human"]
     check(chat, language)

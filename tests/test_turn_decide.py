@@ -263,3 +263,69 @@ async def test_a_link_made_names_its_outcome_check_and_a_declined_one_none(
     (expected,) = made.of(OutcomeExpected)
     assert (expected.kind, expected.topic) == (OutcomeKind.PAYMENT_LINK, "payment_link")
     assert expected.subject.startswith("PL")
+
+
+async def test_an_unbound_withdrawal_question_gets_the_fact_and_is_taken_up_after_binding(
+    customer: Talk,
+) -> None:
+    refused = await customer.say("烦死了！！我的提现到底到哪了")
+    # The acknowledgement, the general fact (1-3 working days), then how to bind.
+    assert refused.replies[0].preface == "dialogue/ack"
+    assert refused.templates == ["flows/withdrawal/unbound", "flows/bind_first"]
+    assert refused.of(PendingSet)[0].request is not None
+    assert refused.of(PendingSet)[0].request["label"] == Label.STATUS_WITHDRAWAL.value
+    bound = await customer.say("/bind 482913")
+    assert "bind/resumed" in bound.templates
+    assert bound.of(FlowAt)[-1].flow == "withdrawal_status"  # M001's withdrawals, to pick
+    assert bound.of(PendingSet) == [PendingSet(None)]
+
+
+async def test_asking_how_to_bind_gets_how_and_where_the_code_is(customer: Talk) -> None:
+    for text in ("去哪找绑定码", "how do I link this chat to my shop?"):
+        decision = await customer.say(text)
+        assert decision.templates == ["bind/how"]
+        assert not decision.of(Bound)
+
+
+async def test_an_upset_message_is_read_for_what_it_asks(merchant: Talk) -> None:
+    decision = await merchant.say("ugh I can't log in AGAIN, so annoying")
+    assert decision.replies[0].preface == "dialogue/ack"
+    assert decision.of(Understood)[0].label == Label.DIAGNOSE_LOGIN
+
+
+async def test_a_vague_answer_where_an_amount_is_asked_is_asked_again(merchant: Talk) -> None:
+    await merchant.say("create link")
+    for vague in ("some money", "随便"):
+        retried = await merchant.say(vague)
+        assert retried.templates == ["dialogue/retry"]
+        assert merchant.flow == ("payment_link", "amount")
+        assert not retried.of(Unsolved)
+
+
+async def test_a_question_marked_as_asked_on_the_side_is_answered(merchant: Talk) -> None:
+    await merchant.say("做个收款链接")
+    aside = await merchant.say("顺便问下，钱放你们这安全不")
+    assert aside.templates[-1] == "dialogue/back_to_flow"
+    assert aside.of(Understood)[0].label == Label.SECURITY_ENCRYPTION
+    assert merchant.flow == ("payment_link", "amount")
+
+
+async def test_asking_for_what_an_offer_gives_takes_the_offer(
+    merchant: Talk, db: AsyncEngine
+) -> None:
+    await merchant.say("a payment didn't go through")
+    explained = await merchant.say("BT2026112600000008")
+    assert merchant.flow == ("payment_failure", "offer")
+    assert "flows/payment_failure/explained" in explained.templates
+    taken = await merchant.say("sure, send a new link")
+    assert taken.templates == ["flows/payment_link/created"]
+    async with session_factory(db)() as session:
+        amounts = list(await session.scalars(select(PaymentLinkRow.amount_fen)))
+    assert amounts == [4500]
+
+
+async def test_an_upset_merchant_asking_about_withdrawals_means_its_own(merchant: Talk) -> None:
+    decision = await merchant.say("烦死了 提现呢！！")
+    assert decision.replies[0].preface == "dialogue/ack"
+    assert decision.of(Understood)[0].label == Label.STATUS_WITHDRAWAL
+    assert merchant.flow == ("withdrawal_status", "pick")  # M001's withdrawals, to pick

@@ -28,7 +28,7 @@ class DataSyncFlow(Flow):
 
     async def start(self, ctx: Context) -> Outcome:
         if not ctx.identity.is_merchant or ctx.identity.merchant_id is None:
-            return self.finish(ctx, [ctx.say("flows/data_sync/general", ctx.human_button())])
+            return self.bind_first(ctx, ctx.say("flows/data_sync/general"))
         order_no = ctx.entity("order_no")
         if order_no:
             return await self.check_one(ctx, order_no)

@@ -14,11 +14,11 @@ diagram names its steps; a test checks the diagrams against the tables.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from bot.context import Context, FlowState, Outcome
+from bot.context import Context, FlowState, Outcome, PendingRequest
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label, Reply
 
@@ -44,9 +44,14 @@ class Slot(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """One state of a flow: the answer it waits for, the template that asks, the steps it
+    goes on to, and `accepts`: requests that mean one of its answers (at an offer of a new
+    link, "帮我重新发个链接" is pressing the offer), as (label, the button's argument)."""
+
     slot: Slot
     prompt: str
     goes_to: tuple[str, ...] = ()
+    accepts: tuple[tuple[Label, str], ...] = ()
 
 
 class Flow:
@@ -122,6 +127,21 @@ class Flow:
             rate_events=rate_events or [],
         )
 
+    def bind_first(self, ctx: Context, *general: Reply, optional: bool = False) -> Outcome:
+        """An unbound chat asked for what needs a bound merchant: the useful general fact
+        first (`general`), then how to bind and where the code is. The request is kept and
+        taken up again once the chat binds, without being asked twice. `optional`: the flow
+        goes on without a binding too (the caller adds its own next step)."""
+        offer = ctx.say(
+            "flows/bind_first",
+            *(() if optional else (ctx.human_button(),)),
+            asked=ctx.ui(self.label.value),
+            optional=optional,
+        )
+        outcome = self.finish(ctx, [*general, offer])
+        outcome.pending = PendingRequest(label=self.label.value, text=ctx.message.text)
+        return outcome
+
     def prompt(self, ctx: Context, state: FlowState, template: str | None = None) -> Reply:
         """The open question again, as it was asked (under `template` when given: the same
         text with a line before it, e.g. "back to the payment link:")."""
@@ -143,16 +163,37 @@ class Flow:
         step = self.steps.get(state.step)
         slot = step.slot if step is not None else Slot.TEXT
         question = self.prompt(ctx, state)
-        buttons = question.buttons
-        if tries >= OFFER_WAY_OUT:
-            way_out = (Button(ctx.ui("cancel"), "cancel"), ctx.human_button())
-            buttons = (*buttons, *(b for b in way_out if b not in buttons))
+        buttons = self.way_out(ctx, tries, question.buttons)
         reply = ctx.say("dialogue/retry", *buttons, need=slot.value, question=question.text)
         return Outcome(
             [reply],
             solved=True,
             flow=FlowState(self.name, state.step, {**state.slots, TRIES: tries}),
         )
+
+    def asked_again(self, outcome: Outcome, ctx: Context, state: FlowState | None) -> Outcome:
+        """`outcome` (a `wait` that asks the same step again: an amount out of range, an id
+        not found) counted as one more try, with the way out from the second on."""
+        tries = int(state.slots.get(TRIES, 0)) + 1 if state is not None else 1
+        if outcome.flow is None or not outcome.replies:
+            return outcome
+        last = outcome.replies[-1]
+        buttons = self.way_out(ctx, tries, last.buttons)
+        if buttons != last.buttons:
+            outcome.replies[-1] = replace(last, buttons=buttons)
+            prompt = outcome.flow.slots.get(PROMPT)
+            if prompt is not None:
+                prompt["buttons"] = [[b.label, b.action] for b in buttons]
+        outcome.flow.slots[TRIES] = tries
+        return outcome
+
+    @staticmethod
+    def way_out(ctx: Context, tries: int, buttons: tuple[Button, ...]) -> tuple[Button, ...]:
+        """From the second try on, a re-prompt also offers to cancel and a person."""
+        if tries < OFFER_WAY_OUT:
+            return buttons
+        way_out = (Button(ctx.ui("cancel"), "cancel"), ctx.human_button())
+        return (*buttons, *(b for b in way_out if b not in buttons))
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

@@ -38,10 +38,9 @@ class LoginFlow(Flow):
 
     async def start(self, ctx: Context) -> Outcome:
         if not ctx.identity.is_merchant or ctx.identity.merchant_id is None:
-            reply = ctx.say(
-                "flows/login/general", self._reset_button(ctx), ctx.human_button(), bound=False
-            )
-            return self.finish(ctx, [reply])
+            # General advice, then the binding that lets the bot see the account itself.
+            reply = ctx.say("flows/login/general", self._reset_button(ctx), bound=False)
+            return self.bind_first(ctx, reply)
         accounts = await ctx.gateway.list_accounts(ctx.identity.merchant_id)
         named = self._named(ctx, accounts)
         if named is not None:

@@ -49,7 +49,14 @@ class PasswordResetFlow(Flow):
             if accounts:
                 buttons = [Button(a.login, f"flow:login:{a.login}") for a in accounts[:5]]
                 return self.wait(ctx, "login", "flows/password_reset/ask_login", *buttons)
-        return self.wait(ctx, "login", "flows/password_reset/ask_login")
+            return self.wait(ctx, "login", "flows/password_reset/ask_login")
+        # Unbound: a reset by login name works (the reply reads the same for any login), and a
+        # binding would let the bot offer the merchant's own logins; it is kept for after one.
+        offer = self.bind_first(ctx, optional=True)
+        asked = self.wait(ctx, "login", "flows/password_reset/ask_login")
+        asked.replies[:0] = offer.replies
+        asked.pending = offer.pending
+        return asked
 
     def confirm(self, ctx: Context, login: str) -> Outcome:
         """Nothing is sent before the merchant says yes to the login it goes to."""

@@ -31,7 +31,11 @@ class PaymentFailureFlow(OrderLookupFlow):
     steps: ClassVar[Mapping[str, Step]] = {
         "order": Step(Slot.ORDER_NO, "flows/payment_failure/pick_order", ("verify", "offer")),
         "verify": Step(Slot.PROOF, "flows/ask_verification", ("offer",)),
-        "offer": Step(Slot.CHOICE, "flows/payment_failure/explained"),
+        "offer": Step(
+            Slot.CHOICE,
+            "flows/payment_failure/explained",
+            accepts=((Label.ACTION_PAYMENT_LINK, "newlink:yes"),),
+        ),
     }
 
     async def ask_order(self, ctx: Context) -> Outcome:

@@ -8,6 +8,7 @@ merchant hears why and what to do, up front when the platform already says so.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import ClassVar
@@ -22,6 +23,7 @@ from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
 
 _MAX_NOTE = 60
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?=\s*$)")
 
 
 def _amount_in(text: str | None) -> str | None:
@@ -41,8 +43,7 @@ class PaymentLinkFlow(Flow):
 
     async def start(self, ctx: Context) -> Outcome:
         if not ctx.identity.is_merchant:
-            reply = ctx.say("flows/bind_first", ctx.human_button(), asked=ctx.ui(self.label.value))
-            return self.finish(ctx, [reply], solved=False)
+            return self.bind_first(ctx)
         merchant = await ctx.gateway.get_merchant(ctx.identity.merchant_id or "")
         if merchant is not None and merchant.status != MerchantStatus.ACTIVE:
             return self.not_active(ctx, merchant.status)
@@ -94,8 +95,15 @@ class PaymentLinkFlow(Flow):
     async def step_amount(self, ctx: Context, state: FlowState) -> Result:
         amount = _amount_in(ctx.message.text)
         if amount is None:
-            return UNHANDLED
-        return self.confirm(ctx, Decimal(amount), ctx.entity("note"))
+            # "0" or "-5": a number, but no amount a link can collect: the range, again.
+            typed = _NUMBER.match(ctx.message.text.strip())
+            if typed is None or Decimal(typed.group(0)) > 0:
+                return UNHANDLED
+            return self.asked_again(self.confirm(ctx, Decimal(typed.group(0)), None), ctx, state)
+        outcome = self.confirm(ctx, Decimal(amount), ctx.entity("note"))
+        if outcome.flow is not None and outcome.flow.step == "amount":
+            return self.asked_again(outcome, ctx, state)
+        return outcome
 
     async def correct(self, ctx: Context, state: FlowState) -> Result:
         # "不对，是260" / "actually make it 45" at the confirmation: confirm the new amount.

@@ -2,13 +2,14 @@
 
 Withdrawals arrive within 1-3 working days (weekends and public holidays not counted,
 `bot.diagnostics.calendar`); the reply names a holiday in the way. One still open after that is
-overdue and gets a person. A chat with no merchant bound hears that general fact and how to bind,
-so it can check the actual withdrawal next.
+overdue and gets a person. A chat with no merchant bound hears that general fact and how to bind;
+the request is kept, and the actual withdrawal is looked up as soon as the chat binds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from bot.context import Context, FlowState, Outcome
@@ -40,7 +41,7 @@ class WithdrawalStatusFlow(Flow):
 
     async def start(self, ctx: Context) -> Outcome:
         if not ctx.identity.is_merchant or ctx.identity.merchant_id is None:
-            return self.finish(ctx, [ctx.say("flows/withdrawal/unbound", ctx.human_button())])
+            return self.bind_first(ctx, ctx.say("flows/withdrawal/unbound"))
         wanted = ctx.entity("withdrawal_id")
         if wanted:
             return await self.one(ctx, wanted)
@@ -80,16 +81,20 @@ class WithdrawalStatusFlow(Flow):
             wanted = recent[index].id if index is not None else None
         if not wanted:
             return UNHANDLED
-        return await self.one(ctx, wanted)
+        return await self.one(ctx, wanted, state)
 
-    async def one(self, ctx: Context, wanted: str) -> Outcome:
+    async def one(self, ctx: Context, wanted: str, state: FlowState | None = None) -> Outcome:
         found = await ctx.gateway.get_withdrawal(wanted)
         if found is None or found.merchant_id != ctx.identity.merchant_id:
-            return self.finish(
-                ctx,
-                [ctx.say("flows/withdrawal/not_found", ctx.human_button(), id=wanted)],
-                solved=False,
-            )
+            # A mistyped id is the merchant's wrong input: say so, and offer the withdrawals
+            # there are (or a person, when there are none) to pick from.
+            missing = ctx.say("flows/withdrawal/not_found", id=wanted)
+            assert ctx.identity.merchant_id is not None
+            if not await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=1):
+                return self.finish(ctx, [replace(missing, buttons=(ctx.human_button(),))])
+            asked = await self.page(ctx, 0)
+            asked.replies.insert(0, missing)
+            return self.asked_again(asked, ctx, state)
         return self.report(ctx, found)
 
     def report(self, ctx: Context, withdrawal: Withdrawal) -> Outcome:

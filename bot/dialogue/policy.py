@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
 
 from bot.context import Context, FlowState, Outcome
 from bot.diagnostics.flow import Flow, Slot
@@ -48,7 +49,11 @@ PLEASANTRY_SCORE = 0.5
 FAQ_DIGRESSION_SCORE = 0.25
 # Before a correction is looked for, only a clear question is taken as a digression.
 CLEAR_QUESTION_SCORE = 0.4
+# A question marked as asked on the side ("顺便问下", "btw") is answered at a lower score.
+ASIDE_SCORE = 0.15
 _PLEASANTRIES = frozenset({Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS})
+# Steps that wait for a value typed in (not a choice among buttons or a yes/no).
+_VALUE_SLOTS = frozenset({Slot.AMOUNT, Slot.ORDER_NO, Slot.PROOF, Slot.WITHDRAWAL_ID, Slot.LOGIN})
 # Labels for which an order number in the message is the flow's own business.
 _ORDER_LABELS = frozenset(
     {Label.STATUS_PAYMENT, Label.DIAGNOSE_PAYMENT_FAILURE, Label.DIAGNOSE_DATA_SYNC}
@@ -73,6 +78,15 @@ class DialoguePolicy:
         ctx.parse = self._matcher.parse(text, ctx.conversation.language)
         return ctx.parse
 
+    def _aside(self, ctx: Context, text: str) -> tuple[Parse, bool]:
+        """The parse of a message in a flow, and whether it says it is asked on the side
+        ("顺便问下…", "btw …"): then it is read without those words, and taken as a
+        digression more readily."""
+        words = ctx.knowledge.words
+        if words.contains("digression", text):
+            return self._parse(ctx, words.without(("digression",), text)), True
+        return self._parse(ctx, text), False
+
     async def in_flow(self, ctx: Context, state: FlowState, text: str) -> Outcome:
         flow = self._flows[state.name]
         step = flow.steps.get(state.step)
@@ -91,7 +105,7 @@ class DialoguePolicy:
         if result is not UNHANDLED:
             return result
         asks_yes_no = step is not None and step.slot in (Slot.YES_NO, Slot.CHOICE)
-        if asks_yes_no and read_yes_no(text, ctx.knowledge.words) is False:
+        if asks_yes_no and _declines(ctx, text):
             # "no thanks" to an offer with no "no" button: the offer is declined.
             return flow.finish(ctx, [ctx.say("dialogue/declined")])
         if not free_text:
@@ -109,23 +123,38 @@ class DialoguePolicy:
             outcome = await self._flows[self._flow_labels[Label.STATUS_WITHDRAWAL]].start(ctx)
             outcome.suspend = state
             return outcome
-        parse = self._parse(ctx, text)
+        parse, aside = self._aside(ctx, text)
         label = parse.label
-        if clear_only and not (label.is_faq and parse.score >= CLEAR_QUESTION_SCORE):
+        question = CLEAR_QUESTION_SCORE if not aside else ASIDE_SCORE
+        if clear_only and not (label.is_faq and parse.score >= question):
             return None
         if label in _PLEASANTRIES and parse.score >= PLEASANTRY_SCORE:
             outcome = await self._route(ctx)
             return self._back(ctx, flow, state, outcome)
         if label == Label.OUT_OF_SCOPE:
             return None
-        if label.is_faq and parse.score >= FAQ_DIGRESSION_SCORE:
+        step = flow.steps.get(state.step)
+        # Where a value is asked ("some money" for an amount), a vague match is a wrong
+        # answer to ask again, not a question; a clear or a marked question is answered.
+        valued = step is not None and step.slot in _VALUE_SLOTS
+        asks = not valued or _is_question(ctx, text)
+        faq_score = min(question, FAQ_DIGRESSION_SCORE) if asks else question
+        if label.is_faq and parse.score >= faq_score:
             outcome = await self._route(ctx)
             return self._back(ctx, flow, state, outcome)
         if parse.score < SWITCH_SCORE:
             return None
         if label == flow.label and flow.name != "ticket":
             # The request again, with new details ("帮我生成收款链接，金额300"): start over.
-            return await flow.start(ctx)
+            # Without any ("随便" read as a link request) it is an answer that did not fit.
+            return await flow.start(ctx) if ctx.entities else None
+        accepted = dict(step.accepts).get(label) if step is not None else None
+        if accepted is not None and _same_amount(text, state):
+            # "sure, send a new link" at the offer of one: the offer taken, as if pressed.
+            ctx.argument = accepted
+            result = await flow.resume(ctx, state)
+            if result is not UNHANDLED:
+                return result
         if label == Label.HANDOFF_HUMAN:
             outcome = await self._route(ctx)
             outcome.end_flow = True
@@ -158,9 +187,11 @@ class DialoguePolicy:
         rest = _rest(text, order_no, withdrawal)
         if order_no is not None:
             merchant = ctx.identity.is_merchant
-            # A merchant asking whether its own order is paid gets the whole summary.
+            # A merchant asking whether its own order is paid, or what is going on with it,
+            # gets the whole summary; another flow or a long question of its own decides.
             flows = _MERCHANT_ORDER_LABELS if merchant else _ORDER_LABELS
-            if clear and (parse.label in flows or len(rest) > _SHORT_REST):
+            summary = merchant and parse.label == Label.STATUS_PAYMENT
+            if clear and not summary and (parse.label in flows or len(rest) > _SHORT_REST):
                 return None
             if merchant:
                 return await order_summary(ctx, order_no)
@@ -179,6 +210,28 @@ class DialoguePolicy:
         buttons.append(ctx.human_button())
         reply = ctx.say("dialogue/what_number", *buttons, number=number, as_amount=as_amount)
         return Outcome([reply])
+
+
+def _declines(ctx: Context, text: str) -> bool:
+    """A no, or a no that explains itself ("不用再发链接了", "no, not now"), but not a
+    correction ("不对，是260")."""
+    words = ctx.knowledge.words
+    meaning = read_yes_no(text, words)
+    if meaning is not None:
+        return not meaning
+    explained = words.leads("no", text) and read_amount(text) is None
+    return explained and not words.contains("correction", text)
+
+
+def _is_question(ctx: Context, text: str) -> bool:
+    return "?" in text or "？" in text or ctx.knowledge.words.contains("question", text)
+
+
+def _same_amount(text: str, state: FlowState) -> bool:
+    """The message names no amount, or the one the open step is about."""
+    amount = read_amount(text)
+    held = state.slots.get("amount")
+    return amount is None or (held is not None and amount == Decimal(str(held)))
 
 
 def _rest(text: str, order_no: str | None, withdrawal: str | None) -> str:

@@ -10,25 +10,30 @@ returns an `Outcome`; nothing writes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.context import Context, FlowState, Identity, Outcome
 from bot.diagnostics.registry import FLOWS
-from bot.dialogue.events import OFFERED, PendingRequest
+from bot.dialogue.events import OFFERED
 from bot.dialogue.policy import DialoguePolicy
 from bot.faq.knowledge import Knowledge
 from bot.handlers.binding import bind_code_in
 from bot.handlers.commands import language_word
 from bot.handlers.fallback import fallback
+from bot.handlers.tone import calm, tone_of
 from bot.nlu.language import detect_language
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.values import read_amount, read_position, read_yes_no
 from bot.routing import UNHANDLED, Handler, Result, Router
-from bot.types import Label, Language
+from bot.types import Label, Language, Parse
 
+# How far behind the NLU's label a flow's label may be, and how sure at least, for an upset
+# merchant's message to be read as about its own data.
+UPSET_MARGIN = 0.08
+UPSET_FLOOR = 0.2
+_FLOW_LABELS = frozenset(flow.label for flow in FLOWS.values() if flow.name != "ticket")
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
-_FLOW_LABELS = frozenset(flow.label for flow in FLOWS.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +72,17 @@ class Routes:
             ctx.language = language
         if not text:
             return Outcome([ctx.say("empty")])
+        # An upset or urgent message is read for what it asks; its tone gets the
+        # acknowledgement (`bot/handlers/tone.py`).
+        asked = calm(self.knowledge.words, text)
         if state is not None:
-            return await self.policy.in_flow(ctx, state, text)
-        entity_first = await self.policy.without_flow(ctx, text)
+            return await self.policy.in_flow(ctx, state, asked)
+        entity_first = await self.policy.without_flow(ctx, asked)
         if entity_first is not None:
             return entity_first
-        ctx.parse = self.matcher.parse(text, ctx.conversation.language)
+        ctx.parse = self.matcher.parse(asked, ctx.conversation.language)
+        if ctx.identity.is_merchant and tone_of(ctx) is not None:
+            ctx.parse = _own_data(ctx.parse)
         if not ctx.conversation.language_pinned:
             ctx.language = ctx.parse.language
         return await self.route_label(ctx)
@@ -88,9 +98,14 @@ class Routes:
         """A chat that just bound takes up the request it was refused for want of a binding;
         the flows of its old identity end."""
         if outcome.bind_merchant is None:
-            refused = any(reply.template == "flows/bind_first" for reply in outcome.replies)
-            if refused and ctx.parse is not None and ctx.parse.label in _FLOW_LABELS:
-                outcome.pending = PendingRequest(label=ctx.parse.label.value, text=ctx.message.text)
+            # The flows keep a request they refused (`Flow.bind_first`); one that went on
+            # without a binding (a reset by login name) and is done needs no taking up.
+            pending = ctx.conversation.pending
+            view = ctx.conversation
+            if pending and outcome.pending is None and view.flow in FLOWS:
+                done = outcome.flow is None and (outcome.end_flow or view.flow is None)
+                if done and FLOWS[view.flow].label.value == pending["label"]:
+                    outcome.forget_pending = True
             return outcome
         outcome.end_flow = True
         outcome.resume_suspended = False
@@ -148,13 +163,17 @@ class Routes:
         if ticket_open and words.contains("back_to_bot", text, shortest=4):
             # "那不留言了，返回机器人": while writing to staff, going back is said in passing.
             return _Route(_back_to_bot)
-        if words.means("cancel", text):
+        if words.means("cancel", text, along=("no",)):
+            # "算了不要了": a cancel said with a no beside it is still a cancel.
             # Cancelling the message being written for staff cancels the handoff it is for.
             ticket = ticket_open and self.people
             return _Route(_back_to_bot) if ticket else _Route(self.router.commands["cancel"])
         code = bind_code_in(text)
         if code is not None:
             return _Route(self.router.commands["bind"], code)
+        if words.contains("bind_how", text):
+            # "去哪找绑定码", "how do I link this chat to my shop?": how to bind, and where.
+            return _Route(self.router.commands["bind"])
         return None
 
     async def _run(self, ctx: Context, route: _Route) -> Outcome:
@@ -186,7 +205,7 @@ class Routes:
         # "不用再发链接了": a no that explains itself; but "不对，是260" corrects.
         explained_no = meaning is None and words.leads("no", text) and read_amount(text) is None
         if explained_no and not words.contains("correction", text):
-            no = [a for _, a in offered if a.endswith(":no") and a.startswith("flow:")]
+            no = [a for _, a in offered if a.endswith(":no") and a.startswith(("flow:", "resume:"))]
             if no:
                 return no[0]
         index = read_position(text, len(offered))
@@ -197,6 +216,21 @@ class Routes:
             if answer and answer == strip_punctuation(fold(label)):
                 return action
         return None
+
+
+def _own_data(parse: Parse) -> Parse:
+    """An upset or urgent bound merchant asks about its own data: a flow's label close behind
+    a general topic wins ("烦死了 提现呢！！" is this merchant's withdrawal, not how
+    withdrawals work; the general fact is what an unbound chat hears)."""
+    if parse.label in _FLOW_LABELS:
+        return parse
+    close = parse.score - UPSET_MARGIN
+    live = next(
+        (a for a in parse.alternatives if a.label in _FLOW_LABELS and a.score >= close), None
+    )
+    if live is None or live.score < UPSET_FLOOR:
+        return parse
+    return replace(parse, label=live.label, score=live.score)
 
 
 def flow_state(ctx: Context) -> FlowState | None:

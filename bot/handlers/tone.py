@@ -11,9 +11,13 @@ import re
 from enum import StrEnum
 
 from bot.context import Context
+from bot.nlu.words import Words
 from bot.types import Reply
 
 _REPEATED_MARKS = re.compile(r"[!！?？]{2,}")
+# A message typed in capitals is shouted: at least this many letters, none of them lower case.
+_SHOUTED_LETTERS = 12
+_TONE_KINDS = ("upset", "urgent")
 
 
 class Tone(StrEnum):
@@ -35,7 +39,23 @@ def tone_of(ctx: Context) -> Tone | None:
             return tone
     if _REPEATED_MARKS.search(text):
         return Tone.URGENT
+    if _shouted(text):
+        return Tone.UPSET
     return None
+
+
+def _shouted(text: str) -> bool:
+    letters = [c for c in text if c.isascii() and c.isalpha()]
+    return len(letters) >= _SHOUTED_LETTERS and all(c.isupper() for c in letters)
+
+
+def calm(words: Words, text: str) -> str:
+    """What the message asks with its tone set aside ("烦死了！！我的钱到底什么时候到账" asks
+    "我的钱什么时候到账"): the acknowledgement answers the tone, the request is read without it.
+    A complaint's words stay (they may ask for a person); a calm message is returned as is."""
+    if not (words.contains("upset", text) or words.contains("urgent", text)):
+        return text.lower() if _shouted(text) else text
+    return words.without(_TONE_KINDS, text, keep=("complaint",))
 
 
 def acknowledgement(ctx: Context) -> Reply | None:

@@ -14,7 +14,7 @@ from functools import lru_cache
 from bot.nlu.normalize import fold, strip_punctuation
 
 ANSWERS = ("yes", "no", "cancel", "back_to_bot", "continue")
-MARKERS = ("correction", "upset", "urgent", "complaint")
+MARKERS = ("correction", "upset", "urgent", "complaint", "digression", "bind_how", "question")
 KINDS = (*ANSWERS, *MARKERS)
 # A kind's phrases in English and in Chinese, each with its length (see `Words._split`).
 _Split = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]
@@ -83,6 +83,25 @@ class Words:
             pattern = "|".join(alternatives) or r"(?!)"
             marker = self._markers[(kind, shortest)] = re.compile(pattern)
         return marker.search(f" {phrase_key(text)} ") is not None
+
+    def without(self, kinds: tuple[str, ...], text: str, *, keep: tuple[str, ...] = ()) -> str:
+        """`text` (in its compared form) with the phrases of `kinds` taken out, but for those
+        that are also phrases of `keep`: what an upset message asks once its tone is set
+        aside ("烦死了！！我的提现呢" asks "我的提现呢"). The text itself when nothing is left."""
+        kept = frozenset().union(*(self.phrases.get(k, frozenset()) for k in keep))
+        phrases = sorted(
+            {p for kind in kinds for p in self.phrases.get(kind, frozenset())} - kept,
+            key=len,
+            reverse=True,
+        )
+        answer = f" {phrase_key(text)} "
+        for phrase in phrases:
+            if phrase.isascii():
+                answer = re.sub(rf"(?<= ){re.escape(phrase)}(?= )", " ", answer)
+            else:
+                answer = answer.replace(phrase, " ")
+        rest = " ".join(answer.split())
+        return rest or text
 
     def _split(self, kind: str) -> _Split:
         """The phrases of `kind` in English (each with a space after) and in Chinese, with
