@@ -49,6 +49,9 @@ PLEASANTRY_SCORE = 0.5
 FAQ_DIGRESSION_SCORE = 0.25
 # Before a correction is looked for, only a clear question is taken as a digression.
 CLEAR_QUESTION_SCORE = 0.4
+# Where a value is asked, a message with no question mark or question word ("some money") is
+# taken as a clear question only at this score: one content word can reach the one above.
+CLEAR_UNMARKED_SCORE = 0.5
 # A question marked as asked on the side ("顺便问下", "btw") is answered at a lower score.
 ASIDE_SCORE = 0.15
 _PLEASANTRIES = frozenset({Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS})
@@ -126,6 +129,10 @@ class DialoguePolicy:
         parse, aside = self._aside(ctx, text)
         label = parse.label
         question = CLEAR_QUESTION_SCORE if not aside else ASIDE_SCORE
+        step = flow.steps.get(state.step)
+        valued = step is not None and step.slot in _VALUE_SLOTS
+        if valued and not aside and not _is_question(ctx, text):
+            question = max(question, CLEAR_UNMARKED_SCORE)
         if clear_only and not (label.is_faq and parse.score >= question):
             return None
         if label in _PLEASANTRIES and parse.score >= PLEASANTRY_SCORE:
@@ -133,10 +140,8 @@ class DialoguePolicy:
             return self._back(ctx, flow, state, outcome)
         if label == Label.OUT_OF_SCOPE:
             return None
-        step = flow.steps.get(state.step)
         # Where a value is asked ("some money" for an amount), a vague match is a wrong
         # answer to ask again, not a question; a clear or a marked question is answered.
-        valued = step is not None and step.slot in _VALUE_SLOTS
         asks = not valued or _is_question(ctx, text)
         faq_score = min(question, FAQ_DIGRESSION_SCORE) if asks else question
         if label.is_faq and parse.score >= faq_score:
