@@ -23,9 +23,6 @@ from bot.types import Alternative, Direction, Label, Language
 
 # How many knowledge-base answers are offered: the agent reads them all before choosing.
 SUGGESTED = 2
-# A runner-up is offered only when it scores at least this share of the best: for a clear
-# question the second entry is noise (a withdrawal question's second was the documents list).
-RUNNER_UP_SHARE = 0.6
 
 # The matcher and the knowledge the bot answers with right now (a published change swaps them).
 Current = Callable[[], tuple[Matcher, Knowledge]]
@@ -79,8 +76,7 @@ def latest_question(messages: Sequence[Message]) -> Message | None:
 def ranked_entries(
     matcher: Matcher, knowledge: Knowledge, text: str, language: Language
 ) -> list[Alternative]:
-    """The FAQ entries the matcher scores for `text`, best first, above its cutoff and within
-    `RUNNER_UP_SHARE` of the best.
+    """The FAQ entries the matcher scores for `text`, best first, above its cutoff.
 
     The parse's label counts with its score even when the bot refused it (too short, a tie):
     the agent judges; the cutoff still keeps a guess out."""
@@ -93,10 +89,7 @@ def ranked_entries(
             continue
         best[candidate.label] = max(candidate.score, best.get(candidate.label, 0.0))
     ordered = sorted(best.items(), key=lambda kv: (-kv[1], kv[0].value))
-    if not ordered:
-        return []
-    top = ordered[0][1]
-    return [Alternative(label, score) for label, score in ordered if score >= top * RUNNER_UP_SHARE]
+    return [Alternative(label, score) for label, score in ordered]
 
 
 class Assistant:
