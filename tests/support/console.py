@@ -19,14 +19,16 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.console.views import AgentConsole
+from bot.platform.world import load_world, read_world
 from bot.settings import Settings
+from bot.storage.db import create_engine, session_factory
 from bot.storage.models import (
     Agent,
     AuditEntry,
     Handoff,
 )
 from bot.types import Language
-from tests.support.common import FAST_HASHER, bot_app, demo_sqlite, listening
+from tests.support.common import DEMO_WORLD, FAST_HASHER, bot_app, demo_sqlite, listening
 from tests.support.webchat import Visitor
 from webhook_server import RUNTIME
 
@@ -148,6 +150,14 @@ async def serve_console(
     path = directory / "console.db"
     shutil.copyfile(await demo_sqlite(factory), path)
     settings = console_settings(path, **overrides)
+    if not settings.database_url.startswith("sqlite"):
+        # Another database (PostgreSQL, migrated and emptied by the `db` fixture): the demo
+        # world is loaded into it, as the SQLite copy has it already.
+        db = create_engine(settings.database_url)
+        try:
+            await load_world(session_factory(db), read_world(DEMO_WORLD), FAST_HASHER)
+        finally:
+            await db.dispose()
     app = with_console(bot_app(settings), settings)
     async with listening(app) as base:
         yield Server(base, app)
