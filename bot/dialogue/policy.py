@@ -52,6 +52,7 @@ CLEAR_QUESTION_SCORE = 0.4
 # A question marked as asked on the side ("顺便问下", "btw") is answered at a lower score.
 ASIDE_SCORE = 0.15
 _PLEASANTRIES = frozenset({Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS})
+_CHITCHAT = _PLEASANTRIES | {Label.CHITCHAT_BYE}
 # Steps that wait for a value typed in (not a choice among buttons or a yes/no).
 _VALUE_SLOTS = frozenset({Slot.AMOUNT, Slot.ORDER_NO, Slot.PROOF, Slot.WITHDRAWAL_ID, Slot.LOGIN})
 # Labels for which an order number in the message is the flow's own business.
@@ -183,18 +184,29 @@ class DialoguePolicy:
         if order_no is None and withdrawal is None:
             return None
         parse = self._parse(ctx, text)
-        clear = parse.label != Label.OUT_OF_SCOPE and parse.score >= SWITCH_SCORE
+        # A greeting or a goodbye around an entity ("hi, ... BT...", "what is going on with
+        # BT..." leaning to bye) is not what the message is about: the entity is.
+        clear = (
+            parse.label != Label.OUT_OF_SCOPE
+            and parse.label not in _CHITCHAT
+            and parse.score >= SWITCH_SCORE
+        )
         rest = _rest(text, order_no, withdrawal)
         if order_no is not None:
-            merchant = ctx.identity.is_merchant
-            # A merchant asking whether its own order is paid, or what is going on with it,
-            # gets the whole summary; another flow or a long question of its own decides.
-            flows = _MERCHANT_ORDER_LABELS if merchant else _ORDER_LABELS
-            summary = merchant and parse.label == Label.STATUS_PAYMENT
-            if clear and not summary and (parse.label in flows or len(rest) > _SHORT_REST):
-                return None
-            if merchant:
+            if ctx.identity.is_merchant:
+                # A merchant asking whether its own order is paid, or what is going on with
+                # it, gets the whole summary; another flow or a long question of its own
+                # decides.
+                summary = parse.label == Label.STATUS_PAYMENT
+                own = parse.label in _MERCHANT_ORDER_LABELS or len(rest) > _SHORT_REST
+                if clear and not summary and own:
+                    return None
                 return await order_summary(ctx, order_no)
+            # A customer's order number is about that customer's payment, however it is told
+            # ("I paid for BT... but the shop says nothing arrived" leans to the merchant's
+            # data-sync check); only a long message about something else decides by its words.
+            if clear and parse.label not in _ORDER_LABELS and len(rest) > _SHORT_REST:
+                return None
             return await self._flows[self._flow_labels[Label.STATUS_PAYMENT]].start(ctx)
         if clear and parse.label != Label.STATUS_WITHDRAWAL and len(rest) > _SHORT_REST:
             return None
