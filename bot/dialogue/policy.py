@@ -127,20 +127,19 @@ class DialoguePolicy:
         parse, aside = self._aside(ctx, text)
         label = parse.label
         question = CLEAR_QUESTION_SCORE if not aside else ASIDE_SCORE
-        if clear_only and not (label.is_faq and parse.score >= question):
+        step = flow.steps.get(state.step)
+        # Where a value is asked ("some money" for an amount), a message that neither asks
+        # nor is marked as asked on the side is a wrong answer to ask again, not a question.
+        valued = step is not None and step.slot in _VALUE_SLOTS
+        asks = not valued or aside or _is_question(ctx, text)
+        if clear_only and not (label.is_faq and parse.score >= question and asks):
             return None
         if label in _PLEASANTRIES and parse.score >= PLEASANTRY_SCORE:
             outcome = await self._route(ctx)
             return self._back(ctx, flow, state, outcome)
         if label == Label.OUT_OF_SCOPE:
             return None
-        step = flow.steps.get(state.step)
-        # Where a value is asked ("some money" for an amount), a vague match is a wrong
-        # answer to ask again, not a question; a clear or a marked question is answered.
-        valued = step is not None and step.slot in _VALUE_SLOTS
-        asks = not valued or _is_question(ctx, text)
-        faq_score = min(question, FAQ_DIGRESSION_SCORE) if asks else question
-        if label.is_faq and parse.score >= faq_score:
+        if label.is_faq and asks and parse.score >= min(question, FAQ_DIGRESSION_SCORE):
             outcome = await self._route(ctx)
             return self._back(ctx, flow, state, outcome)
         if parse.score < SWITCH_SCORE:
