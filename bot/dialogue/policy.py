@@ -203,8 +203,10 @@ class DialoguePolicy:
                 return await order_summary(ctx, order_no)
             # A customer's order number is about that customer's payment, however it is told
             # ("I paid for BT... but the shop says nothing arrived" leans to the merchant's
-            # data-sync check); only a long message about something else decides by its words.
-            if clear and parse.label not in _ORDER_LABELS and len(rest) > _SHORT_REST:
+            # data-sync check): only why it failed, or a long message about something else,
+            # decides by its words.
+            elsewhere = parse.label not in _ORDER_LABELS and len(rest) > _SHORT_REST
+            if clear and (parse.label == Label.DIAGNOSE_PAYMENT_FAILURE or elsewhere):
                 return None
             return await self._flows[self._flow_labels[Label.STATUS_PAYMENT]].start(ctx)
         if clear and parse.label != Label.STATUS_WITHDRAWAL and len(rest) > _SHORT_REST:
