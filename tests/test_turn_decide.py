@@ -329,3 +329,49 @@ async def test_an_upset_merchant_asking_about_withdrawals_means_its_own(merchant
     assert decision.replies[0].preface == "dialogue/ack"
     assert decision.of(Understood)[0].label == Label.STATUS_WITHDRAWAL
     assert merchant.flow == ("withdrawal_status", "pick")  # M001's withdrawals, to pick
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["绑定码 482913", "我的绑定码是482913", "ok my bind code is 482913", "bind code: 482913"],
+)
+async def test_a_bind_code_binds_in_the_words_people_put_before_it(
+    customer: Talk, text: str
+) -> None:
+    decision = await customer.say(text)
+    assert decision.of(Bound) == [Bound("M001")]
+
+
+async def test_a_wrong_bind_code_is_asked_again_not_a_failure(customer: Talk) -> None:
+    decision = await customer.say("binding code: 111111")
+    assert decision.templates == ["bind/wrong_code"]
+    assert not decision.of(Bound) and not decision.of(Unsolved)
+
+
+async def test_a_reset_for_several_logins_offers_one_button_each(merchant: Talk) -> None:
+    asked = await merchant.say("帮我重置一下密码")
+    actions = [b.action for r in asked.replies for b in r.buttons]
+    assert {"flow:account:wang", "flow:account:wang_cashier"} <= set(actions)
+    picked = await merchant.say("第二个")
+    assert picked.templates == ["flows/password_reset/confirm"]
+
+
+async def test_an_amount_out_of_range_is_explained_then_asked_with_an_example(
+    merchant: Talk,
+) -> None:
+    await merchant.say("帮我生成收款链接")
+    for _ in range(2):
+        asked = await merchant.say("0")
+        assert asked.replies[-1].template == "flows/payment_link/out_of_range"
+        assert asked.replies[-1].preface == "dialogue/retry"
+        assert not asked.of(Unsolved)
+        assert merchant.flow == ("payment_link", "amount")
+    assert {"cancel", "human"} <= {b.action for b in asked.replies[-1].buttons}
+
+
+@pytest.mark.parametrize("text", ["nvm cancel", "算了", "不弄了"])
+async def test_a_cancel_in_slang_ends_the_open_flow(merchant: Talk, text: str) -> None:
+    await merchant.say("payment link for 120")
+    assert merchant.flow == ("payment_link", "confirm")
+    await merchant.say(text)
+    assert merchant.view.flow is None

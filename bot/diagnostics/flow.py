@@ -164,7 +164,9 @@ class Flow:
         slot = step.slot if step is not None else Slot.TEXT
         question = self.prompt(ctx, state)
         buttons = self.way_out(ctx, tries, question.buttons)
-        reply = ctx.say("dialogue/retry", *buttons, need=slot.value, question=question.text)
+        reply = ctx.say(
+            "dialogue/retry", *buttons, need=slot.value, question=question.text, explained=False
+        )
         return Outcome(
             [reply],
             solved=True,
@@ -180,12 +182,25 @@ class Flow:
         last = outcome.replies[-1]
         buttons = self.way_out(ctx, tries, last.buttons)
         if buttons != last.buttons:
-            outcome.replies[-1] = replace(last, buttons=buttons)
             prompt = outcome.flow.slots.get(PROMPT)
             if prompt is not None:
                 prompt["buttons"] = [[b.label, b.action] for b in buttons]
+        # The flow's own explanation (out of range, not found, not verified) stays; the
+        # question again says first what is needed, with an example, in the same message.
+        step = self.steps.get(outcome.flow.step)
+        slot = step.slot if step is not None else Slot.TEXT
+        need = ctx.say("dialogue/retry", need=slot.value, question="", explained=True)
+        asked = replace(last, buttons=buttons)
+        outcome.replies[-1] = asked.prefaced(replace(need, text=need.text.strip()))
         outcome.flow.slots[TRIES] = tries
         return outcome
+
+    def open_state(self, ctx: Context) -> FlowState | None:
+        """This flow's state when it is the open one (to count a re-ask as one more try)."""
+        view = ctx.conversation
+        if view.flow != self.name or not view.flow_step:
+            return None
+        return FlowState(view.flow, view.flow_step, dict(view.slots))
 
     @staticmethod
     def way_out(ctx: Context, tries: int, buttons: tuple[Button, ...]) -> tuple[Button, ...]:

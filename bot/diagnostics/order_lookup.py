@@ -74,13 +74,14 @@ class OrderLookupFlow(Flow):
             order = await merchant_order(ctx, order_no)
             if order is None:
                 # The merchant's wrong input, not the bot's failure: say so and ask again.
-                return self.wait(
+                asked = self.wait(
                     ctx,
                     "order",
                     "flows/ask_order_no",
                     ctx.human_button(),
                     extra=[ctx.say("flows/order_not_found", order_no=order_no)],
                 )
+                return self.asked_again(asked, ctx, self.open_state(ctx))
             return await self.about(ctx, order, {})
         if locked := await verification_locked(ctx):
             return self.locked(ctx, locked)
@@ -105,7 +106,7 @@ class OrderLookupFlow(Flow):
             order_no=order_no,
         )
         outcome.rate_events = wrong
-        return outcome
+        return self.asked_again(outcome, ctx, state)
 
     async def step_verify(self, ctx: Context, state: FlowState) -> Result:
         proofs = read_proofs(ctx.message.text)

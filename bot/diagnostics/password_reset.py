@@ -47,7 +47,8 @@ class PasswordResetFlow(Flow):
             if len(accounts) == 1:
                 return self.confirm(ctx, accounts[0].login)
             if accounts:
-                buttons = [Button(a.login, f"flow:login:{a.login}") for a in accounts[:5]]
+                # One button per login, with the action the login check offers too.
+                buttons = [Button(a.login, f"flow:account:{a.login}") for a in accounts[:5]]
                 return self.wait(ctx, "login", "flows/password_reset/ask_login", *buttons)
             return self.wait(ctx, "login", "flows/password_reset/ask_login")
         # Unbound: a reset by login name works (the reply reads the same for any login), and a
@@ -74,7 +75,9 @@ class PasswordResetFlow(Flow):
         )
 
     async def step_login(self, ctx: Context, state: FlowState) -> Result:
-        login = ctx.argument.removeprefix("login:") if ctx.argument.startswith("login:") else None
+        # "login:" is what buttons offered before this release carry.
+        prefix = next((p for p in ("account:", "login:") if ctx.argument.startswith(p)), None)
+        login = ctx.argument.removeprefix(prefix) if prefix else None
         if login is None and ctx.message.text:
             offered = [label for label, _ in state.slots.get(PROMPT, {}).get("buttons", [])]
             login = _chosen(ctx, offered) if offered else None

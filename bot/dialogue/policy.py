@@ -49,12 +49,10 @@ PLEASANTRY_SCORE = 0.5
 FAQ_DIGRESSION_SCORE = 0.25
 # Before a correction is looked for, only a clear question is taken as a digression.
 CLEAR_QUESTION_SCORE = 0.4
-# Where a value is asked, a message with no question mark or question word ("some money") is
-# taken as a clear question only at this score: one content word can reach the one above.
-CLEAR_UNMARKED_SCORE = 0.5
 # A question marked as asked on the side ("顺便问下", "btw") is answered at a lower score.
 ASIDE_SCORE = 0.15
 _PLEASANTRIES = frozenset({Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS})
+_CHITCHAT = _PLEASANTRIES | {Label.CHITCHAT_BYE}
 # Steps that wait for a value typed in (not a choice among buttons or a yes/no).
 _VALUE_SLOTS = frozenset({Slot.AMOUNT, Slot.ORDER_NO, Slot.PROOF, Slot.WITHDRAWAL_ID, Slot.LOGIN})
 # Labels for which an order number in the message is the flow's own business.
@@ -130,21 +128,18 @@ class DialoguePolicy:
         label = parse.label
         question = CLEAR_QUESTION_SCORE if not aside else ASIDE_SCORE
         step = flow.steps.get(state.step)
+        # Where a value is asked ("some money" for an amount), a message that neither asks
+        # nor is marked as asked on the side is a wrong answer to ask again, not a question.
         valued = step is not None and step.slot in _VALUE_SLOTS
-        if valued and not aside and not _is_question(ctx, text):
-            question = max(question, CLEAR_UNMARKED_SCORE)
-        if clear_only and not (label.is_faq and parse.score >= question):
+        asks = not valued or aside or _is_question(ctx, text)
+        if clear_only and not (label.is_faq and parse.score >= question and asks):
             return None
         if label in _PLEASANTRIES and parse.score >= PLEASANTRY_SCORE:
             outcome = await self._route(ctx)
             return self._back(ctx, flow, state, outcome)
         if label == Label.OUT_OF_SCOPE:
             return None
-        # Where a value is asked ("some money" for an amount), a vague match is a wrong
-        # answer to ask again, not a question; a clear or a marked question is answered.
-        asks = not valued or _is_question(ctx, text)
-        faq_score = min(question, FAQ_DIGRESSION_SCORE) if asks else question
-        if label.is_faq and parse.score >= faq_score:
+        if label.is_faq and asks and parse.score >= min(question, FAQ_DIGRESSION_SCORE):
             outcome = await self._route(ctx)
             return self._back(ctx, flow, state, outcome)
         if parse.score < SWITCH_SCORE:
@@ -188,18 +183,31 @@ class DialoguePolicy:
         if order_no is None and withdrawal is None:
             return None
         parse = self._parse(ctx, text)
-        clear = parse.label != Label.OUT_OF_SCOPE and parse.score >= SWITCH_SCORE
+        # A greeting or a goodbye around an entity ("hi, ... BT...", "what is going on with
+        # BT..." leaning to bye) is not what the message is about: the entity is.
+        clear = (
+            parse.label != Label.OUT_OF_SCOPE
+            and parse.label not in _CHITCHAT
+            and parse.score >= SWITCH_SCORE
+        )
         rest = _rest(text, order_no, withdrawal)
         if order_no is not None:
-            merchant = ctx.identity.is_merchant
-            # A merchant asking whether its own order is paid, or what is going on with it,
-            # gets the whole summary; another flow or a long question of its own decides.
-            flows = _MERCHANT_ORDER_LABELS if merchant else _ORDER_LABELS
-            summary = merchant and parse.label == Label.STATUS_PAYMENT
-            if clear and not summary and (parse.label in flows or len(rest) > _SHORT_REST):
-                return None
-            if merchant:
+            if ctx.identity.is_merchant:
+                # A merchant asking whether its own order is paid, or what is going on with
+                # it, gets the whole summary; another flow or a long question of its own
+                # decides.
+                summary = parse.label == Label.STATUS_PAYMENT
+                own = parse.label in _MERCHANT_ORDER_LABELS or len(rest) > _SHORT_REST
+                if clear and not summary and own:
+                    return None
                 return await order_summary(ctx, order_no)
+            # A customer's order number is about that customer's payment, however it is told
+            # ("I paid for BT... but the shop says nothing arrived" leans to the merchant's
+            # data-sync check): only why it failed, or a long message about something else,
+            # decides by its words.
+            elsewhere = parse.label not in _ORDER_LABELS and len(rest) > _SHORT_REST
+            if clear and (parse.label == Label.DIAGNOSE_PAYMENT_FAILURE or elsewhere):
+                return None
             return await self._flows[self._flow_labels[Label.STATUS_PAYMENT]].start(ctx)
         if clear and parse.label != Label.STATUS_WITHDRAWAL and len(rest) > _SHORT_REST:
             return None

@@ -27,9 +27,14 @@ _MAX_CLIENT = 80
 BIND_TEXT = re.compile(r"^\s*(?:绑定|綁定|bind)\s*[:：]?\s*([A-Za-z0-9]{4,32})\s*$", re.IGNORECASE)
 
 
-# Inside a sentence ("我是商家 绑定 482913") only a code of digits counts, so "如何绑定 account"
-# is a question about binding, not a wrong code.
-BIND_IN_TEXT = re.compile(r"(?:绑定|綁定|\bbind)\s*[:：]?\s*(\d{4,12})(?!\w)", re.IGNORECASE)
+# Inside a sentence ("我是商家 绑定 482913", "我的绑定码是275160", "ok my bind code is 482913")
+# only a code of digits counts, so "如何绑定 account" is a question about binding, not a wrong
+# code. The words between the verb and the code are the ones people use for "the code is".
+BIND_IN_TEXT = re.compile(
+    r"(?:绑定|綁定|\bbind(?:ing)?)\s*(?:码|碼|代码|代碼|号|號|\bcode\b)?\s*"
+    r"(?:是|为|為|\bis\b|=)?\s*[:：]?\s*(\d{4,12})(?!\w)",
+    re.IGNORECASE,
+)
 
 
 def bind_code_in(text: str) -> str | None:
@@ -72,9 +77,8 @@ async def bind(ctx: Context) -> Result:
     if merchant is None:
         keys = [chat_key, GLOBAL_KEY] + ([client_key] if client_key else [])
         tripped = ["bind_global"] if wrong_everywhere + 1 >= ctx.settings.bind_global_limit else []
-        return Outcome(
-            [ctx.say("bind/wrong_code")], solved=False, rate_events=keys, tripped=tripped
-        )
+        # A wrong code is the user's wrong input, asked again, never the bot failing.
+        return Outcome([ctx.say("bind/wrong_code")], rate_events=keys, tripped=tripped)
     # Under review or suspended, the merchant has nothing to look up yet: say what that means.
     buttons = () if merchant.status is MerchantStatus.ACTIVE else (ctx.human_button(),)
     done = ctx.say("bind/done", *buttons, name=merchant.name, status=merchant.status.value)
