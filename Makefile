@@ -29,6 +29,7 @@ chat: $(STAMP)
 # before every commit).
 lint: $(STAMP) typecheck
 	$(BIN)/ruff check bot webhook_server.py tests benchmarks
+	$(BIN)/ruff format --check bot webhook_server.py tests benchmarks
 	$(BIN)/lint-imports
 
 # mypy strict on the package; tests and benchmarks with the relaxations in pyproject.toml.

@@ -51,7 +51,6 @@ class PendingRequest(TypedDict):
     text: str
 
 
-
 @dataclass(slots=True)
 class ConversationView:
     """A snapshot of the conversation as the handler sees it."""

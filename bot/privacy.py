@@ -62,8 +62,10 @@ def _password_token(match: re.Match[str]) -> bool:
     token = match.group("token")
     if not token.strip("*"):
         return False  # masked already
-    explicit = match.group("colon") or "是" in match.group("connector") or "为" in (
-        match.group("connector")
+    explicit = (
+        match.group("colon")
+        or "是" in match.group("connector")
+        or "为" in (match.group("connector"))
     )
     if explicit:
         return True

@@ -322,7 +322,6 @@ class BotApiStub:
                 texts.append(str(call.params["caption"]))
         return texts
 
-
     async def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
         """Wait until at least ``count`` calls of ``method`` (failed ones included) were recorded;
         return them, or raise TimeoutError listing what was recorded."""
@@ -438,7 +437,6 @@ class BotApiStub:
         key = (_scope_key(scope or {"type": "default"}), language_code)
         return copy.deepcopy(self._commands.get(key, []))
 
-
     # ------------------------------------------------------------------ HTTP
 
     def _notify(self) -> None:
@@ -451,7 +449,6 @@ class BotApiStub:
 
     async def _handle_other(self, request: web.Request) -> web.Response:
         return web.json_response(_error_body(404, "Not Found"), status=404)
-
 
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()
@@ -549,7 +546,6 @@ class BotApiStub:
         message.update({key: value for key, value in content.items() if value is not None})
         return copy.deepcopy(message)
 
-
     def _text(
         self, params: dict[str, Any], key: str, *, limit: int, too_long: str, empty: str | None
     ) -> str:
@@ -593,7 +589,6 @@ class BotApiStub:
             return None
         raise _bad("can't parse reply keyboard markup JSON object")
 
-
     def _learn(self, update: JSONDict) -> None:
         """Remember the chats a pushed update carries, and its message ids (the stand-in's own
         are never one of those)."""
@@ -616,7 +611,6 @@ class BotApiStub:
 
     async def _get_me(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         return copy.deepcopy(self.bot_user)
-
 
     async def _get_updates(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         if self._webhook.get("url"):
@@ -773,7 +767,6 @@ class BotApiStub:
         else:
             self._commands.pop(key, None)
         return True
-
 
     async def _send_message(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         chat_id = self._chat_id(params)

@@ -226,9 +226,7 @@ async def bind_attempt(server: Server, code: str) -> list[dict[str, Any]]:
     return await (await server.visitor()).say(f"/bind {code}")
 
 
-async def test_one_address_is_stopped_after_three_wrong_codes(
-    db: AsyncEngine, world: None
-) -> None:
+async def test_one_address_is_stopped_after_three_wrong_codes(db: AsyncEngine, world: None) -> None:
     async with running(db, bind_global_limit=100) as server:
         for code in ("000001", "000002", "000003"):
             assert "无效" in text_of(await bind_attempt(server, code))

@@ -310,9 +310,7 @@ async def test_an_unexpected_exception_is_a_500_without_details(
 # Item 10: Telegram updates that can never be handled
 
 
-@pytest.mark.parametrize(
-    "update_id", [2**70, 2**63, -1, "7", 1.5, True, None, [1]], ids=repr
-)
+@pytest.mark.parametrize("update_id", [2**70, 2**63, -1, "7", 1.5, True, None, [1]], ids=repr)
 async def test_an_update_id_that_is_no_id_is_acknowledged_and_not_stored(
     bot: Bot, update_id: Any
 ) -> None:
@@ -516,4 +514,3 @@ async def test_readyz_with_the_embedded_platform(bot: Bot) -> None:
     response = await bot.client.get("/readyz")
     assert response.status == 200
     assert await response.json() == {"status": "ready", "platform": "embedded"}
-

@@ -23,9 +23,7 @@ def _request(peer: str, forwarded: str | None, proxies: str) -> web.Request:
         def is_closing(self) -> bool:
             return False
 
-    return make_mocked_request(
-        "GET", "/", headers=headers, app=app, transport=_Transport()
-    )
+    return make_mocked_request("GET", "/", headers=headers, app=app, transport=_Transport())
 
 
 def test_the_peer_counts_when_no_proxy_is_trusted() -> None:

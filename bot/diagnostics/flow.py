@@ -152,9 +152,7 @@ class Flow:
         question = ctx.say(asked, *buttons, **values)
         if template is None:
             return question
-        return ctx.say(
-            template, *buttons, question=question.text, flow=ctx.ui(f"flow_{self.name}")
-        )
+        return ctx.say(template, *buttons, question=question.text, flow=ctx.ui(f"flow_{self.name}"))
 
     def retry(self, ctx: Context, state: FlowState) -> Outcome:
         """The answer did not fit: say what is needed, with an example, and ask again. A user's

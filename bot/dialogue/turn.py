@@ -349,4 +349,3 @@ def _incident_notice(ctx: Context, outcome: Outcome) -> Reply | None:
 
 
 INCIDENT_TEMPLATES = frozenset({"incidents/notice", "incidents/diagnosis"})
-

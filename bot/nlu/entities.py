@@ -29,7 +29,6 @@ NOTE = re.compile(r"(?:备注|说明|留言|note|memo)\s*[:：]\s*(\S.{0,79})$")
 PHONE = re.compile(r"(?<![\d.])(?:\+?86[ -]?)?(1[3-9]\d[ -]?\d{4}[ -]?\d{4})(?![\d.])")
 
 
-
 def order_no_of(match: re.Match[str]) -> str:
     """The order number an `ORDER_NO` or `ORDER_DIGITS` match stands for, as stored."""
     return "BT" + re.sub(r"[\s-]", "", match.group(1))

@@ -148,9 +148,7 @@ class Matcher:
             for bag, e in zip(bags, self._entries, strict=True)
             if e.label == Label.OUT_OF_SCOPE
             for t in bag
-            if t[0] in "bw"
-            and t not in self._known
-            and t[2:] not in _FILLER_STEMS
+            if t[0] in "bw" and t not in self._known and t[2:] not in _FILLER_STEMS
         }
         self._known_words = sorted(t[2:] for t in self._known if t.startswith("w:"))
         # What makes each out-of-scope example out of scope: its foreign words (美团 in
@@ -382,9 +380,7 @@ class Matcher:
         (best, score), rest = in_scope[0], in_scope[1:]
         second = rest[0][1] if rest else 0.0
         reason: str | None = None
-        if oos >= score + config.oos_margin and (
-            grounded or coverage < config.ungrounded_coverage
-        ):
+        if oos >= score + config.oos_margin and (grounded or coverage < config.ungrounded_coverage):
             reason = "out_of_scope_example"
         elif score < min_score or (contentless and score < config.min_score_contentless):
             reason = "low_score"

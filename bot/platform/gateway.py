@@ -32,6 +32,7 @@ MAX_IDEMPOTENCY_KEY = 100
 # The most payment attempts one `recent_payment_attempts` call returns (newest first).
 MAX_RECENT_ATTEMPTS = 20_000
 
+
 class PlatformError(Exception):
     """Base of the gateway's errors."""
 

@@ -77,9 +77,7 @@ class OutsideTransactions:
     async def recent_payment_attempts(
         self, since: datetime, *, limit: int = MAX_RECENT_ATTEMPTS
     ) -> list[AttemptSeen]:
-        result: list[AttemptSeen] = await self._call(
-            "recent_payment_attempts", since, limit=limit
-        )
+        result: list[AttemptSeen] = await self._call("recent_payment_attempts", since, limit=limit)
         return result
 
     async def create_payment_link(

@@ -503,7 +503,6 @@ class IncidentAsker(Base):
     notified_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
-
 class KnowledgeVersion(Base):
     """One full copy of the knowledge (`files`: each knowledge file's text, as in
     `knowledge/`), with who made it, from what and why. A version is never changed once
