@@ -7,6 +7,9 @@ from the events, the rows they add (rate events, watched orders, feedback, unans
 questions), the people side (handoffs, tickets, ratings) and, in one hop into SQLAlchemy's
 synchronous layer, the transcript, the outbox rows and the conversation's UPDATE
 (`bot/delivery.py`'s `record_turn` with `_save`). The statements on this path are built once.
+
+Over 400 lines on purpose: it is the one module that owns a turn's SQL (decision 0003/0012),
+so every statement on that path is here and nowhere else.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ wait behind the rate limit, never lets another relay take a row that is still be
 When the process dies its rows' leases run out within `LEASE`, and any relay sends them. A
 crash after the channel took a row and before the row was marked sent sends that message again,
 once, within `LEASE` of the restart: delivery is at least once.
+
+Over 400 lines: the relay's claim, send, lease-renewal and retry rules belong to one loop
+and share its state.
 """
 
 from __future__ import annotations

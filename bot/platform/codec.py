@@ -9,6 +9,9 @@ platform may add fields without breaking the bot. A value that breaks the contra
 `CodecError` (a `ValueError`) naming the field: the server answers it with 400, the client
 treats it as a broken platform. docs/platform-openapi.yaml is checked against these models
 (tests/test_openapi_models.py).
+
+Over 400 lines: one pydantic model per wire type of the platform API, in one place so the
+client, the server and the OpenAPI check read the same definitions.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ a total timeout, only idempotent calls are retried (a payment link is never crea
 a circuit breaker makes calls fail at once while the platform keeps failing. Every failure
 surfaces as `PlatformUnavailable` (the user is offered a person) or `PlatformRejected` (the
 platform refused the input). Logs carry the operation name, never the key, URL or body.
+
+Over 400 lines: one method per operation of the `PlatformGateway` contract over HTTP, with the
+retry, timeout and circuit-breaker rules they share.
 """
 
 from __future__ import annotations

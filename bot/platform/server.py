@@ -4,6 +4,8 @@ It lets a separate process, or B特派's own team, stand where the embedded plat
 bot's `HttpPlatform` talks to it exactly as it would talk to the real platform. Handlers only
 parse, call the gateway and encode; every failure leaves as a JSON error body, and input the
 contract does not allow is a 4xx, never a 500.
+
+Over 400 lines: one handler per endpoint of the platform API, each parse-call-encode.
 """
 
 from __future__ import annotations

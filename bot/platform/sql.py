@@ -1,4 +1,8 @@
-"""`SqlPlatform`: the embedded platform on the bot's own database (the default)."""
+"""`SqlPlatform`: the embedded platform on the bot's own database (the default).
+
+Over 400 lines: one method per operation of the `PlatformGateway` contract, for the embedded
+platform; the contract tests hold it and `HttpPlatform` to the same behaviour.
+"""
 
 from __future__ import annotations
 
