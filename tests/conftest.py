@@ -39,6 +39,7 @@ from tests.support.common import (
     DEMO_WORLD,
     FAST_HASHER,
     TEST_DATABASE_URL,
+    TIERS,
     Chat,
     Clock,
     create_database,
@@ -207,18 +208,7 @@ def renderer(settings: Settings) -> Renderer:
     return prepared(settings).renderer
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(
-                not TEST_DATABASE_URL,
-                reason="PostgreSQL tier: set TEST_DATABASE_URL=postgresql+asyncpg://... to run it",
-            ),
-        ),
-    ]
-)
+@pytest.fixture(params=TIERS)
 async def db(
     request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[AsyncEngine]:

@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.escalation.assist import SUGGESTED
 from bot.types import Label, Language
+from tests.support import console as support_console
 from tests.support.console import (
     BIND_CODE,
     AgentClient,
@@ -25,22 +24,13 @@ from tests.support.console import (
     agent_session,
     asks_for_a_person,
     only,
-    serve_console,
     texts_seen_by,
 )
 from tests.support.webchat import Visitor
 from webhook_server import RUNTIME
 
-
-@pytest.fixture
-async def console(
-    db: AsyncEngine, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Server]:
-    overrides = {}
-    if db.dialect.name == "postgresql":
-        overrides["database_url"] = db.url.render_as_string(hide_password=False)
-    async with serve_console(tmp_path, tmp_path_factory, **overrides) as running:
-        yield running
+# The fixture, by name: a console on the demo world on the test's database tier.
+console = support_console.console
 
 
 @pytest.fixture

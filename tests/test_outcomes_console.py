@@ -5,32 +5,21 @@ console served by the real app over SQLite, or over the shared PostgreSQL."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.outcomes.checker import check_pass
 from bot.outcomes.report import outcome_report
 from bot.platform.tables import PaymentLinkRow
 from bot.storage.models import OutcomeCheck
+from tests.support import console as support_console
 from tests.support.common import Chat
-from tests.support.console import Server, agent_session, serve_console
+from tests.support.console import Server, agent_session
 from webhook_server import RUNTIME
 
-
-@pytest.fixture
-async def console(
-    db: AsyncEngine, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Server]:
-    overrides = {}
-    if db.dialect.name == "postgresql":
-        overrides["database_url"] = db.url.render_as_string(hide_password=False)
-    async with serve_console(tmp_path, tmp_path_factory, **overrides) as running:
-        yield running
+# The fixture, by name: a console on the demo world on the test's database tier.
+console = support_console.console
 
 
 async def two_links_one_paid(console: Server) -> tuple[int, int]:

@@ -48,6 +48,17 @@ def _worker_database_url(base: str | None) -> str | None:
 
 
 TEST_DATABASE_URL = _worker_database_url(os.environ.get("TEST_DATABASE_URL"))
+# The database tiers a test runs on: SQLite always, PostgreSQL when TEST_DATABASE_URL is set.
+TIERS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(
+            not TEST_DATABASE_URL,
+            reason="PostgreSQL tier: set TEST_DATABASE_URL=postgresql+asyncpg://... to run it",
+        ),
+    ),
+]
 if TEST_DATABASE_URL:
     # Subprocesses a test starts (and modules that read the environment) see the same database.
     os.environ["TEST_DATABASE_URL"] = TEST_DATABASE_URL

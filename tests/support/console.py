@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.console.views import AgentConsole
 from bot.platform.world import load_world, read_world
@@ -161,6 +161,18 @@ async def serve_console(
     app = with_console(bot_app(settings), settings)
     async with listening(app) as base:
         yield Server(base, app)
+
+
+# A console on the demo world, on the test's database tier (the `db` fixture's).
+@pytest.fixture
+async def console(
+    db: AsyncEngine, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    overrides = {}
+    if db.dialect.name == "postgresql":
+        overrides["database_url"] = db.url.render_as_string(hide_password=False)
+    async with serve_console(tmp_path, tmp_path_factory, **overrides) as running:
+        yield running
 
 
 class AgentClient:

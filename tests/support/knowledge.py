@@ -17,24 +17,13 @@ from bot.faq.live import LiveKnowledge
 from bot.storage.db import create_engine, upgrade
 from bot.storage.models import Base
 from bot.types import Label
-from tests.support.common import TEST_DATABASE_URL
+from tests.support.common import TEST_DATABASE_URL, TIERS
 from tests.support.console import Server, serve_console
 
 # Made-up words no knowledge version knows: refused today, answered once they are phrasings.
 NEW_QUESTION = "蓝鲸套餐怎么开通"
 NEW_QUESTION_EN = "how do i turn on the bluewhale plan"
 TARGET = Label.FEES_PROMOTIONS
-
-TIERS = [
-    "sqlite",
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(
-            not TEST_DATABASE_URL,
-            reason="PostgreSQL tier: set TEST_DATABASE_URL=postgresql+asyncpg://... to run it",
-        ),
-    ),
-]
 
 
 async def truncate_postgres() -> str:
