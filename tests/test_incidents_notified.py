@@ -17,14 +17,14 @@ from bot.incidents.job import IncidentDetector
 from bot.notifications import Applied, EventError, PaymentEvent, PaymentNotifier
 from bot.platform.gateway import PlatformGateway
 from bot.platform.models import AttemptSeen, AttemptStatus, FailureCode, Method, OrderStatus
-from bot.platform.tables import AttemptRow, MerchantRow, OrderRow
+from bot.platform.tables import AttemptRow, OrderRow
 from bot.render import Renderer
 from bot.settings import Settings
 from bot.storage.db import session_factory
 from bot.storage.models import Incident, PlatformEvent
 from bot.types import IncidentKind
 from tests.support.common import Clock
-from tests.support.incidents import platform_burst
+from tests.support.incidents import ensure_merchants, platform_burst
 
 _events = itertools.count(1)
 _orders = itertools.count(1)
@@ -86,11 +86,7 @@ async def pending_orders(db: AsyncEngine, count: int, merchants: int) -> list[st
     """Orders waiting for their payment (no attempt on the platform yet), merchants in turn."""
     numbers = []
     async with session_factory(db)() as session, session.begin():
-        known = set((await session.scalars(select(MerchantRow.id))).all())
-        for m in range(merchants):
-            if f"X{m:04d}" not in known:
-                session.add(MerchantRow(id=f"X{m:04d}", name=f"商户{m}", status="active"))
-        await session.flush()
+        await ensure_merchants(session, merchants)
         for i in range(count):
             order_no = f"BT8{next(_orders):015d}"
             now = datetime.now(UTC)

@@ -14,6 +14,16 @@ from bot.platform.tables import AttemptRow, MerchantRow, OrderRow
 _numbers = itertools.count(1)
 
 
+async def ensure_merchants(session: AsyncSession, merchants: int) -> None:
+    """The merchants X0000, X0001, ... (`merchants` of them), made when missing."""
+    known = set((await session.scalars(select(MerchantRow.id))).all())
+    for m in range(merchants):
+        merchant_id = f"X{m:04d}"
+        if merchant_id not in known:
+            session.add(MerchantRow(id=merchant_id, name=f"商户{m}", status="active"))
+    await session.flush()
+
+
 async def platform_burst(
     sessions: async_sessionmaker[AsyncSession],
     at: datetime,
@@ -25,12 +35,7 @@ async def platform_burst(
 ) -> None:
     """Merchants (made when missing) with one order each per attempt, paid by QR code."""
     async with sessions() as session, session.begin():
-        known = set((await session.scalars(select(MerchantRow.id))).all())
-        for m in range(merchants):
-            merchant_id = f"X{m:04d}"
-            if merchant_id not in known:
-                session.add(MerchantRow(id=merchant_id, name=f"商户{m}", status="active"))
-        await session.flush()
+        await ensure_merchants(session, merchants)
         for i in range(failed + succeeded):
             order_no = f"BT9{next(_numbers):015d}"
             fails = i < failed
