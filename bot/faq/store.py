@@ -48,11 +48,17 @@ class VersionRow:
     preview: dict[str, Any] | None
 
 
+_LATEST = (
+    select(KnowledgePublication.version_id, KnowledgePublication.published_by)
+    .order_by(KnowledgePublication.id.desc())
+    .limit(1)
+)
+
+
 async def published_id(session: AsyncSession) -> int | None:
     """The version the bot answers from; None before the first start imported one."""
-    return await session.scalar(
-        select(KnowledgePublication.version_id).order_by(KnowledgePublication.id.desc()).limit(1)
-    )
+    latest = (await session.execute(_LATEST)).first()
+    return None if latest is None else int(latest.version_id)
 
 
 async def files_of(session: AsyncSession, version_id: int) -> dict[str, str] | None:
@@ -135,13 +141,14 @@ async def ensure_first(
     published (a console edit, an import, a rollback) is ever undone by a restart."""
     async with sessions() as session, session.begin():
         await _lock(session, _FIRST_IMPORT_LOCK)
-        current = await published_id(session)
-        if current is None:
+        latest = (await session.execute(_LATEST)).first()
+        if latest is None:
             check(files)
             version_id = await create(session, files, by=FILES, source=FILES, note="knowledge/")
             await publish(session, version_id, by=FILES, audit=False)
             return version_id
-        if not await _files_follow(session, current, digest(files)):
+        current = int(latest.version_id)
+        if latest.published_by != FILES or not await _folders_own(session, current, files):
             return current
         check(files)
         version_id = await create(
@@ -151,17 +158,11 @@ async def ensure_first(
         return version_id
 
 
-async def _files_follow(session: AsyncSession, current: int, files_digest: str) -> bool:
-    """Whether the folder, which differs from the published version, should replace it:
-    the published version came from the folder and was published at a start, not by a
-    person."""
+async def _folders_own(session: AsyncSession, current: int, files: Files) -> bool:
+    """Whether the published version (published at a start, not by a person) came from the
+    folder and differs from what the folder holds now: then the folder replaces it."""
     row = await session.get(KnowledgeVersion, current)
-    if row is None or row.digest == files_digest or row.source != FILES:
-        return False
-    by = await session.scalar(
-        select(KnowledgePublication.published_by).order_by(KnowledgePublication.id.desc()).limit(1)
-    )
-    return by == FILES
+    return row is not None and row.source == FILES and row.digest != digest(files)
 
 
 async def history(session: AsyncSession, limit: int = 30) -> list[VersionRow]:
