@@ -375,3 +375,96 @@ async def test_a_cancel_in_slang_ends_the_open_flow(merchant: Talk, text: str) -
     assert merchant.flow == ("payment_link", "confirm")
     await merchant.say(text)
     assert merchant.view.flow is None
+
+
+@pytest.mark.parametrize("text", ["482913", "fine. 482913", "code is 482913"])
+async def test_a_bind_code_alone_answers_the_request_for_one(customer: Talk, text: str) -> None:
+    refused = await customer.say("我的提现到哪了")
+    assert "flows/bind_first" in refused.templates
+    decision = await customer.say(text)
+    assert decision.of(Bound) == [Bound("M001")]
+    assert "flows/withdrawal/pick" in decision.templates  # the refused request, taken up
+
+
+async def test_a_lone_code_without_a_refused_request_is_asked_about(customer: Talk) -> None:
+    decision = await customer.say("482913")
+    assert decision.templates == ["dialogue/what_number"]
+    assert not decision.of(Bound)
+    assert "绑定 482913" in decision.replies[0].text  # how to send it, if it is a bind code
+
+
+async def test_a_bind_code_mid_sentence_binds_a_customer_who_turns_out_a_merchant(
+    customer: Talk,
+) -> None:
+    await customer.say("BT2026112600000021 paid?")
+    assert customer.flow == ("payment_status", "verify")
+    decision = await customer.say("oh wait im the shop owner lol, my code is 275160")
+    assert decision.of(Bound) == [Bound("M002")]
+    assert customer.view.flow is None
+
+
+@pytest.mark.parametrize("text", ["yes pls go back", "回到刚才那个", "ok back to it"])
+async def test_going_back_in_words_takes_up_the_suspended_flow(
+    merchant: Talk, text: str
+) -> None:
+    await merchant.say("link for 50")
+    offered = await merchant.say("W0001到了吗")
+    assert offered.of(FlowSuspended) or merchant.view.suspended
+    await merchant.say(text)
+    assert merchant.flow == ("payment_link", "confirm")
+
+
+async def test_a_yes_that_names_what_it_agrees_to_confirms(merchant: Talk) -> None:
+    await merchant.say("帮我重置下wang_cashier的密码")
+    assert merchant.flow == ("password_reset", "confirm")
+    decision = await merchant.say("好的 确认重置")
+    assert decision.templates == ["flows/password_reset/sent"]
+
+
+async def test_a_login_named_inside_chinese_text_is_the_one_reset(merchant: Talk) -> None:
+    decision = await merchant.say("帮我重置下wang的密码")
+    assert decision.templates == ["flows/password_reset/confirm"]
+    assert merchant.view.slots["login"] == "wang"
+
+
+async def test_thanks_under_an_optional_offer_ends_the_flow(merchant: Talk) -> None:
+    await merchant.say("订单BT2026112600000003为什么支付失败")
+    assert merchant.flow == ("payment_failure", "offer")
+    decision = await merchant.say("ok thx")
+    assert decision.templates == ["thanks"]
+    assert merchant.view.flow is None
+
+
+async def test_thanks_where_a_value_is_owed_keeps_the_flow(merchant: Talk) -> None:
+    await merchant.say("payment link pls")
+    await merchant.say("ok cool thanks")
+    assert merchant.flow == ("payment_link", "amount")
+
+
+async def test_a_withdrawal_is_picked_by_its_amount_beyond_the_first_page(
+    merchant: Talk,
+) -> None:
+    await merchant.say("查下我的提现")
+    assert merchant.flow == ("withdrawal_status", "pick")
+    decision = await merchant.say("2500那笔")
+    assert decision.templates == ["flows/withdrawal/status"]
+    assert "W0002" in decision.replies[0].text
+
+
+async def test_a_customer_proves_an_order_with_the_whole_phone_number(customer: Talk) -> None:
+    await customer.say("BT2026112600000012付了没")
+    decision = await customer.say("13700001111")
+    assert decision.templates == ["flows/payment_status/status"]
+
+
+async def test_a_wrong_whole_phone_number_is_a_wrong_proof(customer: Talk) -> None:
+    await customer.say("BT2026112600000012付了没")
+    decision = await customer.say("13700009999")
+    assert "flows/not_verified" in decision.templates
+    assert customer.flow == ("payment_status", "verify")
+
+
+async def test_a_card_number_is_never_read_as_an_order(customer: Talk) -> None:
+    decision = await customer.say("card 6222021234567890")
+    assert customer.view.flow is None
+    assert "BT6222021234567890" not in " ".join(r.text for r in decision.replies)

@@ -52,8 +52,9 @@ LIMITS: tuple[Limit, ...] = (
     Limit(Scope.ORDER, 20, _DAY),
 )
 
-# A proof is one thing: 4 digits standing alone are phone digits; an amount is written as one
-# ("15.50", "15.5元", "¥15.5"). A message holding two (or none) proves nothing.
+# A proof is one thing: 4 digits standing alone are phone digits (the whole phone number says
+# at least as much); an amount is written as one ("15.50", "15.5元", "¥15.5"). A message holding
+# two (or none) proves nothing.
 _FOUR_DIGITS = re.compile(r"(?<![\d.,])\d{4}(?![\d.,])")
 _DECIMAL = re.compile(r"(?<![\d.,])\d{1,9}\.\d{1,2}(?![\d.,])")
 
@@ -70,8 +71,18 @@ class Proof:
 
     def matches(self, order: Order) -> bool:
         if self.kind is ProofKind.PHONE:
-            return order.payer_phone is not None and order.payer_phone[-4:] == self.value
+            if order.payer_phone is None:
+                return False
+            if len(self.value) == 4:
+                return order.payer_phone[-4:] == self.value
+            return _national(order.payer_phone) == self.value
         return Decimal(self.value) == order.amount
+
+
+def _national(phone: str) -> str:
+    """A phone number's digits without the country code ("+86 139…" is "139…")."""
+    digits = re.sub(r"\D", "", phone)
+    return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
 
 
 def read_proofs(text: str) -> list[Proof]:
@@ -86,8 +97,11 @@ def read_proofs(text: str) -> list[Proof]:
     for entity in extract_entities(folded):
         if entity.kind == "amount":
             add(entity.start, entity.end, Proof(ProofKind.AMOUNT, entity.value))
-        elif entity.kind in ("order_no", "phone"):
-            # Digits inside an order or phone number are no proof of their own.
+        elif entity.kind == "phone":
+            # The payer's whole phone number proves at least what its last 4 digits do.
+            add(entity.start, entity.end, Proof(ProofKind.PHONE, _national(entity.value)))
+        elif entity.kind == "order_no":
+            # Digits inside an order number are no proof of their own.
             spans.append((entity.start, entity.end, Proof(ProofKind.PHONE, "")))
     for match in _DECIMAL.finditer(folded):
         amount = str(Decimal(match.group(0)).quantize(Decimal("0.01")))

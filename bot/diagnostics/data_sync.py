@@ -65,6 +65,7 @@ class DataSyncFlow(Flow):
             result = await ctx.gateway.resync_order(order.order_no)
             line = {
                 "order_no": order.order_no,
+                "amount": str(order.amount),
                 "before": result.before.value,
                 "after": result.after.value,
                 "channel": result.channel_status.value if result.channel_status else "",
@@ -82,6 +83,7 @@ class DataSyncFlow(Flow):
             "scope": scope,
             "order_no": orders[0].order_no if len(orders) == 1 else "",
             "status": orders[0].status.value if len(orders) == 1 else "",
+            "amount": str(orders[0].amount) if len(orders) == 1 else "",
         }
         if still:
             reply = ctx.say("flows/data_sync/result", ctx.human_button(), **values)

@@ -46,12 +46,15 @@ class Slot(StrEnum):
 class Step:
     """One state of a flow: the answer it waits for, the template that asks, the steps it
     goes on to, and `accepts`: requests that mean one of its answers (at an offer of a new
-    link, "帮我重新发个链接" is pressing the offer), as (label, the button's argument)."""
+    link, "帮我重新发个链接" is pressing the offer), as (label, the button's argument);
+    `optional`: the step offers something the user may just leave ("ok thx" ends it)."""
 
     slot: Slot
     prompt: str
     goes_to: tuple[str, ...] = ()
     accepts: tuple[tuple[Label, str], ...] = ()
+    # An offer the user may simply leave: a thanks or a goodbye there ends the flow.
+    optional: bool = False
 
 
 class Flow:

@@ -35,6 +35,7 @@ class PaymentFailureFlow(OrderLookupFlow):
             Slot.CHOICE,
             "flows/payment_failure/explained",
             accepts=((Label.ACTION_PAYMENT_LINK, "newlink:yes"),),
+            optional=True,
         ),
     }
 

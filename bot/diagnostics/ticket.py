@@ -35,6 +35,9 @@ class TicketFlow(Flow):
         text = ctx.message.text.strip()
         if not text:
             return UNHANDLED
+        if ctx.knowledge.words.means("leave_message", text, along=("yes",)):
+            # "好，那我留言", "ok leave a msg then": agreeing to write one, not the message.
+            return self.wait(ctx, "message", "handoff/ask_message", slots=state.slots)
         buttons = (
             Button(ctx.ui("leave_it"), "flow:confirm:yes"),
             Button(ctx.ui("rewrite"), "flow:confirm:no"),

@@ -15,13 +15,14 @@ from typing import Any, ClassVar
 from bot.context import Context, FlowState, Outcome
 from bot.diagnostics.calendar import add_working_days, working_days_between
 from bot.diagnostics.flow import Flow, Slot, Step
-from bot.nlu.values import Option, read_choice, read_withdrawal_id
+from bot.nlu.values import Option, read_amount, read_choice, read_withdrawal_id
 from bot.platform.models import Withdrawal, WithdrawalStatus
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
 
 PROMISED_DAYS = 3
 PAGE = 3  # withdrawals offered at once, most recent first; a "more" button shows the next ones
+AMOUNT_SEARCH = 20  # how far back "the 2500 one" looks for a withdrawal of that amount
 
 
 def _named_by(withdrawal: Withdrawal) -> tuple[str, ...]:
@@ -76,9 +77,21 @@ class WithdrawalStatusFlow(Flow):
                 ctx.identity.merchant_id, limit=offset + PAGE
             )
             recent = listed[offset:]
-            options = [Option(w.id, f"flow:pick:{w.id}", _named_by(w)) for w in recent]
-            index = read_choice(ctx.message.text, options)
-            wanted = recent[index].id if index is not None else None
+            # "2500那笔", "the 800 one": the withdrawal of that amount, when only one of the
+            # recent ones (shown or not yet) has it.
+            amount = read_amount(ctx.message.text)
+            same: list[Withdrawal] = []
+            if amount is not None:
+                searched = await ctx.gateway.list_withdrawals(
+                    ctx.identity.merchant_id, limit=AMOUNT_SEARCH
+                )
+                same = [w for w in searched if w.amount == amount]
+            if len(same) == 1:
+                wanted = same[0].id
+            else:
+                options = [Option(w.id, f"flow:pick:{w.id}", _named_by(w)) for w in recent]
+                index = read_choice(ctx.message.text, options)
+                wanted = recent[index].id if index is not None else None
         if not wanted:
             return UNHANDLED
         return await self.one(ctx, wanted, state)

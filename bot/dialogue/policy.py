@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 
 from bot.context import Context, FlowState, Outcome
-from bot.diagnostics.flow import Flow, Slot
+from bot.diagnostics.flow import PROMPT, Flow, Slot
 from bot.handlers.orders import order_summary
 from bot.nlu.entities import ORDER_DIGITS, ORDER_NO, WITHDRAWAL_ID
 from bot.nlu.matcher import Matcher
@@ -105,6 +106,13 @@ class DialoguePolicy:
         result = await flow.correct(ctx, state)
         if result is not UNHANDLED:
             return result
+        yes = _offered_yes(state) if step is not None and step.slot == Slot.YES_NO else None
+        if yes is not None and _agrees(ctx, text):
+            # "好的 确认重置", "yes send it over": a yes that names what it agrees to.
+            ctx.argument = yes
+            result = await flow.resume(ctx, state)
+            if result is not UNHANDLED:
+                return result
         asks_yes_no = step is not None and step.slot in (Slot.YES_NO, Slot.CHOICE)
         if asks_yes_no and _declines(ctx, text):
             # "no thanks" to an offer with no "no" button: the offer is declined.
@@ -125,6 +133,8 @@ class DialoguePolicy:
             outcome.suspend = state
             return outcome
         parse, aside = self._aside(ctx, text)
+        if parse.label == Label.OUT_OF_SCOPE and parse.reason == "ambiguous":
+            parse = _leaning_question(ctx, text, parse)
         label = parse.label
         question = CLEAR_QUESTION_SCORE if not aside else ASIDE_SCORE
         step = flow.steps.get(state.step)
@@ -134,6 +144,11 @@ class DialoguePolicy:
         asks = not valued or aside or _is_question(ctx, text)
         if clear_only and not (label.is_faq and parse.score >= question and asks):
             return None
+        if label in _CHITCHAT and parse.score >= PLEASANTRY_SCORE and step and step.optional:
+            # "ok thx" under an offer the user may leave: the conversation is done.
+            outcome = await self._route(ctx)
+            outcome.end_flow = True
+            return outcome
         if label in _PLEASANTRIES and parse.score >= PLEASANTRY_SCORE:
             outcome = await self._route(ctx)
             return self._back(ctx, flow, state, outcome)
@@ -146,8 +161,11 @@ class DialoguePolicy:
             return None
         if label == flow.label and flow.name != "ticket":
             # The request again, with new details ("帮我生成收款链接，金额300"): start over.
-            # Without any ("随便" read as a link request) it is an answer that did not fit.
-            return await flow.start(ctx) if ctx.entities else None
+            # Without any ("随便" read as a link request) it is an answer that did not fit,
+            # but where the step offers a choice, asking again ("那我自己那笔提现呢") is
+            # answered afresh: the choices again, or the only one there is.
+            choosing = step is not None and step.slot == Slot.CHOICE
+            return await flow.start(ctx) if ctx.entities or choosing else None
         accepted = dict(step.accepts).get(label) if step is not None else None
         if accepted is not None and _same_amount(text, state):
             # "sure, send a new link" at the offer of one: the offer taken, as if pressed.
@@ -221,7 +239,11 @@ class DialoguePolicy:
         if as_amount:
             buttons.append(Button(ctx.ui("number_amount", amount=str(amount)), f"pay:{amount}"))
         buttons.append(ctx.human_button())
-        reply = ctx.say("dialogue/what_number", *buttons, number=number, as_amount=as_amount)
+        # Six digits from a chat with no merchant bound may be the back office's bind code.
+        as_code = not ctx.identity.is_merchant and len(number) == 6 and number.isdigit()
+        reply = ctx.say(
+            "dialogue/what_number", *buttons, number=number, as_amount=as_amount, as_code=as_code
+        )
         return Outcome([reply])
 
 
@@ -234,6 +256,38 @@ def _declines(ctx: Context, text: str) -> bool:
         return not meaning
     explained = words.leads("no", text) and read_amount(text) is None
     return explained and not words.contains("correction", text)
+
+
+def _leaning_question(ctx: Context, text: str, parse: Parse) -> Parse:
+    """A question asked inside a flow that the NLU finds between two topics of the knowledge
+    ("这个链接顾客要怎么付款啊": how customers pay, or how links work) is answered from the
+    nearer one: the open question comes right after, so a near miss costs little, and asking
+    again instead would read as not listening."""
+    best = parse.alternatives[0] if parse.alternatives else None
+    if best is None or not best.label.is_faq or not _is_question(ctx, text):
+        return parse
+    ctx.parse = replace(parse, label=best.label, score=best.score, reason=None)
+    return ctx.parse
+
+
+def _offered_yes(state: FlowState) -> str | None:
+    """The argument of the yes button the open step offered ("confirm:yes")."""
+    prompt = state.slots.get(PROMPT) or {}
+    for _, action in prompt.get("buttons") or []:
+        if str(action).startswith("flow:") and str(action).endswith(":yes"):
+            return str(action).removeprefix("flow:")
+    return None
+
+
+def _agrees(ctx: Context, text: str) -> bool:
+    """A message that starts with a yes and goes on without a no, a cancel, a correction, a
+    question or a new value: "好的 确认重置", "ok go ahead and send it"."""
+    words = ctx.knowledge.words
+    if not words.leads("yes", text) or read_amount(text) is not None or ctx.entities:
+        return False
+    return not any(
+        words.contains(kind, text) for kind in ("no", "cancel", "correction", "question")
+    )
 
 
 def _is_question(ctx: Context, text: str) -> bool:

@@ -17,7 +17,7 @@ from bot.diagnostics.registry import FLOWS
 from bot.dialogue.events import OFFERED
 from bot.dialogue.policy import DialoguePolicy
 from bot.faq.knowledge import Knowledge
-from bot.handlers.binding import bind_code_in
+from bot.handlers.binding import ASKED_CODE, bind_code_in
 from bot.handlers.commands import language_word
 from bot.handlers.fallback import fallback
 from bot.handlers.tone import calm, tone_of
@@ -64,6 +64,9 @@ class Routes:
         explicit = self._explicit_text_route(
             text, ticket_open=state is not None and state.name == "ticket"
         )
+        code = self._code_answer(ctx, text, state) if explicit is None else None
+        if code is not None:
+            explicit = _Route(self.router.commands["bind"], code)
         if explicit is not None:
             return await self._run(ctx, explicit)
         if not ctx.conversation.language_pinned and (
@@ -149,6 +152,18 @@ class Routes:
             return Outcome([ctx.say("stale_action")])
         return await self._run(ctx, _Route(handler, argument))
 
+    def _code_answer(self, ctx: Context, text: str, state: FlowState | None) -> str | None:
+        """A bind code sent on its own ("482913", "fine. 482913") by a chat that was just
+        asked for one: a request was refused for want of a binding, and no flow is open but
+        the one that asked (a reset by login name goes on while the binding is offered)."""
+        pending = ctx.conversation.pending
+        if ctx.identity.is_merchant or pending is None:
+            return None
+        if state is not None and FLOWS[state.name].label.value != pending["label"]:
+            return None
+        match = ASKED_CODE.match(self.knowledge.words.without(("yes",), text))
+        return match.group(1) if match else None
+
     def _explicit_text_route(self, text: str, *, ticket_open: bool = False) -> _Route | None:
         """Commands, language words, cancel words and bind codes: never read as anything else."""
         command = _COMMAND.match(text)
@@ -160,8 +175,9 @@ class Routes:
         words = self.knowledge.words
         if words.means("back_to_bot", text, along=("cancel",)):
             return _Route(_back_to_bot)
-        if ticket_open and words.contains("back_to_bot", text, shortest=4):
-            # "那不留言了，返回机器人": while writing to staff, going back is said in passing.
+        if ticket_open and words.contains("back_to_bot", text, shortest=5):
+            # "那不留言了，返回机器人": while writing to staff, going back is said in passing
+            # (in words long enough to mean it: "call me back" is a message, not "back").
             return _Route(_back_to_bot)
         if words.means("cancel", text, along=("no",)):
             # "算了不要了": a cancel said with a no beside it is still a cancel.
@@ -191,7 +207,13 @@ class Routes:
         if not offered:
             return None
         text = ctx.message.text
-        meaning = read_yes_no(text, self.knowledge.words)
+        words = self.knowledge.words
+        if any(a == "resume:yes" for _, a in offered) and words.means(
+            "resume", text, along=("yes",)
+        ):
+            # "yes pls go back", "回到刚才那个": the offer to take the flow up again.
+            return "resume:yes"
+        meaning = read_yes_no(text, words)
         if meaning is not None:
             # A yes answers the open question (a flow's, or the offer to resume one), never
             # the "was this helpful?" buttons under an answer given on the way.
@@ -201,7 +223,6 @@ class Routes:
             rest = [a for a in answers if not a.startswith("fb:")]
             if first or rest or answers:
                 return (first or rest or answers)[0]
-        words = self.knowledge.words
         # "不用再发链接了": a no that explains itself; but "不对，是260" corrects.
         explained_no = meaning is None and words.leads("no", text) and read_amount(text) is None
         if explained_no and not words.contains("correction", text):

@@ -90,7 +90,8 @@ class Decider:
         if recent_messages >= ctx.settings.rate_limit_per_minute:
             return Decision((RateLimited(), Said(ctx.say("rate_limited"))))
         if view.state in (ConversationState.QUEUED, ConversationState.AGENT) and self.people:
-            if self.knowledge.words.means("back_to_bot", ctx.message.text):
+            # "nvm back to bot", "算了，返回机器人": as in the bot's own routing.
+            if self.knowledge.words.means("back_to_bot", ctx.message.text, along=("cancel",)):
                 return Decision((ReturnedToBot(from_people=True),))
             # People hold the chat: the bot stays silent and passes the message on, but for a
             # typed password, which it warns about.

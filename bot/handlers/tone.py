@@ -17,6 +17,7 @@ from bot.types import Reply
 _REPEATED_MARKS = re.compile(r"[!！?？]{2,}")
 # A message typed in capitals is shouted: at least this many letters, none of them lower case.
 _SHOUTED_LETTERS = 12
+_SHOUTED_RUN = re.compile(r"\b[A-Z]{2,}(?:[\s,.!?]+[A-Z]{2,}){2,}\b")
 _TONE_KINDS = ("upset", "urgent")
 
 
@@ -45,8 +46,15 @@ def tone_of(ctx: Context) -> Tone | None:
 
 
 def _shouted(text: str) -> bool:
+    """In capitals: the whole message, or a run of three words or more in it ("WHERE IS MY
+    MONEY. withdrew it days ago"), not a lone acronym ("QR", "ATM")."""
     letters = [c for c in text if c.isascii() and c.isalpha()]
-    return len(letters) >= _SHOUTED_LETTERS and all(c.isupper() for c in letters)
+    if len(letters) >= _SHOUTED_LETTERS and all(c.isupper() for c in letters):
+        return True
+    return any(
+        sum(c.isalpha() for c in run.group(0)) >= _SHOUTED_LETTERS - 2
+        for run in _SHOUTED_RUN.finditer(text)
+    )
 
 
 def calm(words: Words, text: str) -> str:

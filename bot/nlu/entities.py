@@ -18,7 +18,9 @@ from bot.types import Entity
 # group 1. ORDER_DIGITS: the 16 digits alone, where an order number is asked (people drop
 # the BT).
 ORDER_NO = re.compile(r"(?<![a-z0-9])bt[\s-]*((?:\d[\s-]*){15}\d)(?!\d)")
-ORDER_DIGITS = re.compile(r"(?<!\d)((?:\d[\s-]?){15}\d)(?!\d)")
+# Without the BT, only digits that start as an order number does (its date, "20…"): a card
+# number ("6222 0212 3456 7890") is never read as an order.
+ORDER_DIGITS = re.compile(r"(?<!\d)(2[\s-]?0(?:[\s-]?\d){14})(?!\d)")
 EMAIL = re.compile(
     r"(?<![a-z0-9._%+-])[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?![a-z])"
 )

@@ -30,6 +30,7 @@ from bot.nlu.language import detect_language
 from bot.nlu.normalize import SynonymTable, fold, has_cjk, strip_punctuation
 from bot.nlu.requests import marker_key
 from bot.nlu.sounds import PinyinWords, sound
+from bot.nlu.values import read_amount
 from bot.types import Alternative, Label, Language, Parse
 
 # The fillers as the matcher's tokens hold them: Snowball stems ("please" -> "pleas").
@@ -469,6 +470,8 @@ class Matcher:
             kept = tuple(a for a in decision.alternatives if a.label != target)
             moved = (Alternative(decision.label, decision.score), *kept)[:3]
             return replace(decision, label=target, alternatives=moved, matched=None)
+        if decision.reason == "low_coverage":
+            return self._detailed_request(marked, key, decision)
         if decision.reason != "ambiguous" or len(decision.alternatives) < 2:
             return decision
         first, second = decision.alternatives[0].label, decision.alternatives[1].label
@@ -477,6 +480,22 @@ class Matcher:
             return decision
         kept = tuple(a for a in decision.alternatives if a.label != target)
         return replace(decision, label=target, alternatives=kept, matched=None, reason=None)
+
+    def _detailed_request(self, marked: str, key: str, decision: _Decision) -> _Decision:
+        """A request for a flow with its value and a story around it ("hey need a payment
+        link for 75 bucks for a fruit basket order"): the story's words lower the coverage,
+        but the marker and the amount say what is asked. Only a flow a marker moves to, with
+        the amount it needs, is accepted this way."""
+        best = decision.alternatives[0] if decision.alternatives else None
+        if best is None or (_AMOUNT_MARK not in f" {key} " and read_amount(marked) is None):
+            return decision
+        target = self._requests.toward(best.label, key)
+        if target is None:
+            return decision
+        kept = tuple(a for a in decision.alternatives if a.label != target)
+        return replace(
+            decision, label=target, score=best.score, alternatives=kept, matched=None, reason=None
+        )
 
     def _by_sound(self, body: str) -> _Decision | None:
         """A short Chinese message that sounds exactly like a short phrasing of one label
@@ -513,6 +532,7 @@ def _mood_pattern(knowledge: Knowledge) -> re.Pattern[str] | None:
 
 # Refusals because the text is about something the bot does not cover.
 _TOPIC_REFUSALS = frozenset({"out_of_scope_example", "foreign_topic"})
+_AMOUNT_MARK = PLACEHOLDERS["amount"]
 # Letters repeated three times or more, for emphasis ("hiii", "pleeease").
 _REPEATED = re.compile(r"([a-z])\1{2,}")
 _ALL_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")

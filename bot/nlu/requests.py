@@ -76,6 +76,15 @@ class RequestWords:
             return None
         return move.target
 
+    def toward(self, label: Label, key: str) -> Label | None:
+        """The flow a marker in `key` asks for, when `label` is that flow or the topic a
+        marker moves to it; None without such a marker."""
+        moved = self.target(label, key)
+        if moved is not None:
+            return moved
+        into = [m for m in self.moves.values() if m.target == label]
+        return label if any(self.has(m.kind, key) for m in into) else None
+
     def settles(self, first: Label, second: Label, key: str) -> Label | None:
         """The label a marker picks when a topic and its flow tie ("could you send me a link"):
         the flow when the marker is there, else None (the tie stands)."""

@@ -149,12 +149,11 @@ def read_choice(text: str, options: Sequence[Option]) -> int | None:
 
 def _said(answer: str, option: Option) -> int:
     """The length of the longest of the option's names the answer says whole (0: none)."""
-    padded = f" {answer} "
     sizes = [
         len(folded)
         for name in (*option.names, option.label)
         if (folded := strip_punctuation(fold(name)))
-        and (f" {folded} " in padded if folded.isascii() else folded in answer)
+        and (_whole(folded, answer) if folded.isascii() else folded in answer)
     ]
     return max(sizes, default=0)
 
@@ -169,12 +168,18 @@ def read_position(text: str, count: int) -> int | None:
     return _ordinal(answer, count) if answer and count else None
 
 
+def _whole(name: str, answer: str) -> bool:
+    """A Latin name said whole in the answer, also between Chinese characters ("重置下wang的
+    密码"), but not as part of a longer name (wang in wang_cashier)."""
+    return re.search(rf"(?<![a-z0-9_]){re.escape(name)}(?![a-z0-9_])", answer) is not None
+
+
 def _names(answer: str, words: set[str], name: str) -> bool:
     folded = strip_punctuation(fold(name))
     if not folded:
         return False
     if folded.isascii():
-        if folded in words or f" {folded} " in f" {answer} ":
+        if folded in words or _whole(folded, answer):
             return True
         # One distinctive word of a name: "cashier" for wang_cashier.
         return any(len(word) >= 4 and word in words for word in folded.split())

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from bot.nlu.normalize import fold, strip_punctuation
 
-ANSWERS = ("yes", "no", "cancel", "back_to_bot", "continue")
+ANSWERS = ("yes", "no", "cancel", "back_to_bot", "continue", "resume", "leave_message")
 MARKERS = ("correction", "upset", "urgent", "complaint", "digression", "bind_how", "question")
 KINDS = (*ANSWERS, *MARKERS)
 # A kind's phrases in English and in Chinese, each with its length (see `Words._split`).
@@ -117,18 +117,21 @@ class Words:
 
 
 def _covered_words(words: list[str], phrases: frozenset[str], fillers: frozenset[str]) -> bool:
-    """The words can be cut into phrases and fillers, at least one phrase (longest first)."""
-    i, found = 0, False
-    while i < len(words):
-        for size in range(min(5, len(words) - i), 0, -1):
+    """The words can be cut into phrases and fillers, at least one of them a phrase (every cut
+    is tried: "回到刚才那个" is 回到 + 刚才那个 when 回到刚才 + 那个 fails)."""
+    # reach[i]: 0 not reachable, 1 reachable by fillers only, 2 reachable with a phrase.
+    reach = [0] * (len(words) + 1)
+    reach[0] = 1
+    for i in range(len(words)):
+        if not reach[i]:
+            continue
+        for size in range(1, min(5, len(words) - i) + 1):
             chunk = " ".join(words[i : i + size])
-            if chunk in phrases or chunk in fillers:
-                found = found or chunk in phrases
-                i += size
-                break
-        else:
-            return False
-    return found
+            if chunk in phrases:
+                reach[i + size] = 2
+            elif chunk in fillers:
+                reach[i + size] = max(reach[i + size], reach[i])
+    return reach[-1] == 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,13 +155,13 @@ class _Pieces:
 
 def _covered_chars(answer: str, by_first: dict[str, tuple[tuple[str, bool], ...]]) -> bool:
     """The same for text without spaces between words (Chinese, or Chinese and "ok" mixed)."""
-    i, found = 0, False
-    while i < len(answer):
+    reach = [0] * (len(answer) + 1)
+    reach[0] = 1
+    for i in range(len(answer)):
+        if not reach[i]:
+            continue
         for piece, is_phrase in by_first.get(answer[i], ()):
             if answer.startswith(piece, i):
-                found = found or is_phrase
-                i += len(piece)
-                break
-        else:
-            return False
-    return found
+                end = i + len(piece)
+                reach[end] = max(reach[end], 2 if is_phrase else reach[i])
+    return reach[-1] == 2
