@@ -404,9 +404,7 @@ async def test_a_bind_code_mid_sentence_binds_a_customer_who_turns_out_a_merchan
 
 
 @pytest.mark.parametrize("text", ["yes pls go back", "回到刚才那个", "ok back to it"])
-async def test_going_back_in_words_takes_up_the_suspended_flow(
-    merchant: Talk, text: str
-) -> None:
+async def test_going_back_in_words_takes_up_the_suspended_flow(merchant: Talk, text: str) -> None:
     await merchant.say("link for 50")
     offered = await merchant.say("W0001到了吗")
     assert offered.of(FlowSuspended) or merchant.view.suspended
