@@ -255,7 +255,8 @@ def _declines(ctx: Context, text: str) -> bool:
     if meaning is not None:
         return not meaning
     explained = words.leads("no", text) and read_amount(text) is None
-    return explained and not words.contains("correction", text)
+    # "不对，是260" corrects; "no thanks actually i remembered it" (no new value) declines.
+    return explained and not (words.contains("correction", text) and ctx.entities)
 
 
 def _leaning_question(ctx: Context, text: str, parse: Parse) -> Parse:
@@ -280,10 +281,14 @@ def _offered_yes(state: FlowState) -> str | None:
 
 
 def _agrees(ctx: Context, text: str) -> bool:
-    """A message that starts with a yes and goes on without a no, a cancel, a correction, a
-    question or a new value: "好的 确认重置", "ok go ahead and send it"."""
+    """A yes said twice over, the second naming what it agrees to, with no no, cancel,
+    correction, question or new value: "好的 确认重置", "ok go ahead and send it" (but not
+    "好贵啊": a yes word leading a remark is no yes)."""
     words = ctx.knowledge.words
-    if not words.leads("yes", text) or read_amount(text) is not None or ctx.entities:
+    rest = words.after_lead("yes", text)
+    if not rest or not words.leads("yes", rest):
+        return False
+    if read_amount(text) is not None or ctx.entities:
         return False
     return not any(
         words.contains(kind, text) for kind in ("no", "cancel", "correction", "question")

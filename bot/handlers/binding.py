@@ -34,16 +34,16 @@ BIND_IN_TEXT = re.compile(
     r"(?:绑定|綁定|\bbind(?:ing)?)\s*(?:码|碼|代码|代碼|号|號|\bcode\b)?\s*"
     r"(?:是|为|為|\bis\b|=)?\s*[:：]?\s*(\d{4,12})(?!\w)"
     # "im the shop owner, my code is 275160", "商户码是275160" (but not a verification code).
-    r"|\b(?:my|the|shop|merchant|store)\s+code\s*(?:is|:|=)\s*(\d{6})(?!\w)"
+    r"|(?<!verification )(?<!sms )(?<!otp )\bcode\s*(?:is|:|=)\s*(\d{6})(?!\w)"
     r"|(?<!验证)(?<!校验)(?<!短信)(?<!动态)码\s*(?:是|为|為|[:：])\s*(\d{6})(?!\w)",
     re.IGNORECASE,
 )
 
 
 # Right after the bot asked for a code (a request refused for want of a binding), the code on
-# its own is the answer: "482913", "code is 482913", "码是275160".
+# its own is the answer: "482913", "code is 482913", "码是275160", "哦是482913".
 ASKED_CODE = re.compile(
-    r"^\s*(?:(?:my\s+)?(?:bind(?:ing)?\s+)?code(?:\s+is)?|绑定码是|绑定码|码是|码)?\s*[:：]?\s*(\d{6})\s*$",
+    r"^\s*(?:(?:my\s+)?(?:bind(?:ing)?\s+)?code(?:\s+is)?|绑定码是|绑定码|码是|码|[哦噢嗯]?\s*是?)?\s*[:：]?\s*(\d{6})\s*$",
     re.IGNORECASE,
 )
 

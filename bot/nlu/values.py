@@ -48,6 +48,9 @@ _ORDINALS_EN = {
     "5th": 5,
 }
 _LAST = {"last", "last one", "最后", "最后一个", "最后那个", "最后一笔"}
+# How much else an answer may say beside its ordinal: characters around "第二个", words in all.
+_ORDINAL_REST = 4
+_ORDINAL_WORDS = 4
 
 
 def _money(value: Decimal | None) -> Decimal | None:
@@ -187,9 +190,16 @@ def _names(answer: str, words: set[str], name: str) -> bool:
 
 
 def _ordinal(answer: str, count: int) -> int | None:
+    """The position an answer names, when naming it is all the answer does ("第二个吧", "the
+    first one pls"): a longer message with "first" in it ("make it 45, they want the deposit
+    first") picks nothing."""
     if answer in _LAST:
         return count - 1
     match = _ORDINAL_ZH.search(answer)
+    if match is not None and len(answer.replace(" ", "")) - len(match.group(0)) > _ORDINAL_REST:
+        match = None
+    if match is None and len(answer.split()) > _ORDINAL_WORDS:
+        return None
     if match is not None:
         token = match.group(1)
         number = int(token) if token.isdigit() else _ORDINALS_ZH[token]

@@ -16,6 +16,9 @@ from bot.nlu.normalize import fold, strip_punctuation
 ANSWERS = ("yes", "no", "cancel", "back_to_bot", "continue", "resume", "leave_message")
 MARKERS = ("correction", "upset", "urgent", "complaint", "digression", "bind_how", "question")
 KINDS = (*ANSWERS, *MARKERS)
+# The shortest back-to-the-bot phrase that counts when said in passing, inside a longer message
+# ("返回机器人", "back to the bot"; not "back" in "call me back").
+BACK_IN_PASSING = 5
 # A kind's phrases in English and in Chinese, each with its length (see `Words._split`).
 _Split = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]
 
@@ -68,6 +71,18 @@ class Words:
         return any(spaced.startswith(p) for p, _ in words) or any(
             joined.startswith(p) for p, _ in chars
         )
+
+    def after_lead(self, kind: str, text: str) -> str | None:
+        """What follows the longest phrase of `kind` that `text` begins with ("好的 确认重置"
+        → "确认重置"), in the compared form; None when it begins with none."""
+        answer = phrase_key(text)
+        words, chars = self._split(kind)
+        spaced, joined = f"{answer} ", answer.replace(" ", "")
+        lead = max((p for p, _ in words if spaced.startswith(p)), key=len, default=None)
+        if lead is not None:
+            return spaced[len(lead) :].strip()
+        lead = max((p for p, _ in chars if joined.startswith(p)), key=len, default=None)
+        return joined[len(lead) :] if lead is not None else None
 
     def contains(self, kind: str, text: str, *, shortest: int = 1) -> bool:
         """Some phrase of `kind` appears in `text` (for markers: "不对", "actually", "烦死了");
