@@ -191,7 +191,7 @@ class Reply:
 
     def prefaced(self, line: Reply) -> Reply:
         """This reply with `line` said first, in the same message."""
-        text = f"{line.text}\n{self.text}" if self.text else line.text
+        text = f"{line.text}\n{self.text}" if self.text and line.text else self.text or line.text
         return Reply(text, self.buttons, self.image, template=self.template, preface=line.template)
 
     def to_json(self) -> dict[str, Any]:
