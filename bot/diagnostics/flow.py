@@ -214,12 +214,16 @@ class Flow:
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     """Template values as they can be stored in the conversation's JSON slots."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, str | int | float | bool) or value is None:
-            out[key] = value
-        elif isinstance(value, list | tuple):
-            out[key] = [v if isinstance(v, str | int | float | bool) else str(v) for v in value]
-        else:
-            out[key] = str(value)
-    return out
+    return {key: _json_value(value) for key, value in values.items()}
+
+
+def _json_value(value: Any) -> Any:
+    """Scalars as they are, lists and mappings (a list of withdrawals) kept in their shape,
+    anything else as its text."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return str(value)

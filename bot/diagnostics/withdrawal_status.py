@@ -63,7 +63,25 @@ class WithdrawalStatusFlow(Flow):
         buttons = [Button(f"{w.id} ¥{w.amount}", f"flow:pick:{w.id}") for w in shown]
         if len(listed) > offset + PAGE:
             buttons.append(Button(ctx.ui("more"), f"flow:more:{offset + PAGE}"))
-        return self.wait(ctx, "pick", "flows/withdrawal/pick", *buttons, slots={"offset": offset})
+        # Listed in the text too: not every channel shows buttons, and a merchant answers by
+        # what it sees ("W0001", "the 800 one", "失败的那笔").
+        listed_here = [
+            {
+                "id": w.id,
+                "amount": str(w.amount),
+                "status": w.status.value,
+                "requested": ctx.local(w.requested_at),
+            }
+            for w in shown
+        ]
+        return self.wait(
+            ctx,
+            "pick",
+            "flows/withdrawal/pick",
+            *buttons,
+            slots={"offset": offset},
+            withdrawals=listed_here,
+        )
 
     async def step_pick(self, ctx: Context, state: FlowState) -> Result:
         more = ctx.argument.removeprefix("more:") if ctx.argument.startswith("more:") else None
