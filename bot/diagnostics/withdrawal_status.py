@@ -91,22 +91,16 @@ class WithdrawalStatusFlow(Flow):
         wanted = wanted or ctx.entity("withdrawal_id") or read_withdrawal_id(ctx.message.text)
         if not wanted and ctx.message.text and ctx.identity.merchant_id is not None:
             offset = int(state.slots.get("offset") or 0)
-            listed = await ctx.gateway.list_withdrawals(
-                ctx.identity.merchant_id, limit=offset + PAGE
-            )
-            recent = listed[offset:]
             # "2500那笔", "the 800 one": the withdrawal of that amount, when only one of the
-            # recent ones (shown or not yet) has it.
+            # recent ones (shown or not yet) has it; one read serves both.
             amount = read_amount(ctx.message.text)
-            same: list[Withdrawal] = []
-            if amount is not None:
-                searched = await ctx.gateway.list_withdrawals(
-                    ctx.identity.merchant_id, limit=AMOUNT_SEARCH
-                )
-                same = [w for w in searched if w.amount == amount]
+            limit = max(offset + PAGE, AMOUNT_SEARCH) if amount is not None else offset + PAGE
+            listed = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=limit)
+            same = [w for w in listed[:AMOUNT_SEARCH] if amount is not None and w.amount == amount]
             if len(same) == 1:
                 wanted = same[0].id
             else:
+                recent = listed[offset : offset + PAGE]
                 options = [Option(w.id, f"flow:pick:{w.id}", _named_by(w)) for w in recent]
                 index = read_choice(ctx.message.text, options)
                 wanted = recent[index].id if index is not None else None

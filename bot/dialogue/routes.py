@@ -25,7 +25,6 @@ from bot.nlu.language import detect_language
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.values import read_amount, read_position, read_yes_no
-from bot.nlu.words import BACK_IN_PASSING
 from bot.routing import UNHANDLED, Handler, Result, Router
 from bot.types import Label, Language, Parse
 
@@ -174,11 +173,9 @@ class Routes:
         if language_word(text) is not None:
             return _Route(self.router.commands["lang"], text)
         words = self.knowledge.words
-        if words.means("back_to_bot", text, along=("cancel",)):
-            return _Route(_back_to_bot)
-        if ticket_open and words.contains("back_to_bot", text, shortest=BACK_IN_PASSING):
-            # "那不留言了，返回机器人": while writing to staff, going back is said in passing
-            # (in words long enough to mean it: "call me back" is a message, not "back").
+        # "那不留言了，返回机器人": while writing to staff, going back is said in passing ("call me
+        # back" is a message, not "back").
+        if words.back_to_bot(text, in_passing=ticket_open):
             return _Route(_back_to_bot)
         if words.means("cancel", text, along=("no",)):
             # "算了不要了": a cancel said with a no beside it is still a cancel.

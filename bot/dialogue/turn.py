@@ -54,7 +54,6 @@ from bot.escalation.service import priority_of
 from bot.faq.knowledge import Knowledge
 from bot.handlers.tone import acknowledgement
 from bot.nlu.matcher import Matcher
-from bot.nlu.words import BACK_IN_PASSING
 from bot.outcomes.expected import expected_from
 from bot.platform.gateway import PlatformRejected, PlatformUnavailable
 from bot.privacy import contains_password
@@ -91,13 +90,8 @@ class Decider:
         if recent_messages >= ctx.settings.rate_limit_per_minute:
             return Decision((RateLimited(), Said(ctx.say("rate_limited"))))
         if view.state in (ConversationState.QUEUED, ConversationState.AGENT) and self.people:
-            # "nvm back to bot", "算了，返回机器人": as in the bot's own routing; said in
-            # passing too ("nvm back to the bot, i figured it out"), in words long enough to
-            # mean it.
-            words, text = self.knowledge.words, ctx.message.text
-            if words.means("back_to_bot", text, along=("cancel",)) or words.contains(
-                "back_to_bot", text, shortest=BACK_IN_PASSING
-            ):
+            # Said in passing too: "nvm back to the bot, i figured it out".
+            if self.knowledge.words.back_to_bot(ctx.message.text, in_passing=True):
                 return Decision((ReturnedToBot(from_people=True),))
             # People hold the chat: the bot stays silent and passes the message on, but for a
             # typed password, which it warns about.

@@ -19,7 +19,7 @@ from bot.faq.files import Files, read_folder
 from bot.nlu.clauses import ClauseWords
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.requests import Move, RequestWords
-from bot.nlu.words import ANSWERS, KINDS, Words, phrase_key
+from bot.nlu.words import ANSWERS, KINDS, LATER_KINDS, Words, phrase_key
 from bot.platform.models import FailureCode
 from bot.types import FAQ_LABELS, Label, Language
 
@@ -446,8 +446,7 @@ def _load_dialogue(data: Any, knowledge: Knowledge) -> None:
                 owner[key] = str(kind)
         phrases[str(kind)] = keys
     for kind in KINDS:
-        # A version published before these kinds existed still loads (without their words).
-        if kind not in phrases and kind not in ("resume", "leave_message"):
+        if kind not in phrases and kind not in LATER_KINDS:
             problems.append(Problem(file, 1, f"no {kind} phrases"))
     knowledge.words = Words(phrases, phrases.pop("fillers", frozenset()))
 

@@ -16,6 +16,8 @@ from bot.nlu.normalize import fold, strip_punctuation
 ANSWERS = ("yes", "no", "cancel", "back_to_bot", "continue", "resume", "leave_message")
 MARKERS = ("correction", "upset", "urgent", "complaint", "digression", "bind_how", "question")
 KINDS = (*ANSWERS, *MARKERS)
+# Kinds added after knowledge versions were first published: a version without them loads.
+LATER_KINDS = ("resume", "leave_message")
 # The shortest back-to-the-bot phrase that counts when said in passing, inside a longer message
 # ("返回机器人", "back to the bot"; not "back" in "call me back").
 BACK_IN_PASSING = 5
@@ -71,6 +73,13 @@ class Words:
         return any(spaced.startswith(p) for p, _ in words) or any(
             joined.startswith(p) for p, _ in chars
         )
+
+    def back_to_bot(self, text: str, *, in_passing: bool) -> bool:
+        """`text` asks to go back to the bot: only that ("nvm back to bot", "算了，返回机器人"),
+        or, `in_passing`, inside a longer message in words long enough to mean it."""
+        if self.means("back_to_bot", text, along=("cancel",)):
+            return True
+        return in_passing and self.contains("back_to_bot", text, shortest=BACK_IN_PASSING)
 
     def after_lead(self, kind: str, text: str) -> str | None:
         """What follows the longest phrase of `kind` that `text` begins with ("好的 确认重置"
