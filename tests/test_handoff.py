@@ -156,8 +156,13 @@ async def test_two_failures_in_a_row_hand_over_with_the_findings(
 ) -> None:
     await add_agent(db, clock, "erin")
     await chat.bind("M001")
-    await chat.say("订单BT2026112600000004支付失败了")  # risk_blocked: unsolved, findings kept
+    # risk_blocked: a person is offered with the explanation (the bot's work done, no
+    # failure), and the findings are kept for whoever takes the chat.
+    await chat.say("订单BT2026112600000004支付失败了")
+    assert "human" in [button.action for button in chat.buttons]
     await chat.say("今天天气怎么样")
+    assert "dialogue/offer_handoff" not in [reply.template for reply in chat.last]
+    await chat.say("推荐个电影吧")
     assert "dialogue/offer_handoff" in [reply.template for reply in chat.last]
     await chat.press("human:bot_failed")  # the offer taken
     handoff = await handoff_of(db, chat)

@@ -261,3 +261,28 @@ def test_eval_help_says_how_each_set_was_made_and_which_is_the_test_set() -> Non
     ):
         assert name in out
     assert "THE TEST SET" in out and "LABELS.md" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        (
+            "can u make me a link, customer wants to pay a deposit for a fruit basket",
+            Label.ACTION_PAYMENT_LINK,
+        ),
+        ("wtf where is my money!!! been waiting forever", Label.STATUS_WITHDRAWAL),
+    ],
+)
+def test_a_clause_that_asks_for_something_is_heard_wherever_it_stands(
+    knowledge: Knowledge, matcher: Matcher, text: str, label: Label
+) -> None:
+    assert matcher.parse(text).label == label
+    whole_only = Matcher(knowledge, MatcherConfig(clause_min_chars=10_000))
+    assert whole_only.parse(text).label == Label.OUT_OF_SCOPE
+
+
+def test_words_say_what_follows_the_last_correction(knowledge: Knowledge) -> None:
+    words = knowledge.words
+    assert words.after_last("correction", "12块，哦不对，15块5") == "15块5"
+    assert words.after_last("correction", "50, no wait, actually 55") == "55"
+    assert words.after_last("correction", "帮我生成收款链接") is None

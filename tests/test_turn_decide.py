@@ -16,13 +16,16 @@ from bot.context import Context, ConversationView, Identity
 from bot.dialogue.events import (
     Bound,
     Decision,
+    FeedbackGiven,
     FlowAt,
     FlowEnded,
     FlowSuspended,
     HandoffOffered,
     OutcomeExpected,
     PendingSet,
+    RateCounted,
     SuspendedTaken,
+    Unanswered,
     Understood,
     Unsolved,
 )
@@ -466,3 +469,91 @@ async def test_a_card_number_is_never_read_as_an_order(customer: Talk) -> None:
     decision = await customer.say("card 6222021234567890")
     assert customer.view.flow is None
     assert "BT6222021234567890" not in " ".join(r.text for r in decision.replies)
+
+
+async def test_not_understanding_an_answer_names_it_and_votes_it_unhelpful(
+    merchant: Talk,
+) -> None:
+    await merchant.say("手续费怎么收")
+    unclear = await merchant.say("这个回答我没看懂")
+    assert unclear.templates == ["dialogue/unclear"]
+    assert unclear.of(FeedbackGiven) == [FeedbackGiven(Label.FEES_RATES, helpful=False)]
+    actions = [b.action for b in unclear.replies[0].buttons]
+    assert actions[-1] == "human" and all(a.startswith("faq:") for a in actions[:-1])
+    assert not unclear.of(Unanswered)
+
+
+async def test_not_understanding_a_flows_question_asks_it_another_way(merchant: Talk) -> None:
+    await merchant.say("帮我生成收款链接")
+    again = await merchant.say("what does that mean")
+    assert again.templates == ["dialogue/retry"]
+    assert merchant.flow == ("payment_link", "amount") and not again.of(Unsolved)
+
+
+async def test_an_order_said_to_have_failed_starts_the_failure_check(customer: Talk) -> None:
+    decision = await customer.say("烦死了 在店里扫了三遍都付不了 BT2026112600000005")
+    assert customer.flow == ("payment_failure", "verify")
+    assert "flows/ask_verification" in decision.templates
+
+
+async def test_an_amount_typed_as_people_do_is_a_proof_attempt(customer: Talk) -> None:
+    await customer.say("BT2026112600000002付不了")
+    wrong = await customer.say("我付的53")
+    assert customer.flow == ("payment_failure", "verify")
+    assert wrong.templates[0] == "flows/not_verified" and wrong.of(RateCounted)
+    right = await customer.say("三十五块")  # the order's amount, ¥35.00
+    assert "flows/payment_failure/explained" in right.templates
+
+
+async def test_a_value_for_the_suspended_flow_takes_it_up_again(merchant: Talk) -> None:
+    await merchant.say("帮我生成收款链接")
+    await merchant.say("W0002到了吗")
+    decision = await merchant.say("300")
+    assert decision.of(SuspendedTaken) == [SuspendedTaken(resumed=True)]
+    assert merchant.flow == ("payment_link", "confirm") and merchant.view.suspended == []
+
+
+async def test_going_back_by_the_flows_name_takes_the_offer(merchant: Talk) -> None:
+    await merchant.say("帮我生成收款链接")
+    await merchant.say("W0002到了吗")
+    decision = await merchant.say("ya back to the link")
+    assert decision.of(SuspendedTaken) == [SuspendedTaken(resumed=True)]
+    assert merchant.flow == ("payment_link", "amount")
+
+
+async def test_a_bound_merchant_naming_an_action_gets_it(merchant: Talk) -> None:
+    named = await merchant.say("payment link")
+    assert merchant.flow == ("payment_link", "amount") and named.templates == [
+        "flows/payment_link/ask_amount"
+    ]
+    await merchant.say("取消")
+    asked = await merchant.say("how do payment links work?")
+    assert asked.templates == ["faq_answer"]
+
+
+async def test_a_pasted_record_gets_that_orders_summary(merchant: Talk) -> None:
+    decision = await merchant.say("Order No.: BT2026112600000010 | Amount: 128.00 | Method: link")
+    assert decision.templates == ["flows/order_summary"]
+
+
+async def test_an_amount_corrected_in_the_same_message_is_the_one_meant(merchant: Talk) -> None:
+    decision = await merchant.say("弄一下收款链接，12块，哦不对，15块5")
+    (at,) = decision.of(FlowAt)
+    assert (at.step, at.slots["amount"]) == ("confirm", "15.50")
+
+
+async def test_the_first_retry_already_offers_a_way_out(merchant: Talk) -> None:
+    await merchant.say("帮我生成收款链接")
+    retried = await merchant.say("蓝色的那个")
+    assert [b.action for b in retried.replies[-1].buttons] == ["cancel", "human"]
+
+
+async def test_a_finding_that_needs_a_person_is_not_a_bot_failure(
+    decider: Decider, context: dict[str, object]
+) -> None:
+    talk = Talk(decider, context, Identity("merchant", "M002"))
+    await talk.say("登不上去了")
+    disabled = await talk.say("li_risk")
+    assert disabled.templates == ["flows/login/disabled"]
+    assert not disabled.of(Unsolved) and talk.view.failures == 0
+    assert [b.action for b in disabled.replies[0].buttons] == ["human"]

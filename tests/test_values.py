@@ -125,3 +125,12 @@ def test_markers_are_found_inside_a_message(knowledge: Knowledge) -> None:
     assert knowledge.words.contains("correction", "actually make it 45")
     assert knowledge.words.contains("upset", "烦死了，到底什么时候到账")
     assert not knowledge.words.contains("upset", "手续费多少")
+
+
+def test_an_amount_typed_as_people_do_is_one_amount_proof() -> None:
+    from bot.diagnostics.access import Proof, ProofKind, read_proofs
+
+    assert read_proofs("我付的53") == [Proof(ProofKind.AMOUNT, "53.00")]
+    assert read_proofs("付了五十三块") == [Proof(ProofKind.AMOUNT, "53.00")]
+    assert read_proofs("尾号0005") == [Proof(ProofKind.PHONE, "0005")]  # 4 digits: the phone
+    assert read_proofs("第2个") == []  # a position, not an amount

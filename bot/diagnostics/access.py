@@ -19,6 +19,7 @@ from enum import StrEnum
 from bot.context import Context
 from bot.nlu.entities import extract_entities
 from bot.nlu.normalize import fold
+from bot.nlu.values import read_amount
 from bot.platform.models import Order
 
 # Kept for the templates' wording ("15 minutes") and for callers that read the chat's limit.
@@ -108,7 +109,14 @@ def read_proofs(text: str) -> list[Proof]:
         add(match.start(), match.end(), Proof(ProofKind.AMOUNT, amount))
     for match in _FOUR_DIGITS.finditer(folded):
         add(match.start(), match.end(), Proof(ProofKind.PHONE, match.group(0)))
-    return [proof for _, _, proof in sorted(spans, key=lambda s: s[0]) if proof.value]
+    proofs = [proof for _, _, proof in sorted(spans, key=lambda s: s[0]) if proof.value]
+    if not spans and "第" not in folded:
+        # "我付的53", "五十三块", "paid 53": an amount in the forms people type is an amount
+        # proof too (the same guess as "53.00"); not a position ("第2个").
+        typed = read_amount(folded)
+        if typed is not None:
+            proofs.append(Proof(ProofKind.AMOUNT, str(typed)))
+    return proofs
 
 
 def _key(ctx: Context, scope: Scope, order_no: str) -> str | None:

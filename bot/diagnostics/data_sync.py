@@ -53,7 +53,6 @@ class DataSyncFlow(Flow):
             return self.finish(
                 ctx,
                 [ctx.say("flows/order_not_found", ctx.human_button(), order_no=order_no)],
-                solved=False,
             )
         return await self.repair(ctx, [order], scope="one")
 
@@ -87,5 +86,5 @@ class DataSyncFlow(Flow):
         }
         if still:
             reply = ctx.say("flows/data_sync/result", ctx.human_button(), **values)
-            return self.finish(ctx, [reply], solved=False, findings=findings)
+            return self.finish(ctx, [reply], findings=findings)
         return self.finish(ctx, [ctx.say("flows/data_sync/result", **values)], findings=findings)

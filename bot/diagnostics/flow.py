@@ -25,8 +25,9 @@ from bot.types import Button, Label, Reply
 StepHandler = Callable[[Context, FlowState], Awaitable[Result]]
 TRIES = "_tries"
 PROMPT = "_prompt"
-# From this retry on, the re-prompt also offers to cancel and a person.
-OFFER_WAY_OUT = 2
+# From this retry on, the re-prompt also offers to cancel and a person (issue 16: a retry
+# "offers 取消 / 转人工", from the first).
+OFFER_WAY_OUT = 1
 
 
 class Slot(StrEnum):
@@ -122,6 +123,9 @@ class Flow:
         findings: dict[str, Any] | None = None,
         rate_events: list[str] | None = None,
     ) -> Outcome:
+        """The flow's last reply. `solved` is False only where the bot did not do its part;
+        a finding whose next step is a person (a disabled login, a blocked payment, a failed
+        withdrawal: the reply offers one) is the bot's work done, not a bot failure."""
         return Outcome(
             replies,
             solved=solved,
@@ -157,16 +161,22 @@ class Flow:
             return question
         return ctx.say(template, *buttons, question=question.text, flow=ctx.ui(f"flow_{self.name}"))
 
-    def retry(self, ctx: Context, state: FlowState) -> Outcome:
+    def retry(self, ctx: Context, state: FlowState, *, unclear: bool = False) -> Outcome:
         """The answer did not fit: say what is needed, with an example, and ask again. A user's
-        wrong input is not the bot failing; after a few tries a way out is offered too."""
+        wrong input is not the bot failing; a way out is offered with it (`way_out`).
+        `unclear`: the user said the question was not clear; it is said another way."""
         tries = int(state.slots.get(TRIES, 0)) + 1
         step = self.steps.get(state.step)
         slot = step.slot if step is not None else Slot.TEXT
         question = self.prompt(ctx, state)
         buttons = self.way_out(ctx, tries, question.buttons)
         reply = ctx.say(
-            "dialogue/retry", *buttons, need=slot.value, question=question.text, explained=False
+            "dialogue/retry",
+            *buttons,
+            need=slot.value,
+            question=question.text,
+            explained=False,
+            unclear=unclear,
         )
         return Outcome(
             [reply],
@@ -176,7 +186,7 @@ class Flow:
 
     def asked_again(self, outcome: Outcome, ctx: Context, state: FlowState | None) -> Outcome:
         """`outcome` (a `wait` that asks the same step again: an amount out of range, an id
-        not found) counted as one more try, with the way out from the second on."""
+        not found) counted as one more try, with the way out (`OFFER_WAY_OUT`)."""
         tries = int(state.slots.get(TRIES, 0)) + 1 if state is not None else 1
         if outcome.flow is None or not outcome.replies:
             return outcome
@@ -190,7 +200,9 @@ class Flow:
         # question again says first what is needed, with an example, in the same message.
         step = self.steps.get(outcome.flow.step)
         slot = step.slot if step is not None else Slot.TEXT
-        need = ctx.say("dialogue/retry", need=slot.value, question="", explained=True)
+        need = ctx.say(
+            "dialogue/retry", need=slot.value, question="", explained=True, unclear=False
+        )
         asked = replace(last, buttons=buttons)
         outcome.replies[-1] = asked.prefaced(replace(need, text=need.text.strip()))
         outcome.flow.slots[TRIES] = tries
@@ -205,11 +217,13 @@ class Flow:
 
     @staticmethod
     def way_out(ctx: Context, tries: int, buttons: tuple[Button, ...]) -> tuple[Button, ...]:
-        """From the second try on, a re-prompt also offers to cancel and a person."""
+        """From the `OFFER_WAY_OUT`th try on, a re-prompt also offers to cancel and a person."""
         if tries < OFFER_WAY_OUT:
             return buttons
         way_out = (Button(ctx.ui("cancel"), "cancel"), ctx.human_button())
-        return (*buttons, *(b for b in way_out if b not in buttons))
+        # By action: the buttons kept with the prompt may be labelled in the chat's old language.
+        offered = {b.action for b in buttons}
+        return (*buttons, *(b for b in way_out if b.action not in offered))
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

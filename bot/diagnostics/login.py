@@ -96,15 +96,10 @@ class LoginFlow(Flow):
         }
         if account.status == AccountStatus.DISABLED:
             reply = ctx.say("flows/login/disabled", ctx.human_button(), **values)
-            return self.finish(ctx, [reply], solved=False, findings=findings)
+            return self.finish(ctx, [reply], findings=findings)
         if merchant is not None and merchant.status != MerchantStatus.ACTIVE:
             reply = ctx.say("flows/login/merchant_not_active", ctx.human_button(), **values)
-            return self.finish(
-                ctx,
-                [reply],
-                solved=merchant.status == MerchantStatus.PENDING_REVIEW,
-                findings=findings,
-            )
+            return self.finish(ctx, [reply], findings=findings)
         if account.locked_until is not None and account.locked_at(ctx.now):
             reply = ctx.say(
                 "flows/login/locked",

@@ -48,7 +48,7 @@ class OrderLookupFlow(Flow):
     def locked(self, ctx: Context, limit: Limit) -> Outcome:
         minutes = int(limit.window.total_seconds() // 60)
         reply = ctx.say("flows/verify_locked", ctx.human_button(), minutes=minutes)
-        return self.finish(ctx, [reply], solved=False)
+        return self.finish(ctx, [reply])
 
     async def ask_order(self, ctx: Context) -> Outcome:
         return self.wait(ctx, "order", "flows/ask_order_no")

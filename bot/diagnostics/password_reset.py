@@ -36,9 +36,7 @@ class PasswordResetFlow(Flow):
 
     async def start(self, ctx: Context) -> Outcome:
         if await ctx.recent(self._key(ctx), WINDOW) >= CHAT_LIMIT:
-            return self.finish(
-                ctx, [ctx.say("flows/password_reset/too_many", ctx.human_button())], solved=False
-            )
+            return self.finish(ctx, [ctx.say("flows/password_reset/too_many", ctx.human_button())])
         if ctx.identity.is_merchant and ctx.identity.merchant_id:
             accounts = await ctx.gateway.list_accounts(ctx.identity.merchant_id)
             named = _chosen(ctx, [a.login for a in accounts])
@@ -109,9 +107,7 @@ class PasswordResetFlow(Flow):
 
     async def send(self, ctx: Context, login: str) -> Outcome:
         if await ctx.recent(self._key(ctx), WINDOW) >= CHAT_LIMIT:
-            return self.finish(
-                ctx, [ctx.say("flows/password_reset/too_many", ctx.human_button())], solved=False
-            )
+            return self.finish(ctx, [ctx.say("flows/password_reset/too_many", ctx.human_button())])
         await ctx.gateway.start_password_reset(login)
         return self.finish(
             ctx,

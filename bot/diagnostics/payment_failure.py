@@ -130,7 +130,7 @@ class PaymentFailureFlow(OrderLookupFlow):
         }
         if advice.needs_person:
             reply = ctx.say("flows/payment_failure/explained", ctx.human_button(), **values)
-            return self.finish(ctx, [reply], solved=False, findings=findings)
+            return self.finish(ctx, [reply], findings=findings)
         if merchant:
             buttons = (
                 Button(ctx.ui("new_link", amount=str(order.amount)), "flow:newlink:yes"),

@@ -33,6 +33,13 @@ def _amount_in(text: str | None) -> str | None:
     return str(amount) if amount is not None else None
 
 
+def _corrected(ctx: Context) -> str | None:
+    """The amount after the last correction in a message that corrects itself ("12块，哦不对，
+    15块5", "50, no wait, 55"): the one meant."""
+    rest = ctx.knowledge.words.after_last("correction", ctx.message.text)
+    return _amount_in(rest) if rest else None
+
+
 class PaymentLinkFlow(Flow):
     name = "payment_link"
     label = Label.ACTION_PAYMENT_LINK
@@ -47,7 +54,12 @@ class PaymentLinkFlow(Flow):
         merchant = await ctx.gateway.get_merchant(ctx.identity.merchant_id or "")
         if merchant is not None and merchant.status != MerchantStatus.ACTIVE:
             return self.not_active(ctx, merchant.status)
-        amount = ctx.entity("amount") or _amount_in(ctx.argument) or _amount_in(ctx.message.text)
+        amount = (
+            _amount_in(ctx.argument)
+            or _corrected(ctx)
+            or ctx.entity("amount")
+            or _amount_in(ctx.message.text)
+        )
         note = ctx.entity("note") if amount else None
         if amount is None:
             return self.wait(
@@ -63,7 +75,7 @@ class PaymentLinkFlow(Flow):
         reply = ctx.say(
             "flows/payment_link/merchant_not_active", ctx.human_button(), status=status.value
         )
-        return self.finish(ctx, [reply], solved=False, findings={"merchant_status": status.value})
+        return self.finish(ctx, [reply], findings={"merchant_status": status.value})
 
     def _check(self, ctx: Context, amount: Decimal) -> bool:
         return ctx.settings.payment_link_min <= amount <= ctx.settings.payment_link_max
@@ -93,7 +105,7 @@ class PaymentLinkFlow(Flow):
         )
 
     async def step_amount(self, ctx: Context, state: FlowState) -> Result:
-        amount = _amount_in(ctx.message.text)
+        amount = _corrected(ctx) or _amount_in(ctx.message.text)
         if amount is None:
             # "0" or "-5": a number, but no amount a link can collect: the range, again.
             typed = _NUMBER.match(ctx.message.text.strip())

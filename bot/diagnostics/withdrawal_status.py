@@ -154,5 +154,5 @@ class WithdrawalStatusFlow(Flow):
         }
         if withdrawal.status == WithdrawalStatus.FAILED or overdue:
             reply = ctx.say("flows/withdrawal/status", ctx.human_button(), **values)
-            return self.finish(ctx, [reply], solved=False, findings=findings)
+            return self.finish(ctx, [reply], findings=findings)
         return self.finish(ctx, [ctx.say("flows/withdrawal/status", **values)], findings=findings)

@@ -14,9 +14,10 @@ With a flow open:
 5. **A question the knowledge answers, or a pleasantry** (a digression): answered, then the open
    question is asked again ("回到刚才的收款链接：金额是多少？").
 6. **Anything else**: the flow says what it needs, with an example, and asks again. A user's
-   wrong input is never counted as the bot failing; after a few tries a way out is offered.
+   wrong input is never counted as the bot failing; each re-prompt offers a way out.
 
 With no flow open, an entity decides before the words do:
+- an order number said to have failed to pay: the failure check;
 - an order number with nothing else clear: a customer's payment check, or a bound merchant's
   order summary;
 - a withdrawal id: that withdrawal's status;
@@ -36,6 +37,7 @@ from bot.handlers.orders import order_summary
 from bot.nlu.entities import ORDER_DIGITS, ORDER_NO, WITHDRAWAL_ID
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
+from bot.nlu.requests import marker_key
 from bot.nlu.values import read_amount, read_order_no, read_withdrawal_id, read_yes_no
 from bot.routing import UNHANDLED
 from bot.types import Button, Label, Parse
@@ -66,6 +68,10 @@ _LONE_NUMBER = re.compile(r"^\s*[¥$]?\s*(\d{1,12}(?:\.\d{1,2})?)\s*$")
 # all it says: "付了没", "what about it?" (short enough that the entity is the message).
 _SHORT_REST = 12
 
+# "Order No.: BT…", "金额：128.00": a field's name and its colon.
+_FIELD = re.compile(r"[A-Za-z\u4e00-\u9fff][A-Za-z\u4e00-\u9fff .]{0,15}[:：]")
+_PASTED_FIELDS = 2
+
 RouteLabel = Callable[[Context], Awaitable[Outcome]]
 
 
@@ -86,7 +92,7 @@ class DialoguePolicy:
         digression more readily."""
         words = ctx.knowledge.words
         if words.contains("digression", text):
-            return self._parse(ctx, words.without(("digression",), text)), True
+            return self._parse(ctx, words.without(("digression",), text, punctuation=True)), True
         return self._parse(ctx, text), False
 
     async def in_flow(self, ctx: Context, state: FlowState, text: str) -> Outcome:
@@ -191,6 +197,27 @@ class DialoguePolicy:
         outcome.end_flow = False
         return outcome
 
+    async def into_suspended(self, ctx: Context, text: str) -> Outcome | None:
+        """A value alone ("300", an order number) while a suspended flow is offered back, and
+        it is what that flow's open step asks: the flow taken up again with it."""
+        frame = ctx.conversation.suspended[-1]
+        flow = self._flows.get(str(frame["flow"]))
+        step = flow.steps.get(str(frame["step"])) if flow is not None else None
+        if flow is None or step is None or step.slot not in _VALUE_SLOTS:
+            return None
+        order_no, withdrawal = read_order_no(text), read_withdrawal_id(text)
+        alone = _LONE_NUMBER.match(fold(text)) is not None or (
+            (order_no or withdrawal) and len(_rest(text, order_no, withdrawal)) <= _SHORT_REST
+        )
+        if not alone:
+            return None
+        state = FlowState(flow.name, str(frame["step"]), dict(frame.get("slots") or {}))
+        result = await flow.resume(ctx, state)
+        if result is UNHANDLED:
+            return None
+        result.resume_suspended = True
+        return result
+
     async def without_flow(self, ctx: Context, text: str) -> Outcome | None:
         """Entity-first routing; None when the words should decide."""
         number = _LONE_NUMBER.match(fold(text))
@@ -209,12 +236,17 @@ class DialoguePolicy:
             and parse.score >= SWITCH_SCORE
         )
         rest = _rest(text, order_no, withdrawal)
+        if order_no is not None and ctx.knowledge.requests.has("failed", marker_key(text)):
+            # "扫了三遍都付不了 BT…", "customer cant pay, order BT…": the order and that its
+            # payment failed say what is asked, however upset or long the words around them.
+            return await self._flows[self._flow_labels[Label.DIAGNOSE_PAYMENT_FAILURE]].start(ctx)
         if order_no is not None:
             if ctx.identity.is_merchant:
                 # A merchant asking whether its own order is paid, or what is going on with
-                # it, gets the whole summary; another flow or a long question of its own
-                # decides.
-                summary = parse.label == Label.STATUS_PAYMENT
+                # it, gets the whole summary (so does a record pasted from the back office,
+                # "Order No.: BT… | Amount: 128.00"); another flow or a long question of its
+                # own decides.
+                summary = parse.label == Label.STATUS_PAYMENT or _pasted(text)
                 own = parse.label in _MERCHANT_ORDER_LABELS or len(rest) > _SHORT_REST
                 if clear and not summary and own:
                     return None
@@ -227,7 +259,15 @@ class DialoguePolicy:
             if clear and (parse.label == Label.DIAGNOSE_PAYMENT_FAILURE or elsewhere):
                 return None
             return await self._flows[self._flow_labels[Label.STATUS_PAYMENT]].start(ctx)
-        if clear and parse.label != Label.STATUS_WITHDRAWAL and len(rest) > _SHORT_REST:
+        # "actually one thing, W0001 status?" leans to the payment check, which is about an
+        # order this message does not name: the withdrawal it names decides.
+        about_order = parse.label in _ORDER_LABELS
+        if (
+            clear
+            and parse.label != Label.STATUS_WITHDRAWAL
+            and not about_order
+            and len(rest) > _SHORT_REST
+        ):
             return None
         return await self._flows[self._flow_labels[Label.STATUS_WITHDRAWAL]].start(ctx)
 
@@ -304,6 +344,11 @@ def _same_amount(text: str, state: FlowState) -> bool:
     amount = read_amount(text)
     held = state.slots.get("amount")
     return amount is None or (held is not None and amount == Decimal(str(held)))
+
+
+def _pasted(text: str) -> bool:
+    """A record copied from a table or the back office: several "field: value" pairs."""
+    return len(_FIELD.findall(text)) >= _PASTED_FIELDS
 
 
 def _rest(text: str, order_no: str | None, withdrawal: str | None) -> str:

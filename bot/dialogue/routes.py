@@ -2,9 +2,9 @@
 
 In order: a button's action (or a typed answer that means one of the offered buttons: yes/no,
 a number or ordinal, its label), a command or fixed word (cancel, back to the bot, a language,
-a bind code), and then the dialogue policy (`bot/dialogue/policy.py`) with or without a flow
-open; the NLU's label goes through the routing registry (`bot/routing.py`). Everything here
-returns an `Outcome`; nothing writes.
+a bind code), "I don't understand" (`unclear`), and then the dialogue policy
+(`bot/dialogue/policy.py`) with or without a flow open; the NLU's label goes through the
+routing registry (`bot/routing.py`). Everything here returns an `Outcome`; nothing writes.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ from bot.faq.knowledge import Knowledge
 from bot.handlers.binding import ASKED_CODE, bind_code_in
 from bot.handlers.commands import language_word
 from bot.handlers.fallback import fallback
+from bot.handlers.faq import unclear
 from bot.handlers.tone import calm, tone_of
 from bot.nlu.language import detect_language
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
+from bot.nlu.requests import marker_key
 from bot.nlu.values import read_amount, read_position, read_yes_no
+from bot.nlu.words import Words, phrase_key
 from bot.routing import UNHANDLED, Handler, Result, Router
 from bot.types import Label, Language, Parse
 
@@ -32,6 +35,14 @@ from bot.types import Label, Language, Parse
 # merchant's message to be read as about its own data.
 UPSET_MARGIN = 0.08
 UPSET_FLOOR = 0.2
+# A message that only names an action: at most this many English words or Chinese characters.
+_NAMED_WORDS = 3
+_NAMED_CHARS = 6
+# A short message that goes back to a suspended flow in passing: at most this many words or
+# characters, in phrases at least this long ("go back", "回到"; not "back").
+_RESUME_WORDS = 8
+_RESUME_CHARS = 10
+_RESUME_SHORTEST = 2
 _FLOW_LABELS = frozenset(flow.label for flow in FLOWS.values() if flow.name != "ticket")
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
 
@@ -78,17 +89,42 @@ class Routes:
         # An upset or urgent message is read for what it asks; its tone gets the
         # acknowledgement (`bot/handlers/tone.py`).
         asked = calm(self.knowledge.words, text)
+        if self.knowledge.words.means("unclear", asked, along=("about_reply",)):
+            # "这个回答我没看懂", "what does that mean": in a flow, its question again with an
+            # example; after an answer, what it was about and where to go from there.
+            if state is not None:
+                return FLOWS[state.name].retry(ctx, state, unclear=True)
+            return unclear(ctx)
         if state is not None:
             return await self.policy.in_flow(ctx, state, asked)
+        if ctx.conversation.suspended and _offered(ctx, "resume:yes"):
+            resumed = await self.policy.into_suspended(ctx, asked)
+            if resumed is not None:
+                return resumed
         entity_first = await self.policy.without_flow(ctx, asked)
         if entity_first is not None:
             return entity_first
         ctx.parse = self.matcher.parse(asked, ctx.conversation.language)
         if ctx.identity.is_merchant and tone_of(ctx) is not None:
             ctx.parse = _own_data(ctx.parse)
+        if ctx.identity.is_merchant:
+            ctx.parse = self._named_action(ctx, asked, ctx.parse)
         if not ctx.conversation.language_pinned:
             ctx.language = ctx.parse.language
         return await self.route_label(ctx)
+
+    def _named_action(self, ctx: Context, text: str, parse: Parse) -> Parse:
+        """A bound merchant who only names what the bot can do for it ("payment link",
+        "链接收款") asks for it: the topic's action (`knowledge/requests.yaml`, a request
+        move), not the topic's explanation, which a question ("how do links work") gets."""
+        move = self.knowledge.requests.moves.get(parse.label)
+        if move is None or move.kind != "request" or parse.reason is not None:
+            return parse
+        key = marker_key(text)
+        short = len(key.split()) <= _NAMED_WORDS if key.isascii() else len(key) <= _NAMED_CHARS
+        if not short or self.knowledge.words.contains("question", text) or "?" in text:
+            return parse
+        return replace(parse, label=move.target)
 
     async def route_label(self, ctx: Context) -> Outcome:
         assert ctx.parse is not None
@@ -206,10 +242,9 @@ class Routes:
             return None
         text = ctx.message.text
         words = self.knowledge.words
-        if any(a == "resume:yes" for _, a in offered) and words.means(
-            "resume", text, along=("yes",)
-        ):
-            # "yes pls go back", "回到刚才那个": the offer to take the flow up again.
+        if any(a == "resume:yes" for _, a in offered) and _resumes(words, text):
+            # "yes pls go back", "回到刚才那个", "ya back to the link": the offer to take the
+            # flow up again.
             return "resume:yes"
         meaning = read_yes_no(text, words)
         if meaning is not None:
@@ -235,6 +270,23 @@ class Routes:
             if answer and answer == strip_punctuation(fold(label)):
                 return action
         return None
+
+
+def _offered(ctx: Context, action: str) -> bool:
+    offered: list[list[str]] = ctx.conversation.slots.get(OFFERED) or []
+    return any(a == action for _, a in offered)
+
+
+def _resumes(words: Words, text: str) -> bool:
+    """Only words that take the flow up again ("yes pls go back"), or a short message that
+    says so and names what it goes back to ("ya back to the link", "回到链接那个"), with no
+    no or cancel in it."""
+    if words.means("resume", text, along=("yes",)):
+        return True
+    key = phrase_key(text)
+    short = len(key.split()) <= _RESUME_WORDS if key.isascii() else len(key) <= _RESUME_CHARS
+    refused = any(words.contains(kind, text) for kind in ("no", "cancel", "question"))
+    return short and not refused and words.contains("resume", text, shortest=_RESUME_SHORTEST)
 
 
 def _own_data(parse: Parse) -> Parse:

@@ -195,7 +195,9 @@ class Decider:
         failures = 0 if outcome.solved else view.failures + 1
         asked_again = ctx.parse is not None and ctx.parse.label not in _PLEASANTRIES
         unsolved = not outcome.solved and failures >= OFFER_AFTER
-        unhelpful = bool(view.slots.get(UNHELPFUL)) and asked_again
+        # After "not helpful", asking again gets a person offered beside the answer; a flow
+        # the next message starts is the user moving on, not asking again.
+        unhelpful = bool(view.slots.get(UNHELPFUL)) and asked_again and outcome.flow is None
         if outcome.handoff is None and (unsolved or unhelpful):
             # The bot offers a person; it never hands a chat over by itself. The button keeps
             # the reason, so the agent who takes the chat knows why it came.

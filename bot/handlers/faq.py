@@ -22,6 +22,37 @@ async def answer(ctx: Context, label: Label) -> Outcome:
     return Outcome([reply], answered=label)
 
 
+def unclear(ctx: Context) -> Outcome:
+    """The last answer did not help ("这个回答我没看懂", "what does that mean"). It names what
+    it was about, asks which part to explain, offers the related questions and a person, and
+    counts as a "not helpful" vote on that answer (the knowledge loop reads those)."""
+    last = ctx.conversation.last_label
+    label = Label(last) if last in _LABEL_VALUES else None
+    entry = ctx.knowledge.entries.get(label) if label is not None else None
+    if entry is None:
+        live = label is not None and label.value.split(".")[0] in _LIVE_TOPICS
+        topic = ctx.ui(label.value) if live and label is not None else None
+        reply = ctx.say("dialogue/unclear", ctx.human_button(), topic=topic, related=False)
+        return Outcome([reply], solved=False)
+    related = [
+        Button(ctx.knowledge.entries[r].title[ctx.language], f"faq:{r.value}")
+        for r in entry.related[:2]
+    ]
+    reply = ctx.say(
+        "dialogue/unclear",
+        *related,
+        ctx.human_button(),
+        topic=entry.title[ctx.language],
+        related=bool(related),
+    )
+    return Outcome([reply], solved=False, feedback=(entry.id, False))
+
+
+_LABEL_VALUES = frozenset(label.value for label in Label)
+# Labels of the flows over live data: their names are in the templates' `ui` words.
+_LIVE_TOPICS = frozenset({"diagnose", "status", "action"})
+
+
 @router.label(*sorted(FAQ_LABELS))
 async def faq_label(ctx: Context) -> Result:
     assert ctx.parse is not None

@@ -63,7 +63,7 @@ def calm(words: Words, text: str) -> str:
     A complaint's words stay (they may ask for a person); a calm message is returned as is."""
     if not (words.contains("upset", text) or words.contains("urgent", text)):
         return text.lower() if _shouted(text) else text
-    return words.without(_TONE_KINDS, text, keep=("complaint",))
+    return words.without(_TONE_KINDS, text, keep=("complaint",), punctuation=True)
 
 
 def acknowledgement(ctx: Context) -> Reply | None:

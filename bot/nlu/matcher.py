@@ -22,6 +22,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from bot.faq.knowledge import Knowledge
+from bot.nlu.clauses import Clause
 from bot.nlu.entities import PLACEHOLDERS, extract_entities, replace_entities
 from bot.nlu.features import stem, tokens, units
 from bot.nlu.fillers import FILLER_CHARS as _FILLER_CHARS
@@ -451,6 +452,30 @@ class Matcher:
             if (
                 rescue
                 and decision.reason is None
+                and decision.score >= self.config.clause_min_score
+                and decision.score > best_value
+            ):
+                best, best_value = decision, decision.score
+        if best is whole and rescue:
+            return self._asking_clause(clauses, at, whole)
+        return best
+
+    def _asking_clause(self, clauses: list[Clause], at: int, whole: _Decision) -> _Decision:
+        """The question is not always where the clause words put it: "can u make me a link,
+        customer wants to pay a deposit" asks first and tells after; "wtf where is my money,
+        been waiting forever" complains after it. When the question clause rescues nothing,
+        another clause that asks for something (a request or pending marker of
+        `knowledge/requests.yaml`) does, the best of them."""
+        best, best_value = whole, -1.0
+        for i, clause in enumerate(clauses):
+            if i == at or len(clause.text.replace(" ", "")) < self.config.clause_min_chars // 2:
+                continue
+            if not self._requests.marked(marker_key(clause.text)):
+                continue
+            body = self._comparable(clause.text)
+            decision = self._decide(body) if body.strip() else whole
+            if (
+                decision.reason is None
                 and decision.score >= self.config.clause_min_score
                 and decision.score > best_value
             ):

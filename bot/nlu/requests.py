@@ -69,6 +69,10 @@ class RequestWords:
         blocker = self._blockers.get(kind)
         return blocker is None or not blocker.search(key)
 
+    def marked(self, key: str) -> bool:
+        """`key` carries a marker of any kind: it asks for something."""
+        return any(self.has(kind, key) for kind in self._patterns)
+
     def target(self, label: Label, key: str) -> Label | None:
         """Where a message matched to `label` belongs, if one of its markers moves it."""
         move = self.moves.get(label)

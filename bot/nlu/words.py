@@ -13,11 +13,30 @@ from functools import lru_cache
 
 from bot.nlu.normalize import fold, strip_punctuation
 
-ANSWERS = ("yes", "no", "cancel", "back_to_bot", "continue", "resume", "leave_message")
-MARKERS = ("correction", "upset", "urgent", "complaint", "digression", "bind_how", "question")
+ANSWERS = (
+    "yes",
+    "no",
+    "cancel",
+    "back_to_bot",
+    "continue",
+    "resume",
+    "leave_message",
+    "unclear",
+)
+# `about_reply`: the words that may stand beside `unclear` ("这个回答我没看懂", "your answer").
+MARKERS = (
+    "correction",
+    "upset",
+    "urgent",
+    "complaint",
+    "digression",
+    "bind_how",
+    "question",
+    "about_reply",
+)
 KINDS = (*ANSWERS, *MARKERS)
 # Kinds added after knowledge versions were first published: a version without them loads.
-LATER_KINDS = ("resume", "leave_message")
+LATER_KINDS = ("resume", "leave_message", "unclear", "about_reply")
 # The shortest back-to-the-bot phrase that counts when said in passing, inside a longer message
 # ("返回机器人", "back to the bot"; not "back" in "call me back").
 BACK_IN_PASSING = 5
@@ -96,6 +115,20 @@ class Words:
     def contains(self, kind: str, text: str, *, shortest: int = 1) -> bool:
         """Some phrase of `kind` appears in `text` (for markers: "不对", "actually", "烦死了");
         `shortest` leaves out phrases too short to mean much inside a longer text."""
+        return self._marker(kind, shortest).search(f" {phrase_key(text)} ") is not None
+
+    def after_last(self, kind: str, text: str) -> str | None:
+        """What follows the last phrase of `kind` in `text`, in the compared form ("12块 哦不对
+        15块5" → "15块5" for a correction); None when no phrase of `kind` is in it."""
+        marker, key = self._marker(kind, 1), f" {phrase_key(text)} "
+        end, at = None, 0
+        # An English phrase is matched with the spaces around it: the next may start on the
+        # space the last one ended with ("no wait actually 55").
+        while (found := marker.search(key, at)) is not None:
+            end, at = found.end(), max(found.end() - 1, found.start() + 1)
+        return key[end:].strip() if end is not None else None
+
+    def _marker(self, kind: str, shortest: int) -> re.Pattern[str]:
         marker = self._markers.get((kind, shortest))
         if marker is None:
             words, chars = self._split(kind)
@@ -106,22 +139,32 @@ class Words:
             alternatives.sort(key=len, reverse=True)
             pattern = "|".join(alternatives) or r"(?!)"
             marker = self._markers[(kind, shortest)] = re.compile(pattern)
-        return marker.search(f" {phrase_key(text)} ") is not None
+        return marker
 
-    def without(self, kinds: tuple[str, ...], text: str, *, keep: tuple[str, ...] = ()) -> str:
+    def without(
+        self,
+        kinds: tuple[str, ...],
+        text: str,
+        *,
+        keep: tuple[str, ...] = (),
+        punctuation: bool = False,
+    ) -> str:
         """`text` (in its compared form) with the phrases of `kinds` taken out, but for those
         that are also phrases of `keep`: what an upset message asks once its tone is set
-        aside ("烦死了！！我的提现呢" asks "我的提现呢"). The text itself when nothing is left."""
+        aside ("烦死了！！我的提现呢" asks "我的提现呢"). The text itself when nothing is left.
+        With `punctuation`, the text keeps its punctuation (folded, not compared): the clauses
+        of a long message stay apart ("wtf where is my money!!! been waiting forever")."""
         kept = frozenset().union(*(self.phrases.get(k, frozenset()) for k in keep))
         phrases = sorted(
             {p for kind in kinds for p in self.phrases.get(kind, frozenset())} - kept,
             key=len,
             reverse=True,
         )
-        answer = f" {phrase_key(text)} "
+        answer = f" {fold(text) if punctuation else phrase_key(text)} "
+        bounds = (r"(?<![a-z0-9])", r"(?![a-z0-9])") if punctuation else ("(?<= )", "(?= )")
         for phrase in phrases:
             if phrase.isascii():
-                answer = re.sub(rf"(?<= ){re.escape(phrase)}(?= )", " ", answer)
+                answer = re.sub(rf"{bounds[0]}{re.escape(phrase)}{bounds[1]}", " ", answer)
             else:
                 answer = answer.replace(phrase, " ")
         rest = " ".join(answer.split())
