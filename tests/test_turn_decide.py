@@ -557,3 +557,17 @@ async def test_a_finding_that_needs_a_person_is_not_a_bot_failure(
     assert disabled.templates == ["flows/login/disabled"]
     assert not disabled.of(Unsolved) and talk.view.failures == 0
     assert [b.action for b in disabled.replies[0].buttons] == ["human"]
+
+
+async def test_a_vague_message_is_not_guessed_at(merchant: Talk) -> None:
+    first = await merchant.say("那个东西又不行了")
+    assert first.templates == ["fallback"] and first.of(Unsolved)
+    second = await merchant.say("就是那个啊 上次那个 你懂的")
+    assert second.templates[-1] == "dialogue/offer_handoff"
+
+
+async def test_a_wrong_try_at_an_order_number_is_asked_again(customer: Talk) -> None:
+    await customer.say("/status")
+    assert customer.flow == ("payment_status", "order")
+    again = await customer.say("BT20261126")
+    assert customer.flow == ("payment_status", "order") and again.templates == ["dialogue/retry"]

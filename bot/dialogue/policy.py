@@ -68,6 +68,11 @@ _LONE_NUMBER = re.compile(r"^\s*[¥$]?\s*(\d{1,12}(?:\.\d{1,2})?)\s*$")
 # all it says: "付了没", "what about it?" (short enough that the entity is the message).
 _SHORT_REST = 12
 
+# What a try at a step's value looks like, right or wrong: "bt2026…" (too short), "w01".
+_ATTEMPTS = {
+    Slot.ORDER_NO: re.compile(r"\bbt\s*\d{4,}|\b20\d{6,}"),
+    Slot.WITHDRAWAL_ID: re.compile(r"\bw\s*\d{1,6}\b"),
+}
 # "Order No.: BT…", "金额：128.00": a field's name and its colon.
 _FIELD = re.compile(r"[A-Za-z\u4e00-\u9fff][A-Za-z\u4e00-\u9fff .]{0,15}[:：]")
 _PASTED_FIELDS = 2
@@ -123,7 +128,7 @@ class DialoguePolicy:
         if asks_yes_no and _declines(ctx, text):
             # "no thanks" to an offer with no "no" button: the offer is declined.
             return flow.finish(ctx, [ctx.say("dialogue/declined")])
-        if not free_text:
+        if not free_text and not (step is not None and _attempt(step.slot, text)):
             digression = await self._digression(ctx, flow, state, text)
             if digression is not None:
                 return digression
@@ -247,7 +252,9 @@ class DialoguePolicy:
                 # "Order No.: BT… | Amount: 128.00"); another flow or a long question of its
                 # own decides.
                 summary = parse.label == Label.STATUS_PAYMENT or _pasted(text)
-                own = parse.label in _MERCHANT_ORDER_LABELS or len(rest) > _SHORT_REST
+                own = parse.label in _MERCHANT_ORDER_LABELS or (
+                    len(rest) > _SHORT_REST and _about_more(parse)
+                )
                 if clear and not summary and own:
                     return None
                 return await order_summary(ctx, order_no)
@@ -255,7 +262,9 @@ class DialoguePolicy:
             # ("I paid for BT... but the shop says nothing arrived" leans to the merchant's
             # data-sync check): only why it failed, or a long message about something else,
             # decides by its words.
-            elsewhere = parse.label not in _ORDER_LABELS and len(rest) > _SHORT_REST
+            elsewhere = (
+                parse.label not in _ORDER_LABELS and len(rest) > _SHORT_REST and _about_more(parse)
+            )
             if clear and (parse.label == Label.DIAGNOSE_PAYMENT_FAILURE or elsewhere):
                 return None
             return await self._flows[self._flow_labels[Label.STATUS_PAYMENT]].start(ctx)
@@ -344,6 +353,20 @@ def _same_amount(text: str, state: FlowState) -> bool:
     amount = read_amount(text)
     held = state.slots.get("amount")
     return amount is None or (held is not None and amount == Decimal(str(held)))
+
+
+def _about_more(parse: Parse) -> bool:
+    """Words beside an order number that say more than the order: another flow, or a
+    question the knowledge answers clearly ("BT… 手续费怎么算"); not a topic the matcher only
+    leans to ("what happened with BT…" near risk control)."""
+    return not parse.label.is_faq or parse.score >= CLEAR_QUESTION_SCORE
+
+
+def _attempt(slot: Slot, text: str) -> bool:
+    """A message that tries to give the step's value and gets it wrong ("BT20261126" for an
+    order number): an answer to ask again, not a new subject."""
+    pattern = _ATTEMPTS.get(slot)
+    return pattern is not None and pattern.search(fold(text)) is not None
 
 
 def _pasted(text: str) -> bool:

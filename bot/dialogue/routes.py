@@ -29,12 +29,17 @@ from bot.nlu.requests import marker_key
 from bot.nlu.values import read_amount, read_position, read_yes_no
 from bot.nlu.words import Words, phrase_key
 from bot.routing import UNHANDLED, Handler, Result, Router
-from bot.types import Label, Language, Parse
+from bot.types import Alternative, Label, Language, Parse
 
 # How far behind the NLU's label a flow's label may be, and how sure at least, for an upset
 # merchant's message to be read as about its own data.
 UPSET_MARGIN = 0.08
 UPSET_FLOOR = 0.2
+# Below this score a vague message ("上次那个 你懂的") is not taken for the topic it leans to.
+VAGUE_SCORE = 0.4
+_NOT_GUESSED = frozenset(
+    {Label.OUT_OF_SCOPE, Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE}
+)
 # A message that only names an action: at most this many English words or Chinese characters.
 _NAMED_WORDS = 3
 _NAMED_CHARS = 6
@@ -109,6 +114,7 @@ class Routes:
             ctx.parse = _own_data(ctx.parse)
         if ctx.identity.is_merchant:
             ctx.parse = self._named_action(ctx, asked, ctx.parse)
+        ctx.parse = self._vague(asked, ctx.parse)
         if not ctx.conversation.language_pinned:
             ctx.language = ctx.parse.language
         return await self.route_label(ctx)
@@ -125,6 +131,18 @@ class Routes:
         if not short or self.knowledge.words.contains("question", text) or "?" in text:
             return parse
         return replace(parse, label=move.target)
+
+    def _vague(self, text: str, parse: Parse) -> Parse:
+        """ "就是那个啊 上次那个 你懂的", "the thing from yesterday, u know what i mean": a
+        message that points at something the bot cannot see is not guessed at from a topic
+        the matcher only leans to; it is an honest "I don't know what you mean" (a bot
+        failure: the second in a row offers a person)."""
+        if parse.label in _NOT_GUESSED or parse.score >= VAGUE_SCORE:
+            return parse
+        if not self.knowledge.words.contains("vague", text):
+            return parse
+        alternatives = (Alternative(parse.label, parse.score), *parse.alternatives)[:3]
+        return replace(parse, label=Label.OUT_OF_SCOPE, alternatives=alternatives, reason="vague")
 
     async def route_label(self, ctx: Context) -> Outcome:
         assert ctx.parse is not None

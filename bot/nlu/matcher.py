@@ -344,14 +344,27 @@ class Matcher:
     def _comparable(self, marked: str) -> str:
         """Folded text with entities marked, made comparable: no punctuation, letters repeated
         for emphasis once ("hiii"), upset and urgent words left out (they say how, not what:
-        "烦死了 提现呢"), pinyin read as the Chinese word ("zhuce" = 注册), typos and variants
-        replaced by their canonical words."""
-        text = _REPEATED.sub(r"\1", strip_punctuation(marked))
+        "烦死了 提现呢"), a letter typed twice undone ("hii"), pinyin read as the Chinese word
+        ("zhuce" = 注册), typos and variants replaced by their canonical words."""
+        text = self._undoubled(_REPEATED.sub(r"\1", strip_punctuation(marked)))
         if self._mood is not None:
             calm = " ".join(self._mood.sub(" ", f" {text} ").split())
             text = calm or text
         text = self._pinyin.apply(text, self._is_english)
         return self._synonyms.apply(text)
+
+    def _undoubled(self, text: str) -> str:
+        """English words typed with a letter doubled for warmth or by a slip ("hii", "byee",
+        "thankss"): the word the knowledge knows, when it knows the word as typed not at all."""
+        if not _DOUBLED.search(text):
+            return text
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            if word.isascii() and word.isalpha() and _DOUBLED.search(word):
+                single = _DOUBLED.sub(r"\1", word)
+                if not self._is_english(word) and self._is_english(single):
+                    words[i] = single
+        return " ".join(words)
 
     def _is_english(self, word: str) -> bool:
         return word in _FILLER_WORDS or stem(word) in self._english
@@ -560,6 +573,8 @@ _TOPIC_REFUSALS = frozenset({"out_of_scope_example", "foreign_topic"})
 _AMOUNT_MARK = PLACEHOLDERS["amount"]
 # Letters repeated three times or more, for emphasis ("hiii", "pleeease").
 _REPEATED = re.compile(r"([a-z])\1{2,}")
+# A letter typed twice ("hii", "byee"): undone only where the word is otherwise unknown.
+_DOUBLED = re.compile(r"([a-z])\1")
 _ALL_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
 _LATIN = re.compile(r"[a-z]+")
 # Messages and phrasings of at most this many characters are compared by sound.

@@ -33,10 +33,11 @@ MARKERS = (
     "bind_how",
     "question",
     "about_reply",
+    "vague",
 )
 KINDS = (*ANSWERS, *MARKERS)
 # Kinds added after knowledge versions were first published: a version without them loads.
-LATER_KINDS = ("resume", "leave_message", "unclear", "about_reply")
+LATER_KINDS = ("resume", "leave_message", "unclear", "about_reply", "vague")
 # The shortest back-to-the-bot phrase that counts when said in passing, inside a longer message
 # ("返回机器人", "back to the bot"; not "back" in "call me back").
 BACK_IN_PASSING = 5
