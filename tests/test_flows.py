@@ -340,6 +340,22 @@ async def test_an_order_summary_ends_a_failure_cause_with_one_full_stop(chat: Ch
     assert "。。" not in chat.text and "。）" not in chat.text
 
 
+async def test_an_order_summary_says_each_fact_on_its_own_line(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("what about BT2026112600000011")
+    lines = chat.text.splitlines()
+    assert lines[0].startswith("Order BT2026112600000011") and lines[0].endswith("paid.")
+    assert lines[1].startswith("Last payment attempt:")
+    assert lines[2].startswith("The payment channel shows:")
+
+
+async def test_this_one_after_an_orders_summary_is_that_order(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("BT2026112600000011")
+    await chat.say("whats going on with this one")
+    assert chat.text.startswith("Order BT2026112600000011")
+
+
 async def test_more_pages_through_every_recent_failed_order(chat: Chat) -> None:
     await chat.bind("M001")
     await chat.say("有个订单支付失败了")

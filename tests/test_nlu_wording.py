@@ -43,7 +43,7 @@ def test_pinyin_is_only_read_where_it_can_be_pinyin(matcher: Matcher) -> None:
 @pytest.mark.parametrize(
     ("text", "label"),
     [
-        ("烦死了 提现呢！！", Label.WITHDRAW_HOW),
+        ("烦死了 提现呢！！", Label.STATUS_WITHDRAWAL),
         ("气死了 怎么提现", Label.WITHDRAW_HOW),
         ("急急急 手续费多少", Label.FEES_RATES),
     ],

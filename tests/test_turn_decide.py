@@ -571,3 +571,38 @@ async def test_a_wrong_try_at_an_order_number_is_asked_again(customer: Talk) -> 
     assert customer.flow == ("payment_status", "order")
     again = await customer.say("BT20261126")
     assert customer.flow == ("payment_status", "order") and again.templates == ["dialogue/retry"]
+
+
+async def test_a_bare_ok_with_nothing_asked_is_taken_in(merchant: Talk) -> None:
+    for text in ("ok", "好", "ok la"):
+        decision = await merchant.say(text)
+        assert decision.templates == ["dialogue/okay"] and not decision.of(Unsolved)
+
+
+async def test_a_code_sent_with_a_few_words_after_the_ask_binds(customer: Talk) -> None:
+    await customer.say("帮我生成收款链接")
+    assert customer.view.pending is not None
+    bound = await customer.say("找到了 482913")
+    assert [b.merchant_id for b in bound.of(Bound)] == ["M001"]
+
+
+async def test_a_question_on_the_side_the_bot_cannot_answer_comes_back_to_the_flow(
+    merchant: Talk,
+) -> None:
+    await merchant.say("帮我生成收款链接")
+    aside = await merchant.say("顺便问下 你们能开发票不")
+    assert aside.templates == ["fallback", "dialogue/back_to_flow"]
+    assert merchant.flow == ("payment_link", "amount")
+
+
+async def test_a_chinese_a_not_a_question_in_a_flow_is_answered(merchant: Talk) -> None:
+    await merchant.say("帮我生成收款链接")
+    asked = await merchant.say("手续费能加到价格里让客人出不")
+    assert asked.templates == ["faq_answer", "dialogue/back_to_flow"]
+
+
+async def test_an_unbound_chat_between_a_merchants_flow_and_a_customers_gets_the_customers(
+    customer: Talk,
+) -> None:
+    await customer.say("hi, i want to check if my payment went through")
+    assert customer.flow == ("payment_status", "order")

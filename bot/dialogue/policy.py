@@ -54,6 +54,9 @@ FAQ_DIGRESSION_SCORE = 0.25
 CLEAR_QUESTION_SCORE = 0.4
 # A question marked as asked on the side ("顺便问下", "btw") is answered at a lower score.
 ASIDE_SCORE = 0.15
+# Why the NLU refused a message about something the bot does not cover (see
+# `bot/handlers/fallback.py`).
+_OUTSIDE = frozenset({"out_of_scope_example", "foreign_topic"})
 _PLEASANTRIES = frozenset({Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS})
 _CHITCHAT = _PLEASANTRIES | {Label.CHITCHAT_BYE}
 # Steps that wait for a value typed in (not a choice among buttons or a yes/no).
@@ -63,6 +66,18 @@ _ORDER_LABELS = frozenset(
     {Label.STATUS_PAYMENT, Label.DIAGNOSE_PAYMENT_FAILURE, Label.DIAGNOSE_DATA_SYNC}
 )
 _MERCHANT_ORDER_LABELS = _ORDER_LABELS - {Label.STATUS_PAYMENT}
+# What only a bound merchant can ask for: beside a customer's order number ("DBS Alert: Payment
+# of CNY 15.50 … ref BT…" leans to a payment link) the order decides.
+_MERCHANT_ONLY = frozenset(
+    {
+        Label.ACTION_PAYMENT_LINK,
+        Label.ACTION_PASSWORD_RESET,
+        Label.DIAGNOSE_LOGIN,
+        Label.STATUS_WITHDRAWAL,
+    }
+)
+# The end of a Chinese yes/no question asked as "A-not-A" ("出不", "到了没").
+_A_NOT_A = ("不", "没", "没有")
 _LONE_NUMBER = re.compile(r"^\s*[¥$]?\s*(\d{1,12}(?:\.\d{1,2})?)\s*$")
 # What is left of a message once its order number or withdrawal id is taken out, when that is
 # all it says: "付了没", "what about it?" (short enough that the entity is the message).
@@ -164,7 +179,12 @@ class DialoguePolicy:
             outcome = await self._route(ctx)
             return self._back(ctx, flow, state, outcome)
         if label == Label.OUT_OF_SCOPE:
-            return None
+            if not (aside or (_is_question(ctx, text) and parse.reason in _OUTSIDE)):
+                return None
+            # "顺便问下 你们能开发票不": a question asked on the side that the bot cannot
+            # answer is told so, and the open question comes again.
+            outcome = await self._route(ctx)
+            return self._back(ctx, flow, state, outcome)
         if label.is_faq and asks and parse.score >= min(question, FAQ_DIGRESSION_SCORE):
             outcome = await self._route(ctx)
             return self._back(ctx, flow, state, outcome)
@@ -263,7 +283,11 @@ class DialoguePolicy:
             # data-sync check): only why it failed, or a long message about something else,
             # decides by its words.
             elsewhere = (
-                parse.label not in _ORDER_LABELS and len(rest) > _SHORT_REST and _about_more(parse)
+                parse.label not in _ORDER_LABELS
+                and parse.label not in _MERCHANT_ONLY
+                and len(rest) > _SHORT_REST
+                and _about_more(parse)
+                and not _pasted(text)
             )
             if clear and (parse.label == Label.DIAGNOSE_PAYMENT_FAILURE or elsewhere):
                 return None
@@ -345,7 +369,11 @@ def _agrees(ctx: Context, text: str) -> bool:
 
 
 def _is_question(ctx: Context, text: str) -> bool:
-    return "?" in text or "？" in text or ctx.knowledge.words.contains("question", text)
+    """A question mark, a question word, or a Chinese question that ends in its "not"
+    ("手续费能加到价格里让客人出不", "到了没")."""
+    if "?" in text or "？" in text or ctx.knowledge.words.contains("question", text):
+        return True
+    return strip_punctuation(fold(text)).strip().endswith(_A_NOT_A)
 
 
 def _same_amount(text: str, state: FlowState) -> bool:

@@ -17,7 +17,7 @@ from bot.diagnostics.registry import FLOWS
 from bot.dialogue.events import OFFERED
 from bot.dialogue.policy import DialoguePolicy
 from bot.faq.knowledge import Knowledge
-from bot.handlers.binding import ASKED_CODE, bind_code_in
+from bot.handlers.binding import asked_code_in, bind_code_in
 from bot.handlers.commands import language_word
 from bot.handlers.fallback import fallback
 from bot.handlers.faq import unclear
@@ -26,7 +26,7 @@ from bot.nlu.language import detect_language
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.requests import marker_key
-from bot.nlu.values import read_amount, read_position, read_yes_no
+from bot.nlu.values import read_amount, read_order_no, read_position, read_yes_no
 from bot.nlu.words import Words, phrase_key
 from bot.routing import UNHANDLED, Handler, Result, Router
 from bot.types import Alternative, Label, Language, Parse
@@ -40,6 +40,12 @@ VAGUE_SCORE = 0.4
 _NOT_GUESSED = frozenset(
     {Label.OUT_OF_SCOPE, Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE}
 )
+# How far behind a merchant's flow a customer's may be, for a chat with no merchant bound.
+CUSTOMER_MARGIN = 0.05
+_MERCHANT_FLOWS = frozenset(
+    {Label.DIAGNOSE_DATA_SYNC, Label.DIAGNOSE_LOGIN, Label.STATUS_WITHDRAWAL}
+)
+_CUSTOMER_FLOWS = frozenset({Label.STATUS_PAYMENT, Label.DIAGNOSE_PAYMENT_FAILURE})
 # A message that only names an action: at most this many English words or Chinese characters.
 _NAMED_WORDS = 3
 _NAMED_CHARS = 6
@@ -102,10 +108,14 @@ class Routes:
             return unclear(ctx)
         if state is not None:
             return await self.policy.in_flow(ctx, state, asked)
+        if state is None and self.knowledge.words.means("yes", asked):
+            # "ok", "好", "ya" with nothing asked: taken in, not a question the bot missed.
+            return Outcome([ctx.say("dialogue/okay")])
         if ctx.conversation.suspended and _offered(ctx, "resume:yes"):
             resumed = await self.policy.into_suspended(ctx, asked)
             if resumed is not None:
                 return resumed
+        asked = self._that_order(ctx, asked)
         entity_first = await self.policy.without_flow(ctx, asked)
         if entity_first is not None:
             return entity_first
@@ -114,10 +124,21 @@ class Routes:
             ctx.parse = _own_data(ctx.parse)
         if ctx.identity.is_merchant:
             ctx.parse = self._named_action(ctx, asked, ctx.parse)
+        elif not self.knowledge.words.contains("merchant_side", asked):
+            ctx.parse = _customers_view(ctx.parse)
         ctx.parse = self._vague(asked, ctx.parse)
         if not ctx.conversation.language_pinned:
             ctx.language = ctx.parse.language
         return await self.route_label(ctx)
+
+    def _that_order(self, ctx: Context, text: str) -> str:
+        """ "whats going on with this one", "这单怎么回事" right after a reply about one order
+        (its buttons carry its number): the message is about that order."""
+        if read_order_no(text) is not None or not self.knowledge.words.contains("that_one", text):
+            return text
+        offered: list[list[str]] = ctx.conversation.slots.get(OFFERED) or []
+        orders = {no for _, action in offered if (no := read_order_no(action)) is not None}
+        return f"{text} {orders.pop()}" if len(orders) == 1 else text
 
     def _named_action(self, ctx: Context, text: str, parse: Parse) -> Parse:
         """A bound merchant who only names what the bot can do for it ("payment link",
@@ -207,16 +228,16 @@ class Routes:
         return await self._run(ctx, _Route(handler, argument))
 
     def _code_answer(self, ctx: Context, text: str, state: FlowState | None) -> str | None:
-        """A bind code sent on its own ("482913", "fine. 482913") by a chat that was just
-        asked for one: a request was refused for want of a binding, and no flow is open but
-        the one that asked (a reset by login name goes on while the binding is offered)."""
+        """A bind code sent on its own or with a few words ("482913", "找到了 482913") by a
+        chat that was just asked for one: a request was refused for want of a binding, and no
+        flow is open but the one that asked (a reset by login name goes on while the binding
+        is offered)."""
         pending = ctx.conversation.pending
         if ctx.identity.is_merchant or pending is None:
             return None
         if state is not None and FLOWS[state.name].label.value != pending["label"]:
             return None
-        match = ASKED_CODE.match(self.knowledge.words.without(("yes",), text))
-        return match.group(1) if match else None
+        return asked_code_in(text)
 
     def _explicit_text_route(self, text: str, *, ticket_open: bool = False) -> _Route | None:
         """Commands, language words, cancel words and bind codes: never read as anything else."""
@@ -305,6 +326,20 @@ def _resumes(words: Words, text: str) -> bool:
     short = len(key.split()) <= _RESUME_WORDS if key.isascii() else len(key) <= _RESUME_CHARS
     refused = any(words.contains(kind, text) for kind in ("no", "cancel", "question"))
     return short and not refused and words.contains("resume", text, shortest=_RESUME_SHORTEST)
+
+
+def _customers_view(parse: Parse) -> Parse:
+    """A chat with no merchant bound, on a merchant's own-data flow with a customer's close
+    behind ("i want to check if my payment went through": the order out of sync, or the
+    payment's status), in words no merchant's side ("back office", "顾客"): the customer's,
+    which needs no binding."""
+    if parse.label not in _MERCHANT_FLOWS:
+        return parse
+    close = parse.score - CUSTOMER_MARGIN
+    theirs = next(
+        (a for a in parse.alternatives if a.label in _CUSTOMER_FLOWS and a.score >= close), None
+    )
+    return replace(parse, label=theirs.label, score=theirs.score) if theirs else parse
 
 
 def _own_data(parse: Parse) -> Parse:

@@ -12,6 +12,7 @@ import re
 from datetime import timedelta
 
 from bot.context import Context, Outcome
+from bot.nlu.normalize import fold, strip_punctuation
 from bot.platform.gateway import BindCodesPaused
 from bot.platform.models import MerchantStatus
 from bot.routing import Result, Router
@@ -42,10 +43,25 @@ BIND_IN_TEXT = re.compile(
 
 # Right after the bot asked for a code (a request refused for want of a binding), the code on
 # its own is the answer: "482913", "code is 482913", "码是275160", "哦是482913".
-ASKED_CODE = re.compile(
-    r"^\s*(?:(?:my\s+)?(?:bind(?:ing)?\s+)?code(?:\s+is)?|绑定码是|绑定码|码是|码|[哦噢嗯]?\s*是?)?\s*[:：]?\s*(\d{6})\s*$",
-    re.IGNORECASE,
-)
+_SIX_DIGITS = re.compile(r"(?<![\d.,])(\d{6})(?![\d.,])")
+# What may stand beside a code sent by a chat that was asked for one ("找到了 482913", "ok its
+# 275160", "绑定码？我找找…… 275160"): a few words, no other number.
+_CODE_WORDS = 6
+_CODE_CHARS = 12
+
+
+def asked_code_in(text: str) -> str | None:
+    """The bind code in a short message that carries one 6-digit number and no other digit;
+    None otherwise. Only for a chat that was just asked for its code."""
+    found = _SIX_DIGITS.findall(text)
+    if len(found) != 1:
+        return None
+    rest = strip_punctuation(fold(_SIX_DIGITS.sub(" ", text)))
+    if any(c.isdigit() for c in rest):
+        return None
+    words = rest.split()
+    short = len(words) <= _CODE_WORDS if rest.isascii() else len("".join(words)) <= _CODE_CHARS
+    return found[0] if short else None
 
 
 def bind_code_in(text: str) -> str | None:

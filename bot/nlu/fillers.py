@@ -129,5 +129,23 @@ FILLER_WORDS = frozenset(
         "was",
         "were",
         "been",
+        # the particles of Singaporean and Malaysian English ("thanks la", "can check or not ah")
+        "la",
+        "lah",
+        "leh",
+        "lor",
+        "ah",
+        "meh",
+        "sia",
+        "hor",
+        "liao",
+        "shiok",
+        # how people address the other side ("thanks bro", "kindly check sir")
+        "bro",
+        "sis",
+        "boss",
+        "sir",
+        "madam",
+        "dear",
     }
 )

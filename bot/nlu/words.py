@@ -34,10 +34,20 @@ MARKERS = (
     "question",
     "about_reply",
     "vague",
+    "that_one",
+    "merchant_side",
 )
 KINDS = (*ANSWERS, *MARKERS)
 # Kinds added after knowledge versions were first published: a version without them loads.
-LATER_KINDS = ("resume", "leave_message", "unclear", "about_reply", "vague")
+LATER_KINDS = (
+    "resume",
+    "leave_message",
+    "unclear",
+    "about_reply",
+    "vague",
+    "that_one",
+    "merchant_side",
+)
 # The shortest back-to-the-bot phrase that counts when said in passing, inside a longer message
 # ("返回机器人", "back to the bot"; not "back" in "call me back").
 BACK_IN_PASSING = 5
