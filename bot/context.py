@@ -32,6 +32,8 @@ from bot.types import Button, Entity, IncomingMessage, Label, Language, Parse, R
 OFFERED = "_offered"
 # "Not helpful" was pressed: asking again on the next message offers a person.
 UNHELPFUL = "_unhelpful"
+# A flow was cancelled by the last message (its frame): taking the cancel back restores it.
+CANCELLED = "_cancelled"
 
 Slots: TypeAlias = dict[str, Any]  # a flow's own values, by the names its steps give them
 
@@ -119,6 +121,8 @@ class Outcome:
     # started another flow), or the flow waiting below is taken up again (True) or dropped.
     suspend: FlowState | None = None
     resume_suspended: bool | None = None
+    # The open flow, cancelled by this message: kept for one message, to be taken back.
+    cancelled: FlowState | None = None
     # A request refused for want of a binding, kept to be taken up after one; `forget_pending`:
     # the one kept is done with (the chat bound).
     pending: PendingRequest | None = None

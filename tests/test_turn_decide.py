@@ -606,3 +606,40 @@ async def test_an_unbound_chat_between_a_merchants_flow_and_a_customers_gets_the
 ) -> None:
     await customer.say("hi, i want to check if my payment went through")
     assert customer.flow == ("payment_status", "order")
+
+
+async def test_an_ordinal_after_a_digression_counts_the_open_questions_options(
+    merchant: Talk,
+) -> None:
+    await merchant.say("查一下我的提现")
+    await merchant.say("提现一般要几天到账？")
+    picked = await merchant.say("第二个")
+    assert picked.templates == ["flows/withdrawal/status"]
+    assert "W0001" in picked.replies[0].text
+
+
+async def test_a_cancel_taken_back_restores_the_flow(merchant: Talk) -> None:
+    await merchant.say("帮我生成一个45块5的收款链接")
+    await merchant.say("取消")
+    back = await merchant.say("啊不是，我点错了，刚才那个链接还是要的")
+    assert merchant.flow == ("payment_link", "confirm")
+    assert back.templates == ["dialogue/back_to_flow"]
+    again = await merchant.say("还是要吧，100块的")  # nothing cancelled now: a new request
+    assert (
+        merchant.flow == ("payment_link", "confirm")
+        and again.of(FlowAt)[0].slots["amount"] == "100.00"
+    )
+
+
+async def test_what_can_you_do_is_answered_inside_a_flow_too(merchant: Talk) -> None:
+    await merchant.say("帮我生成收款链接")
+    helped = await merchant.say("what can you do?")
+    assert helped.templates == ["help", "dialogue/back_to_flow"]
+    assert merchant.flow == ("payment_link", "amount")
+
+
+async def test_asking_for_a_language_in_words_switches_to_it(merchant: Talk) -> None:
+    await merchant.say("hello")
+    switched = await merchant.say("可以说中文吗？")
+    assert switched.templates == ["language_switched"]
+    assert merchant.view.language == "zh"

@@ -114,6 +114,13 @@ class Flow:
             findings=findings or {},
         )
 
+    def cancel(self, ctx: Context, state: FlowState) -> Outcome:
+        """The flow's own "no" at its confirmation: cancelled, and kept for one message so
+        that "no wait, I do want it" takes it back."""
+        outcome = self.finish(ctx, [ctx.say("cancelled", had_flow=True)])
+        outcome.cancelled = state
+        return outcome
+
     def finish(
         self,
         ctx: Context,

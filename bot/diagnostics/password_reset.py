@@ -90,7 +90,7 @@ class PasswordResetFlow(Flow):
 
     async def step_confirm(self, ctx: Context, state: FlowState) -> Result:
         if ctx.argument == "confirm:no":
-            return self.finish(ctx, [ctx.say("cancelled", had_flow=True)])
+            return self.cancel(ctx, state)
         if ctx.argument != "confirm:yes":
             return UNHANDLED
         return await self.send(ctx, str(state.slots["login"]))

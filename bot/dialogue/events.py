@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from bot.context import CANCELLED as CANCELLED
+
 # The conversation's stored shapes live with the view handlers read; named here too, for the
 # decide step and the writer.
 from bot.context import OFFERED as OFFERED
@@ -210,6 +212,13 @@ class ReturnedToBot:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowCancelled:
+    """Remembered for one message (`CANCELLED`): "no wait, I do want it" takes it back."""
+
+    frame: SuspendedFrame
+
+
+@dataclass(frozen=True, slots=True)
 class MarkedUnhelpful:
     """Remembered for one message (`UNHELPFUL`): asking again then offers a person."""
 
@@ -250,6 +259,7 @@ Event: TypeAlias = (
     | Rated
     | ReturnedToBot
     | MarkedUnhelpful
+    | FlowCancelled
     | PassedToAgent
     | RateLimited
 )

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from decimal import Decimal
 
-from bot.context import Context, FlowState, Outcome
+from bot.context import Context, FlowState, Outcome, SuspendedFrame
 from bot.diagnostics.flow import PROMPT, Flow, Slot
 from bot.handlers.orders import order_summary
 from bot.nlu.entities import ORDER_DIGITS, ORDER_NO, WITHDRAWAL_ID
@@ -177,17 +177,17 @@ class DialoguePolicy:
             return outcome
         if label in _PLEASANTRIES and parse.score >= PLEASANTRY_SCORE:
             outcome = await self._route(ctx)
-            return self._back(ctx, flow, state, outcome)
+            return self.back(ctx, flow, state, outcome)
         if label == Label.OUT_OF_SCOPE:
             if not (aside or (_is_question(ctx, text) and parse.reason in _OUTSIDE)):
                 return None
             # "顺便问下 你们能开发票不": a question asked on the side that the bot cannot
             # answer is told so, and the open question comes again.
             outcome = await self._route(ctx)
-            return self._back(ctx, flow, state, outcome)
+            return self.back(ctx, flow, state, outcome)
         if label.is_faq and asks and parse.score >= min(question, FAQ_DIGRESSION_SCORE):
             outcome = await self._route(ctx)
-            return self._back(ctx, flow, state, outcome)
+            return self.back(ctx, flow, state, outcome)
         if parse.score < SWITCH_SCORE:
             return None
         if label == flow.label and flow.name != "ticket":
@@ -215,12 +215,23 @@ class DialoguePolicy:
         return None
 
     @staticmethod
-    def _back(ctx: Context, flow: Flow, state: FlowState, outcome: Outcome) -> Outcome:
+    def back(ctx: Context, flow: Flow, state: FlowState, outcome: Outcome) -> Outcome:
         """The digression answered, then the open question again."""
         outcome.replies.append(flow.prompt(ctx, state, "dialogue/back_to_flow"))
         outcome.flow = state
         outcome.end_flow = False
         return outcome
+
+    async def take_back(self, ctx: Context, frame: SuspendedFrame) -> Outcome:
+        """ "no wait, I didn't mean to cancel", "还是要吧，100块的" right after a cancel: the
+        flow back where it was, with the new value if the message gives one."""
+        flow = self._flows[str(frame["flow"])]
+        state = FlowState(flow.name, str(frame["step"]), dict(frame.get("slots") or {}))
+        for step in (flow.correct, flow.resume):
+            result = await step(ctx, state)
+            if result is not UNHANDLED:
+                return result
+        return Outcome([flow.prompt(ctx, state, "dialogue/back_to_flow")], flow=state)
 
     async def into_suspended(self, ctx: Context, text: str) -> Outcome | None:
         """A value alone ("300", an order number) while a suspended flow is offered back, and

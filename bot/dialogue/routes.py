@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from bot.context import Context, FlowState, Identity, Outcome
 from bot.diagnostics.registry import FLOWS
-from bot.dialogue.events import OFFERED
+from bot.dialogue.events import CANCELLED, OFFERED
 from bot.dialogue.policy import DialoguePolicy
 from bot.faq.knowledge import Knowledge
 from bot.handlers.binding import asked_code_in, bind_code_in
@@ -49,6 +49,9 @@ _CUSTOMER_FLOWS = frozenset({Label.STATUS_PAYMENT, Label.DIAGNOSE_PAYMENT_FAILUR
 # A message that only names an action: at most this many English words or Chinese characters.
 _NAMED_WORDS = 3
 _NAMED_CHARS = 6
+# A short message: at most this many English words or characters.
+_SHORT_WORDS = 8
+_SHORT_CHARS = 16
 # A short message that goes back to a suspended flow in passing: at most this many words or
 # characters, in phrases at least this long ("go back", "回到"; not "back").
 _RESUME_WORDS = 8
@@ -106,9 +109,18 @@ class Routes:
             if state is not None:
                 return FLOWS[state.name].retry(ctx, state, unclear=True)
             return unclear(ctx)
+        words = self.knowledge.words
+        if _short(asked) and words.contains("ask_help", asked):
+            # "what can you do?", "你能帮我做什么": what the bot does, then the open question.
+            helped = Outcome([ctx.say("help", ctx.human_button())])
+            return self.policy.back(ctx, FLOWS[state.name], state, helped) if state else helped
         if state is not None:
             return await self.policy.in_flow(ctx, state, asked)
-        if state is None and self.knowledge.words.means("yes", asked):
+        cancelled = ctx.conversation.slots.get(CANCELLED)
+        if cancelled and words.contains("take_back", asked):
+            # "no wait, I didn't mean to cancel": the flow just cancelled, back where it was.
+            return await self.policy.take_back(ctx, cancelled)
+        if words.means("yes", asked):
             # "ok", "好", "ya" with nothing asked: taken in, not a question the bot missed.
             return Outcome([ctx.say("dialogue/okay")])
         if ctx.conversation.suspended and _offered(ctx, "resume:yes"):
@@ -245,8 +257,9 @@ class Routes:
         if command:
             handler = self.router.commands.get(command.group(1).lower())
             return _Route(handler or _unknown_command, (command.group(2) or "").strip())
-        if language_word(text) is not None:
-            return _Route(self.router.commands["lang"], text)
+        language = language_word(text, self.knowledge.words)
+        if language is not None:
+            return _Route(self.router.commands["lang"], language.value)
         words = self.knowledge.words
         # "那不留言了，返回机器人": while writing to staff, going back is said in passing ("call me
         # back" is a message, not "back").
@@ -301,14 +314,23 @@ class Routes:
             no = [a for _, a in offered if a.endswith(":no") and a.startswith(("flow:", "resume:"))]
             if no:
                 return no[0]
-        index = read_position(text, len(offered))
+        # "第二个" counts among the open question's own options (a flow's buttons), not the
+        # "was this helpful?" and related-question buttons of an answer given on the way.
+        own = [pair for pair in offered if pair[1].startswith("flow:")] or offered
+        index = read_position(text, len(own))
         if index is not None:
-            return offered[index][1]
+            return own[index][1]
         answer = strip_punctuation(fold(text))
         for label, action in offered:
             if answer and answer == strip_punctuation(fold(label)):
                 return action
         return None
+
+
+def _short(text: str) -> bool:
+    """A message of a few words: what a fixed question ("what can you do") is asked in."""
+    key = phrase_key(text)
+    return len(key.split()) <= _SHORT_WORDS if key.isascii() else len(key) <= _SHORT_CHARS
 
 
 def _offered(ctx: Context, action: str) -> bool:

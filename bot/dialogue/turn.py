@@ -16,6 +16,7 @@ from itertools import chain
 from bot.context import Context, ConversationView, Outcome
 from bot.diagnostics.registry import FLOWS
 from bot.dialogue.events import (
+    CANCELLED,
     OFFERED,
     UNHELPFUL,
     Bound,
@@ -24,6 +25,7 @@ from bot.dialogue.events import (
     FeedbackGiven,
     FindingsNoted,
     FlowAt,
+    FlowCancelled,
     FlowEnded,
     FlowSuspended,
     HandoffOffered,
@@ -231,6 +233,12 @@ def _stack_events(view: ConversationView, outcome: Outcome) -> list[Event]:
         slots = {k: v for k, v in outcome.suspend.slots.items() if k != OFFERED}
         frame = SuspendedFrame(flow=outcome.suspend.name, step=outcome.suspend.step, slots=slots)
         events.append(FlowSuspended(frame))
+    if outcome.cancelled is not None:
+        slots = {k: v for k, v in outcome.cancelled.slots.items() if k != OFFERED}
+        cancelled = outcome.cancelled
+        events.append(
+            FlowCancelled(SuspendedFrame(flow=cancelled.name, step=cancelled.step, slots=slots))
+        )
     if outcome.resume_suspended is not None and (view.suspended or outcome.suspend):
         events.append(SuspendedTaken(outcome.resume_suspended))
     if outcome.bind_merchant is not None and (view.suspended or outcome.suspend):
@@ -258,7 +266,7 @@ def view_after(view: ConversationView, decision: Decision) -> ConversationView:
     handoff out of hours opens the ticket flow): what the writer stores, and what the next
     message is decided against."""
     flow, step = view.flow, view.flow_step
-    slots = {k: v for k, v in view.slots.items() if k not in (OFFERED, UNHELPFUL)}
+    slots = {k: v for k, v in view.slots.items() if k not in (OFFERED, UNHELPFUL, CANCELLED)}
     language, pinned, label, pending = (
         view.language,
         view.language_pinned,
@@ -280,6 +288,8 @@ def view_after(view: ConversationView, decision: Decision) -> ConversationView:
         step, slots = None, {}
     if decision.of(MarkedUnhelpful):
         slots[UNHELPFUL] = True
+    for cancelled in decision.of(FlowCancelled):
+        slots[CANCELLED] = dict(cancelled.frame)
     buttons = chain.from_iterable(reply.buttons for reply in decision.replies)
     slots[OFFERED] = [[button.label, button.action] for button in buttons]
     return ConversationView(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bot.context import Context, Outcome
+from bot.context import Context, FlowState, Outcome
 from bot.handlers.chitchat import greeting
+from bot.nlu.words import Words
 from bot.routing import Result, Router
 from bot.types import Language
 
@@ -23,8 +24,16 @@ _LANGUAGE_WORDS = {
 }
 
 
-def language_word(text: str) -> Language | None:
-    return _LANGUAGE_WORDS.get(text.strip().lower())
+def language_word(text: str, words: Words | None = None) -> Language | None:
+    """The language a message names, alone ("english", "中文") or, with `words`, asked for
+    in a few words around it ("可以说中文吗", "can you reply in english pls":
+    `language_ask` in `knowledge/dialogue.yaml`)."""
+    alone = _LANGUAGE_WORDS.get(text.strip().lower())
+    if alone is not None or words is None or not words.contains("language_ask", text):
+        return alone
+    rest = words.without(("language_ask", "question", "yes"), text).split()
+    named = [w for w in rest if w not in words.fillers]
+    return _LANGUAGE_WORDS.get("".join(named)) if len(named) == 1 else None
 
 
 @router.command("start")
@@ -51,5 +60,12 @@ async def switch_language(ctx: Context) -> Result:
 @router.command("cancel")
 @router.action("cancel")
 async def cancel(ctx: Context) -> Result:
-    had_flow = ctx.conversation.flow is not None
-    return Outcome([ctx.say("cancelled", had_flow=had_flow)], end_flow=True)
+    view = ctx.conversation
+    had_flow = view.flow is not None
+    # The flow cancelled is kept for one message: "no wait, I do want it" takes it back.
+    cancelled = (
+        FlowState(view.flow, view.flow_step, dict(view.slots))
+        if view.flow is not None and view.flow_step is not None
+        else None
+    )
+    return Outcome([ctx.say("cancelled", had_flow=had_flow)], end_flow=True, cancelled=cancelled)

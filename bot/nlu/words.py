@@ -36,6 +36,9 @@ MARKERS = (
     "vague",
     "that_one",
     "merchant_side",
+    "take_back",
+    "ask_help",
+    "language_ask",
 )
 KINDS = (*ANSWERS, *MARKERS)
 # Kinds added after knowledge versions were first published: a version without them loads.
@@ -47,6 +50,9 @@ LATER_KINDS = (
     "vague",
     "that_one",
     "merchant_side",
+    "take_back",
+    "ask_help",
+    "language_ask",
 )
 # The shortest back-to-the-bot phrase that counts when said in passing, inside a longer message
 # ("返回机器人", "back to the bot"; not "back" in "call me back").
