@@ -643,3 +643,30 @@ async def test_asking_for_a_language_in_words_switches_to_it(merchant: Talk) -> 
     switched = await merchant.say("可以说中文吗？")
     assert switched.templates == ["language_switched"]
     assert merchant.view.language == "zh"
+
+
+async def test_another_order_after_an_explanation_is_explained_too(merchant: Talk) -> None:
+    await merchant.say("why did order bt2026112600000005 fail")
+    assert merchant.flow == ("payment_failure", "offer")
+    other = await merchant.say("and BT2026112600000008?")
+    assert "flows/payment_failure/explained" in other.templates
+    assert "BT2026112600000008" in other.replies[-1].text and not other.of(Unsolved)
+
+
+async def test_thanks_at_a_choice_among_buttons_ends_the_flow(merchant: Talk) -> None:
+    await merchant.say("有个订单支付失败了")
+    assert merchant.flow == ("payment_failure", "order")
+    thanks = await merchant.say("ok thanks")
+    assert thanks.templates == ["thanks"] and merchant.view.flow is None
+
+
+async def test_ok_and_thanks_together_is_a_thanks(merchant: Talk) -> None:
+    decision = await merchant.say("好的谢谢")
+    assert decision.templates == ["thanks"]
+
+
+async def test_no_failure_but_a_channel_that_disagrees_offers_the_resync(merchant: Talk) -> None:
+    decision = await merchant.say("订单BT2026112600000011后台显示已支付，但是顾客说银行那边失败了")
+    assert decision.templates == ["flows/payment_failure/no_failure"]
+    actions = [b.action for b in decision.replies[0].buttons]
+    assert actions == ["order:sync:BT2026112600000011", "human"]

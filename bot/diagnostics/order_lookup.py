@@ -63,8 +63,9 @@ class OrderLookupFlow(Flow):
         return await self.with_order(ctx, order_no, retry=True)
 
     async def correct(self, ctx: Context, state: FlowState) -> Result:
-        # Another order number at the proof step: the customer means that order instead.
-        order_no = read_order_no(ctx.message.text) if state.step == "verify" else None
+        # Another order number once the flow has one (at the proof step, at the offer after an
+        # explanation: "and BT…08?", "打错了，是BT…22"): that order instead.
+        order_no = read_order_no(ctx.message.text) if state.step != "order" else None
         if order_no is None or order_no == state.slots.get("order_no"):
             return UNHANDLED
         return await self.with_order(ctx, order_no, retry=True)

@@ -95,8 +95,23 @@ class PaymentFailureFlow(OrderLookupFlow):
         }
         if code is None or order.status in (OrderStatus.PENDING, OrderStatus.CREATED):
             paid = order.status == OrderStatus.PAID
+            # The channel disagrees with the platform: the next step is on a button, a re-sync
+            # for the merchant (as on the order's summary), a person for anyone.
+            next_steps = (
+                ()
+                if order.in_sync
+                else (
+                    *(
+                        (Button(ctx.ui("order_resync"), f"order:sync:{order.order_no}"),)
+                        if ctx.identity.is_merchant
+                        else ()
+                    ),
+                    ctx.human_button(),
+                )
+            )
             reply = ctx.say(
                 "flows/payment_failure/no_failure",
+                *next_steps,
                 order_no=order.order_no,
                 status=order.status.value,
                 paid=paid,
@@ -141,7 +156,7 @@ class PaymentFailureFlow(OrderLookupFlow):
                 "offer",
                 "flows/payment_failure/explained",
                 *buttons,
-                slots={"amount": str(order.amount)},
+                slots={"amount": str(order.amount), "order_no": order.order_no},
                 findings=findings,
                 **values,
             )

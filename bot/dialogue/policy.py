@@ -170,8 +170,13 @@ class DialoguePolicy:
         asks = not valued or aside or _is_question(ctx, text)
         if clear_only and not (label.is_faq and parse.score >= question and asks):
             return None
-        if label in _CHITCHAT and parse.score >= PLEASANTRY_SCORE and step and step.optional:
-            # "ok thx" under an offer the user may leave: the conversation is done.
+        leavable = step is not None and (
+            step.optional or step.slot == Slot.CHOICE or _offered_picks(state)
+        )
+        if label in _CHITCHAT and parse.score >= PLEASANTRY_SCORE and leavable:
+            # "ok thx" under an offer the user may leave, or at a choice among buttons: the
+            # conversation is done (where only a typed value is asked, a thanks keeps the
+            # question).
             outcome = await self._route(ctx)
             outcome.end_flow = True
             return outcome
@@ -353,6 +358,12 @@ def _leaning_question(ctx: Context, text: str, parse: Parse) -> Parse:
         return parse
     ctx.parse = replace(parse, label=best.label, score=best.score, reason=None)
     return ctx.parse
+
+
+def _offered_picks(state: FlowState) -> bool:
+    """The open step offered options to pick on buttons (the recent failed orders)."""
+    prompt = state.slots.get(PROMPT) or {}
+    return any(str(action).startswith("flow:") for _, action in prompt.get("buttons") or [])
 
 
 def _offered_yes(state: FlowState) -> str | None:

@@ -35,8 +35,10 @@ from bot.types import Alternative, Label, Language, Parse
 # merchant's message to be read as about its own data.
 UPSET_MARGIN = 0.08
 UPSET_FLOOR = 0.2
-# Below this score a vague message ("上次那个 你懂的") is not taken for the topic it leans to.
+# Below this score a vague message ("上次那个 你懂的") is not taken for the topic it leans to;
+# for a pleasantry, below this one.
 VAGUE_SCORE = 0.4
+PLEASANTRY_SCORE = 0.5
 _NOT_GUESSED = frozenset(
     {Label.OUT_OF_SCOPE, Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE}
 )
@@ -120,8 +122,9 @@ class Routes:
         if cancelled and words.contains("take_back", asked):
             # "no wait, I didn't mean to cancel": the flow just cancelled, back where it was.
             return await self.policy.take_back(ctx, cancelled)
-        if words.means("yes", asked):
-            # "ok", "好", "ya" with nothing asked: taken in, not a question the bot missed.
+        if words.means("yes", asked) and not self._pleasantry(asked):
+            # "ok", "好", "ya" with nothing asked: taken in, not a question the bot missed
+            # ("好的谢谢" is a thanks).
             return Outcome([ctx.say("dialogue/okay")])
         if ctx.conversation.suspended and _offered(ctx, "resume:yes"):
             resumed = await self.policy.into_suspended(ctx, asked)
@@ -165,12 +168,16 @@ class Routes:
             return parse
         return replace(parse, label=move.target)
 
+    def _pleasantry(self, text: str) -> bool:
+        parse = self.matcher.parse(text)
+        return parse.label in _NOT_GUESSED and parse.label != Label.OUT_OF_SCOPE
+
     def _vague(self, text: str, parse: Parse) -> Parse:
         """ "就是那个啊 上次那个 你懂的", "the thing from yesterday, u know what i mean": a
         message that points at something the bot cannot see is not guessed at from a topic
         the matcher only leans to; it is an honest "I don't know what you mean" (a bot
         failure: the second in a row offers a person)."""
-        if parse.label in _NOT_GUESSED or parse.score >= VAGUE_SCORE:
+        if parse.label == Label.OUT_OF_SCOPE or parse.score >= _vague_score(parse.label):
             return parse
         if not self.knowledge.words.contains("vague", text):
             return parse
@@ -325,6 +332,12 @@ class Routes:
             if answer and answer == strip_punctuation(fold(label)):
                 return action
         return None
+
+
+def _vague_score(label: Label) -> float:
+    """How sure the matcher must be for a vague message to keep its label: a pleasantry
+    ("就那个，你知道的" leaning to thanks) is short and unmistakable when it is one."""
+    return PLEASANTRY_SCORE if label in _NOT_GUESSED else VAGUE_SCORE
 
 
 def _short(text: str) -> bool:
