@@ -21,6 +21,7 @@ from bot.dialogue.events import (
     FlowEnded,
     FlowSuspended,
     HandoffOffered,
+    HandoffRequested,
     OutcomeExpected,
     PendingSet,
     RateCounted,
@@ -670,3 +671,23 @@ async def test_no_failure_but_a_channel_that_disagrees_offers_the_resync(merchan
     assert decision.templates == ["flows/payment_failure/no_failure"]
     actions = [b.action for b in decision.replies[0].buttons]
     assert actions == ["order:sync:BT2026112600000011", "human"]
+
+
+async def test_a_yes_to_the_offer_of_a_person_takes_it(customer: Talk) -> None:
+    await customer.say("今天天气怎么样")
+    offered = await customer.say("推荐个电影吧")
+    assert offered.of(HandoffOffered)
+    taken = await customer.say("好的")
+    assert taken.of(HandoffRequested)
+
+
+async def test_a_login_named_by_its_role_in_chinese_is_picked(merchant: Talk) -> None:
+    await merchant.say("帮我重置密码")
+    assert merchant.flow == ("password_reset", "login")
+    picked = await merchant.say("收银那个账号")
+    (at,) = picked.of(FlowAt)
+    assert (at.step, at.slots["login"]) == ("confirm", "wang_cashier")
+
+
+async def test_either_does_not_drown_a_short_english_question(matcher: Matcher) -> None:
+    assert matcher.parse("I can't log in either").label == Label.DIAGNOSE_LOGIN

@@ -21,13 +21,30 @@ from bot.types import Button, Label
 WARN_AFTER = 3
 
 
+# What a login is for, in the other language than its name ("收银那个账号" for wang_cashier).
+_ROLES = {
+    "cashier": ("收银", "收银员", "收银台"),
+    "manager": ("店长", "经理"),
+    "boss": ("老板",),
+    "owner": ("老板", "店主"),
+    "admin": ("管理员",),
+    "staff": ("员工", "店员"),
+}
+
+
+def role_names(login: str) -> tuple[str, ...]:
+    """The words that name a login by its role: "收银" for wang_cashier."""
+    parts = login.lower().replace("-", "_").split("_")
+    return tuple(word for part in parts for word in _ROLES.get(part, ()))
+
+
 def _option(ctx: Context, account: Account) -> Option:
-    """A login as an answer can name it: by its name, or by what is wrong with it."""
-    names: tuple[str, ...] = ()
+    """A login as an answer can name it: by its name, its role, or what is wrong with it."""
+    names: tuple[str, ...] = role_names(account.login)
     if account.status == AccountStatus.DISABLED:
-        names = ("disabled", "risk", "禁用", "停用", "风控")
+        names += ("disabled", "risk", "禁用", "停用", "风控")
     elif account.locked_until is not None and account.locked_at(ctx.now):
-        names = ("locked", "锁", "冻结")
+        names += ("locked", "锁", "冻结")
     return Option(account.login, f"flow:account:{account.login}", names)
 
 

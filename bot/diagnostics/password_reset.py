@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from bot.context import Context, FlowState, Outcome
 from bot.diagnostics.flow import PROMPT, Flow, Slot, Step
+from bot.diagnostics.login import role_names
 from bot.nlu.values import Option, read_choice, read_yes_no
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
@@ -121,5 +122,7 @@ def _chosen(ctx: Context, logins: list[str]) -> str | None:
     """The login the message names (or picks by number) among `logins`."""
     if not ctx.message.text or not logins:
         return None
-    index = read_choice(ctx.message.text, [Option(login, login) for login in logins])
+    index = read_choice(
+        ctx.message.text, [Option(login, login, role_names(login)) for login in logins]
+    )
     return logins[index] if index is not None else None

@@ -315,6 +315,10 @@ class Routes:
             rest = [a for a in answers if not a.startswith("fb:")]
             if first or rest or answers:
                 return (first or rest or answers)[0]
+            # "好的" to "would you like a person?" (the offer's button keeps its reason).
+            offer = [a for _, a in offered if a.startswith("human:")]
+            if meaning and offer:
+                return offer[0]
         # "不用再发链接了": a no that explains itself; but "不对，是260" corrects.
         explained_no = meaning is None and words.leads("no", text) and read_amount(text) is None
         if explained_no and not words.contains("correction", text):

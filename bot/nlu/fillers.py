@@ -99,6 +99,8 @@ FILLER_WORDS = frozenset(
         "typically",
         "kindly",
         "anymore",
+        "either",
+        "too",
         # when and how much, said around the question rather than asking it
         "already",
         "still",
