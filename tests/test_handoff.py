@@ -252,3 +252,26 @@ async def test_transfer_respects_capacity_and_every_action_is_audited(
         actions = (await session.scalars(select(AuditEntry.action).order_by(AuditEntry.id))).all()
     assert list(actions) == ["auto_assign", "transfer", "note", "reply", "resolve"]
     assert all("用户很着急" not in text for _, text in await transcript(db, chat))
+
+
+async def test_the_message_for_staff_is_free_text_and_a_rewrite_drops_its_lead(
+    chat: Chat, db: AsyncEngine, clock: Clock
+) -> None:
+    clock.now = clock.now.replace(hour=15)  # 23:00 in Beijing: no one at work
+    await chat.bind("M001")
+    await chat.say("转人工")
+    await chat.say("我的店铺怎么绑定不了，W0003 也没到账")
+    assert "我的店铺怎么绑定不了" in chat.text  # read back, not the binding help
+    await chat.say("改成：W0003 提现失败，我已更换银行卡")
+    assert "“W0003 提现失败，我已更换银行卡”" in chat.text
+    await chat.say("确认")
+    assert (await handoff_of(db, chat)).ticket_text == "W0003 提现失败，我已更换银行卡"
+
+
+async def test_keep_asking_the_bot_said_in_passing_leaves_the_queue(
+    chat: Chat, db: AsyncEngine, clock: Clock
+) -> None:
+    await add_agent(db, clock, "hana")
+    await chat.say("get me a person")
+    await chat.say("oh wait, never mind, I'll keep asking the bot")
+    assert (await handoff_of(db, chat)).status == "returned"

@@ -691,3 +691,20 @@ async def test_a_login_named_by_its_role_in_chinese_is_picked(merchant: Talk) ->
 
 async def test_either_does_not_drown_a_short_english_question(matcher: Matcher) -> None:
     assert matcher.parse("I can't log in either").label == Label.DIAGNOSE_LOGIN
+
+
+async def test_a_sentence_naming_the_bind_code_binds(customer: Talk) -> None:
+    bound = await customer.say("482913 is my bind code")
+    assert [b.merchant_id for b in bound.of(Bound)] == ["M001"]
+
+
+async def test_a_person_asked_for_beside_a_problem_is_a_handoff(merchant: Talk) -> None:
+    decision = await merchant.say("两边状态不一样，帮我转人工")
+    assert decision.of(HandoffRequested)
+
+
+async def test_a_login_typed_with_a_slip_is_confirmed_by_its_real_name(merchant: Talk) -> None:
+    await merchant.say("I forgot my password")
+    confirm = await merchant.say("wang_cahsier")
+    (at,) = confirm.of(FlowAt)
+    assert (at.step, at.slots["login"]) == ("confirm", "wang_cashier")

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from bot.context import Context, FlowState, Outcome
 from bot.diagnostics.flow import Flow, Slot, Step
+from bot.nlu.words import Words
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
 
@@ -32,7 +33,9 @@ class TicketFlow(Flow):
         return Outcome([], handoff="user_asked")
 
     async def step_message(self, ctx: Context, state: FlowState) -> Result:
-        text = ctx.message.text.strip()
+        return self._message(ctx, state, ctx.message.text.strip())
+
+    def _message(self, ctx: Context, state: FlowState, text: str) -> Result:
         if not text:
             return UNHANDLED
         if ctx.knowledge.words.means("leave_message", text, along=("yes",)):
@@ -60,7 +63,22 @@ class TicketFlow(Flow):
         return Outcome([ctx.say("handoff/ticket_received")], end_flow=True, ticket_text=text)
 
     async def correct(self, ctx: Context, state: FlowState) -> Result:
-        # At the read-back, anything typed that is not yes or no is the message, rewritten.
-        if state.step != "confirm" or not ctx.message.text.strip():
+        # At the read-back, anything typed that is not yes or no is the message, rewritten
+        # ("改成：W0003 提现失败…" without its "改成").
+        text = ctx.message.text.strip()
+        if state.step != "confirm" or not text:
             return UNHANDLED
-        return await self.step_message(ctx, state)
+        words = ctx.knowledge.words
+        if words.leads("correction", text):
+            text = _after_correction(words, text)
+        return self._message(ctx, state, text)
+
+
+def _after_correction(words: Words, text: str) -> str:
+    """The message after the correction word that leads it, as typed (punctuation kept)."""
+    folded = text.lstrip()
+    for phrase in sorted(words.phrases.get("correction", ()), key=len, reverse=True):
+        if folded.lower().startswith(phrase):
+            rest = folded[len(phrase) :].lstrip(" :：,，")
+            return rest or text
+    return text

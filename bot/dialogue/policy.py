@@ -153,7 +153,9 @@ class DialoguePolicy:
         self, ctx: Context, flow: Flow, state: FlowState, text: str, *, clear_only: bool = False
     ) -> Outcome | None:
         withdrawal = read_withdrawal_id(text)
-        if withdrawal is not None and flow.label != Label.STATUS_WITHDRAWAL:
+        # (Not in the message for staff, which is read back as written: "改成：W0003 提现失败…")
+        staff = flow.name == "ticket"
+        if withdrawal is not None and flow.label != Label.STATUS_WITHDRAWAL and not staff:
             # "W0002到了吗" in the middle of a payment link: that withdrawal, then back.
             outcome = await self._flows[self._flow_labels[Label.STATUS_WITHDRAWAL]].start(ctx)
             outcome.suspend = state

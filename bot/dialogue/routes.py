@@ -102,6 +102,11 @@ class Routes:
             ctx.language = language
         if not text:
             return Outcome([ctx.say("empty")])
+        ticket = state is not None and state.name == "ticket"
+        if not ticket and self.knowledge.words.contains("to_person", text):
+            # "两边状态不一样，帮我转人工": a person asked for in so many words, whatever the
+            # rest of the message is about (in the message's language).
+            return await self._run(ctx, _Route(self.router.commands["human"]))
         # An upset or urgent message is read for what it asks; its tone gets the
         # acknowledgement (`bot/handlers/tone.py`).
         asked = calm(self.knowledge.words, text)
@@ -277,12 +282,16 @@ class Routes:
             # Cancelling the message being written for staff cancels the handoff it is for.
             ticket = ticket_open and self.people
             return _Route(_back_to_bot) if ticket else _Route(self.router.commands["cancel"])
+        if ticket_open:
+            # The message for staff is free text: "我的店铺怎么绑定不了" is what they will read.
+            return None
         code = bind_code_in(text)
         if code is not None:
             return _Route(self.router.commands["bind"], code)
         if words.contains("bind_how", text):
-            # "去哪找绑定码", "how do I link this chat to my shop?": how to bind, and where.
-            return _Route(self.router.commands["bind"])
+            # "去哪找绑定码", "how do I link this chat to my shop?": how to bind, and where;
+            # "482913 is my bind code" is the code itself.
+            return _Route(self.router.commands["bind"], asked_code_in(text) or "")
         return None
 
     async def _run(self, ctx: Context, route: _Route) -> Outcome:

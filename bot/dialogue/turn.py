@@ -56,6 +56,7 @@ from bot.escalation.service import priority_of
 from bot.faq.knowledge import Knowledge
 from bot.handlers.tone import acknowledgement
 from bot.nlu.matcher import Matcher
+from bot.nlu.words import BACK_IN_PASSING
 from bot.outcomes.expected import expected_from
 from bot.platform.gateway import PlatformRejected, PlatformUnavailable
 from bot.privacy import contains_password
@@ -92,8 +93,12 @@ class Decider:
         if recent_messages >= ctx.settings.rate_limit_per_minute:
             return Decision((RateLimited(), Said(ctx.say("rate_limited"))))
         if view.state in (ConversationState.QUEUED, ConversationState.AGENT) and self.people:
-            # Said in passing too: "nvm back to the bot, i figured it out".
-            if self.knowledge.words.back_to_bot(ctx.message.text, in_passing=True):
+            # Said in passing too: "nvm back to the bot, i figured it out", "never mind, I'll
+            # keep asking the bot".
+            words = self.knowledge.words
+            if words.back_to_bot(ctx.message.text, in_passing=True) or words.contains(
+                "continue", ctx.message.text, shortest=BACK_IN_PASSING
+            ):
                 return Decision((ReturnedToBot(from_people=True),))
             # People hold the chat: the bot stays silent and passes the message on, but for a
             # typed password, which it warns about.

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from rapidfuzz import fuzz
+
 from bot.nlu.entities import (
     ORDER_DIGITS,
     ORDER_NO,
@@ -51,6 +53,11 @@ _LAST = {"last", "last one", "最后", "最后一个", "最后那个", "最后�
 # How much else an answer may say beside its ordinal: characters around "第二个", words in all.
 _ORDINAL_REST = 4
 _ORDINAL_WORDS = 4
+
+
+# A Latin option name this long may be typed with a slip and still name it (rapidfuzz ratio).
+_TYPO_MIN_CHARS = 5
+_TYPO_SCORE = 85
 
 
 def _money(value: Decimal | None) -> Decimal | None:
@@ -134,6 +141,10 @@ def read_choice(text: str, options: Sequence[Option]) -> int | None:
     for index, option in enumerate(options):
         if answer == strip_punctuation(fold(option.label)):
             return index
+    # A name typed with a slip ("wang_cahsier"): the one option it is close to.
+    close = [index for index, option in enumerate(options) if _typed_close(answer, option.label)]
+    if len(close) == 1:
+        return close[0]
     words = set(answer.split())
     named = [
         index
@@ -147,7 +158,22 @@ def read_choice(text: str, options: Sequence[Option]) -> int | None:
     spoken = {index: _said(answer, options[index]) for index in named}
     longest = max(spoken.values(), default=0)
     chosen = [index for index, size in spoken.items() if size == longest]
-    return chosen[0] if longest and len(chosen) == 1 else None
+    if longest and len(chosen) == 1:
+        return chosen[0]
+    return None
+
+
+def _typed_close(answer: str, label: str) -> bool:
+    """The answer is the option's Latin name with a typo or two ("wang_cahsier")."""
+    name = _compact(label)
+    typed = _compact(answer)
+    if not (name.isascii() and typed.isascii()) or len(name) < _TYPO_MIN_CHARS:
+        return False
+    return fuzz.ratio(typed, name) >= _TYPO_SCORE
+
+
+def _compact(text: str) -> str:
+    return strip_punctuation(fold(text)).replace(" ", "").replace("_", "")
 
 
 def _said(answer: str, option: Option) -> int:

@@ -39,6 +39,7 @@ MARKERS = (
     "take_back",
     "ask_help",
     "language_ask",
+    "to_person",
 )
 KINDS = (*ANSWERS, *MARKERS)
 # Kinds added after knowledge versions were first published: a version without them loads.
@@ -53,6 +54,7 @@ LATER_KINDS = (
     "take_back",
     "ask_help",
     "language_ask",
+    "to_person",
 )
 # The shortest back-to-the-bot phrase that counts when said in passing, inside a longer message
 # ("返回机器人", "back to the bot"; not "back" in "call me back").
