@@ -23,7 +23,18 @@ ANSWERS = (
     "leave_message",
     "unclear",
 )
+# Markers added after knowledge versions were first published (see `LATER_KINDS`).
 # `about_reply`: the words that may stand beside `unclear` ("这个回答我没看懂", "your answer").
+_LATER_MARKERS = (
+    "about_reply",
+    "vague",
+    "that_one",
+    "merchant_side",
+    "take_back",
+    "ask_help",
+    "language_ask",
+    "to_person",
+)
 MARKERS = (
     "correction",
     "upset",
@@ -32,30 +43,11 @@ MARKERS = (
     "digression",
     "bind_how",
     "question",
-    "about_reply",
-    "vague",
-    "that_one",
-    "merchant_side",
-    "take_back",
-    "ask_help",
-    "language_ask",
-    "to_person",
+    *_LATER_MARKERS,
 )
 KINDS = (*ANSWERS, *MARKERS)
 # Kinds added after knowledge versions were first published: a version without them loads.
-LATER_KINDS = (
-    "resume",
-    "leave_message",
-    "unclear",
-    "about_reply",
-    "vague",
-    "that_one",
-    "merchant_side",
-    "take_back",
-    "ask_help",
-    "language_ask",
-    "to_person",
-)
+LATER_KINDS = ("resume", "leave_message", "unclear", *_LATER_MARKERS)
 # The shortest back-to-the-bot phrase that counts when said in passing, inside a longer message
 # ("返回机器人", "back to the bot"; not "back" in "call me back").
 BACK_IN_PASSING = 5
