@@ -708,3 +708,14 @@ async def test_a_login_typed_with_a_slip_is_confirmed_by_its_real_name(merchant:
     confirm = await merchant.say("wang_cahsier")
     (at,) = confirm.of(FlowAt)
     assert (at.step, at.slots["login"]) == ("confirm", "wang_cashier")
+
+
+async def test_the_last_one_is_the_last_withdrawal_not_the_more_button(merchant: Talk) -> None:
+    await merchant.say("check my withdrawals")
+    picked = await merchant.say("the last one")
+    assert picked.templates == ["flows/withdrawal/status"]
+
+
+async def test_asking_whether_a_person_can_look_hands_off(merchant: Talk) -> None:
+    decision = await merchant.say("the bank shows it failed. can a person look at this?")
+    assert decision.of(HandoffRequested)

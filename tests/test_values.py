@@ -134,3 +134,12 @@ def test_an_amount_typed_as_people_do_is_one_amount_proof() -> None:
     assert read_proofs("付了五十三块") == [Proof(ProofKind.AMOUNT, "53.00")]
     assert read_proofs("尾号0005") == [Proof(ProofKind.PHONE, "0005")]  # 4 digits: the phone
     assert read_proofs("第2个") == []  # a position, not an amount
+
+
+def test_hundreds_after_digits_and_positions_in_the_list() -> None:
+    from bot.nlu.values import Option, read_choice
+
+    assert read_amount("不对不对，1百") == Decimal("100.00")
+    options = [Option("W0004", "a"), Option("W0001", "b"), Option("W0003", "c")]
+    assert read_choice("最上面那个", options) == 0
+    assert read_choice("最下面那个", options) == 2

@@ -336,7 +336,11 @@ class Routes:
                 return no[0]
         # "第二个" counts among the open question's own options (a flow's buttons), not the
         # "was this helpful?" and related-question buttons of an answer given on the way.
-        own = [pair for pair in offered if pair[1].startswith("flow:")] or offered
+        own = [
+            pair
+            for pair in offered
+            if pair[1].startswith("flow:") and not pair[1].startswith("flow:more")
+        ] or offered
         index = read_position(text, len(own))
         if index is not None:
             return own[index][1]

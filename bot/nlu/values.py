@@ -29,11 +29,11 @@ from bot.nlu.words import Words
 CENT = Decimal("0.01")
 # A bare number with an optional multiplier: 45, 45.5, 1,200, 1.2k, 1.5w, 3千, 1万.
 _BARE = re.compile(
-    r"(?<![0-9a-z.-])(\d{1,9}(?:,\d{3})*(?:\.\d{1,2})?)\s*(k|w|千|万)?(?![0-9a-z.])|"
+    r"(?<![0-9a-z.-])(\d{1,9}(?:,\d{3})*(?:\.\d{1,2})?)\s*(k|w|百|千|万)?(?![0-9a-z.])|"
     rf"([{CHINESE_NUMERAL_CHARS}]+)",
 )
 _UNIT_CHARS = frozenset("十百千万")
-_MULTIPLIERS = {None: 1, "": 1, "k": 1000, "千": 1000, "w": 10_000, "万": 10_000}
+_MULTIPLIERS = {None: 1, "": 1, "k": 1000, "百": 100, "千": 1000, "w": 10_000, "万": 10_000}
 # 45块5, 3块8毛: whole yuan and tenths (the NLU's entity rules cover the forms with a unit).
 _ORDINALS_ZH = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8}
 _ORDINAL_ZH = re.compile(r"第\s*([一二两三四五六七八\d])\s*(?:个|笔|项|条|张|单)?")
@@ -49,7 +49,21 @@ _ORDINALS_EN = {
     "fifth": 5,
     "5th": 5,
 }
-_LAST = {"last", "last one", "最后", "最后一个", "最后那个", "最后一笔"}
+_LAST = {
+    "last",
+    "last one",
+    "最后",
+    "最后一个",
+    "最后那个",
+    "最后一笔",
+    "最下面那个",
+    "最下面的",
+    "最底下那个",
+    "bottom one",
+    "the bottom one",
+}
+# The first by where it stands in the list ("最上面那个", "the top one").
+_FIRST = {"最上面那个", "最上面的", "最上面", "top one", "the top one"}
 # How much else an answer may say beside its ordinal: characters around "第二个", words in all.
 _ORDINAL_REST = 4
 _ORDINAL_WORDS = 4
@@ -221,6 +235,8 @@ def _ordinal(answer: str, count: int) -> int | None:
     first") picks nothing."""
     if answer in _LAST:
         return count - 1
+    if answer in _FIRST:
+        return 0
     match = _ORDINAL_ZH.search(answer)
     if match is not None and len(answer.replace(" ", "")) - len(match.group(0)) > _ORDINAL_REST:
         match = None
