@@ -719,3 +719,10 @@ async def test_the_last_one_is_the_last_withdrawal_not_the_more_button(merchant:
 async def test_asking_whether_a_person_can_look_hands_off(merchant: Talk) -> None:
     decision = await merchant.say("the bank shows it failed. can a person look at this?")
     assert decision.of(HandoffRequested)
+
+
+async def test_a_withdrawal_picked_by_the_day_it_was_requested(merchant: Talk) -> None:
+    await merchant.say("check my withdrawals")
+    picked = await merchant.say("the one from yesterday")  # W0001, requested a day ago
+    assert picked.templates == ["flows/withdrawal/status"]
+    assert "W0001" in picked.replies[0].text

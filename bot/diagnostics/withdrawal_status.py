@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import date, tzinfo
 from typing import Any, ClassVar
 
 from bot.context import Context, FlowState, Outcome
@@ -25,14 +26,25 @@ PAGE = 3  # withdrawals offered at once, most recent first; a "more" button show
 AMOUNT_SEARCH = 20  # how far back "the 2500 one" looks for a withdrawal of that amount
 
 
-def _named_by(withdrawal: Withdrawal) -> tuple[str, ...]:
-    """Words that pick a withdrawal out of a list: its status ("the failed one", "失败的")."""
-    return {
+# The day a withdrawal was requested, as people name it, by how many days before today.
+_DAYS_AGO = {
+    0: ("today", "今天"),
+    1: ("yesterday", "昨天", "昨日"),
+    2: ("前天",),
+}
+
+
+def _named_by(withdrawal: Withdrawal, today: date, zone: tzinfo) -> tuple[str, ...]:
+    """Words that pick a withdrawal out of a list: its status ("the failed one", "失败的") and
+    the day it was requested ("the one from yesterday", "昨天那笔")."""
+    status = {
         WithdrawalStatus.FAILED: ("failed", "失败", "没成功"),
         WithdrawalStatus.PAID: ("paid", "arrived", "到账", "已到"),
         WithdrawalStatus.PROCESSING: ("processing", "处理中"),
         WithdrawalStatus.REQUESTED: ("requested", "new", "latest", "刚提交", "最新", "刚申请"),
     }.get(withdrawal.status, ())
+    ago = (today - withdrawal.requested_at.astimezone(zone).date()).days
+    return (*status, *_DAYS_AGO.get(ago, ()))
 
 
 class WithdrawalStatusFlow(Flow):
@@ -101,7 +113,10 @@ class WithdrawalStatusFlow(Flow):
                 wanted = same[0].id
             else:
                 recent = listed[offset : offset + PAGE]
-                options = [Option(w.id, f"flow:pick:{w.id}", _named_by(w)) for w in recent]
+                today = ctx.now.astimezone(ctx.zone).date()
+                options = [
+                    Option(w.id, f"flow:pick:{w.id}", _named_by(w, today, ctx.zone)) for w in recent
+                ]
                 index = read_choice(ctx.message.text, options)
                 wanted = recent[index].id if index is not None else None
         if not wanted:
