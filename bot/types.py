@@ -57,6 +57,10 @@ class Label(StrEnum):
         return self in FAQ_LABELS
 
 
+# Greetings, thanks and goodbyes: said, never asked.
+CHITCHAT_LABELS: frozenset[Label] = frozenset(
+    {Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE}
+)
 FAQ_LABELS: frozenset[Label] = frozenset(
     label
     for label in Label

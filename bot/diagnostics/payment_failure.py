@@ -97,18 +97,12 @@ class PaymentFailureFlow(OrderLookupFlow):
             paid = order.status == OrderStatus.PAID
             # The channel disagrees with the platform: the next step is on a button, a re-sync
             # for the merchant (as on the order's summary), a person for anyone.
-            next_steps = (
-                ()
-                if order.in_sync
-                else (
-                    *(
-                        (Button(ctx.ui("order_resync"), f"order:sync:{order.order_no}"),)
-                        if ctx.identity.is_merchant
-                        else ()
-                    ),
-                    ctx.human_button(),
-                )
-            )
+            next_steps: list[Button] = []
+            if not order.in_sync:
+                if ctx.identity.is_merchant:
+                    resync = Button(ctx.ui("order_resync"), f"order:sync:{order.order_no}")
+                    next_steps.append(resync)
+                next_steps.append(ctx.human_button())
             reply = ctx.say(
                 "flows/payment_failure/no_failure",
                 *next_steps,

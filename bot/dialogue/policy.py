@@ -35,12 +35,12 @@ from bot.context import Context, FlowState, Outcome, SuspendedFrame
 from bot.diagnostics.flow import PROMPT, Flow, Slot
 from bot.handlers.orders import order_summary
 from bot.nlu.entities import ORDER_DIGITS, ORDER_NO, WITHDRAWAL_ID
-from bot.nlu.matcher import Matcher
+from bot.nlu.matcher import TOPIC_REFUSALS, Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.requests import marker_key
 from bot.nlu.values import read_amount, read_order_no, read_withdrawal_id, read_yes_no
 from bot.routing import UNHANDLED
-from bot.types import Button, Label, Parse
+from bot.types import CHITCHAT_LABELS, Button, Label, Parse
 
 # How sure the NLU must be before a message inside a flow is taken as a new subject.
 SWITCH_SCORE = 0.25
@@ -54,11 +54,7 @@ FAQ_DIGRESSION_SCORE = 0.25
 CLEAR_QUESTION_SCORE = 0.4
 # A question marked as asked on the side ("顺便问下", "btw") is answered at a lower score.
 ASIDE_SCORE = 0.15
-# Why the NLU refused a message about something the bot does not cover (see
-# `bot/handlers/fallback.py`).
-_OUTSIDE = frozenset({"out_of_scope_example", "foreign_topic"})
 _PLEASANTRIES = frozenset({Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS})
-_CHITCHAT = _PLEASANTRIES | {Label.CHITCHAT_BYE}
 # Steps that wait for a value typed in (not a choice among buttons or a yes/no).
 _VALUE_SLOTS = frozenset({Slot.AMOUNT, Slot.ORDER_NO, Slot.PROOF, Slot.WITHDRAWAL_ID, Slot.LOGIN})
 # Labels for which an order number in the message is the flow's own business.
@@ -175,7 +171,7 @@ class DialoguePolicy:
         leavable = step is not None and (
             step.optional or step.slot == Slot.CHOICE or _offered_picks(state)
         )
-        if label in _CHITCHAT and parse.score >= PLEASANTRY_SCORE and leavable:
+        if label in CHITCHAT_LABELS and parse.score >= PLEASANTRY_SCORE and leavable:
             # "ok thx" under an offer the user may leave, or at a choice among buttons: the
             # conversation is done (where only a typed value is asked, a thanks keeps the
             # question).
@@ -186,7 +182,7 @@ class DialoguePolicy:
             outcome = await self._route(ctx)
             return self.back(ctx, flow, state, outcome)
         if label == Label.OUT_OF_SCOPE:
-            if not (aside or (_is_question(ctx, text) and parse.reason in _OUTSIDE)):
+            if not (aside or (_is_question(ctx, text) and parse.reason in TOPIC_REFUSALS)):
                 return None
             # "顺便问下 你们能开发票不": a question asked on the side that the bot cannot
             # answer is told so, and the open question comes again.
@@ -232,8 +228,8 @@ class DialoguePolicy:
     async def take_back(self, ctx: Context, frame: SuspendedFrame) -> Outcome:
         """ "no wait, I didn't mean to cancel", "还是要吧，100块的" right after a cancel: the
         flow back where it was, with the new value if the message gives one."""
-        flow = self._flows[str(frame["flow"])]
-        state = FlowState(flow.name, str(frame["step"]), dict(frame.get("slots") or {}))
+        state = frame_state(frame)
+        flow = self._flows[state.name]
         for step in (flow.correct, flow.resume):
             result = await step(ctx, state)
             if result is not UNHANDLED:
@@ -243,9 +239,9 @@ class DialoguePolicy:
     async def into_suspended(self, ctx: Context, text: str) -> Outcome | None:
         """A value alone ("300", an order number) while a suspended flow is offered back, and
         it is what that flow's open step asks: the flow taken up again with it."""
-        frame = ctx.conversation.suspended[-1]
-        flow = self._flows.get(str(frame["flow"]))
-        step = flow.steps.get(str(frame["step"])) if flow is not None else None
+        state = frame_state(ctx.conversation.suspended[-1])
+        flow = self._flows.get(state.name)
+        step = flow.steps.get(state.step) if flow is not None else None
         if flow is None or step is None or step.slot not in _VALUE_SLOTS:
             return None
         order_no, withdrawal = read_order_no(text), read_withdrawal_id(text)
@@ -254,7 +250,6 @@ class DialoguePolicy:
         )
         if not alone:
             return None
-        state = FlowState(flow.name, str(frame["step"]), dict(frame.get("slots") or {}))
         result = await flow.resume(ctx, state)
         if result is UNHANDLED:
             return None
@@ -275,7 +270,7 @@ class DialoguePolicy:
         # BT..." leaning to bye) is not what the message is about: the entity is.
         clear = (
             parse.label != Label.OUT_OF_SCOPE
-            and parse.label not in _CHITCHAT
+            and parse.label not in CHITCHAT_LABELS
             and parse.score >= SWITCH_SCORE
         )
         rest = _rest(text, order_no, withdrawal)
@@ -360,6 +355,11 @@ def _leaning_question(ctx: Context, text: str, parse: Parse) -> Parse:
         return parse
     ctx.parse = replace(parse, label=best.label, score=best.score, reason=None)
     return ctx.parse
+
+
+def frame_state(frame: SuspendedFrame) -> FlowState:
+    """A flow kept aside (suspended, or just cancelled) as its handlers see it."""
+    return FlowState(str(frame["flow"]), str(frame["step"]), dict(frame.get("slots") or {}))
 
 
 def _offered_picks(state: FlowState) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from bot.context import Context, FlowState, Identity, Outcome
 from bot.diagnostics.registry import FLOWS
 from bot.dialogue.events import CANCELLED, OFFERED
-from bot.dialogue.policy import DialoguePolicy
+from bot.dialogue.policy import PLEASANTRY_SCORE, DialoguePolicy, frame_state
 from bot.faq.knowledge import Knowledge
 from bot.handlers.binding import asked_code_in, bind_code_in
 from bot.handlers.commands import language_word
@@ -25,11 +25,10 @@ from bot.handlers.tone import calm, tone_of
 from bot.nlu.language import detect_language
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
-from bot.nlu.requests import marker_key
 from bot.nlu.values import read_amount, read_order_no, read_position, read_yes_no
 from bot.nlu.words import Words, phrase_key
 from bot.routing import UNHANDLED, Handler, Result, Router
-from bot.types import Alternative, Label, Language, Parse
+from bot.types import CHITCHAT_LABELS, Alternative, Label, Language, Parse
 
 # How far behind the NLU's label a flow's label may be, and how sure at least, for an upset
 # merchant's message to be read as about its own data.
@@ -38,10 +37,6 @@ UPSET_FLOOR = 0.2
 # Below this score a vague message ("上次那个 你懂的") is not taken for the topic it leans to;
 # for a pleasantry, below this one.
 VAGUE_SCORE = 0.4
-PLEASANTRY_SCORE = 0.5
-_NOT_GUESSED = frozenset(
-    {Label.OUT_OF_SCOPE, Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE}
-)
 # How far behind a merchant's flow a customer's may be, for a chat with no merchant bound.
 CUSTOMER_MARGIN = 0.05
 _MERCHANT_FLOWS = frozenset(
@@ -167,15 +162,14 @@ class Routes:
         move = self.knowledge.requests.moves.get(parse.label)
         if move is None or move.kind != "request" or parse.reason is not None:
             return parse
-        key = marker_key(text)
-        short = len(key.split()) <= _NAMED_WORDS if key.isascii() else len(key) <= _NAMED_CHARS
+        short = _few(text, _NAMED_WORDS, _NAMED_CHARS)
         if not short or self.knowledge.words.contains("question", text) or "?" in text:
             return parse
         return replace(parse, label=move.target)
 
     def _pleasantry(self, text: str) -> bool:
         parse = self.matcher.parse(text)
-        return parse.label in _NOT_GUESSED and parse.label != Label.OUT_OF_SCOPE
+        return parse.label in CHITCHAT_LABELS
 
     def _vague(self, text: str, parse: Parse) -> Parse:
         """ "就是那个啊 上次那个 你懂的", "the thing from yesterday, u know what i mean": a
@@ -354,13 +348,19 @@ class Routes:
 def _vague_score(label: Label) -> float:
     """How sure the matcher must be for a vague message to keep its label: a pleasantry
     ("就那个，你知道的" leaning to thanks) is short and unmistakable when it is one."""
-    return PLEASANTRY_SCORE if label in _NOT_GUESSED else VAGUE_SCORE
+    return PLEASANTRY_SCORE if label in CHITCHAT_LABELS else VAGUE_SCORE
+
+
+def _few(text: str, words: int, chars: int) -> bool:
+    """A message of at most `words` English words, or `chars` characters once it has Chinese
+    (punctuation and spaces as in the compared form)."""
+    key = phrase_key(text)
+    return len(key.split()) <= words if key.isascii() else len(key) <= chars
 
 
 def _short(text: str) -> bool:
     """A message of a few words: what a fixed question ("what can you do") is asked in."""
-    key = phrase_key(text)
-    return len(key.split()) <= _SHORT_WORDS if key.isascii() else len(key) <= _SHORT_CHARS
+    return _few(text, _SHORT_WORDS, _SHORT_CHARS)
 
 
 def _offered(ctx: Context, action: str) -> bool:
@@ -374,8 +374,7 @@ def _resumes(words: Words, text: str) -> bool:
     no or cancel in it."""
     if words.means("resume", text, along=("yes",)):
         return True
-    key = phrase_key(text)
-    short = len(key.split()) <= _RESUME_WORDS if key.isascii() else len(key) <= _RESUME_CHARS
+    short = _few(text, _RESUME_WORDS, _RESUME_CHARS)
     refused = any(words.contains(kind, text) for kind in ("no", "cancel", "question"))
     return short and not refused and words.contains("resume", text, shortest=_RESUME_SHORTEST)
 
@@ -387,11 +386,7 @@ def _customers_view(parse: Parse) -> Parse:
     which needs no binding."""
     if parse.label not in _MERCHANT_FLOWS:
         return parse
-    close = parse.score - CUSTOMER_MARGIN
-    theirs = next(
-        (a for a in parse.alternatives if a.label in _CUSTOMER_FLOWS and a.score >= close), None
-    )
-    return replace(parse, label=theirs.label, score=theirs.score) if theirs else parse
+    return _lifted(parse, _CUSTOMER_FLOWS, CUSTOMER_MARGIN)
 
 
 def _own_data(parse: Parse) -> Parse:
@@ -400,13 +395,15 @@ def _own_data(parse: Parse) -> Parse:
     withdrawals work; the general fact is what an unbound chat hears)."""
     if parse.label in _FLOW_LABELS:
         return parse
-    close = parse.score - UPSET_MARGIN
-    live = next(
-        (a for a in parse.alternatives if a.label in _FLOW_LABELS and a.score >= close), None
-    )
-    if live is None or live.score < UPSET_FLOOR:
-        return parse
-    return replace(parse, label=live.label, score=live.score)
+    return _lifted(parse, _FLOW_LABELS, UPSET_MARGIN, floor=UPSET_FLOOR)
+
+
+def _lifted(parse: Parse, labels: frozenset[Label], margin: float, *, floor: float = 0.0) -> Parse:
+    """`parse` moved to the best of its alternatives among `labels` that is at most `margin`
+    behind it and scores at least `floor`; `parse` itself when there is none."""
+    close = max(parse.score - margin, floor)
+    found = next((a for a in parse.alternatives if a.label in labels and a.score >= close), None)
+    return replace(parse, label=found.label, score=found.score) if found else parse
 
 
 def flow_state(ctx: Context) -> FlowState | None:
@@ -423,7 +420,7 @@ def _resume(ctx: Context, yes: bool) -> Outcome:
     if not ctx.conversation.suspended:
         return Outcome([ctx.say("stale_action")])
     frame = ctx.conversation.suspended[-1]
-    state = FlowState(str(frame["flow"]), str(frame["step"]), dict(frame.get("slots") or {}))
+    state = frame_state(frame)
     flow = FLOWS[state.name]
     if not yes:
         reply = ctx.say("dialogue/resume_dropped", flow=ctx.ui(f"flow_{flow.name}"))

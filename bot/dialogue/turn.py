@@ -61,11 +61,10 @@ from bot.outcomes.expected import expected_from
 from bot.platform.gateway import PlatformRejected, PlatformUnavailable
 from bot.privacy import contains_password
 from bot.routing import Router
-from bot.types import Button, ConversationState, Label, Reply
+from bot.types import CHITCHAT_LABELS, Button, ConversationState, Reply
 
 log = logging.getLogger(__name__)
 
-_PLEASANTRIES = frozenset({Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE})
 # Flows waiting below the open one; a deeper digression forgets the oldest.
 MAX_SUSPENDED = 3
 # Unsolved messages in a row after which a person is offered.
@@ -200,7 +199,7 @@ class Decider:
         if outcome.return_to_bot:
             events.append(ReturnedToBot())
         failures = 0 if outcome.solved else view.failures + 1
-        asked_again = ctx.parse is not None and ctx.parse.label not in _PLEASANTRIES
+        asked_again = ctx.parse is not None and ctx.parse.label not in CHITCHAT_LABELS
         unsolved = not outcome.solved and failures >= OFFER_AFTER
         # After "not helpful", asking again gets a person offered beside the answer; a flow
         # the next message starts is the user moving on, not asking again.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bot.context import Context, Outcome
 from bot.routing import Result, Router
-from bot.types import Label
+from bot.types import CHITCHAT_LABELS, Label
 
 router = Router("fallback")
 
@@ -22,9 +22,7 @@ OUTSIDE = frozenset({"out_of_scope_example", "foreign_topic", "no_match"})
 # example that only just won ("提现要手续费吗" ~ "微信支付提现要手续费吗") leaves the
 # suggestion of our own fees worth offering.
 NEAR_GAP = 0.05
-_NOT_SUGGESTED = frozenset(
-    {Label.OUT_OF_SCOPE, Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE}
-)
+_NOT_SUGGESTED = CHITCHAT_LABELS | {Label.OUT_OF_SCOPE}
 
 
 def fallback(ctx: Context) -> Outcome:

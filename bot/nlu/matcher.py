@@ -438,7 +438,7 @@ class Matcher:
         (the best clause accepted with at least `clause_min_score`). A whole text that out-of-scope
         examples match best is not rescued by a clause of it, unless it shares none of their
         foreign words (a freelancer's story that happens to sound like "sell on Taobao")."""
-        if whole.reason in _TOPIC_REFUSALS and whole.grounded:
+        if whole.reason in TOPIC_REFUSALS and whole.grounded:
             return whole
         clauses = self._clause_words.split(marked)
         if len(clauses) < 2:
@@ -460,14 +460,9 @@ class Matcher:
             if not body.strip():
                 continue
             decision = self._decide(body)
-            if asks and decision.reason in _TOPIC_REFUSALS:
+            if asks and decision.reason in TOPIC_REFUSALS:
                 return decision
-            if (
-                rescue
-                and decision.reason is None
-                and decision.score >= self.config.clause_min_score
-                and decision.score > best_value
-            ):
+            if rescue and self._rescues(decision, best_value):
                 best, best_value = decision, decision.score
         if best is whole and rescue:
             return self._asking_clause(clauses, at, whole)
@@ -487,13 +482,18 @@ class Matcher:
                 continue
             body = self._comparable(clause.text)
             decision = self._decide(body) if body.strip() else whole
-            if (
-                decision.reason is None
-                and decision.score >= self.config.clause_min_score
-                and decision.score > best_value
-            ):
+            if self._rescues(decision, best_value):
                 best, best_value = decision, decision.score
         return best
+
+    def _rescues(self, clause: _Decision, best: float) -> bool:
+        """A clause's decision rescues a refused message: accepted, with at least
+        `clause_min_score`, and better than the best clause so far."""
+        return (
+            clause.reason is None
+            and clause.score >= self.config.clause_min_score
+            and clause.score > best
+        )
 
     def _across_boundary(self, marked: str, decision: _Decision) -> _Decision:
         """A topic label moved to its flow by a request marker (`knowledge/requests.yaml`):
@@ -569,7 +569,7 @@ def _mood_pattern(knowledge: Knowledge) -> re.Pattern[str] | None:
 
 
 # Refusals because the text is about something the bot does not cover.
-_TOPIC_REFUSALS = frozenset({"out_of_scope_example", "foreign_topic"})
+TOPIC_REFUSALS = frozenset({"out_of_scope_example", "foreign_topic"})
 _AMOUNT_MARK = PLACEHOLDERS["amount"]
 # Letters repeated three times or more, for emphasis ("hiii", "pleeease").
 _REPEATED = re.compile(r"([a-z])\1{2,}")

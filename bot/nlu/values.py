@@ -156,7 +156,8 @@ def read_choice(text: str, options: Sequence[Option]) -> int | None:
         if answer == strip_punctuation(fold(option.label)):
             return index
     # A name typed with a slip ("wang_cahsier"): the one option it is close to.
-    close = [index for index, option in enumerate(options) if _typed_close(answer, option.label)]
+    typed = _compact(answer)
+    close = [index for index, option in enumerate(options) if _typed_close(typed, option.label)]
     if len(close) == 1:
         return close[0]
     words = set(answer.split())
@@ -172,15 +173,12 @@ def read_choice(text: str, options: Sequence[Option]) -> int | None:
     spoken = {index: _said(answer, options[index]) for index in named}
     longest = max(spoken.values(), default=0)
     chosen = [index for index, size in spoken.items() if size == longest]
-    if longest and len(chosen) == 1:
-        return chosen[0]
-    return None
+    return chosen[0] if longest and len(chosen) == 1 else None
 
 
-def _typed_close(answer: str, label: str) -> bool:
-    """The answer is the option's Latin name with a typo or two ("wang_cahsier")."""
+def _typed_close(typed: str, label: str) -> bool:
+    """The answer (`_compact`) is the option's Latin name with a typo or two ("wang_cahsier")."""
     name = _compact(label)
-    typed = _compact(answer)
     if not (name.isascii() and typed.isascii()) or len(name) < _TYPO_MIN_CHARS:
         return False
     return fuzz.ratio(typed, name) >= _TYPO_SCORE
