@@ -639,6 +639,20 @@ async def test_what_can_you_do_is_answered_inside_a_flow_too(merchant: Talk) -> 
     assert merchant.flow == ("payment_link", "amount")
 
 
+async def test_asking_whether_the_bot_is_a_person_is_answered_not_handed_off(
+    merchant: Talk,
+) -> None:
+    await merchant.say("I need a payment link")
+    told = await merchant.say("wait, are you a real person or a bot?")
+    assert told.templates == ["dialogue/who_i_am", "dialogue/back_to_flow"]
+    assert any(b.action == "human" for b in told.replies[0].buttons)
+    assert merchant.flow == ("payment_link", "amount") and not told.of(HandoffRequested)
+    plain = await merchant.say("cancel")
+    assert merchant.flow == (None, None) and plain.templates == ["cancelled"]
+    assert (await merchant.say("你是机器人吗")).templates == ["dialogue/who_i_am"]
+    assert (await merchant.say("I want a real person please")).of(HandoffRequested)
+
+
 async def test_asking_for_a_language_in_words_switches_to_it(merchant: Talk) -> None:
     await merchant.say("hello")
     switched = await merchant.say("可以说中文吗？")

@@ -34,6 +34,10 @@ from bot.nlu.values import (
         ("改成三百", "300.00"),
         ("payment link for 40 please", "40.00"),
         ("订单BT2026112600000001 88.5", "88.50"),
+        ("a link for eighty eight please", "88.00"),
+        ("make it two hundred and fifty", "250.00"),
+        ("forty-five point five", "45.50"),
+        ("a hundred bucks", "100.00"),
     ],
 )
 def test_amounts_in_the_forms_people_type(text: str, amount: str) -> None:
@@ -41,7 +45,19 @@ def test_amounts_in_the_forms_people_type(text: str, amount: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "hello", "12.345", "0", "-5", "88 or 99", "BT2026112600000001"]
+    "text",
+    [
+        "",
+        "hello",
+        "12.345",
+        "0",
+        "-5",
+        "88 or 99",
+        "BT2026112600000001",
+        "the one from yesterday",
+        "someone paid twice",
+        "fifty or sixty",
+    ],
 )
 def test_what_is_not_one_amount(text: str) -> None:
     assert read_amount(text) is None

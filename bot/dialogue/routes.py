@@ -49,6 +49,9 @@ _NAMED_CHARS = 6
 # A short message: at most this many English words or characters.
 _SHORT_WORDS = 8
 _SHORT_CHARS = 16
+# What a question about the bot itself may say around it ("wait, are you a real person or a bot?").
+_ASK_WORDS = 12
+_ASK_CHARS = 24
 # A short message that goes back to a suspended flow in passing: at most this many words or
 # characters, in phrases at least this long ("go back", "回到"; not "back").
 _RESUME_WORDS = 8
@@ -98,7 +101,13 @@ class Routes:
         if not text:
             return Outcome([ctx.say("empty")])
         ticket = state is not None and state.name == "ticket"
-        if not ticket and self.knowledge.words.contains("to_person", text):
+        words = self.knowledge.words
+        if not ticket and _few(text, _ASK_WORDS, _ASK_CHARS) and words.contains("ask_bot", text):
+            # "are you a real person or a bot?": said plainly, with the way to a person, and
+            # the open question again (asking what the bot is is not asking for a person).
+            told = Outcome([ctx.say("dialogue/who_i_am", ctx.human_button())])
+            return self.policy.back(ctx, FLOWS[state.name], state, told) if state else told
+        if not ticket and words.contains("to_person", text):
             # "两边状态不一样，帮我转人工": a person asked for in so many words, whatever the
             # rest of the message is about (in the message's language).
             return await self._run(ctx, _Route(self.router.commands["human"]))
@@ -111,11 +120,15 @@ class Routes:
             if state is not None:
                 return FLOWS[state.name].retry(ctx, state, unclear=True)
             return unclear(ctx)
-        words = self.knowledge.words
         if _short(asked) and words.contains("ask_help", asked):
             # "what can you do?", "你能帮我做什么": what the bot does, then the open question.
             helped = Outcome([ctx.say("help", ctx.human_button())])
             return self.policy.back(ctx, FLOWS[state.name], state, helped) if state else helped
+        if words.means("apology", text, along=("yes",)):
+            # "ok. sorry for shouting", "刚才不好意思": taken in kindly, and the open question
+            # again (an apology is not a question the bot missed).
+            kind = Outcome([ctx.say("dialogue/no_worries")])
+            return self.policy.back(ctx, FLOWS[state.name], state, kind) if state else kind
         if state is not None:
             return await self.policy.in_flow(ctx, state, asked)
         cancelled = ctx.conversation.slots.get(CANCELLED)
@@ -170,6 +183,9 @@ class Routes:
     def _pleasantry(self, text: str) -> bool:
         parse = self.matcher.parse(text)
         return parse.label in CHITCHAT_LABELS
+
+    def _thanks(self, text: str) -> bool:
+        return self.matcher.parse(text).label == Label.CHITCHAT_THANKS
 
     def _vague(self, text: str, parse: Parse) -> Parse:
         """ "就是那个啊 上次那个 你懂的", "the thing from yesterday, u know what i mean": a
@@ -316,8 +332,11 @@ class Routes:
             answers = [a for _, a in offered if a.endswith(wanted)]
             first = [a for a in answers if a.startswith(("flow:", "resume:"))]
             rest = [a for a in answers if not a.startswith("fb:")]
-            if first or rest or answers:
-                return (first or rest or answers)[0]
+            if first or rest:
+                return (first or rest)[0]
+            if answers and not (meaning and self._thanks(text)):
+                # A bare "yes" under "was this helpful?" votes; "好吧，谢谢" thanks.
+                return answers[0]
             # "好的" to "would you like a person?" (the offer's button keeps its reason).
             offer = [a for _, a in offered if a.startswith("human:")]
             if meaning and offer:

@@ -23,7 +23,12 @@ from bot.nlu.entities import (
     order_no_of,
 )
 from bot.nlu.normalize import fold, strip_punctuation
-from bot.nlu.numerals import CHINESE_NUMERAL_CHARS, parse_chinese_number
+from bot.nlu.numerals import (
+    CHINESE_NUMERAL_CHARS,
+    ENGLISH_NUMBER,
+    parse_chinese_number,
+    parse_english_number,
+)
 from bot.nlu.words import Words
 
 CENT = Decimal("0.01")
@@ -84,7 +89,7 @@ def _money(value: Decimal | None) -> Decimal | None:
 
 def read_amount(text: str) -> Decimal | None:
     """The one amount in `text`: with a unit ("260元", "¥45.5", "45块5") or bare ("二百六",
-    "1.2k", "45.5"); None when there is none, or more than one and they differ."""
+    "1.2k", "45.5", "eighty eight"); None when there is none, or more than one and they differ."""
     folded = fold(text)
     amounts = {e.value for e in extract_entities(folded) if e.kind == "amount"}
     if len(amounts) == 1:
@@ -105,6 +110,10 @@ def read_amount(text: str) -> Decimal | None:
             except InvalidOperation:
                 value = None
         money = _money(value)
+        if money is not None:
+            found.add(money)
+    for match in ENGLISH_NUMBER.finditer(folded):
+        money = _money(parse_english_number(match.group(0)))
         if money is not None:
             found.add(money)
     return found.pop() if len(found) == 1 else None

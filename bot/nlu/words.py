@@ -34,6 +34,8 @@ _LATER_MARKERS = (
     "ask_help",
     "language_ask",
     "to_person",
+    "ask_bot",
+    "apology",
 )
 MARKERS = (
     "correction",
