@@ -34,6 +34,19 @@ OFFERED = "_offered"
 UNHELPFUL = "_unhelpful"
 # A flow was cancelled by the last message (its frame): taking the cancel back restores it.
 CANCELLED = "_cancelled"
+# What the last reply was about (`Subject`, from its findings): a follow-up with no number of
+# its own ("为什么失败", "so should i pay again?") is about that order or withdrawal.
+SUBJECT = "_subject"
+
+
+class Subject(TypedDict, total=False):
+    """The one order or withdrawal the last reply was about; `verified`: a customer proved
+    the order in that reply's flow (so the follow-up does not ask for the proof again)."""
+
+    order_no: str
+    withdrawal: str
+    verified: bool
+
 
 Slots: TypeAlias = dict[str, Any]  # a flow's own values, by the names its steps give them
 

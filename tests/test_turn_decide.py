@@ -653,6 +653,44 @@ async def test_asking_whether_the_bot_is_a_person_is_answered_not_handed_off(
     assert (await merchant.say("I want a real person please")).of(HandoffRequested)
 
 
+async def test_a_follow_up_without_a_number_is_about_what_was_just_shown(merchant: Talk) -> None:
+    await merchant.say("BT2026112600000001")
+    why = await merchant.say("为什么失败")
+    assert "flows/payment_failure/explained" in why.templates
+    assert "BT2026112600000001" in why.replies[-1].text
+    await merchant.say("W0003")
+    again = await merchant.say("为啥失败啊")
+    assert again.templates[0] == "flows/withdrawal/status" and "W0003" in again.replies[0].text
+    await merchant.say("W0001")
+    landed = await merchant.say("thanks! when will it land?")
+    assert landed.templates[0] == "flows/withdrawal/status" and "W0001" in landed.replies[0].text
+    await merchant.say("hello")
+    fresh = await merchant.say("为什么失败")  # nothing shown just before: which order?
+    assert fresh.templates == ["flows/payment_failure/pick_order"]
+
+
+async def test_a_customer_follow_up_on_a_proved_order_needs_no_second_proof(
+    customer: Talk,
+) -> None:
+    await customer.say("BT2026112600000013")
+    await customer.say("2222")
+    again = await customer.say("so should i pay again?")
+    assert "flows/ask_verification" not in again.templates
+    assert "BT2026112600000013" in again.replies[-1].text
+    await customer.say("hi")
+    other = await customer.say("did BT2026112600000012 go through?")
+    assert other.templates == ["flows/ask_verification"]
+
+
+async def test_an_amount_typed_at_a_pick_picks_the_record_with_that_amount(
+    merchant: Talk,
+) -> None:
+    await merchant.say("顾客付不了款")
+    picked = await merchant.say("88.5那笔")
+    assert "flows/payment_failure/explained" in picked.templates
+    assert "BT2026112600000001" in picked.replies[-1].text
+
+
 async def test_asking_for_a_language_in_words_switches_to_it(merchant: Talk) -> None:
     await merchant.say("hello")
     switched = await merchant.say("可以说中文吗？")

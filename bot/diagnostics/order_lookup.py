@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from bot.context import Context, FlowState, Outcome
+from bot.context import SUBJECT, Context, FlowState, Outcome, Subject
 from bot.diagnostics.access import (
     Limit,
     merchant_order,
@@ -84,11 +84,27 @@ class OrderLookupFlow(Flow):
                 )
                 return self.asked_again(asked, ctx, self.open_state(ctx))
             return await self.about(ctx, order, {})
+        subject: Subject = ctx.conversation.slots.get(SUBJECT) or {}
+        if subject.get("verified") and subject.get("order_no") == order_no:
+            # A follow-up about the order the customer proved in the last reply ("so should
+            # i pay again?"): the proof holds for it, and only for it.
+            order = await ctx.gateway.get_order(order_no)
+            if order is not None:
+                return self._verified(await self.about(ctx, order, {"verified": True}), order)
         if locked := await verification_locked(ctx):
             return self.locked(ctx, locked)
         return self.wait(
             ctx, "verify", "flows/ask_verification", slots={"order_no": order_no}, order_no=order_no
         )
+
+    @staticmethod
+    def _verified(outcome: Outcome, order: Order) -> Outcome:
+        """A customer's proved order: it is what the reply was about, and the customer hears
+        when its payment arrives (platform notifications)."""
+        outcome.findings["verified"] = True
+        if order.order_no not in outcome.watch_orders:
+            outcome.watch_orders.append(order.order_no)
+        return outcome
 
     def not_verified(
         self, ctx: Context, state: FlowState, replies: list[Reply], wrong: list[str]
@@ -135,7 +151,4 @@ class OrderLookupFlow(Flow):
         order = await ctx.gateway.get_order(order_no)
         if order is None or not proofs[0].matches(order):
             return self.not_verified(ctx, state, not_verified, wrong)
-        outcome = await self.about(ctx, order, {"verified": True})
-        # The customer hears when this order's payment arrives (platform notifications).
-        outcome.watch_orders.append(order.order_no)
-        return outcome
+        return self._verified(await self.about(ctx, order, {"verified": True}), order)

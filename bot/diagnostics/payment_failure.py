@@ -107,6 +107,7 @@ class PaymentFailureFlow(OrderLookupFlow):
                 "flows/payment_failure/no_failure",
                 *next_steps,
                 order_no=order.order_no,
+                amount=str(order.amount),
                 status=order.status.value,
                 paid=paid,
                 in_sync=order.in_sync,

@@ -165,7 +165,7 @@ class DialoguePolicy:
         # Where a value is asked ("some money" for an amount), a message that neither asks
         # nor is marked as asked on the side is a wrong answer to ask again, not a question.
         valued = step is not None and step.slot in _VALUE_SLOTS
-        asks = not valued or aside or _is_question(ctx, text)
+        asks = not valued or aside or is_question(ctx, text)
         if clear_only and not (label.is_faq and parse.score >= question and asks):
             return None
         leavable = step is not None and (
@@ -182,7 +182,7 @@ class DialoguePolicy:
             outcome = await self._route(ctx)
             return self.back(ctx, flow, state, outcome)
         if label == Label.OUT_OF_SCOPE:
-            if not (aside or (_is_question(ctx, text) and parse.reason in TOPIC_REFUSALS)):
+            if not (aside or (is_question(ctx, text) and parse.reason in TOPIC_REFUSALS)):
                 return None
             # "顺便问下 你们能开发票不": a question asked on the side that the bot cannot
             # answer is told so, and the open question comes again.
@@ -351,7 +351,7 @@ def _leaning_question(ctx: Context, text: str, parse: Parse) -> Parse:
     nearer one: the open question comes right after, so a near miss costs little, and asking
     again instead would read as not listening."""
     best = parse.alternatives[0] if parse.alternatives else None
-    if best is None or not best.label.is_faq or not _is_question(ctx, text):
+    if best is None or not best.label.is_faq or not is_question(ctx, text):
         return parse
     ctx.parse = replace(parse, label=best.label, score=best.score, reason=None)
     return ctx.parse
@@ -392,7 +392,7 @@ def _agrees(ctx: Context, text: str) -> bool:
     )
 
 
-def _is_question(ctx: Context, text: str) -> bool:
+def is_question(ctx: Context, text: str) -> bool:
     """A question mark, a question word, or a Chinese question that ends in its "not"
     ("手续费能加到价格里让客人出不", "到了没")."""
     if "?" in text or "？" in text or ctx.knowledge.words.contains("question", text):

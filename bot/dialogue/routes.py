@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from bot.context import Context, FlowState, Identity, Outcome
+from bot.context import SUBJECT, Context, FlowState, Identity, Outcome, Subject
 from bot.diagnostics.registry import FLOWS
 from bot.dialogue.events import CANCELLED, OFFERED
-from bot.dialogue.policy import PLEASANTRY_SCORE, DialoguePolicy, frame_state
+from bot.dialogue.policy import PLEASANTRY_SCORE, DialoguePolicy, frame_state, is_question
 from bot.faq.knowledge import Knowledge
 from bot.handlers.binding import asked_code_in, bind_code_in
 from bot.handlers.commands import language_word
@@ -25,7 +25,13 @@ from bot.handlers.tone import calm, tone_of
 from bot.nlu.language import detect_language
 from bot.nlu.matcher import Matcher
 from bot.nlu.normalize import fold, strip_punctuation
-from bot.nlu.values import read_amount, read_order_no, read_position, read_yes_no
+from bot.nlu.values import (
+    read_amount,
+    read_order_no,
+    read_position,
+    read_withdrawal_id,
+    read_yes_no,
+)
 from bot.nlu.words import Words, phrase_key
 from bot.routing import UNHANDLED, Handler, Result, Router
 from bot.types import CHITCHAT_LABELS, Alternative, Label, Language, Parse
@@ -49,6 +55,19 @@ _NAMED_CHARS = 6
 # A short message: at most this many English words or characters.
 _SHORT_WORDS = 8
 _SHORT_CHARS = 16
+# A follow-up about what was just shown is short ("为什么失败", "can the customer just try
+# again?"); a longer message is a new question with its own details.
+_FOLLOW_UP_WORDS = 10
+_FOLLOW_UP_CHARS = 20
+_ORDER_FOLLOW_UPS = frozenset(
+    {Label.DIAGNOSE_PAYMENT_FAILURE, Label.DIAGNOSE_DATA_SYNC, Label.STATUS_PAYMENT}
+)
+# After a withdrawal's status, "为啥失败啊" is about that withdrawal, not a payment.
+_WITHDRAWAL_FOLLOW_UPS = frozenset(
+    {Label.STATUS_WITHDRAWAL, Label.WITHDRAW_HOW, Label.DIAGNOSE_PAYMENT_FAILURE}
+)
+# The buttons that pick one record, labelled with its amount.
+_PICKS = ("flow:order:", "flow:pick:")
 # What a question about the bot itself may say around it ("wait, are you a real person or a bot?").
 _ASK_WORDS = 12
 _ASK_CHARS = 24
@@ -143,7 +162,7 @@ class Routes:
             resumed = await self.policy.into_suspended(ctx, asked)
             if resumed is not None:
                 return resumed
-        asked = self._that_order(ctx, asked)
+        asked = self._about_subject(ctx, asked)
         entity_first = await self.policy.without_flow(ctx, asked)
         if entity_first is not None:
             return entity_first
@@ -159,14 +178,32 @@ class Routes:
             ctx.language = ctx.parse.language
         return await self.route_label(ctx)
 
-    def _that_order(self, ctx: Context, text: str) -> str:
-        """ "whats going on with this one", "这单怎么回事" right after a reply about one order
-        (its buttons carry its number): the message is about that order."""
-        if read_order_no(text) is not None or not self.knowledge.words.contains("that_one", text):
+    def _about_subject(self, ctx: Context, text: str) -> str:
+        """A follow-up with no number of its own, right after a reply about one order or
+        withdrawal, is about that one: "这单怎么回事" (its buttons carry its number),
+        "为什么失败" after an order's summary, "so should i pay again?" after its status,
+        "那什么时候到" after a withdrawal's. The number is added to the message."""
+        if read_order_no(text) is not None or read_withdrawal_id(text) is not None:
             return text
+        subject: Subject = ctx.conversation.slots.get(SUBJECT) or {}
         offered: list[list[str]] = ctx.conversation.slots.get(OFFERED) or []
         orders = {no for _, action in offered if (no := read_order_no(action)) is not None}
-        return f"{text} {orders.pop()}" if len(orders) == 1 else text
+        if "order_no" in subject:
+            orders.add(subject["order_no"])
+        if len(orders) == 1 and self.knowledge.words.contains("that_one", text):
+            return f"{text} {orders.pop()}"
+        if not subject or not _few(text, _FOLLOW_UP_WORDS, _FOLLOW_UP_CHARS):
+            return text
+        parse = self.matcher.parse(text, ctx.conversation.language)
+        labels = {parse.label}
+        if parse.label in CHITCHAT_LABELS and parse.alternatives and is_question(ctx, text):
+            # "thanks! when will it land?": the thanks and the question after it.
+            labels.add(parse.alternatives[0].label)
+        if "order_no" in subject and labels & _ORDER_FOLLOW_UPS:
+            return f"{text} {subject['order_no']}"
+        if "withdrawal" in subject and labels & _WITHDRAWAL_FOLLOW_UPS:
+            return f"{text} {subject['withdrawal']}"
+        return text
 
     def _named_action(self, ctx: Context, text: str, parse: Parse) -> Parse:
         """A bound merchant who only names what the bot can do for it ("payment link",
@@ -357,11 +394,25 @@ class Routes:
         index = read_position(text, len(own))
         if index is not None:
             return own[index][1]
+        picked = _by_amount(text, own)
+        if picked is not None:
+            return picked
         answer = strip_punctuation(fold(text))
         for label, action in offered:
             if answer and answer == strip_punctuation(fold(label)):
                 return action
         return None
+
+
+def _by_amount(text: str, offered: list[list[str]]) -> str | None:
+    """ "88.5那笔", "the 1000 one": the one order or withdrawal among the buttons whose label
+    shows that amount ("000001 ¥88.50")."""
+    amount = read_amount(text)
+    if amount is None:
+        return None
+    shown = f"¥{amount}"
+    picks = [a for label, a in offered if a.startswith(_PICKS) and label.endswith(shown)]
+    return picks[0] if len(picks) == 1 else None
 
 
 def _vague_score(label: Label) -> float:

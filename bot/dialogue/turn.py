@@ -13,7 +13,7 @@ import logging
 from dataclasses import replace
 from itertools import chain
 
-from bot.context import Context, ConversationView, Outcome
+from bot.context import SUBJECT, Context, ConversationView, Outcome, Subject
 from bot.diagnostics.registry import FLOWS
 from bot.dialogue.events import (
     CANCELLED,
@@ -265,12 +265,25 @@ def stack_after(
     return stack
 
 
+def subject_of(decision: Decision) -> Subject:
+    """The one order or withdrawal this turn's findings are about (none for several)."""
+    for noted in reversed(decision.of(FindingsNoted)):
+        findings = noted.findings
+        if isinstance(order_no := findings.get("order_no"), str):
+            return Subject(order_no=order_no, verified=bool(findings.get("verified")))
+        if isinstance(withdrawal := findings.get("withdrawal"), str):
+            return Subject(withdrawal=withdrawal)
+    return Subject()
+
+
 def view_after(view: ConversationView, decision: Decision) -> ConversationView:
     """The conversation as the decision leaves it, before the people side has its say (a
     handoff out of hours opens the ticket flow): what the writer stores, and what the next
     message is decided against."""
     flow, step = view.flow, view.flow_step
-    slots = {k: v for k, v in view.slots.items() if k not in (OFFERED, UNHELPFUL, CANCELLED)}
+    slots = {
+        k: v for k, v in view.slots.items() if k not in (OFFERED, UNHELPFUL, CANCELLED, SUBJECT)
+    }
     language, pinned, label, pending = (
         view.language,
         view.language_pinned,
@@ -294,6 +307,9 @@ def view_after(view: ConversationView, decision: Decision) -> ConversationView:
         slots[UNHELPFUL] = True
     for cancelled in decision.of(FlowCancelled):
         slots[CANCELLED] = dict(cancelled.frame)
+    subject = subject_of(decision)
+    if subject:
+        slots[SUBJECT] = subject
     buttons = chain.from_iterable(reply.buttons for reply in decision.replies)
     slots[OFFERED] = [[button.label, button.action] for button in buttons]
     return ConversationView(
