@@ -648,7 +648,7 @@ async def test_asking_whether_the_bot_is_a_person_is_answered_not_handed_off(
     assert any(b.action == "human" for b in told.replies[0].buttons)
     assert merchant.flow == ("payment_link", "amount") and not told.of(HandoffRequested)
     plain = await merchant.say("cancel")
-    assert merchant.flow == (None, None) and plain.templates == ["cancelled"]
+    assert merchant.view.flow is None and plain.templates == ["cancelled"]
     assert (await merchant.say("你是机器人吗")).templates == ["dialogue/who_i_am"]
     assert (await merchant.say("I want a real person please")).of(HandoffRequested)
 
