@@ -34,6 +34,9 @@ OFFERED = "_offered"
 UNHELPFUL = "_unhelpful"
 # A flow was cancelled by the last message (its frame): taking the cancel back restores it.
 CANCELLED = "_cancelled"
+# The last reply asked for a bind code (a wrong one, or how to find one): a code sent next
+# with a few words ("sorry typo, 482913") binds.
+ASKED_CODE = "_asked_code"
 # What the last reply was about (`Subject`, from its findings): a follow-up with no number of
 # its own ("为什么失败", "so should i pay again?") is about that order or withdrawal.
 SUBJECT = "_subject"

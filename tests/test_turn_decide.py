@@ -352,6 +352,16 @@ async def test_a_wrong_bind_code_is_asked_again_not_a_failure(customer: Talk) ->
     assert not decision.of(Bound) and not decision.of(Unsolved)
 
 
+async def test_a_code_sent_after_a_wrong_one_binds_and_the_reply_keeps_the_language(
+    customer: Talk,
+) -> None:
+    wrong = await customer.say("hi, the bind code for my shop is 482931")
+    assert wrong.templates == ["bind/wrong_code"] and customer.view.language == "en"
+    again = await customer.say("sorry typo, 482913")
+    assert again.of(Bound) and again.templates[0] == "bind/done"
+    assert (await customer.say("sorry typo, 275160")).templates != ["bind/done"]  # asked once
+
+
 async def test_a_reset_for_several_logins_offers_one_button_each(merchant: Talk) -> None:
     asked = await merchant.say("帮我重置一下密码")
     actions = [b.action for r in asked.replies for b in r.buttons]
@@ -689,6 +699,31 @@ async def test_an_amount_typed_at_a_pick_picks_the_record_with_that_amount(
     picked = await merchant.say("88.5那笔")
     assert "flows/payment_failure/explained" in picked.templates
     assert "BT2026112600000001" in picked.replies[-1].text
+
+
+async def test_a_flow_asked_for_on_the_side_suspends_the_open_one(merchant: Talk) -> None:
+    await merchant.say("帮我开个链接")
+    aside = await merchant.say("哦对了，我们店有个账号登不进去了，你先帮我看看这个")
+    assert merchant.flow == ("login", "account") and aside.of(FlowSuspended)
+
+
+async def test_the_same_flow_started_again_supersedes_the_one_waiting(merchant: Talk) -> None:
+    await merchant.say("帮我开个链接")
+    await merchant.say("W0004 什么时候到账")
+    assert [f["flow"] for f in merchant.view.suspended] == ["payment_link"]
+    await merchant.say("再帮我生成一个一百二的收款链接")
+    created = await merchant.say("好")
+    assert "flows/payment_link/created" in created.templates
+    assert "dialogue/offer_resume" not in created.templates and not merchant.view.suspended
+
+
+async def test_a_login_said_not_to_is_not_the_one_picked(
+    decider: Decider, context: dict[str, object]
+) -> None:
+    li = Talk(decider, context, Identity("merchant", "M002"))
+    await li.say("我忘记密码了，帮我重置一下呗")
+    picked = await li.say("li 这个，不是li_risk")
+    assert picked.of(FlowAt)[-1].slots["login"] == "li"
 
 
 async def test_asking_for_a_language_in_words_switches_to_it(merchant: Talk) -> None:

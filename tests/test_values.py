@@ -159,3 +159,10 @@ def test_hundreds_after_digits_and_positions_in_the_list() -> None:
     options = [Option("W0004", "a"), Option("W0001", "b"), Option("W0003", "c")]
     assert read_choice("最上面那个", options) == 0
     assert read_choice("最下面那个", options) == 2
+
+
+def test_a_name_said_not_to_is_not_picked() -> None:
+    options = [Option("li", "flow:account:li"), Option("li_risk", "flow:account:li_risk")]
+    assert read_choice("li 这个，不是li_risk", options) == 0
+    assert read_choice("not li, li_risk", options) == 1
+    assert read_choice("nothing like li_risk", options) == 1

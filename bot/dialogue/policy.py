@@ -191,7 +191,8 @@ class DialoguePolicy:
         if label.is_faq and asks and parse.score >= min(question, FAQ_DIGRESSION_SCORE):
             outcome = await self._route(ctx)
             return self.back(ctx, flow, state, outcome)
-        if parse.score < SWITCH_SCORE:
+        # A flow asked for on the side ("哦对了，我们店有个账号登不进去了") switches more readily.
+        if parse.score < (ASIDE_SCORE if aside else SWITCH_SCORE):
             return None
         if label == flow.label and flow.name != "ticket":
             # The request again, with new details ("帮我生成收款链接，金额300"): start over.
@@ -245,8 +246,15 @@ class DialoguePolicy:
         if flow is None or step is None or step.slot not in _VALUE_SLOTS:
             return None
         order_no, withdrawal = read_order_no(text), read_withdrawal_id(text)
-        alone = _LONE_NUMBER.match(fold(text)) is not None or (
-            (order_no or withdrawal) and len(_rest(text, order_no, withdrawal)) <= _SHORT_REST
+        alone = (
+            _LONE_NUMBER.match(fold(text)) is not None
+            or ((order_no or withdrawal) and len(_rest(text, order_no, withdrawal)) <= _SHORT_REST)
+            # "一百二", "45块5": an amount in words, where the flow waits for one.
+            or (
+                step.slot == Slot.AMOUNT
+                and read_amount(text) is not None
+                and len(strip_punctuation(fold(text)).strip()) <= _SHORT_REST
+            )
         )
         if not alone:
             return None

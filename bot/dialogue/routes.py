@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from bot.context import SUBJECT, Context, FlowState, Identity, Outcome, Subject
+from bot.context import ASKED_CODE, SUBJECT, Context, FlowState, Identity, Outcome, Subject
 from bot.diagnostics.registry import FLOWS
 from bot.dialogue.events import CANCELLED, OFFERED
 from bot.dialogue.policy import PLEASANTRY_SCORE, DialoguePolicy, frame_state, is_question
@@ -105,6 +105,10 @@ class Routes:
         if action:
             return await self._route_action(ctx, action, state)
         text = ctx.message.text.strip()
+        if not text.startswith("/"):
+            # The reply is in the message's language, whatever route it takes ("hi, the bind
+            # code for my shop is 482931" is answered in English).
+            self._detect_language(ctx, text)
         explicit = self._explicit_text_route(
             text, ticket_open=state is not None and state.name == "ticket"
         )
@@ -113,10 +117,6 @@ class Routes:
             explicit = _Route(self.router.commands["bind"], code)
         if explicit is not None:
             return await self._run(ctx, explicit)
-        if not ctx.conversation.language_pinned and (
-            language := detect_language(fold(text), current=Language(ctx.conversation.language))
-        ):
-            ctx.language = language
         if not text:
             return Outcome([ctx.say("empty")])
         ticket = state is not None and state.name == "ticket"
@@ -177,6 +177,13 @@ class Routes:
         if not ctx.conversation.language_pinned:
             ctx.language = ctx.parse.language
         return await self.route_label(ctx)
+
+    @staticmethod
+    def _detect_language(ctx: Context, text: str) -> None:
+        if not ctx.conversation.language_pinned and (
+            language := detect_language(fold(text), current=Language(ctx.conversation.language))
+        ):
+            ctx.language = language
 
     def _about_subject(self, ctx: Context, text: str) -> str:
         """A follow-up with no number of its own, right after a reply about one order or
@@ -304,8 +311,12 @@ class Routes:
         flow is open but the one that asked (a reset by login name goes on while the binding
         is offered)."""
         pending = ctx.conversation.pending
-        if ctx.identity.is_merchant or pending is None:
+        if ctx.identity.is_merchant:
             return None
+        if pending is None:
+            # Right after a wrong code or how to find one: "sorry typo, 482913".
+            asked = state is None and ctx.conversation.slots.get(ASKED_CODE)
+            return asked_code_in(text) if asked else None
         if state is not None and FLOWS[state.name].label.value != pending["label"]:
             return None
         return asked_code_in(text)

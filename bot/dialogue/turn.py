@@ -13,7 +13,7 @@ import logging
 from dataclasses import replace
 from itertools import chain
 
-from bot.context import SUBJECT, Context, ConversationView, Outcome, Subject
+from bot.context import ASKED_CODE, SUBJECT, Context, ConversationView, Outcome, Subject
 from bot.diagnostics.registry import FLOWS
 from bot.dialogue.events import (
     CANCELLED,
@@ -245,6 +245,15 @@ def _stack_events(view: ConversationView, outcome: Outcome) -> list[Event]:
         )
     if outcome.resume_suspended is not None and (view.suspended or outcome.suspend):
         events.append(SuspendedTaken(outcome.resume_suspended))
+    elif (
+        outcome.flow is not None
+        and outcome.suspend is None
+        and view.suspended
+        and view.suspended[-1]["flow"] == outcome.flow.name
+    ):
+        # The same flow started afresh ("一百二" read as a new link request while the first
+        # waits below): the one waiting is superseded, never offered back after this one.
+        events.append(SuspendedTaken(resumed=True))
     if outcome.bind_merchant is not None and (view.suspended or outcome.suspend):
         events.append(StackCleared())
     return events
@@ -265,6 +274,10 @@ def stack_after(
     return stack
 
 
+# The replies that ask an unbound chat for its bind code.
+_ASKS_FOR_CODE = frozenset({"bind/wrong_code", "bind/how"})
+
+
 def subject_of(decision: Decision) -> Subject:
     """The one order or withdrawal this turn's findings are about (none for several)."""
     for noted in reversed(decision.of(FindingsNoted)):
@@ -282,7 +295,9 @@ def view_after(view: ConversationView, decision: Decision) -> ConversationView:
     message is decided against."""
     flow, step = view.flow, view.flow_step
     slots = {
-        k: v for k, v in view.slots.items() if k not in (OFFERED, UNHELPFUL, CANCELLED, SUBJECT)
+        k: v
+        for k, v in view.slots.items()
+        if k not in (OFFERED, UNHELPFUL, CANCELLED, SUBJECT, ASKED_CODE)
     }
     language, pinned, label, pending = (
         view.language,
@@ -307,6 +322,8 @@ def view_after(view: ConversationView, decision: Decision) -> ConversationView:
         slots[UNHELPFUL] = True
     for cancelled in decision.of(FlowCancelled):
         slots[CANCELLED] = dict(cancelled.frame)
+    if any(reply.template in _ASKS_FOR_CODE for reply in decision.replies):
+        slots[ASKED_CODE] = True
     subject = subject_of(decision)
     if subject:
         slots[SUBJECT] = subject

@@ -36,6 +36,9 @@ BIND_IN_TEXT = re.compile(
     r"(?:是|为|為|\bis\b|=)?\s*[:：]?\s*(\d{4,12})(?!\w)"
     # "im the shop owner, my code is 275160", "商户码是275160" (but not a verification code).
     r"|(?<!verification )(?<!sms )(?<!otp )\bcode\s*(?:is|:|=)\s*(\d{6})(?!\w)"
+    # "the bind code for my shop is 482931", "绑定码我看了下是482913".
+    r"|\bbind(?:ing)?\s+code\b[^\d]{0,24}?(?:\bis\b|:|=)\s*(\d{6})(?!\w)"
+    r"|绑定码[^\d]{0,10}?(?:是|为|為|[:：])\s*(\d{6})(?!\w)"
     r"|(?<!验证)(?<!校验)(?<!短信)(?<!动态)码\s*(?:是|为|為|[:：])\s*(\d{6})(?!\w)",
     re.IGNORECASE,
 )

@@ -74,6 +74,8 @@ _ORDINAL_REST = 4
 _ORDINAL_WORDS = 4
 
 
+# A Latin name said "not" to inside a choice ("不是li_risk", "not wang_cashier").
+_NOT_NAME = re.compile(r"(?:而不是|不是|不要|\bnot\s+(?:the\s+)?)\s*[a-z][a-z0-9_]*")
 # A Latin option name this long may be typed with a slip and still name it (rapidfuzz ratio).
 _TYPO_MIN_CHARS = 5
 _TYPO_SCORE = 85
@@ -164,6 +166,8 @@ def read_choice(text: str, options: Sequence[Option]) -> int | None:
     for index, option in enumerate(options):
         if answer == strip_punctuation(fold(option.label)):
             return index
+    # "li 这个，不是li_risk", "wang, not wang_cashier": the name said "not" to is not picked.
+    answer = _NOT_NAME.sub(" ", answer).strip() or answer
     # A name typed with a slip ("wang_cahsier"): the one option it is close to.
     typed = _compact(answer)
     close = [index for index, option in enumerate(options) if _typed_close(typed, option.label)]
