@@ -154,7 +154,7 @@ class Routes:
         if cancelled and words.contains("take_back", asked):
             # "no wait, I didn't mean to cancel": the flow just cancelled, back where it was.
             return await self.policy.take_back(ctx, cancelled)
-        if words.means("yes", asked) and not self._pleasantry(asked):
+        if words.means("yes", asked) and not self._small_talk(asked) is not None:
             # "ok", "好", "ya" with nothing asked: taken in, not a question the bot missed
             # ("好的谢谢" is a thanks).
             return Outcome([ctx.say("dialogue/okay")])
@@ -224,12 +224,10 @@ class Routes:
             return parse
         return replace(parse, label=move.target)
 
-    def _pleasantry(self, text: str) -> bool:
-        parse = self.matcher.parse(text)
-        return parse.label in CHITCHAT_LABELS
-
-    def _thanks(self, text: str) -> bool:
-        return self.matcher.parse(text).label == Label.CHITCHAT_THANKS
+    def _small_talk(self, text: str) -> Label | None:
+        """The pleasantry a short answer is ("好的谢谢" a thanks), or None."""
+        label = self.matcher.parse(text).label
+        return label if label in CHITCHAT_LABELS else None
 
     def _vague(self, text: str, parse: Parse) -> Parse:
         """ "就是那个啊 上次那个 你懂的", "the thing from yesterday, u know what i mean": a
@@ -382,7 +380,7 @@ class Routes:
             rest = [a for a in answers if not a.startswith("fb:")]
             if first or rest:
                 return (first or rest)[0]
-            if answers and not (meaning and self._thanks(text)):
+            if answers and not (meaning and self._small_talk(text) == Label.CHITCHAT_THANKS):
                 # A bare "yes" under "was this helpful?" votes; "好吧，谢谢" thanks.
                 return answers[0]
             # "好的" to "would you like a person?" (the offer's button keeps its reason).
