@@ -33,6 +33,8 @@ class Router:
         self.labels: dict[Label, Handler] = {}
         self.commands: dict[str, Handler] = {}
         self.actions: dict[str, Handler] = {}
+        # The handler of every FAQ entry, the fixed ones and those a supervisor adds.
+        self.entries: Handler | None = None
 
     def _register(
         self,
@@ -49,6 +51,17 @@ class Router:
     def label(self, *labels: Label) -> Callable[[Handler], Handler]:
         return lambda handler: self._register(self.labels, labels, handler)
 
+    def faq_entries(self, handler: Handler) -> Handler:
+        """Every FAQ entry's label (`Label.is_faq`), whichever entries the knowledge has."""
+        if self.entries is not None:
+            raise ValueError(f"{self.name}: FAQ entries are registered twice")
+        self.entries = handler
+        return handler
+
+    def for_label(self, label: Label) -> Handler | None:
+        handler = self.labels.get(label)
+        return self.entries if handler is None and label.is_faq else handler
+
     def command(self, *names: str) -> Callable[[Handler], Handler]:
         return lambda handler: self._register(self.commands, names, handler)
 
@@ -57,6 +70,8 @@ class Router:
         return lambda handler: self._register(self.actions, prefixes, handler)
 
     def include(self, other: Router) -> None:
+        if other.entries is not None:
+            self.faq_entries(other.entries)
         for label, handler in other.labels.items():
             self._register(self.labels, (label,), handler)
         for name, handler in other.commands.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -15,7 +16,11 @@ class Language(StrEnum):
 
 
 class Label(StrEnum):
-    """Every label the NLU can give; the ids are fixed because evaluation tools use them."""
+    """Every label the NLU can give. The members are fixed because evaluation tools and the
+    code use them; beside them, an FAQ entry a supervisor adds in the console
+    (`<topic>.<name>` under one of the FAQ topics, decision record 0022) is a label too, made
+    on first use by `_missing_` as the enum module's pseudo-members are. It is never iterated
+    (`for label in Label` lists the fixed ones) and exists as long as the knowledge has it."""
 
     ABOUT_OVERVIEW = "about.overview"
     ONBOARDING_REGISTER = "onboarding.register"
@@ -52,31 +57,35 @@ class Label(StrEnum):
     CHITCHAT_BYE = "chitchat.bye"
     OUT_OF_SCOPE = "out_of_scope"
 
+    @classmethod
+    def _missing_(cls, value: object) -> Label | None:
+        if not isinstance(value, str) or not _ENTRY_ID.fullmatch(value):
+            return None
+        if value.split(".")[0] not in FAQ_TOPICS:
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = value.upper().replace(".", "_")
+        member._value_ = value
+        return cls._value2member_map_.setdefault(value, member)  # type: ignore[return-value]
+
     @property
     def is_faq(self) -> bool:
-        return self in FAQ_LABELS
+        return self.value.split(".")[0] in FAQ_TOPICS
+
+
+# The topics of the FAQ entries (the part of an id before the dot), and the form of an id.
+FAQ_TOPICS: frozenset[str] = frozenset(
+    {"about", "onboarding", "methods", "collect", "withdraw", "fees", "security", "support", "tips"}
+)
+_ENTRY_ID = re.compile(r"[a-z]+\.[a-z][a-z0-9_]{1,39}")
 
 
 # Greetings, thanks and goodbyes: said, never asked.
 CHITCHAT_LABELS: frozenset[Label] = frozenset(
     {Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE}
 )
-FAQ_LABELS: frozenset[Label] = frozenset(
-    label
-    for label in Label
-    if label.value.split(".")[0]
-    in {
-        "about",
-        "onboarding",
-        "methods",
-        "collect",
-        "withdraw",
-        "fees",
-        "security",
-        "support",
-        "tips",
-    }
-)
+# The fixed FAQ entries: every fresh install's knowledge has them (`kb check`).
+FAQ_LABELS: frozenset[Label] = frozenset(label for label in Label if label.is_faq)
 
 
 class ConversationState(StrEnum):

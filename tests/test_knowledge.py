@@ -61,14 +61,17 @@ def test_check_reports_missing_language_unknown_id_and_bad_related(tmp_path: Pat
         "      zh: [手续费多少]\n"
         "    answer: {zh: 看官网}\n"
         "    related: [fees.nothing]\n"
-        "  - id: fees.free_lunch\n",
+        "  - id: fees.free_lunch\n"
+        "  - id: diagnose.free_lunch\n",
         encoding="utf-8",
     )
     messages = [str(p) for p in load_knowledge(directory).problems]
     assert "faq.yaml:5: fees.rates questions has no en list" in messages
     assert "faq.yaml:6: fees.rates answer has no en text" in messages
-    assert "faq.yaml:7: unknown label id 'fees.nothing'" in messages
-    assert "faq.yaml:8: unknown label id 'fees.free_lunch'" in messages
+    # An id under an FAQ topic may be a new entry (the console's), then it needs its parts.
+    assert "faq.yaml:7: fees.rates: related id fees.nothing is not another entry" in messages
+    assert "faq.yaml:8: fees.free_lunch title must map zh and en to text" in messages
+    assert "faq.yaml:9: unknown label id 'diagnose.free_lunch'" in messages
     assert "faq.yaml:0: no entry for FAQ id fees.promotions" in messages
 
 

@@ -16,7 +16,7 @@ from bot.console.http import STATUS, done, path_id, wants_json
 from bot.escalation.agent_sessions import Viewer
 from bot.escalation.core import HandoffError
 from bot.escalation.knowledge_desk import KnowledgeRefused
-from bot.types import FAQ_LABELS, Label
+from bot.types import FAQ_TOPICS, Label, Language
 
 # The questions a supervisor may send in one draft (one per line of the form).
 MAX_TEXTS = 50
@@ -30,14 +30,18 @@ class KnowledgeViews(ConsoleBase):
         return await self._knowledge(request, viewer)
 
     async def _knowledge(
-        self, request: web.Request, viewer: Viewer, *, error: HandoffError | None = None
+        self,
+        request: web.Request,
+        viewer: Viewer,
+        *,
+        error: HandoffError | None = None,
+        form: dict[str, str] | None = None,
     ) -> web.Response:
         language = self._language(request)[0]
         knowledge = self._parts.knowledge
         entries = [
-            (label.value, entry.title[language])
-            for label in sorted(FAQ_LABELS)
-            if (entry := knowledge.entries.get(label))
+            (label.value, knowledge.entries[label].title[language])
+            for label in sorted(knowledge.entries)
         ]
         intents = [label.value for label in Label if label in knowledge.examples]
         intents.remove(Label.OUT_OF_SCOPE.value)
@@ -51,6 +55,8 @@ class KnowledgeViews(ConsoleBase):
             versions=await self._desk.versions(),
             entries=entries,
             intents=intents,
+            topics=sorted(FAQ_TOPICS),
+            form=form or {},
             error=error,
             problems=error.problems if isinstance(error, KnowledgeRefused) else [],
             local=self._time,
@@ -90,7 +96,10 @@ class KnowledgeViews(ConsoleBase):
         )
 
     async def create_draft(self, request: web.Request) -> web.StreamResponse:
-        """`kind=phrasings` with `label`, or `kind=out_of_scope`; `texts` one per line."""
+        """`kind=phrasings` with `label`, `kind=out_of_scope`, or `kind=new_entry` with
+        `entry_id` (or `topic` and `name`), `title_zh`, `title_en`, `answer_zh`, `answer_en`
+        and `related` (ids, comma-separated, or `related_1` … `related_3`); `texts` one per
+        line."""
         viewer, values = await self._action(request)
         texts = [line for line in values.get("texts", "").splitlines() if line.strip()]
         try:
@@ -98,16 +107,25 @@ class KnowledgeViews(ConsoleBase):
                 raise HandoffError("bad_request", f"at most {MAX_TEXTS} questions in one draft")
             if values.get("kind") == "out_of_scope":
                 version_id = await self._desk.draft_out_of_scope(viewer, texts)
+            elif values.get("kind") == "new_entry":
+                version_id = await self._desk.draft_entry(
+                    viewer,
+                    _entry_id(values),
+                    {lang: values.get(f"title_{lang.value}", "") for lang in Language},
+                    {lang: values.get(f"answer_{lang.value}", "") for lang in Language},
+                    texts,
+                    _related(values),
+                )
             elif values.get("kind") == "phrasings":
                 version_id = await self._desk.draft_phrasings(
                     viewer, values.get("label", ""), texts
                 )
             else:
-                raise HandoffError("bad_request", "kind is phrasings or out_of_scope")
+                raise HandoffError("bad_request", "kind is phrasings, out_of_scope or new_entry")
         except HandoffError as exc:
             if wants_json(request) or not viewer.is_supervisor:
                 raise
-            return await self._knowledge(request, viewer, error=exc)
+            return await self._knowledge(request, viewer, error=exc, form=values)
         if wants_json(request):
             return done(request, values, "/agent/knowledge", draft=version_id)
         raise web.HTTPSeeOther(f"/agent/knowledge/versions/{version_id}")
@@ -129,3 +147,16 @@ class KnowledgeViews(ConsoleBase):
         return self._render(
             request, "error.html", page="error", viewer=viewer, status=403, code="forbidden"
         )
+
+
+def _entry_id(values: dict[str, str]) -> str:
+    given = values.get("entry_id", "").strip()
+    if given:
+        return given
+    return f"{values.get('topic', '').strip()}.{values.get('name', '').strip().lower()}"
+
+
+def _related(values: dict[str, str]) -> list[str]:
+    listed = [r.strip() for r in values.get("related", "").split(",")]
+    listed += [values.get(f"related_{n}", "").strip() for n in (1, 2, 3)]
+    return [r for r in listed if r]

@@ -243,7 +243,7 @@ class Routes:
 
     async def route_label(self, ctx: Context) -> Outcome:
         assert ctx.parse is not None
-        handler = self.router.labels.get(ctx.parse.label)
+        handler = self.router.for_label(ctx.parse.label)
         if handler is None:
             return fallback(ctx)
         return await self._run(ctx, _Route(handler))
@@ -270,7 +270,7 @@ class Routes:
         merchant = Identity("merchant", outcome.bind_merchant)
         again = ctx.saying(pending["text"], merchant)
         again.parse = self.matcher.parse(again.message.text, ctx.conversation.language)
-        handler = self.router.labels.get(Label(pending["label"]))
+        handler = self.router.for_label(Label(pending["label"]))
         if handler is None:
             return outcome
         resumed = await self._run(again, _Route(handler))

@@ -26,7 +26,8 @@ from bot.escalation.agent_sessions import Viewer
 from bot.escalation.core import HandoffError
 from bot.escalation.stats import UnansweredGroup, group_similar
 from bot.faq import store
-from bot.faq.edits import EditError, add_phrasings
+from bot.faq.edits import Edit, EditError, NewEntry, add_entry, add_phrasings
+from bot.faq.files import Files
 from bot.faq.knowledge import Problem, load_knowledge_files
 from bot.faq.live import LiveKnowledge
 from bot.faq.preview import EvalSet, Preview, compare, labels, read_sets
@@ -62,6 +63,14 @@ def _key(text: str) -> str:
 
 def _language(text: str) -> Language:
     return detect_language(fold(text)) or Language.ZH
+
+
+def _by_language(texts: list[str]) -> dict[Language, list[str]]:
+    by_language: dict[Language, list[str]] = {}
+    for text in texts:
+        if text.strip():
+            by_language.setdefault(_language(text), []).append(text)
+    return by_language
 
 
 class KnowledgeDesk:
@@ -157,27 +166,60 @@ class KnowledgeDesk:
         self._supervisor(viewer)
         return await self._draft(viewer, Label.OUT_OF_SCOPE, texts)
 
+    async def draft_entry(
+        self,
+        viewer: Viewer,
+        label: str,
+        title: dict[Language, str],
+        answer: dict[Language, str],
+        texts: list[str],
+        related: list[str],
+    ) -> int:
+        """A draft with a new FAQ entry: its id, title and answer in zh and en, `texts` as its
+        phrasings (each under the language it is written in), up to three related entries."""
+        self._supervisor(viewer)
+        try:
+            target = Label(label)
+        except ValueError as exc:
+            raise HandoffError("entry_id", "an entry id is <topic>.<name>") from exc
+        if not target.is_faq:
+            raise HandoffError("entry_id", "an entry id is <topic>.<name>")
+        links = []
+        for value in dict.fromkeys(r for r in related if r):
+            try:
+                links.append(Label(value))
+            except ValueError as exc:
+                raise HandoffError("bad_request", f"no entry {value}") from exc
+        entry = NewEntry(target, title, answer, _by_language(texts), tuple(links))
+        return await self._store(viewer, target, lambda files: add_entry(files, entry), new=True)
+
     async def _draft(self, viewer: Viewer, label: Label, texts: list[str]) -> int:
-        by_language: dict[Language, list[str]] = {}
-        for text in texts:
-            if text.strip():
-                by_language.setdefault(_language(text), []).append(text)
+        by_language = _by_language(texts)
         if not by_language:
             raise HandoffError("bad_request", "give at least one question")
+        return await self._store(
+            viewer, label, lambda files: add_phrasings(files, label, by_language)
+        )
+
+    async def _store(
+        self, viewer: Viewer, label: Label, change: Callable[[Files], Edit], *, new: bool = False
+    ) -> int:
+        """The published files changed by `change`, checked, stored as a draft and audited."""
         base = self._live.current
         async with self._sessions() as session:
             files = await store.files_of(session, base.version_id)
         assert files is not None
         try:
-            edit = add_phrasings(files, label, by_language)
+            edit = change(files)
         except EditError as exc:
-            raise HandoffError("bad_request", str(exc)) from exc
+            raise HandoffError(exc.code, str(exc)) from exc
         problems = load_knowledge_files(edit.files).problems
         if problems:
             raise KnowledgeRefused(problems)
         added = {str(language): items for language, items in edit.added.items()}
         # The note names ids and language codes only, so it reads the same in zh and en.
         counts = " ".join(f"+{len(v)} {k}" for k, v in added.items())
+        note = f"{'+' if new else ''}{label.value} {counts}"
         now = self._clock()
         async with self._sessions() as session, session.begin():
             version_id = await store.create(
@@ -185,11 +227,11 @@ class KnowledgeDesk:
                 edit.files,
                 by=viewer.name,
                 source="console",
-                note=f"{label.value} {counts}",
+                note=note.strip(),
                 base_id=base.version_id,
                 now=now,
             )
-            detail = {"version": version_id, "label": label.value, "added": added}
+            detail = {"version": version_id, "label": label.value, "added": added, "new": new}
             session.add(self._audit(viewer, "kb_drafted", detail, now))
         return version_id
 

@@ -9,12 +9,12 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from rapidfuzz import fuzz
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.storage.models import Agent, Conversation, Handoff, Message, UnansweredQuestion
-from bot.types import FAQ_LABELS, HandoffStatus
+from bot.types import FAQ_TOPICS, HandoffStatus
 
 ONLINE_WINDOW = timedelta(minutes=2)
 SIMILAR = 60  # rapidfuzz score from which two unanswered questions are the same question
@@ -152,7 +152,7 @@ async def collect(
                 .where(
                     Message.direction == "in",
                     Message.created_at >= since,
-                    Message.label.in_([label.value for label in FAQ_LABELS]),
+                    or_(*(Message.label.startswith(f"{topic}.") for topic in sorted(FAQ_TOPICS))),
                 )
                 .group_by(Message.label)
                 .order_by(func.count().desc())

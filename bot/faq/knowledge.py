@@ -233,7 +233,7 @@ def _load_faq(data: Any, knowledge: Knowledge) -> dict[Label, tuple[list[object]
         label = _label(raw.get("id"), file, line, problems)
         if label is None:
             continue
-        if label not in FAQ_LABELS:
+        if not label.is_faq:
             problems.append(
                 Problem(file, line, f"{label} is not an FAQ id; put it in {INTENTS_FILE}")
             )
@@ -274,7 +274,7 @@ def _load_intents(data: Any, knowledge: Knowledge) -> None:
         label = _label(raw.get("label"), file, line, problems)
         if label is None:
             continue
-        if label in FAQ_LABELS:
+        if label.is_faq:
             problems.append(Problem(file, line, f"{label} is an FAQ id; put it in {FAQ_FILE}"))
             continue
         if label in knowledge.examples:

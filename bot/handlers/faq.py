@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.context import Context, Outcome
 from bot.routing import UNHANDLED, Result, Router
-from bot.types import FAQ_LABELS, Button, Label
+from bot.types import Button, Label
 
 router = Router("faq")
 
@@ -26,8 +26,7 @@ def unclear(ctx: Context) -> Outcome:
     """The last answer did not help ("这个回答我没看懂", "what does that mean"). It names what
     it was about, asks which part to explain, offers the related questions and a person, and
     counts as a "not helpful" vote on that answer (the knowledge loop reads those)."""
-    last = ctx.conversation.last_label
-    label = Label(last) if last in _LABEL_VALUES else None
+    label = _label(ctx.conversation.last_label)
     entry = ctx.knowledge.entries.get(label) if label is not None else None
     if entry is None:
         live = label is not None and label.value.split(".")[0] in _LIVE_TOPICS
@@ -48,14 +47,22 @@ def unclear(ctx: Context) -> Outcome:
     return Outcome([reply], solved=False, feedback=(entry.id, False))
 
 
-_LABEL_VALUES = frozenset(label.value for label in Label)
+def _label(value: str | None) -> Label | None:
+    try:
+        return Label(value) if value else None
+    except ValueError:
+        return None
+
+
 # Labels of the flows over live data: their names are in the templates' `ui` words.
 _LIVE_TOPICS = frozenset({"diagnose", "status", "action"})
 
 
-@router.label(*sorted(FAQ_LABELS))
+@router.faq_entries
 async def faq_label(ctx: Context) -> Result:
     assert ctx.parse is not None
+    if ctx.parse.label not in ctx.knowledge.entries:
+        return UNHANDLED
     return await answer(ctx, ctx.parse.label)
 
 
