@@ -67,3 +67,45 @@ async def test_a_supervisor_adds_a_phrasing_from_a_cluster_and_the_next_chat_is_
     await user.say(NEW_QUESTION)
     await expect(user.bot(answer).last).to_be_visible()
     await user.page.screenshot(path=str(SCREENS / "knowledge-answered.png"), full_page=True)
+
+
+async def test_a_supervisor_writes_a_new_entry_for_a_cluster_and_the_next_chat_is_answered(
+    server: Server, open_page: OpenPage
+) -> None:
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    await server.add_agent("老王", supervisor=True)
+    live = server.app[RUNTIME].bot.knowledge
+    question, answer = "鲸鱼积分怎么兑换", "满 100 分可以兑换一次。"
+
+    user = ChatPage(await open_page(phone=True), server.base)
+    await user.open()
+    await user.say(question)
+    await user.settled()
+    await expect(user.bot(answer)).to_have_count(0)
+
+    boss = Console(await open_page(), server.base)
+    await boss.login("老王")
+    await boss.page.goto(f"{server.base}/agent/knowledge")
+    cluster = boss.page.locator(".kb-cluster", has_text=question).first
+    await cluster.locator(".kb-new-entry summary").click()
+    form = cluster.locator(".kb-new-entry__form")
+    await form.locator("select[name=topic]").select_option("tips")
+    await form.locator("input[name=name]").fill("whale_points")
+    await form.locator("input[name=title_zh]").fill("鲸鱼积分怎么用")
+    await form.locator("input[name=title_en]").fill("Using whale points")
+    await form.locator("textarea[name=answer_zh]").fill(f"鲸鱼积分在“我的-积分”里查看。\n{answer}")
+    await form.locator("textarea[name=answer_en]").fill("Every 100 points can be redeemed once.")
+    texts = form.locator("textarea[name=texts]")
+    await texts.fill(await texts.input_value() + "\nhow do i redeem whale points")
+    await boss.page.screenshot(path=str(SCREENS / "knowledge-new-entry.png"), full_page=True)
+    await form.get_by_role("button", name="生成条目草稿").click()
+
+    await expect(boss.page.locator("#preview")).to_be_visible()
+    draft = int(boss.page.url.rsplit("/", 1)[1])
+    await boss.page.locator("#publish-button").click()
+    await expect(boss.page).to_have_url(f"{server.base}/agent/knowledge")
+    await in_use(live, draft)
+
+    await user.say("鲸鱼积分咋兑换")
+    await expect(user.bot(answer)).to_be_visible()
+    await user.page.screenshot(path=str(SCREENS / "knowledge-new-entry-answered.png"))
