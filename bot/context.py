@@ -43,11 +43,12 @@ SUBJECT = "_subject"
 
 
 class Subject(TypedDict, total=False):
-    """The one order or withdrawal the last reply was about; `verified`: a customer proved
-    the order in that reply's flow (so the follow-up does not ask for the proof again)."""
+    """The one order, withdrawal or login the last reply was about; `verified`: a customer
+    proved the order in that reply's flow (so the follow-up does not ask for the proof again)."""
 
     order_no: str
     withdrawal: str
+    login: str
     verified: bool
 
 

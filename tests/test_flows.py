@@ -462,3 +462,17 @@ async def test_resets_per_chat_are_limited(chat: Chat, engine: Engine) -> None:
         await chat.say("确认")
     await chat.say("重置密码")
     assert "次数太多" in chat.text
+
+
+async def test_a_timed_out_order_status_says_a_charge_is_possible(chat: Chat) -> None:
+    """A timeout is no result, not a refusal: the status never tells the payer that no money
+    was taken, and tells the merchant the customer may have been charged."""
+    await chat.say("/lang en")
+    await chat.say(f"/status {ORDER}02")
+    await chat.say("0002")
+    assert [r.template for r in chat.last] == ["flows/payment_status/status"]
+    assert "may still have been charged" in chat.text
+    assert "received no payment" not in chat.text
+    await chat.bind("M001")
+    await chat.say(f"/status {ORDER}02")
+    assert "customer may still have been charged" in chat.text

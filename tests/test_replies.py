@@ -8,6 +8,7 @@ M003 is under review. See bot/platform/demo_world.yaml.
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 from dataclasses import replace
@@ -274,7 +275,7 @@ def test_payment_status_of_every_order_status_reads_like_words(
     renderer: Renderer, language: Language
 ) -> None:
     for status in OrderStatus:
-        for merchant in (True, False):
+        for merchant, no_result in itertools.product((True, False), (True, False)):
             text = renderer.render(
                 language,
                 "flows/payment_status/status",
@@ -284,6 +285,7 @@ def test_payment_status_of_every_order_status_reads_like_words(
                 paid_at="",
                 merchant=merchant,
                 in_sync=False,
+                no_result=no_result,
             )
             assert_reads_like_words(text, language)
 

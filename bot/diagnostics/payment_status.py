@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.context import Context, Outcome
 from bot.diagnostics.order_lookup import OrderLookupFlow
-from bot.platform.models import Order
+from bot.platform.models import FailureCode, Order
 from bot.types import Label
 
 
@@ -14,6 +14,9 @@ class PaymentStatusFlow(OrderLookupFlow):
 
     async def about(self, ctx: Context, order: Order, slots: dict[str, object]) -> Outcome:
         paid_at = next((a.at for a in reversed(order.attempts) if a.status == "succeeded"), None)
+        last = order.attempts[-1] if order.attempts else None
+        # A timeout is no result, not a refusal: the payer may have been charged all the same.
+        no_result = last is not None and last.failure_code == FailureCode.NETWORK_TIMEOUT
         reply = ctx.say(
             "flows/payment_status/status",
             order_no=order.order_no,
@@ -22,6 +25,7 @@ class PaymentStatusFlow(OrderLookupFlow):
             paid_at=ctx.local(paid_at) if paid_at else "",
             merchant=ctx.identity.is_merchant,
             in_sync=order.in_sync,
+            no_result=no_result,
         )
         findings = {"order_no": order.order_no, "status": order.status.value}
         return self.finish(ctx, [reply], findings=findings)

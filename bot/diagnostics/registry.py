@@ -61,6 +61,19 @@ async def reset_for(ctx: Context) -> Result:
     return flow.confirm(ctx, ctx.argument)
 
 
+@router.action("login")
+async def check_login(ctx: Context) -> Result:
+    """One login's check by its name: a follow-up about the login just shown ("why is it
+    disabled?"). Only the merchant's own logins are found."""
+    flow = FLOWS["login"]
+    assert isinstance(flow, LoginFlow)
+    if not ctx.identity.is_merchant or ctx.identity.merchant_id is None or not ctx.argument:
+        return await flow.start(ctx)
+    accounts = await ctx.gateway.list_accounts(ctx.identity.merchant_id)
+    account = next((a for a in accounts if a.login == ctx.argument), None)
+    return await flow.diagnose(ctx, account) if account is not None else await flow.start(ctx)
+
+
 router.command("status")(_command(FLOWS["payment_status"]))
 router.command("pay")(_command(FLOWS["payment_link"]))
 # `pay:<amount>`: a button that offers a link for an amount (a lone number, an order summary).

@@ -55,7 +55,11 @@ class WithdrawalStatusFlow(Flow):
     async def start(self, ctx: Context) -> Outcome:
         if not ctx.identity.is_merchant or ctx.identity.merchant_id is None:
             return self.bind_first(ctx, ctx.say("flows/withdrawal/unbound"))
-        wanted = ctx.entity("withdrawal_id")
+        # "and the 800 one?": an amount picks one from the start; "提现失败是什么原因" describes
+        # the problem, and the list to pick from comes first.
+        amount = read_amount(ctx.message.text) if ctx.message.text else None
+        described = await self._described(ctx, 0) if amount is not None else None
+        wanted = ctx.entity("withdrawal_id") or described
         if wanted:
             return await self.one(ctx, wanted)
         recent = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=PAGE + 1)
@@ -101,27 +105,29 @@ class WithdrawalStatusFlow(Flow):
             return await self.page(ctx, int(more) if more.isdigit() else 0)
         wanted = ctx.argument.removeprefix("pick:") if ctx.argument.startswith("pick:") else None
         wanted = wanted or ctx.entity("withdrawal_id") or read_withdrawal_id(ctx.message.text)
-        if not wanted and ctx.message.text and ctx.identity.merchant_id is not None:
-            offset = int(state.slots.get("offset") or 0)
-            # "2500那笔", "the 800 one": the withdrawal of that amount, when only one of the
-            # recent ones (shown or not yet) has it; one read serves both.
-            amount = read_amount(ctx.message.text)
-            limit = max(offset + PAGE, AMOUNT_SEARCH) if amount is not None else offset + PAGE
-            listed = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=limit)
-            same = [w for w in listed[:AMOUNT_SEARCH] if amount is not None and w.amount == amount]
-            if len(same) == 1:
-                wanted = same[0].id
-            else:
-                recent = listed[offset : offset + PAGE]
-                today = ctx.now.astimezone(ctx.zone).date()
-                options = [
-                    Option(w.id, f"flow:pick:{w.id}", _named_by(w, today, ctx.zone)) for w in recent
-                ]
-                index = read_choice(ctx.message.text, options)
-                wanted = recent[index].id if index is not None else None
+        if not wanted:
+            wanted = await self._described(ctx, int(state.slots.get("offset") or 0))
         if not wanted:
             return UNHANDLED
         return await self.one(ctx, wanted, state)
+
+    async def _described(self, ctx: Context, offset: int) -> str | None:
+        """The withdrawal the message describes: "2500那笔", "the 800 one" (the one of that
+        amount, when only one of the recent ones, shown or not yet, has it; one read serves
+        both), "失败的那笔", "the one from yesterday" (among those shown from `offset`)."""
+        if not ctx.message.text or ctx.identity.merchant_id is None:
+            return None
+        amount = read_amount(ctx.message.text)
+        limit = max(offset + PAGE, AMOUNT_SEARCH) if amount is not None else offset + PAGE
+        listed = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=limit)
+        same = [w for w in listed[:AMOUNT_SEARCH] if amount is not None and w.amount == amount]
+        if len(same) == 1:
+            return same[0].id
+        recent = listed[offset : offset + PAGE]
+        today = ctx.now.astimezone(ctx.zone).date()
+        options = [Option(w.id, f"flow:pick:{w.id}", _named_by(w, today, ctx.zone)) for w in recent]
+        index = read_choice(ctx.message.text, options)
+        return recent[index].id if index is not None else None
 
     async def one(self, ctx: Context, wanted: str, state: FlowState | None = None) -> Outcome:
         found = await ctx.gateway.get_withdrawal(wanted)

@@ -55,6 +55,7 @@ CLEAR_QUESTION_SCORE = 0.4
 # A question marked as asked on the side ("顺便问下", "btw") is answered at a lower score.
 ASIDE_SCORE = 0.15
 _PLEASANTRIES = frozenset({Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS})
+_CLOSINGS = frozenset({Label.CHITCHAT_THANKS.value, Label.CHITCHAT_BYE.value})
 # Steps that wait for a value typed in (not a choice among buttons or a yes/no).
 _VALUE_SLOTS = frozenset({Slot.AMOUNT, Slot.ORDER_NO, Slot.PROOF, Slot.WITHDRAWAL_ID, Slot.LOGIN})
 # Labels for which an order number in the message is the flow's own business.
@@ -269,6 +270,8 @@ class DialoguePolicy:
         number = _LONE_NUMBER.match(fold(text))
         order_no = read_order_no(text)
         if number is not None and order_no is None:
+            if self._signing_off(ctx, text):
+                return None
             return self._what_number(ctx, number.group(1))
         withdrawal = read_withdrawal_id(text)
         if order_no is None and withdrawal is None:
@@ -324,6 +327,14 @@ class DialoguePolicy:
         ):
             return None
         return await self._flows[self._flow_labels[Label.STATUS_WITHDRAWAL]].start(ctx)
+
+    def _signing_off(self, ctx: Context, text: str) -> bool:
+        """ "88" (拜拜) right after a thanks or a goodbye is one more goodbye, not a number to
+        ask about; as a first message, or after anything else, it may be an amount."""
+        if ctx.conversation.last_label not in _CLOSINGS:
+            return False
+        parse = self._parse(ctx, text)
+        return parse.label == Label.CHITCHAT_BYE and parse.score >= PLEASANTRY_SCORE
 
     @staticmethod
     def _what_number(ctx: Context, number: str) -> Outcome:

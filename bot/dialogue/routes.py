@@ -23,7 +23,7 @@ from bot.handlers.fallback import fallback
 from bot.handlers.faq import unclear
 from bot.handlers.tone import calm, tone_of
 from bot.nlu.language import detect_language
-from bot.nlu.matcher import Matcher
+from bot.nlu.matcher import TOPIC_REFUSALS, Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.values import (
     read_amount,
@@ -162,7 +162,9 @@ class Routes:
             resumed = await self.policy.into_suspended(ctx, asked)
             if resumed is not None:
                 return resumed
-        asked = self._about_subject(ctx, asked)
+        asked, about = await self._about_subject(ctx, asked)
+        if about is not None:
+            return about
         entity_first = await self.policy.without_flow(ctx, asked)
         if entity_first is not None:
             return entity_first
@@ -185,32 +187,70 @@ class Routes:
         ):
             ctx.language = language
 
-    def _about_subject(self, ctx: Context, text: str) -> str:
-        """A follow-up with no number of its own, right after a reply about one order or
-        withdrawal, is about that one: "这单怎么回事" (its buttons carry its number),
+    async def _about_subject(self, ctx: Context, text: str) -> tuple[str, Outcome | None]:
+        """A follow-up with no number of its own, right after a reply about one order,
+        withdrawal or login, is about that one: "这单怎么回事" (its buttons carry its number),
         "为什么失败" after an order's summary, "so should i pay again?" after its status,
-        "那什么时候到" after a withdrawal's. The number is added to the message."""
+        "那什么时候到" after a withdrawal's; the number is added to the message. After a
+        login's check, "why is it disabled?" is that check again and "reset it then" its
+        reset; after a withdrawal's, "and the 800 one?" is the one of that amount."""
         if read_order_no(text) is not None or read_withdrawal_id(text) is not None:
-            return text
+            return text, None
         subject: Subject = ctx.conversation.slots.get(SUBJECT) or {}
         offered: list[list[str]] = ctx.conversation.slots.get(OFFERED) or []
         orders = {no for _, action in offered if (no := read_order_no(action)) is not None}
         if "order_no" in subject:
             orders.add(subject["order_no"])
         if len(orders) == 1 and self.knowledge.words.contains("that_one", text):
-            return f"{text} {orders.pop()}"
+            return f"{text} {orders.pop()}", None
         if not subject or not _few(text, _FOLLOW_UP_WORDS, _FOLLOW_UP_CHARS):
-            return text
+            return text, None
         parse = self.matcher.parse(text, ctx.conversation.language)
+        if "login" in subject:
+            return text, await self._about_login(ctx, text, parse, subject["login"])
         labels = {parse.label}
         if parse.label in CHITCHAT_LABELS and parse.alternatives and is_question(ctx, text):
             # "thanks! when will it land?": the thanks and the question after it.
             labels.add(parse.alternatives[0].label)
-        if "order_no" in subject and labels & _ORDER_FOLLOW_UPS:
-            return f"{text} {subject['order_no']}"
-        if "withdrawal" in subject and labels & _WITHDRAWAL_FOLLOW_UPS:
-            return f"{text} {subject['withdrawal']}"
-        return text
+        about = labels & (_ORDER_FOLLOW_UPS if "order_no" in subject else _WITHDRAWAL_FOLLOW_UPS)
+        if "order_no" in subject and self.knowledge.words.contains("money_taken", text):
+            # "so was i charged or not?" after an order's status: that order's status again
+            # (which says what the data shows about a charge), not the fees.
+            return subject["order_no"], None
+        if not about and not self._why(text, parse):
+            return text, None
+        if read_amount(text) is not None:
+            # "what about the one that failed, the 800": another record, named by its amount.
+            if "withdrawal" not in subject:
+                return text, None
+            ctx.parse = parse
+            flow = FLOWS["withdrawal_status"]
+            return text, await flow.start(ctx)
+        return f"{text} {subject.get('order_no') or subject.get('withdrawal')}", None
+
+    def _why(self, text: str, parse: Parse) -> bool:
+        """ "why??", "怎么会这样": asked about what was just shown, in words the matcher places
+        nowhere (a question on a topic the bot does not cover stays refused)."""
+        unplaced = parse.label == Label.OUT_OF_SCOPE and parse.reason not in TOPIC_REFUSALS
+        return unplaced and self.knowledge.words.contains("why", text)
+
+    async def _about_login(
+        self, ctx: Context, text: str, parse: Parse, login: str
+    ) -> Outcome | None:
+        if not ctx.identity.is_merchant or ctx.identity.merchant_id is None:
+            return None
+        accounts = await ctx.gateway.list_accounts(ctx.identity.merchant_id)
+        folded = fold(text)
+        if any(
+            re.search(rf"(?<![a-z0-9_]){re.escape(a.login)}(?![a-z0-9_])", folded) for a in accounts
+        ):
+            return None  # a login by name ("那帮我把li的密码重置一下"): the words decide
+        ctx.parse = parse
+        if parse.label == Label.ACTION_PASSWORD_RESET:
+            return await self._run(ctx, _Route(self.router.actions["reset"], login))
+        if parse.label == Label.DIAGNOSE_LOGIN or self._why(text, parse):
+            return await self._run(ctx, _Route(self.router.actions["login"], login))
+        return None
 
     def _named_action(self, ctx: Context, text: str, parse: Parse) -> Parse:
         """A bound merchant who only names what the bot can do for it ("payment link",

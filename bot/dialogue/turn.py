@@ -279,13 +279,16 @@ _ASKS_FOR_CODE = frozenset({"bind/wrong_code", "bind/how"})
 
 
 def subject_of(decision: Decision) -> Subject:
-    """The one order or withdrawal this turn's findings are about (none for several)."""
+    """The one order, withdrawal or login this turn's findings are about (none for several)."""
     for noted in reversed(decision.of(FindingsNoted)):
         findings = noted.findings
         if isinstance(order_no := findings.get("order_no"), str):
             return Subject(order_no=order_no, verified=bool(findings.get("verified")))
         if isinstance(withdrawal := findings.get("withdrawal"), str):
             return Subject(withdrawal=withdrawal)
+        login = findings.get("login") or findings.get("password_reset_for")
+        if isinstance(login, str):
+            return Subject(login=login)
     return Subject()
 
 

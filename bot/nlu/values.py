@@ -38,6 +38,11 @@ _BARE = re.compile(
     rf"([{CHINESE_NUMERAL_CHARS}]+)",
 )
 _UNIT_CHARS = frozenset("十百千万")
+# A number of days, hours or times is not an amount: "it's been 2 days", "等了十五分钟", "试了3次".
+_NOT_MONEY = re.compile(
+    r"\s*(?:days?|hours?|hrs?|mins?|minutes?|secs?|seconds?|weeks?|months?|years?|times|"
+    r"天|日|个?小时|分钟|秒|周|个?星期|个?礼拜|个?月|年|次|遍|号)"
+)
 _MULTIPLIERS = {None: 1, "": 1, "k": 1000, "百": 100, "千": 1000, "w": 10_000, "万": 10_000}
 # 45块5, 3块8毛: whole yuan and tenths (the NLU's entity rules cover the forms with a unit).
 _ORDINALS_ZH = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8}
@@ -99,8 +104,11 @@ def read_amount(text: str) -> Decimal | None:
     if amounts:
         return None
     found: set[Decimal] = set()
-    for match in _BARE.finditer(_without_ids(folded)):
+    folded_ids = _without_ids(folded)
+    for match in _BARE.finditer(folded_ids):
         digits, multiplier, chinese = match.groups()
+        if _NOT_MONEY.match(folded_ids, match.end()):
+            continue
         value: Decimal | None
         if chinese is not None:
             # A lone 一 or 两 is "a" or "a couple" (一个, 一下), not an amount.

@@ -36,6 +36,8 @@ _LATER_MARKERS = (
     "to_person",
     "ask_bot",
     "apology",
+    "why",
+    "money_taken",
 )
 MARKERS = (
     "correction",
