@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, tzinfo
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from bot.context import Context, FlowState, Outcome
@@ -57,7 +58,9 @@ class WithdrawalStatusFlow(Flow):
             return self.bind_first(ctx, ctx.say("flows/withdrawal/unbound"))
         # "and the 800 one?": an amount picks one from the start; "提现失败是什么原因" describes
         # the problem, and the list to pick from comes first.
-        amount = read_amount(ctx.message.text) if ctx.message.text else None
+        amount = ctx.entity("amount") or (
+            read_amount(ctx.message.text) if ctx.message.text else None
+        )
         described = await self._described(ctx, 0) if amount is not None else None
         wanted = ctx.entity("withdrawal_id") or described
         if wanted:
@@ -115,9 +118,12 @@ class WithdrawalStatusFlow(Flow):
         """The withdrawal the message describes: "2500那笔", "the 800 one" (the one of that
         amount, when only one of the recent ones, shown or not yet, has it; one read serves
         both), "失败的那笔", "the one from yesterday" (among those shown from `offset`)."""
-        if not ctx.message.text or ctx.identity.merchant_id is None:
+        if ctx.identity.merchant_id is None:
             return None
-        amount = read_amount(ctx.message.text)
+        given = ctx.entity("amount")
+        if not given and not ctx.message.text:
+            return None
+        amount = Decimal(given) if given else read_amount(ctx.message.text)
         limit = max(offset + PAGE, AMOUNT_SEARCH) if amount is not None else offset + PAGE
         listed = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=limit)
         same = [w for w in listed[:AMOUNT_SEARCH] if amount is not None and w.amount == amount]
@@ -128,6 +134,18 @@ class WithdrawalStatusFlow(Flow):
         options = [Option(w.id, f"flow:pick:{w.id}", _named_by(w, today, ctx.zone)) for w in recent]
         index = read_choice(ctx.message.text, options)
         return recent[index].id if index is not None else None
+
+    async def another(self, ctx: Context, shown: str) -> Outcome | None:
+        """ "失败那笔呢", "and the one from yesterday?" right after withdrawal `shown`: the
+        other recent withdrawal those words name, when exactly one does."""
+        if ctx.identity.merchant_id is None or not ctx.message.text:
+            return None
+        listed = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=PAGE + 1)
+        others = [w for w in listed if w.id != shown]
+        today = ctx.now.astimezone(ctx.zone).date()
+        options = [Option(w.id, f"flow:pick:{w.id}", _named_by(w, today, ctx.zone)) for w in others]
+        index = read_choice(ctx.message.text, options)
+        return self.report(ctx, others[index]) if index is not None else None
 
     async def one(self, ctx: Context, wanted: str, state: FlowState | None = None) -> Outcome:
         found = await ctx.gateway.get_withdrawal(wanted)

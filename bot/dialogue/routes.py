@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from bot.context import ASKED_CODE, SUBJECT, Context, FlowState, Identity, Outcome, Subject
 from bot.diagnostics.registry import FLOWS
+from bot.diagnostics.withdrawal_status import WithdrawalStatusFlow
 from bot.dialogue.events import CANCELLED, OFFERED
 from bot.dialogue.policy import PLEASANTRY_SCORE, DialoguePolicy, frame_state, is_question
 from bot.faq.knowledge import Knowledge
@@ -66,6 +67,13 @@ _ORDER_FOLLOW_UPS = frozenset(
 _WITHDRAWAL_FOLLOW_UPS = frozenset(
     {Label.STATUS_WITHDRAWAL, Label.WITHDRAW_HOW, Label.DIAGNOSE_PAYMENT_FAILURE}
 )
+# What a number the bot asked about may turn out to be, by the words of the answer.
+_NUMBER_KINDS = {
+    Label.STATUS_WITHDRAWAL: "withdrawal_status",
+    Label.WITHDRAW_HOW: "withdrawal_status",
+    Label.ACTION_PAYMENT_LINK: "payment_link",
+    Label.METHODS_LINK: "payment_link",
+}
 # The buttons that pick one record, labelled with its amount.
 _PICKS = ("flow:order:", "flow:pick:")
 # What a question about the bot itself may say around it ("wait, are you a real person or a bot?").
@@ -162,6 +170,9 @@ class Routes:
             resumed = await self.policy.into_suspended(ctx, asked)
             if resumed is not None:
                 return resumed
+        number = await self._what_number_was(ctx, asked)
+        if number is not None:
+            return number
         asked, about = await self._about_subject(ctx, asked)
         if about is not None:
             return about
@@ -208,6 +219,13 @@ class Routes:
         parse = self.matcher.parse(text, ctx.conversation.language)
         if "login" in subject:
             return text, await self._about_login(ctx, text, parse, subject["login"])
+        if "withdrawal" in subject and self.knowledge.words.contains("which_one", text):
+            # "失败那笔呢" after a withdrawal that did not fail: the one that did.
+            flow = FLOWS["withdrawal_status"]
+            assert isinstance(flow, WithdrawalStatusFlow)
+            other = await flow.another(ctx, subject["withdrawal"])
+            if other is not None:
+                return text, other
         labels = {parse.label}
         if parse.label in CHITCHAT_LABELS and parse.alternatives and is_question(ctx, text):
             # "thanks! when will it land?": the thanks and the question after it.
@@ -228,6 +246,25 @@ class Routes:
             return text, await flow.start(ctx)
         return f"{text} {subject.get('order_no') or subject.get('withdrawal')}", None
 
+    async def _what_number_was(self, ctx: Context, text: str) -> Outcome | None:
+        """The answer to "what is this number?" (`dialogue/what_number`, whose link button
+        carries the number): "是提现的金额，到了没" after "1000" is the withdrawal of 1000,
+        "it's for a payment link" a link for it. Anything else is read as it stands."""
+        offered: list[list[str]] = ctx.conversation.slots.get(OFFERED) or []
+        actions = {action for _, action in offered}
+        if "intent:status.payment" not in actions or read_amount(text) is not None:
+            return None
+        amount = next((a.removeprefix("pay:") for a in actions if a.startswith("pay:")), None)
+        if amount is None or not self.knowledge.words.contains("number_is", text):
+            # ("啊发错了，我是想问提现一般几天到账" is a question of its own.)
+            return None
+        parse = self.matcher.parse(f"{text} ¥{amount}", ctx.conversation.language)
+        flow = _NUMBER_KINDS.get(parse.label)
+        if flow is None:
+            return None
+        ctx.parse = parse
+        return await FLOWS[flow].start(ctx)
+
     def _why(self, text: str, parse: Parse) -> bool:
         """ "why??", "怎么会这样": asked about what was just shown, in words the matcher places
         nowhere (a question on a topic the bot does not cover stays refused)."""
@@ -241,15 +278,23 @@ class Routes:
             return None
         accounts = await ctx.gateway.list_accounts(ctx.identity.merchant_id)
         folded = fold(text)
-        if any(
-            re.search(rf"(?<![a-z0-9_]){re.escape(a.login)}(?![a-z0-9_])", folded) for a in accounts
-        ):
-            return None  # a login by name ("那帮我把li的密码重置一下"): the words decide
+        # Another login by name: "那帮我把li的密码重置一下", "那li这个号呢" (the longest name
+        # that is there, so "li_risk" is not read as "li").
+        named = sorted(
+            (
+                a.login
+                for a in accounts
+                if re.search(rf"(?<![a-z0-9_]){re.escape(a.login)}(?![a-z0-9_])", folded)
+            ),
+            key=len,
+        )
+        target = named[-1] if named else login
         ctx.parse = parse
         if parse.label == Label.ACTION_PASSWORD_RESET:
-            return await self._run(ctx, _Route(self.router.actions["reset"], login))
-        if parse.label == Label.DIAGNOSE_LOGIN or self._why(text, parse):
-            return await self._run(ctx, _Route(self.router.actions["login"], login))
+            return await self._run(ctx, _Route(self.router.actions["reset"], target))
+        unplaced = parse.label == Label.OUT_OF_SCOPE and parse.reason not in TOPIC_REFUSALS
+        if parse.label == Label.DIAGNOSE_LOGIN or self._why(text, parse) or (named and unplaced):
+            return await self._run(ctx, _Route(self.router.actions["login"], target))
         return None
 
     def _named_action(self, ctx: Context, text: str, parse: Parse) -> Parse:

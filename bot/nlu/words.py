@@ -38,6 +38,8 @@ _LATER_MARKERS = (
     "apology",
     "why",
     "money_taken",
+    "which_one",
+    "number_is",
 )
 MARKERS = (
     "correction",
