@@ -52,6 +52,50 @@ class Subject(TypedDict, total=False):
     verified: bool
 
 
+class SyncLine(TypedDict):
+    """One order a re-sync looked at: its number and amount, the platform's status before and
+    after, and the channel's."""
+
+    order_no: str
+    amount: str
+    before: str
+    after: str
+    channel: str
+
+
+class Findings(TypedDict, total=False):
+    """What a turn established from the platform's data, by the flow that looked: kept on the
+    conversation (merged turn by turn, masked) for the agent's context card, read for the
+    checks made afterwards (`bot/outcomes/expected.py`) and for the next message's subject.
+
+    An order (`payment_failure`, `payment_status`): `order_no`, `status`, `amount`,
+    `failure_code`, `verified` (a customer proved it), `incident` (a known incident's id). A
+    withdrawal: `withdrawal`, `status`, `overdue`, `failure_reason`. A login: `login`,
+    `account_status`, `failed_attempts`, `locked_until`, `merchant_status`. A link:
+    `payment_link`, `amount`. A reset: `password_reset_for`. A re-sync: `checked`, `resynced`,
+    `still_different`."""
+
+    order_no: str
+    status: str
+    amount: str
+    failure_code: str | None
+    verified: bool
+    incident: int
+    withdrawal: str
+    overdue: bool
+    failure_reason: str | None
+    login: str
+    account_status: str
+    failed_attempts: int
+    locked_until: str | None
+    merchant_status: str | None
+    payment_link: str
+    password_reset_for: str
+    checked: int
+    resynced: list[SyncLine]
+    still_different: list[SyncLine]
+
+
 Slots: TypeAlias = dict[str, Any]  # a flow's own values, by the names its steps give them
 
 
@@ -124,7 +168,7 @@ class Outcome:
     # The FAQ entry this turn answered with: checked afterwards for a repeat contact.
     answered: Label | None = None
     unanswered: bool = False
-    findings: dict[str, Any] = field(default_factory=dict)
+    findings: Findings = field(default_factory=lambda: Findings())
     bind_merchant: str | None = None
     rate_events: list[str] = field(default_factory=list)
     # Limits across chats this message tripped (the engine logs a warning and counts them).

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from bot.context import Context, FlowState, Outcome
+from bot.context import Context, Findings, FlowState, Outcome, SyncLine
 from bot.diagnostics.access import merchant_order
 from bot.diagnostics.flow import Flow, Slot, Step
 from bot.platform.models import Order
@@ -58,11 +58,11 @@ class DataSyncFlow(Flow):
 
     async def repair(self, ctx: Context, orders: list[Order], *, scope: str) -> Outcome:
         mismatched = [o for o in orders if not o.in_sync]
-        fixed: list[dict[str, str]] = []
-        still: list[dict[str, str]] = []
+        fixed: list[SyncLine] = []
+        still: list[SyncLine] = []
         for order in mismatched:
             result = await ctx.gateway.resync_order(order.order_no)
-            line = {
+            line: SyncLine = {
                 "order_no": order.order_no,
                 "amount": str(order.amount),
                 "before": result.before.value,
@@ -70,7 +70,7 @@ class DataSyncFlow(Flow):
                 "channel": result.channel_status.value if result.channel_status else "",
             }
             (fixed if result.in_sync else still).append(line)
-        findings: dict[str, object] = {
+        findings: Findings = {
             "checked": len(orders),
             "resynced": fixed,
             "still_different": still,

@@ -16,15 +16,32 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
-from bot.context import Context, FlowState, Outcome, PendingRequest
+from bot.context import Context, Findings, FlowState, Outcome, PendingRequest
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label, Reply
 
 StepHandler = Callable[[Context, FlowState], Awaitable[Result]]
 TRIES = "_tries"
 PROMPT = "_prompt"
+
+
+class Prompt(TypedDict, total=False):
+    """The open question as it was asked (`slots[PROMPT]`), to ask it again word for word: its
+    template, the values it was rendered with (JSON-safe), its buttons as [label, action]."""
+
+    template: str
+    values: dict[str, Any]
+    buttons: list[list[str]]
+
+
+def prompt_of(slots: Mapping[str, Any]) -> Prompt:
+    """The step's prompt kept in `slots` (empty when the step kept none)."""
+    prompt: Prompt = slots.get(PROMPT) or Prompt()
+    return prompt
+
+
 # From this retry on, the re-prompt also offers to cancel and a person (issue 16: a retry
 # "offers 取消 / 转人工", from the first).
 OFFER_WAY_OUT = 1
@@ -97,21 +114,21 @@ class Flow:
         *buttons: Button,
         slots: dict[str, Any] | None = None,
         extra: list[Reply] | None = None,
-        findings: dict[str, Any] | None = None,
+        findings: Findings | None = None,
         **values: Any,
     ) -> Outcome:
         """Ask with `template` and wait for the answer at `step`; the prompt is kept for re-asks."""
         state_slots = {k: v for k, v in (slots or {}).items() if k not in (TRIES, PROMPT)}
-        state_slots[PROMPT] = {
-            "template": template,
-            "values": _jsonable(values),
-            "buttons": [[b.label, b.action] for b in buttons],
-        }
+        state_slots[PROMPT] = Prompt(
+            template=template,
+            values=_jsonable(values),
+            buttons=[[b.label, b.action] for b in buttons],
+        )
         reply = ctx.say(template, *buttons, **values)
         return Outcome(
             [*(extra or []), reply],
             flow=FlowState(self.name, step, state_slots),
-            findings=findings or {},
+            findings=findings or Findings(),
         )
 
     def cancel(self, ctx: Context, state: FlowState) -> Outcome:
@@ -127,7 +144,7 @@ class Flow:
         replies: list[Reply],
         *,
         solved: bool = True,
-        findings: dict[str, Any] | None = None,
+        findings: Findings | None = None,
         rate_events: list[str] | None = None,
     ) -> Outcome:
         """The flow's last reply. `solved` is False only where the bot did not do its part;
@@ -137,7 +154,7 @@ class Flow:
             replies,
             solved=solved,
             end_flow=True,
-            findings=findings or {},
+            findings=findings or Findings(),
             rate_events=rate_events or [],
         )
 
@@ -159,7 +176,7 @@ class Flow:
     def prompt(self, ctx: Context, state: FlowState, template: str | None = None) -> Reply:
         """The open question again, as it was asked (under `template` when given: the same
         text with a line before it, e.g. "back to the payment link:")."""
-        prompt = state.slots.get(PROMPT) or {}
+        prompt = prompt_of(state.slots)
         buttons = tuple(Button(label, action) for label, action in prompt.get("buttons", []))
         asked = prompt.get("template") or self.steps[state.step].prompt
         values = prompt.get("values", {})
@@ -199,10 +216,8 @@ class Flow:
             return outcome
         last = outcome.replies[-1]
         buttons = self.way_out(ctx, tries, last.buttons)
-        if buttons != last.buttons:
-            prompt = outcome.flow.slots.get(PROMPT)
-            if prompt is not None:
-                prompt["buttons"] = [[b.label, b.action] for b in buttons]
+        if buttons != last.buttons and PROMPT in outcome.flow.slots:
+            prompt_of(outcome.flow.slots)["buttons"] = [[b.label, b.action] for b in buttons]
         # The flow's own explanation (out of range, not found, not verified) stays; the
         # question again says first what is needed, with an example, in the same message.
         step = self.steps.get(outcome.flow.step)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from bot.context import Context, FlowState, Outcome
+from bot.context import Context, Findings, FlowState, Outcome
 from bot.diagnostics.flow import Flow, Slot, Step
 from bot.nlu.values import Option, read_choice
 from bot.platform.models import Account, AccountStatus, MerchantStatus
@@ -99,7 +99,7 @@ class LoginFlow(Flow):
     async def diagnose(self, ctx: Context, account: Account) -> Outcome:
         assert ctx.identity.merchant_id is not None
         merchant = await ctx.gateway.get_merchant(ctx.identity.merchant_id)
-        findings: dict[str, object] = {
+        findings: Findings = {
             "login": account.login,
             "account_status": account.status.value,
             "failed_attempts": account.failed_attempts,

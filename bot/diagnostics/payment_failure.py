@@ -13,7 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from bot.context import Context, FlowState, Outcome
+from bot.context import Context, Findings, FlowState, Outcome
 from bot.diagnostics.flow import Slot, Step
 from bot.diagnostics.order_lookup import OrderLookupFlow
 from bot.diagnostics.payment_link import PaymentLinkFlow
@@ -87,7 +87,7 @@ class PaymentFailureFlow(OrderLookupFlow):
 
     async def _explain(self, ctx: Context, order: Order) -> Outcome:
         code = order.last_failure
-        findings: dict[str, object] = {
+        findings: Findings = {
             "order_no": order.order_no,
             "status": order.status.value,
             "amount": str(order.amount),

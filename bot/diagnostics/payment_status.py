@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.context import Context, Outcome
+from bot.context import Context, Findings, Outcome
 from bot.diagnostics.order_lookup import OrderLookupFlow
 from bot.platform.models import FailureCode, Order
 from bot.types import Label
@@ -27,5 +27,5 @@ class PaymentStatusFlow(OrderLookupFlow):
             in_sync=order.in_sync,
             no_result=no_result,
         )
-        findings = {"order_no": order.order_no, "status": order.status.value}
+        findings: Findings = {"order_no": order.order_no, "status": order.status.value}
         return self.finish(ctx, [reply], findings=findings)

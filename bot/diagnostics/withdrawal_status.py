@@ -14,7 +14,7 @@ from datetime import date, tzinfo
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from bot.context import Context, FlowState, Outcome
+from bot.context import Context, Findings, FlowState, Outcome
 from bot.diagnostics.calendar import add_working_days, working_days_between
 from bot.diagnostics.flow import Flow, Slot, Step
 from bot.nlu.values import Option, read_amount, read_choice, read_withdrawal_id
@@ -185,7 +185,7 @@ class WithdrawalStatusFlow(Flow):
         if words is not None:
             values["reason"] = words.cause[ctx.language]
             values["advice"] = words.advice[ctx.language]
-        findings: dict[str, object] = {
+        findings: Findings = {
             "withdrawal": withdrawal.id,
             "status": withdrawal.status.value,
             "overdue": overdue,

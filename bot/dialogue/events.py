@@ -8,7 +8,6 @@ Events are in the order they happened; the writer applies them in that order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -18,6 +17,7 @@ from bot.context import CANCELLED as CANCELLED
 # decide step and the writer.
 from bot.context import OFFERED as OFFERED
 from bot.context import UNHELPFUL as UNHELPFUL
+from bot.context import Findings as Findings
 from bot.context import PendingRequest as PendingRequest
 from bot.context import Slots as Slots
 from bot.context import SuspendedFrame as SuspendedFrame
@@ -108,7 +108,7 @@ class Unsolved:
 class FindingsNoted:
     """Facts a flow established, for the agent who may take the chat (masked when written)."""
 
-    findings: Mapping[str, Any]
+    findings: Findings
 
 
 @dataclass(frozen=True, slots=True)

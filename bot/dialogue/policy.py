@@ -32,7 +32,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from bot.context import Context, FlowState, Outcome, SuspendedFrame
-from bot.diagnostics.flow import PROMPT, Flow, Slot
+from bot.diagnostics.flow import Flow, Slot, prompt_of
 from bot.handlers.orders import order_summary
 from bot.nlu.entities import ORDER_DIGITS, ORDER_NO, WITHDRAWAL_ID
 from bot.nlu.matcher import TOPIC_REFUSALS, Matcher
@@ -383,16 +383,15 @@ def frame_state(frame: SuspendedFrame) -> FlowState:
 
 def _offered_picks(state: FlowState) -> bool:
     """The open step offered options to pick on buttons (the recent failed orders)."""
-    prompt = state.slots.get(PROMPT) or {}
-    return any(str(action).startswith("flow:") for _, action in prompt.get("buttons") or [])
+    buttons = prompt_of(state.slots).get("buttons", [])
+    return any(action.startswith("flow:") for _, action in buttons)
 
 
 def _offered_yes(state: FlowState) -> str | None:
     """The argument of the yes button the open step offered ("confirm:yes")."""
-    prompt = state.slots.get(PROMPT) or {}
-    for _, action in prompt.get("buttons") or []:
-        if str(action).startswith("flow:") and str(action).endswith(":yes"):
-            return str(action).removeprefix("flow:")
+    for _, action in prompt_of(state.slots).get("buttons", []):
+        if action.startswith("flow:") and action.endswith(":yes"):
+            return action.removeprefix("flow:")
     return None
 
 

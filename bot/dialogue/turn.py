@@ -151,7 +151,7 @@ class Decider:
         elif outcome.end_flow and view.flow is not None:
             events.append(FlowEnded())
         if outcome.findings:
-            events.append(FindingsNoted(dict(outcome.findings)))
+            events.append(FindingsNoted(outcome.findings.copy()))
         events += [
             OutcomeExpected(e.kind, e.topic, e.subject)
             for e in expected_from(outcome.findings, outcome.answered)
@@ -282,12 +282,11 @@ def subject_of(decision: Decision) -> Subject:
     """The one order, withdrawal or login this turn's findings are about (none for several)."""
     for noted in reversed(decision.of(FindingsNoted)):
         findings = noted.findings
-        if isinstance(order_no := findings.get("order_no"), str):
-            return Subject(order_no=order_no, verified=bool(findings.get("verified")))
-        if isinstance(withdrawal := findings.get("withdrawal"), str):
+        if order_no := findings.get("order_no"):
+            return Subject(order_no=order_no, verified=findings.get("verified", False))
+        if withdrawal := findings.get("withdrawal"):
             return Subject(withdrawal=withdrawal)
-        login = findings.get("login") or findings.get("password_reset_for")
-        if isinstance(login, str):
+        if login := findings.get("login") or findings.get("password_reset_for"):
             return Subject(login=login)
     return Subject()
 

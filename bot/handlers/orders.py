@@ -7,7 +7,7 @@ that open the matching flow on that order (why it failed, check and re-sync, a n
 
 from __future__ import annotations
 
-from bot.context import Context, Outcome
+from bot.context import Context, Findings, Outcome
 from bot.diagnostics.access import merchant_order
 from bot.diagnostics.registry import FLOWS
 from bot.platform.models import AttemptStatus, OrderStatus
@@ -46,7 +46,7 @@ async def order_summary(ctx: Context, order_no: str) -> Outcome:
         attempt_at=ctx.local(last.at) if last is not None else "",
         channel=order.channel.status.value if order.channel is not None else "",
     )
-    findings = {"order_no": order.order_no, "status": order.status.value}
+    findings: Findings = {"order_no": order.order_no, "status": order.status.value}
     return Outcome([reply], findings=findings)
 
 

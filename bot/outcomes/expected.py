@@ -11,11 +11,10 @@ an `outcome_checks` row (`OutcomeExpected` in `bot/dialogue/events.py`, written 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
+from bot.context import Findings
 from bot.types import Label, OutcomeKind
 
 # How long the evidence may take. A link paid within 24 hours; a login after a reset within the
@@ -46,18 +45,16 @@ def _usable(value: object) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= SUBJECT_MAX else None
 
 
-def expected_from(findings: Mapping[str, Any], answered: Label | None = None) -> list[Expectation]:
+def expected_from(findings: Findings, answered: Label | None = None) -> list[Expectation]:
     """The checks a turn calls for (none for a turn that did nothing checkable)."""
     found: list[Expectation] = []
     if link := _usable(findings.get("payment_link")):
         found.append(Expectation(OutcomeKind.PAYMENT_LINK, "payment_link", link))
     if login := _usable(findings.get("password_reset_for")):
         found.append(Expectation(OutcomeKind.PASSWORD_RESET, "password_reset", login))
-    for key in ("resynced", "still_different"):
-        lines = findings.get(key)
-        for line in lines if isinstance(lines, list) else ():
-            if isinstance(line, Mapping) and (order_no := _usable(line.get("order_no"))):
-                found.append(Expectation(OutcomeKind.RESYNC, "data_sync", order_no))
+    for line in (*findings.get("resynced", ()), *findings.get("still_different", ())):
+        if order_no := _usable(line["order_no"]):
+            found.append(Expectation(OutcomeKind.RESYNC, "data_sync", order_no))
     if findings.get("failure_code") and (order_no := _usable(findings.get("order_no"))):
         found.append(Expectation(OutcomeKind.PAYMENT_FAILURE, "payment_failure", order_no))
     if answered is not None:
