@@ -161,6 +161,9 @@ async def test_a_draft_that_breaks_the_rules_is_refused_with_the_reasons(
             assert response.status == 422
             page = await response.text()
         assert 'data-code="kb_check"' in page and "<code>faq.yaml:" in page
+        # The reason in the page's language, the phrasing in it as data.
+        assert '<li data-code="phrasing_twice">' in page
+        assert "一个问法只能属于一个条目" in page and phrasing in page
     async with server.sessions() as session:
         assert await store.count(session) == 1
 

@@ -150,6 +150,27 @@ async def test_a_refused_form_shows_the_reason_and_keeps_what_was_written(
     assert '<details class="kb-new-entry" open>' in page
 
 
+async def test_the_rules_it_breaks_are_said_in_the_pages_language(kb_server: Server) -> None:
+    server = kb_server
+    await server.add_agent("老王", supervisor=True)
+    await _unanswered(server, *ZH_QUESTIONS)
+    async with agent_session(server.base) as boss:
+        assert await boss.login("老王") == 303
+        pages = {}
+        for language in ("zh", "en"):
+            form = {**ENTRY, "csrf": boss.csrf, "cluster": "1", "texts": ZH_QUESTIONS[0]}
+            async with boss.http.post(
+                f"{server.base}/agent/api/knowledge/drafts?lang={language}",
+                data=form,
+                allow_redirects=False,
+            ) as response:
+                assert response.status == 422
+                pages[language] = await response.text()
+    assert '<li data-code="no_language">' in pages["zh"]
+    assert "tips.whale_points：问法缺少英文内容" in pages["zh"]
+    assert "tips.whale_points: no English questions" in pages["en"]
+
+
 def test_the_entry_is_written_in_the_files_layout_and_reads_back_as_written() -> None:
     files = read_folder(PROJECT_ROOT / "knowledge")
     hostile = '{{ 7*7 }} <b>"quoted": yes</b>'

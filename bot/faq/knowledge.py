@@ -60,9 +60,15 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 @dataclass(frozen=True, slots=True)
 class Problem:
+    """A broken rule, where it is and why (in English, as `kb check` prints it). The problems a
+    console edit can cause also carry a `code` and its `args`, so the console says them in the
+    supervisor's language (`kbp_<code>` in the console's words)."""
+
     file: str
     line: int
     message: str
+    code: str = ""
+    args: tuple[tuple[str, str], ...] = ()
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}"
@@ -168,11 +174,21 @@ def _read(files: Files, name: str, problems: list[Problem]) -> Any:
         return None
 
 
+def _what(what: str) -> tuple[tuple[str, str], ...]:
+    """ "fees.rates questions" as the problem's arguments: the id and the part of it."""
+    subject, _, part = what.rpartition(" ")
+    return (("id", subject or what), ("part", part if subject else ""))
+
+
 def _label(value: object, file: str, line: int, problems: list[Problem]) -> Label | None:
     try:
         return Label(str(value))
     except ValueError:
-        problems.append(Problem(file, line, f"unknown label id {value!r}"))
+        problems.append(
+            Problem(
+                file, line, f"unknown label id {value!r}", "unknown_label", (("id", str(value)),)
+            )
+        )
         return None
 
 
@@ -181,13 +197,21 @@ def _bilingual_text(
 ) -> dict[Language, str]:
     out: dict[Language, str] = {}
     if not isinstance(value, dict):
-        problems.append(Problem(file, line, f"{what} must map zh and en to text"))
+        problems.append(
+            Problem(file, line, f"{what} must map zh and en to text", "not_bilingual", _what(what))
+        )
         return out
     for language in Language:
         text = value.get(language.value)
         if not isinstance(text, str) or not text.strip():
             problems.append(
-                Problem(file, _line(value, line), f"{what} has no {language.value} text")
+                Problem(
+                    file,
+                    _line(value, line),
+                    f"{what} has no {language.value} text",
+                    "no_language",
+                    (*_what(what), ("language", language.value)),
+                )
             )
         else:
             out[language] = text.strip()
@@ -199,19 +223,31 @@ def _bilingual_list(
 ) -> dict[Language, list[str]]:
     out: dict[Language, list[str]] = {}
     if not isinstance(value, dict):
-        problems.append(Problem(file, line, f"{what} must map zh and en to lists"))
+        problems.append(
+            Problem(file, line, f"{what} must map zh and en to lists", "not_bilingual", _what(what))
+        )
         return out
     for language in Language:
         items = value.get(language.value)
         if not isinstance(items, list) or not items:
             problems.append(
-                Problem(file, _line(value, line), f"{what} has no {language.value} list")
+                Problem(
+                    file,
+                    _line(value, line),
+                    f"{what} has no {language.value} list",
+                    "no_language",
+                    (*_what(what), ("language", language.value)),
+                )
             )
             continue
         clean = []
         for item in items:
             if not isinstance(item, str) or not item.strip():
-                problems.append(Problem(file, _line(value, line), f"{what}: empty phrasing"))
+                problems.append(
+                    Problem(
+                        file, _line(value, line), f"{what}: empty phrasing", "empty", _what(what)
+                    )
+                )
             else:
                 clean.append(item)
         out[language] = clean
@@ -239,7 +275,9 @@ def _load_faq(data: Any, knowledge: Knowledge) -> dict[Label, tuple[list[object]
             )
             continue
         if label in knowledge.entries:
-            problems.append(Problem(file, line, f"id {label} appears twice"))
+            problems.append(
+                Problem(file, line, f"id {label} appears twice", "twice", (("id", label.value),))
+            )
             continue
         questions = _bilingual_list(
             raw.get("questions"), f"{label} questions", file, line, problems
@@ -392,6 +430,8 @@ def _check_links(knowledge: Knowledge, related_raw: dict[Label, tuple[list[objec
                         FAQ_FILE,
                         _line(value, line),
                         f"{label}: related id {target} is not another entry",
+                        "related",
+                        (("id", label.value), ("target", target.value)),
                     )
                 )
             else:
@@ -418,6 +458,13 @@ def _check_coverage_and_duplicates(knowledge: Knowledge) -> None:
                     phrasing.line,
                     f"phrasing {phrasing.text!r} is under {phrasing.label} and also under "
                     f"{first.label} ({first.file}:{first.line})",
+                    "phrasing_twice",
+                    (
+                        ("text", phrasing.text),
+                        ("id", phrasing.label.value),
+                        ("other", first.label.value),
+                        ("where", f"{first.file}:{first.line}"),
+                    ),
                 )
             )
 
