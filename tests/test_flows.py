@@ -476,3 +476,27 @@ async def test_a_timed_out_order_status_says_a_charge_is_possible(chat: Chat) ->
     await chat.bind("M001")
     await chat.say(f"/status {ORDER}02")
     assert "customer may still have been charged" in chat.text
+
+
+@pytest.mark.parametrize(
+    ("text", "login"),
+    [
+        ("wang_cashier的密码忘了，帮我重置一下", "wang_cashier"),
+        ("账号 li_risk 密码忘了", "li_risk"),
+        ("reset the password for wang please", "wang"),
+        ("my login is li, forgot the password", "li"),
+        ("reset the password for my account", None),
+        ("I forgot my password, pls reset it", None),
+    ],
+)
+async def test_an_unbound_reset_takes_the_login_it_names(
+    chat: Chat, text: str, login: str | None
+) -> None:
+    """Without a binding there is no list of logins to pick from: a login named in so many
+    words goes to its confirmation, anything else asks for the login."""
+    await chat.say(text)
+    templates = [r.template for r in chat.last]
+    if login is None:
+        assert templates[-1] == "flows/password_reset/ask_login"
+    else:
+        assert templates[-1] == "flows/password_reset/confirm" and login in chat.text

@@ -31,6 +31,10 @@ def test_synonyms_longest_variant_first() -> None:
         ("BT2026112600000001", None),
         ("ok", None),
         ("好", Language.ZH),
+        # English around a pasted Chinese name is English; a few English words in Chinese not.
+        ("Merchant: 小王水果店 -- copied that off my receipt, can someone tell me", Language.EN),
+        ("我想问下 payment link 怎么弄", Language.ZH),
+        ("my shop 小王水果店 cant login", Language.ZH),
     ],
 )
 def test_detect_language(text: str, language: Language | None) -> None:

@@ -22,6 +22,32 @@ from bot.types import Button, Label
 CHAT_LIMIT = 10
 WINDOW = timedelta(hours=1)
 _LOGIN = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
+# A login named in a request, where no list of the merchant's logins says which names exist:
+# "wang_cashier的密码忘了", "账号 li_risk", "reset the password for wang", "my login is li".
+_NAME = r"([A-Za-z][A-Za-z0-9_.@-]{1,63})"
+_NAMED_LOGIN = (
+    re.compile(_NAME + r"\s*(?:这个)?\s*(?:的)?\s*(?:账号|帐号|登录名|用户名)?\s*(?:的)?\s*密码"),
+    re.compile(r"(?:账号|帐号|登录名|用户名)\s*[:：是]?\s*" + _NAME),
+    re.compile(
+        r"(?i)\b(?:password|login|account|username)\s+(?:for|of)\s+(?:the\s+|my\s+)?"
+        r"(?:login\s+|account\s+|user\s+)?" + _NAME
+    ),
+    re.compile(r"(?i)\b(?:login|username|user name|account)\s*(?:name\s*)?(?:is|:)\s*" + _NAME),
+)
+# Words that follow "password for" without being a name.
+_NOT_NAMES = frozenset(
+    {"my", "the", "a", "an", "this", "that", "it", "me", "our", "her", "his", "account", "login"}
+    | {"user", "username", "shop", "store", "password", "staff", "cashier", "boss", "one"}
+)
+
+
+def named_login(text: str) -> str | None:
+    """The login a request names in so many words, or None."""
+    for pattern in _NAMED_LOGIN:
+        match = pattern.search(text)
+        if match and match.group(1).lower() not in _NOT_NAMES:
+            return match.group(1)
+    return None
 
 
 class PasswordResetFlow(Flow):
@@ -53,7 +79,11 @@ class PasswordResetFlow(Flow):
         # Unbound: a reset by login name works (the reply reads the same for any login), and a
         # binding would let the bot offer the merchant's own logins; it is kept for after one.
         offer = self.bind_first(ctx, optional=True)
-        asked = self.wait(ctx, "login", "flows/password_reset/ask_login")
+        named = named_login(ctx.message.text)
+        if named is not None:
+            asked = self.confirm(ctx, named)
+        else:
+            asked = self.wait(ctx, "login", "flows/password_reset/ask_login")
         asked.replies[:0] = offer.replies
         asked.pending = offer.pending
         return asked

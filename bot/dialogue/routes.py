@@ -41,6 +41,10 @@ from bot.types import CHITCHAT_LABELS, Alternative, Label, Language, Parse
 # merchant's message to be read as about its own data.
 UPSET_MARGIN = 0.08
 UPSET_FLOOR = 0.2
+# The same for a short follow-up right after a reply about one record, toward that record.
+SUBJECT_MARGIN = 0.12
+# The matcher's refusals that mean "not sure which", not "not ours".
+_UNSURE = frozenset({"ambiguous", "low_score", "low_coverage"})
 # Below this score a vague message ("上次那个 你懂的") is not taken for the topic it leans to;
 # for a pleasantry, below this one.
 VAGUE_SCORE = 0.4
@@ -180,13 +184,14 @@ class Routes:
         if entity_first is not None:
             return entity_first
         ctx.parse = self.matcher.parse(asked, ctx.conversation.language)
-        if ctx.identity.is_merchant and tone_of(ctx) is not None:
-            ctx.parse = _own_data(ctx.parse)
+        if tone_of(ctx) is not None:
+            ctx.parse = _own_data(ctx.parse, merchant=ctx.identity.is_merchant)
         if ctx.identity.is_merchant:
             ctx.parse = self._named_action(ctx, asked, ctx.parse)
         elif not self.knowledge.words.contains("merchant_side", asked):
             ctx.parse = _customers_view(ctx.parse)
         ctx.parse = self._vague(asked, ctx.parse)
+        ctx.parse = self._after_answer(ctx, asked, ctx.parse)
         if not ctx.conversation.language_pinned:
             ctx.language = ctx.parse.language
         return await self.route_label(ctx)
@@ -230,7 +235,11 @@ class Routes:
         if parse.label in CHITCHAT_LABELS and parse.alternatives and is_question(ctx, text):
             # "thanks! when will it land?": the thanks and the question after it.
             labels.add(parse.alternatives[0].label)
-        about = labels & (_ORDER_FOLLOW_UPS if "order_no" in subject else _WITHDRAWAL_FOLLOW_UPS)
+        follow_ups = _ORDER_FOLLOW_UPS if "order_no" in subject else _WITHDRAWAL_FOLLOW_UPS
+        # Right after a record, its own topic close behind what the matcher leans to wins
+        # ("ok so its still processing then" after a withdrawal's status).
+        labels.add(_lifted(parse, follow_ups, SUBJECT_MARGIN, floor=UPSET_FLOOR).label)
+        about = labels & follow_ups
         if "order_no" in subject and self.knowledge.words.contains("money_taken", text):
             # "so was i charged or not?" after an order's status: that order's status again
             # (which says what the data shows about a charge), not the fees.
@@ -244,7 +253,10 @@ class Routes:
             ctx.parse = parse
             flow = FLOWS["withdrawal_status"]
             return text, await flow.start(ctx)
-        return f"{text} {subject.get('order_no') or subject.get('withdrawal')}", None
+        if "withdrawal" in subject:
+            # A withdrawal has one check: its status again, whatever the words lean to.
+            return subject["withdrawal"], None
+        return f"{text} {subject.get('order_no')}", None
 
     async def _what_number_was(self, ctx: Context, text: str) -> Outcome | None:
         """The answer to "what is this number?" (`dialogue/what_number`, whose link button
@@ -308,6 +320,34 @@ class Routes:
         if not short or self.knowledge.words.contains("question", text) or "?" in text:
             return parse
         return replace(parse, label=move.target)
+
+    def _after_answer(self, ctx: Context, text: str, parse: Parse) -> Parse:
+        """A short question right after an FAQ answer that the matcher cannot tell apart from
+        its neighbours ("and I'll get an email once it's approved?" after how the review
+        works) is on the topic just answered: that entry, or a related one, when it is among
+        the matcher's close alternatives."""
+        if parse.reason not in _UNSURE or not _few(text, _FOLLOW_UP_WORDS, _FOLLOW_UP_CHARS):
+            return parse
+        try:
+            last = Label(ctx.conversation.last_label or "")
+        except ValueError:
+            return parse
+        entry = self.knowledge.entries.get(last)
+        if entry is None:
+            return parse
+        near = {last, *entry.related}
+        best = parse.alternatives[0].score if parse.alternatives else 0.0
+        found = next(
+            (
+                a
+                for a in parse.alternatives
+                if a.label in near and a.score >= max(best - SUBJECT_MARGIN, UPSET_FLOOR)
+            ),
+            None,
+        )
+        if found is None:
+            return parse
+        return replace(parse, label=found.label, score=found.score, reason=None)
 
     def _small_talk(self, text: str) -> Label | None:
         """The pleasantry a short answer is ("好的谢谢" a thanks), or None."""
@@ -553,13 +593,17 @@ def _customers_view(parse: Parse) -> Parse:
     return _lifted(parse, _CUSTOMER_FLOWS, CUSTOMER_MARGIN)
 
 
-def _own_data(parse: Parse) -> Parse:
-    """An upset or urgent bound merchant asks about its own data: a flow's label close behind
-    a general topic wins ("烦死了 提现呢！！" is this merchant's withdrawal, not how
-    withdrawals work; the general fact is what an unbound chat hears)."""
+def _own_data(parse: Parse, *, merchant: bool) -> Parse:
+    """An upset or urgent merchant asks about its own data: a flow's label close behind a
+    general topic wins ("烦死了 提现呢！！" is this merchant's withdrawal, not how withdrawals
+    work). A chat with no merchant bound that is upset about its withdrawal ("where is my
+    money?? I asked for a withdrawal two days ago") is a merchant's too (customers do not
+    withdraw): the withdrawal check, which tells the general fact and keeps the request for
+    after a binding."""
     if parse.label in _FLOW_LABELS:
         return parse
-    return _lifted(parse, _FLOW_LABELS, UPSET_MARGIN, floor=UPSET_FLOOR)
+    labels = _FLOW_LABELS if merchant else frozenset({Label.STATUS_WITHDRAWAL})
+    return _lifted(parse, labels, UPSET_MARGIN, floor=UPSET_FLOOR)
 
 
 def _lifted(parse: Parse, labels: frozenset[Label], margin: float, *, floor: float = 0.0) -> Parse:
