@@ -16,7 +16,13 @@ from bot.context import ASKED_CODE, SUBJECT, Context, FlowState, Identity, Outco
 from bot.diagnostics.registry import FLOWS
 from bot.diagnostics.withdrawal_status import WithdrawalStatusFlow
 from bot.dialogue.events import CANCELLED, OFFERED
-from bot.dialogue.policy import PLEASANTRY_SCORE, DialoguePolicy, frame_state, is_question
+from bot.dialogue.policy import (
+    CLEAR_QUESTION_SCORE,
+    PLEASANTRY_SCORE,
+    DialoguePolicy,
+    frame_state,
+    is_question,
+)
 from bot.faq.knowledge import Knowledge
 from bot.handlers.binding import asked_code_in, bind_code_in
 from bot.handlers.commands import language_word
@@ -43,8 +49,8 @@ UPSET_MARGIN = 0.08
 UPSET_FLOOR = 0.2
 # The same for a short follow-up right after a reply about one record, toward that record.
 SUBJECT_MARGIN = 0.12
-# The matcher's refusals that mean "not sure which", not "not ours".
-_UNSURE = frozenset({"ambiguous", "low_score", "low_coverage"})
+# The matcher's refusal that means "not sure which of these", not "not ours".
+_UNSURE = frozenset({"ambiguous"})
 # Below this score a vague message ("上次那个 你懂的") is not taken for the topic it leans to;
 # for a pleasantry, below this one.
 VAGUE_SCORE = 0.4
@@ -192,6 +198,7 @@ class Routes:
             ctx.parse = _customers_view(ctx.parse)
         ctx.parse = self._vague(asked, ctx.parse)
         ctx.parse = self._after_answer(ctx, asked, ctx.parse)
+        ctx.parse = _asked_not_said(ctx, asked, ctx.parse)
         if not ctx.conversation.language_pinned:
             ctx.language = ctx.parse.language
         return await self.route_label(ctx)
@@ -217,11 +224,14 @@ class Routes:
         orders = {no for _, action in offered if (no := read_order_no(action)) is not None}
         if "order_no" in subject:
             orders.add(subject["order_no"])
-        if len(orders) == 1 and self.knowledge.words.contains("that_one", text):
-            return f"{text} {orders.pop()}", None
-        if not subject or not _few(text, _FOLLOW_UP_WORDS, _FOLLOW_UP_CHARS):
+        that_one = len(orders) == 1 and self.knowledge.words.contains("that_one", text)
+        if not that_one and (not subject or not _few(text, _FOLLOW_UP_WORDS, _FOLLOW_UP_CHARS)):
             return text, None
         parse = self.matcher.parse(text, ctx.conversation.language)
+        if that_one:
+            # "这单怎么回事": that order; "这笔手续费多少" is a question of its own about fees.
+            clear = parse.label.is_faq and parse.score >= CLEAR_QUESTION_SCORE
+            return (text if clear else f"{text} {orders.pop()}"), None
         if "login" in subject:
             return text, await self._about_login(ctx, text, parse, subject["login"])
         if "withdrawal" in subject and self.knowledge.words.contains("which_one", text):
@@ -236,10 +246,15 @@ class Routes:
             # "thanks! when will it land?": the thanks and the question after it.
             labels.add(parse.alternatives[0].label)
         follow_ups = _ORDER_FOLLOW_UPS if "order_no" in subject else _WITHDRAWAL_FOLLOW_UPS
-        # Right after a record, its own topic close behind what the matcher leans to wins
-        # ("ok so its still processing then" after a withdrawal's status).
-        labels.add(_lifted(parse, follow_ups, SUBJECT_MARGIN, floor=UPSET_FLOOR).label)
+        # Right after a record, its own topic close behind what the matcher only leans to
+        # wins ("ok so its still processing then" after a withdrawal's status); a clear
+        # question of its own ("这笔手续费多少") keeps its topic.
+        if parse.score < CLEAR_QUESTION_SCORE:
+            labels.add(_lifted(parse, follow_ups, SUBJECT_MARGIN, floor=UPSET_FLOOR).label)
         about = labels & follow_ups
+        if "withdrawal" in subject and self.knowledge.words.contains("payment_side", text):
+            # "为什么我的付款失败了" after a withdrawal is about a payment, not the withdrawal.
+            about -= {Label.DIAGNOSE_PAYMENT_FAILURE}
         if "order_no" in subject and self.knowledge.words.contains("money_taken", text):
             # "so was i charged or not?" after an order's status: that order's status again
             # (which says what the data shows about a charge), not the fees.
@@ -337,10 +352,11 @@ class Routes:
             return parse
         near = {last, *entry.related}
         best = parse.alternatives[0].score if parse.alternatives else 0.0
+        # Among the two the matcher could not tell apart.
         found = next(
             (
                 a
-                for a in parse.alternatives
+                for a in parse.alternatives[:2]
                 if a.label in near and a.score >= max(best - SUBJECT_MARGIN, UPSET_FLOOR)
             ),
             None,
@@ -591,6 +607,19 @@ def _customers_view(parse: Parse) -> Parse:
     if parse.label not in _MERCHANT_FLOWS:
         return parse
     return _lifted(parse, _CUSTOMER_FLOWS, CUSTOMER_MARGIN)
+
+
+def _asked_not_said(ctx: Context, text: str, parse: Parse) -> Parse:
+    """A question the matcher only leans to read as a pleasantry ("can you check something
+    else" near "nothing else", a goodbye) is not one: it is a question the bot is not sure
+    of, answered with what it may mean, never with a goodbye."""
+    if parse.label not in CHITCHAT_LABELS or parse.score >= PLEASANTRY_SCORE:
+        return parse
+    if not is_question(ctx, text):
+        return parse
+    alternatives = (Alternative(parse.label, parse.score), *parse.alternatives)
+    kept = tuple(a for a in alternatives if a.label not in CHITCHAT_LABELS)[:3]
+    return replace(parse, label=Label.OUT_OF_SCOPE, alternatives=kept, reason="ambiguous")
 
 
 def _own_data(parse: Parse, *, merchant: bool) -> Parse:

@@ -40,6 +40,7 @@ _LATER_MARKERS = (
     "money_taken",
     "which_one",
     "number_is",
+    "payment_side",
 )
 MARKERS = (
     "correction",
