@@ -29,7 +29,6 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from decimal import Decimal
 
 from bot.context import Context, FlowState, Outcome, SuspendedFrame
 from bot.diagnostics.flow import Flow, Slot, prompt_of
@@ -203,8 +202,10 @@ class DialoguePolicy:
             choosing = step is not None and step.slot == Slot.CHOICE
             return await flow.start(ctx) if ctx.entities or choosing else None
         accepted = dict(step.accepts).get(label) if step is not None else None
-        if accepted is not None and _same_amount(text, state):
+        if accepted is not None and read_amount(text) is None:
             # "sure, send a new link" at the offer of one: the offer taken, as if pressed.
+            # With an amount said ("那给他发个35块的收款链接") it is a request of its own,
+            # confirmed with that amount like any other.
             ctx.argument = accepted
             result = await flow.resume(ctx, state)
             if result is not UNHANDLED:
@@ -215,6 +216,11 @@ class DialoguePolicy:
             return outcome
         if label in self._flow_labels:
             outcome = await self._route(ctx)
+            if step is not None and step.optional:
+                # Past an offer the user may leave, the first flow is done: nothing to go
+                # back to.
+                outcome.end_flow = outcome.end_flow or outcome.flow is None
+                return outcome
             outcome.suspend = state
             return outcome
         return None
@@ -416,13 +422,6 @@ def is_question(ctx: Context, text: str) -> bool:
     if "?" in text or "？" in text or ctx.knowledge.words.contains("question", text):
         return True
     return strip_punctuation(fold(text)).strip().endswith(_A_NOT_A)
-
-
-def _same_amount(text: str, state: FlowState) -> bool:
-    """The message names no amount, or the one the open step is about."""
-    amount = read_amount(text)
-    held = state.slots.get("amount")
-    return amount is None or (held is not None and amount == Decimal(str(held)))
 
 
 def _about_more(parse: Parse) -> bool:

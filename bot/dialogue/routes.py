@@ -227,6 +227,9 @@ class Routes:
         that_one = len(orders) == 1 and self.knowledge.words.contains("that_one", text)
         if not that_one and (not subject or not _few(text, _FOLLOW_UP_WORDS, _FOLLOW_UP_CHARS)):
             return text, None
+        if not that_one and self.knowledge.words.contains("in_general", text):
+            # "提现一般多久到账", "how long do they normally take": the general question.
+            return text, None
         parse = self.matcher.parse(text, ctx.conversation.language)
         if that_one:
             # "这单怎么回事": that order; "这笔手续费多少" is a question of its own about fees.
@@ -252,14 +255,16 @@ class Routes:
         if parse.score < CLEAR_QUESTION_SCORE:
             labels.add(_lifted(parse, follow_ups, SUBJECT_MARGIN, floor=UPSET_FLOOR).label)
         about = labels & follow_ups
+        why = self._why(text, parse)
         if "withdrawal" in subject and self.knowledge.words.contains("payment_side", text):
             # "为什么我的付款失败了" after a withdrawal is about a payment, not the withdrawal.
             about -= {Label.DIAGNOSE_PAYMENT_FAILURE}
+            why = False
         if "order_no" in subject and self.knowledge.words.contains("money_taken", text):
             # "so was i charged or not?" after an order's status: that order's status again
             # (which says what the data shows about a charge), not the fees.
             return subject["order_no"], None
-        if not about and not self._why(text, parse):
+        if not about and not why:
             return text, None
         if read_amount(text) is not None:
             # "what about the one that failed, the 800": another record, named by its amount.
@@ -268,10 +273,12 @@ class Routes:
             ctx.parse = parse
             flow = FLOWS["withdrawal_status"]
             return text, await flow.start(ctx)
-        if "withdrawal" in subject:
-            # A withdrawal has one check: its status again, whatever the words lean to.
+        if "withdrawal" in subject and parse.score < CLEAR_QUESTION_SCORE:
+            # Words the matcher places only loosely ("ok so its still processing then"): the
+            # withdrawal's status again. A clear question ("how long do withdrawals normally
+            # take?") goes with the number to the words, which decide.
             return subject["withdrawal"], None
-        return f"{text} {subject.get('order_no')}", None
+        return f"{text} {subject.get('order_no') or subject.get('withdrawal')}", None
 
     async def _what_number_was(self, ctx: Context, text: str) -> Outcome | None:
         """The answer to "what is this number?" (`dialogue/what_number`, whose link button
@@ -294,9 +301,13 @@ class Routes:
 
     def _why(self, text: str, parse: Parse) -> bool:
         """ "why??", "怎么会这样": asked about what was just shown, in words the matcher places
-        nowhere (a question on a topic the bot does not cover stays refused)."""
-        unplaced = parse.label == Label.OUT_OF_SCOPE and parse.reason not in TOPIC_REFUSALS
-        return unplaced and self.knowledge.words.contains("why", text)
+        nowhere or only loosely (a question on a topic the bot does not cover stays refused,
+        a clear question of its own keeps its topic)."""
+        if parse.label == Label.OUT_OF_SCOPE:
+            loose = parse.reason not in TOPIC_REFUSALS
+        else:
+            loose = parse.score < CLEAR_QUESTION_SCORE and parse.label not in CHITCHAT_LABELS
+        return loose and self.knowledge.words.contains("why", text)
 
     async def _about_login(
         self, ctx: Context, text: str, parse: Parse, login: str
@@ -316,6 +327,11 @@ class Routes:
             key=len,
         )
         target = named[-1] if named else login
+        others = [a.login for a in accounts if a.login != login]
+        if not named and len(others) == 1 and self.knowledge.words.contains("which_one", text):
+            # "那另一个呢", "and the other one?" after one of two logins: the other one.
+            ctx.parse = parse
+            return await self._run(ctx, _Route(self.router.actions["login"], others[0]))
         ctx.parse = parse
         if parse.label == Label.ACTION_PASSWORD_RESET:
             return await self._run(ctx, _Route(self.router.actions["reset"], target))

@@ -288,6 +288,10 @@ def subject_of(decision: Decision) -> Subject:
             return Subject(withdrawal=withdrawal)
         if login := findings.get("login") or findings.get("password_reset_for"):
             return Subject(login=login)
+        synced = [*findings.get("resynced", ()), *findings.get("still_different", ())]
+        if len(synced) == 1:
+            # One order re-synced: "所以钱到底到了没" is about it.
+            return Subject(order_no=synced[0]["order_no"])
     return Subject()
 
 

@@ -41,6 +41,7 @@ _LATER_MARKERS = (
     "which_one",
     "number_is",
     "payment_side",
+    "in_general",
 )
 MARKERS = (
     "correction",
