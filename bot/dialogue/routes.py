@@ -252,7 +252,7 @@ class Routes:
         # Right after a record, its own topic close behind what the matcher only leans to
         # wins ("ok so its still processing then" after a withdrawal's status); a clear
         # question of its own ("这笔手续费多少") keeps its topic.
-        if parse.score < CLEAR_QUESTION_SCORE:
+        if parse.score < CLEAR_QUESTION_SCORE or parse.reason in _UNSURE:
             labels.add(_lifted(parse, follow_ups, SUBJECT_MARGIN, floor=UPSET_FLOOR).label)
         about = labels & follow_ups
         why = self._why(text, parse)
