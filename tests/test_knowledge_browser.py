@@ -27,22 +27,29 @@ async def server(kb_server: Server) -> Server:
     return kb_server
 
 
+async def _unanswered_then_supervisor(
+    server: Server, open_page: OpenPage, question: str, answer: str
+) -> tuple[ChatPage, Console]:
+    """A user's question the bot cannot answer yet (`answer` is not said), then a supervisor
+    logged in to the console."""
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    await server.add_agent("老王", supervisor=True)
+    user = ChatPage(await open_page(phone=True), server.base)
+    await user.open()
+    await user.say(question)
+    await user.settled()
+    await expect(user.bot(answer)).to_have_count(0)
+    boss = Console(await open_page(), server.base)
+    await boss.login("老王")
+    return user, boss
+
+
 async def test_a_supervisor_adds_a_phrasing_from_a_cluster_and_the_next_chat_is_answered(
     server: Server, open_page: OpenPage
 ) -> None:
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    await server.add_agent("老王", supervisor=True)
     live = server.app[RUNTIME].bot.knowledge
     answer = live.knowledge.entries[TARGET].answer[Language.ZH].splitlines()[0]
-
-    user = ChatPage(await open_page(phone=True), server.base)
-    await user.open()
-    await user.say(NEW_QUESTION)
-    await user.settled()
-    await expect(user.bot(answer)).to_have_count(0)
-
-    boss = Console(await open_page(), server.base)
-    await boss.login("老王")
+    user, boss = await _unanswered_then_supervisor(server, open_page, NEW_QUESTION, answer)
     await boss.page.locator("#nav-knowledge").click()
     await expect(boss.page).to_have_url(f"{server.base}/agent/knowledge")
     cluster = boss.page.locator(".kb-cluster", has_text=NEW_QUESTION).first
@@ -72,19 +79,9 @@ async def test_a_supervisor_adds_a_phrasing_from_a_cluster_and_the_next_chat_is_
 async def test_a_supervisor_writes_a_new_entry_for_a_cluster_and_the_next_chat_is_answered(
     server: Server, open_page: OpenPage
 ) -> None:
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    await server.add_agent("老王", supervisor=True)
     live = server.app[RUNTIME].bot.knowledge
     question, answer = "鲸鱼积分怎么兑换", "满 100 分可以兑换一次。"
-
-    user = ChatPage(await open_page(phone=True), server.base)
-    await user.open()
-    await user.say(question)
-    await user.settled()
-    await expect(user.bot(answer)).to_have_count(0)
-
-    boss = Console(await open_page(), server.base)
-    await boss.login("老王")
+    user, boss = await _unanswered_then_supervisor(server, open_page, question, answer)
     await boss.page.goto(f"{server.base}/agent/knowledge")
     cluster = boss.page.locator(".kb-cluster", has_text=question).first
     await cluster.locator(".kb-new-entry summary").click()

@@ -15,28 +15,23 @@ from bot.faq import store
 from bot.faq.files import read_folder
 from bot.faq.knowledge import load_valid_knowledge_files
 from bot.settings import PROJECT_ROOT
-from bot.storage.models import AuditEntry, Conversation, UnansweredQuestion
+from bot.storage.models import AuditEntry
 from bot.types import Label, Language
 from tests.support import console, knowledge
 from tests.support.console import Server, agent_session
-from tests.support.knowledge import NEW_QUESTION, TARGET, answered_by, in_use, write_sets
+from tests.support.knowledge import (
+    NEW_QUESTION,
+    TARGET,
+    answered_by,
+    in_use,
+    unanswered,
+    write_sets,
+)
 from tests.support.webchat import Visitor
 from webhook_server import RUNTIME
 
 # The fixtures, used by name: the console on either tier, a client session.
 kb_server, http = knowledge.kb_server, console.http
-
-
-async def _unanswered(server: Server, *texts: str) -> None:
-    """Questions the bot could not answer, as the turn stores them."""
-    async with server.sessions() as session, session.begin():
-        conversation = Conversation(channel="webchat", chat_id="kb-seed", language="zh")
-        session.add(conversation)
-        await session.flush()
-        for text in texts:
-            session.add(
-                UnansweredQuestion(conversation_id=conversation.id, text=text, language="zh")
-            )
 
 
 async def test_a_cluster_becomes_phrasings_answered_at_the_next_message_then_rolled_back(
@@ -46,7 +41,7 @@ async def test_a_cluster_becomes_phrasings_answered_at_the_next_message_then_rol
     await server.add_agent("老王", supervisor=True)
     visitor = await Visitor(http, server.base).open()
     assert answered_by(await visitor.say(NEW_QUESTION)) is None
-    await _unanswered(server, "蓝鲸套餐怎么开通啊", "蓝鲸套餐如何开通")
+    await unanswered(server, "蓝鲸套餐怎么开通啊", "蓝鲸套餐如何开通")
     live = server.app[RUNTIME].bot.knowledge
 
     async with agent_session(server.base) as boss:
@@ -108,7 +103,7 @@ async def test_out_of_scope_examples_and_texts_kept_as_data(
     server = kb_server
     await server.add_agent("老王", supervisor=True)
     hostile = "<script>alert(1)</script>{{ 7*7 }} 能开发票吗"
-    await _unanswered(server, hostile)
+    await unanswered(server, hostile)
     async with agent_session(server.base) as boss:
         assert await boss.login("老王") == 303
         status, page = await boss.page("/agent/knowledge")
@@ -203,7 +198,7 @@ async def test_only_a_supervisor_with_a_csrf_token_changes_the_knowledge(
     server = kb_server
     await server.add_agent("小张")
     await server.add_agent("老王", supervisor=True)
-    await _unanswered(server, NEW_QUESTION)
+    await unanswered(server, NEW_QUESTION)
     async with agent_session(server.base) as agent, agent_session(server.base) as boss:
         assert await agent.login("小张") == 303
         assert await boss.login("老王") == 303

@@ -13,11 +13,10 @@ from bot.faq.edits import EditError, NewEntry, add_entry
 from bot.faq.files import read_folder
 from bot.faq.knowledge import load_knowledge_files
 from bot.settings import PROJECT_ROOT
-from bot.storage.models import Conversation, UnansweredQuestion
 from bot.types import Label, Language
 from tests.support import console, knowledge
 from tests.support.console import Server, agent_session
-from tests.support.knowledge import answered_by, in_use
+from tests.support.knowledge import answered_by, in_use, unanswered
 from tests.support.webchat import Visitor
 from webhook_server import RUNTIME
 
@@ -39,18 +38,6 @@ ENTRY = {
 }
 
 
-async def _unanswered(server: Server, *texts: str) -> None:
-    async with server.sessions() as session, session.begin():
-        chat = f"kb-seed-{texts[0]}"
-        conversation = Conversation(channel="webchat", chat_id=chat, language="zh")
-        session.add(conversation)
-        await session.flush()
-        for text in texts:
-            session.add(
-                UnansweredQuestion(conversation_id=conversation.id, text=text, language="zh")
-            )
-
-
 def _text(replies: list[dict[str, object]]) -> str:
     return "\n".join(str(reply.get("text", "")) for reply in replies)
 
@@ -62,7 +49,7 @@ async def test_a_cluster_becomes_a_new_entry_answered_in_both_languages(
     await server.add_agent("老王", supervisor=True)
     zh = await Visitor(http, server.base).open()
     assert answered_by(await zh.say(ZH_QUESTIONS[0])) is None
-    await _unanswered(server, *ZH_QUESTIONS)
+    await unanswered(server, *ZH_QUESTIONS)
     live = server.app[RUNTIME].bot.knowledge
 
     async with agent_session(server.base) as boss:
@@ -79,7 +66,7 @@ async def test_a_cluster_becomes_a_new_entry_answered_in_both_languages(
         assert status == 200, body
         await in_use(live, draft)
         # The new entry is offered for the next cluster like the others.
-        await _unanswered(server, "鲸鱼积分过期吗")
+        await unanswered(server, "鲸鱼积分过期吗")
         status, page = await boss.page("/agent/knowledge")
         assert '<option value="tips.whale_points">' in page
 
@@ -136,7 +123,7 @@ async def test_a_refused_form_shows_the_reason_and_keeps_what_was_written(
 ) -> None:
     server = kb_server
     await server.add_agent("老王", supervisor=True)
-    await _unanswered(server, *ZH_QUESTIONS)
+    await unanswered(server, *ZH_QUESTIONS)
     async with agent_session(server.base) as boss:
         assert await boss.login("老王") == 303
         form = {**ENTRY, "csrf": boss.csrf, "cluster": "1", "title_en": ""}
@@ -153,7 +140,7 @@ async def test_a_refused_form_shows_the_reason_and_keeps_what_was_written(
 async def test_the_rules_it_breaks_are_said_in_the_pages_language(kb_server: Server) -> None:
     server = kb_server
     await server.add_agent("老王", supervisor=True)
-    await _unanswered(server, *ZH_QUESTIONS)
+    await unanswered(server, *ZH_QUESTIONS)
     async with agent_session(server.base) as boss:
         assert await boss.login("老王") == 303
         pages = {}

@@ -15,7 +15,7 @@ from sqlalchemy import text
 import bot.platform.tables  # noqa: F401  (the platform's tables are truncated too)
 from bot.faq.live import LiveKnowledge
 from bot.storage.db import create_engine, upgrade
-from bot.storage.models import Base
+from bot.storage.models import Base, Conversation, UnansweredQuestion
 from bot.types import Label
 from tests.support.common import TEST_DATABASE_URL, TIERS
 from tests.support.console import Server, serve_console
@@ -87,3 +87,16 @@ async def in_use(live: LiveKnowledge, version_id: int, seconds: float = 30.0) ->
     async with asyncio.timeout(seconds):
         while live.current.version_id != version_id:
             await asyncio.sleep(0.05)
+
+
+async def unanswered(server: Server, *texts: str) -> None:
+    """Questions the bot could not answer, as the turn stores them (one seed chat per call)."""
+    async with server.sessions() as session, session.begin():
+        chat = f"kb-seed-{texts[0]}"
+        conversation = Conversation(channel="webchat", chat_id=chat, language="zh")
+        session.add(conversation)
+        await session.flush()
+        for text in texts:
+            session.add(
+                UnansweredQuestion(conversation_id=conversation.id, text=text, language="zh")
+            )
