@@ -171,7 +171,12 @@ class DialoguePolicy:
         leavable = step is not None and (
             step.optional or step.slot == Slot.CHOICE or _offered_picks(state)
         )
-        if label in CHITCHAT_LABELS and parse.score >= PLEASANTRY_SCORE and leavable:
+        thanked = label in CHITCHAT_LABELS and parse.score >= PLEASANTRY_SCORE
+        if leavable and not thanked and thanks_at_end(self._matcher, text):
+            # "行吧 我让顾客查下银行流水 谢谢" under an offer: a thanks that closes it.
+            ctx.parse = replace(parse, label=Label.CHITCHAT_THANKS, reason=None)
+            thanked = True
+        if thanked and leavable:
             # "ok thx" under an offer the user may leave, or at a choice among buttons: the
             # conversation is done (where only a typed value is asked, a thanks keeps the
             # question).
@@ -356,6 +361,20 @@ class DialoguePolicy:
             "dialogue/what_number", *buttons, number=number, as_amount=as_amount, as_code=as_code
         )
         return Outcome([reply])
+
+
+# The last words of a message, after its last punctuation or space: "行吧 我让顾客查下 谢谢".
+_LAST_WORDS = re.compile(r"[\s,，。.!！?？~～]+")
+
+
+def thanks_at_end(matcher: Matcher, text: str) -> bool:
+    """The message ends by thanking ("fine. thanks", "行吧 我让顾客查下银行流水 谢谢") and asks
+    nothing after it."""
+    parts = [p for p in _LAST_WORDS.split(text.strip()) if p]
+    if len(parts) < 2 or text.rstrip().endswith(("?", "？")):
+        return False
+    last = matcher.parse(parts[-1])
+    return last.label == Label.CHITCHAT_THANKS and last.score >= PLEASANTRY_SCORE
 
 
 def _declines(ctx: Context, text: str) -> bool:

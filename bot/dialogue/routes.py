@@ -22,6 +22,7 @@ from bot.dialogue.policy import (
     DialoguePolicy,
     frame_state,
     is_question,
+    thanks_at_end,
 )
 from bot.faq.knowledge import Knowledge
 from bot.handlers.binding import asked_code_in, bind_code_in
@@ -199,6 +200,10 @@ class Routes:
         ctx.parse = self._vague(asked, ctx.parse)
         ctx.parse = self._after_answer(ctx, asked, ctx.parse)
         ctx.parse = _asked_not_said(ctx, asked, ctx.parse)
+        unplaced = ctx.parse.label == Label.OUT_OF_SCOPE and ctx.parse.reason not in TOPIC_REFUSALS
+        if unplaced and thanks_at_end(self.matcher, asked):
+            # "fine. thanks": words the matcher places nowhere, then a thanks.
+            ctx.parse = replace(ctx.parse, label=Label.CHITCHAT_THANKS, reason=None)
         if not ctx.conversation.language_pinned:
             ctx.language = ctx.parse.language
         return await self.route_label(ctx)
@@ -232,8 +237,11 @@ class Routes:
             return text, None
         parse = self.matcher.parse(text, ctx.conversation.language)
         if that_one:
-            # "这单怎么回事": that order; "这笔手续费多少" is a question of its own about fees.
-            clear = parse.label.is_faq and parse.score >= CLEAR_QUESTION_SCORE
+            # "这单怎么回事": that order; "这笔手续费多少" is a question of its own about fees,
+            # "ok got it thanks" a thanks.
+            clear = (parse.label.is_faq and parse.score >= CLEAR_QUESTION_SCORE) or (
+                parse.label in CHITCHAT_LABELS and parse.score >= PLEASANTRY_SCORE
+            )
             return (text if clear else f"{text} {orders.pop()}"), None
         if "login" in subject:
             return text, await self._about_login(ctx, text, parse, subject["login"])
@@ -252,7 +260,9 @@ class Routes:
         # Right after a record, its own topic close behind what the matcher only leans to
         # wins ("ok so its still processing then" after a withdrawal's status); a clear
         # question of its own ("这笔手续费多少") keeps its topic.
-        if parse.score < CLEAR_QUESTION_SCORE or parse.reason in _UNSURE:
+        unsure = parse.score < CLEAR_QUESTION_SCORE or parse.reason in _UNSURE
+        if unsure and parse.label not in CHITCHAT_LABELS:
+            # (A thanks is never lifted: "ok got it thanks" ends the topic.)
             labels.add(_lifted(parse, follow_ups, SUBJECT_MARGIN, floor=UPSET_FLOOR).label)
         about = labels & follow_ups
         why = self._why(text, parse)
@@ -382,9 +392,12 @@ class Routes:
         return replace(parse, label=found.label, score=found.score, reason=None)
 
     def _small_talk(self, text: str) -> Label | None:
-        """The pleasantry a short answer is ("好的谢谢" a thanks), or None."""
+        """The pleasantry a short answer is ("好的谢谢" a thanks, "fine. thanks" too: its
+        last words thank), or None."""
         label = self.matcher.parse(text).label
-        return label if label in CHITCHAT_LABELS else None
+        if label in CHITCHAT_LABELS:
+            return label
+        return Label.CHITCHAT_THANKS if thanks_at_end(self.matcher, text) else None
 
     def _vague(self, text: str, parse: Parse) -> Parse:
         """ "就是那个啊 上次那个 你懂的", "the thing from yesterday, u know what i mean": a
