@@ -23,11 +23,11 @@ from tests.support.knowledge import (
     NEW_QUESTION,
     TARGET,
     answered_by,
+    asked_and_unanswered,
     in_use,
     unanswered,
     write_sets,
 )
-from tests.support.webchat import Visitor
 from webhook_server import RUNTIME
 
 # The fixtures, used by name: the console on either tier, a client session.
@@ -38,10 +38,9 @@ async def test_a_cluster_becomes_phrasings_answered_at_the_next_message_then_rol
     kb_server: Server, http: aiohttp.ClientSession
 ) -> None:
     server = kb_server
-    await server.add_agent("老王", supervisor=True)
-    visitor = await Visitor(http, server.base).open()
-    assert answered_by(await visitor.say(NEW_QUESTION)) is None
-    await unanswered(server, "蓝鲸套餐怎么开通啊", "蓝鲸套餐如何开通")
+    visitor = await asked_and_unanswered(
+        server, http, NEW_QUESTION, "蓝鲸套餐怎么开通啊", "蓝鲸套餐如何开通"
+    )
     live = server.app[RUNTIME].bot.knowledge
 
     async with agent_session(server.base) as boss:

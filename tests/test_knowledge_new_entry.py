@@ -16,7 +16,7 @@ from bot.settings import PROJECT_ROOT
 from bot.types import Label, Language
 from tests.support import console, knowledge
 from tests.support.console import Server, agent_session
-from tests.support.knowledge import answered_by, in_use, unanswered
+from tests.support.knowledge import answered_by, asked_and_unanswered, in_use, unanswered
 from tests.support.webchat import Visitor
 from webhook_server import RUNTIME
 
@@ -46,10 +46,7 @@ async def test_a_cluster_becomes_a_new_entry_answered_in_both_languages(
     kb_server: Server, http: aiohttp.ClientSession
 ) -> None:
     server = kb_server
-    await server.add_agent("老王", supervisor=True)
-    zh = await Visitor(http, server.base).open()
-    assert answered_by(await zh.say(ZH_QUESTIONS[0])) is None
-    await unanswered(server, *ZH_QUESTIONS)
+    zh = await asked_and_unanswered(server, http, ZH_QUESTIONS[0], *ZH_QUESTIONS)
     live = server.app[RUNTIME].bot.knowledge
 
     async with agent_session(server.base) as boss:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import text
 
@@ -19,6 +20,7 @@ from bot.storage.models import Base, Conversation, UnansweredQuestion
 from bot.types import Label
 from tests.support.common import TEST_DATABASE_URL, TIERS
 from tests.support.console import Server, serve_console
+from tests.support.webchat import Visitor
 
 # Made-up words no knowledge version knows: refused today, answered once they are phrasings.
 NEW_QUESTION = "蓝鲸套餐怎么开通"
@@ -100,3 +102,15 @@ async def unanswered(server: Server, *texts: str) -> None:
             session.add(
                 UnansweredQuestion(conversation_id=conversation.id, text=text, language="zh")
             )
+
+
+async def asked_and_unanswered(
+    server: Server, http: aiohttp.ClientSession, question: str, *texts: str
+) -> Visitor:
+    """A supervisor 老王, a web chat visitor whose `question` no version answers yet, and
+    `texts` among the unanswered questions: the start of every knowledge-loop scenario."""
+    await server.add_agent("老王", supervisor=True)
+    visitor = await Visitor(http, server.base).open()
+    assert answered_by(await visitor.say(question)) is None
+    await unanswered(server, *texts)
+    return visitor
