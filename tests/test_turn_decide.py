@@ -492,6 +492,9 @@ async def test_not_understanding_an_answer_names_it_and_votes_it_unhelpful(
     actions = [b.action for b in unclear.replies[0].buttons]
     assert actions[-1] == "human" and all(a.startswith("faq:") for a in actions[:-1])
     assert not unclear.of(Unanswered)
+    # The user not understanding the reply is feedback on it, not the bot misunderstanding
+    # the user: it does not count toward the offer of a person.
+    assert not unclear.of(Unsolved)
 
 
 async def test_not_understanding_a_flows_question_asks_it_another_way(merchant: Talk) -> None:

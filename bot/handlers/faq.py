@@ -32,7 +32,7 @@ def unclear(ctx: Context) -> Outcome:
         live = label is not None and label.value.split(".")[0] in _LIVE_TOPICS
         topic = ctx.ui(label.value) if live and label is not None else None
         reply = ctx.say("dialogue/unclear", ctx.human_button(), topic=topic, related=False)
-        return Outcome([reply], solved=False)
+        return Outcome([reply])
     related = [
         Button(ctx.knowledge.entries[r].title[ctx.language], f"faq:{r.value}")
         for r in entry.related[:2]
@@ -44,7 +44,7 @@ def unclear(ctx: Context) -> Outcome:
         topic=entry.title[ctx.language],
         related=bool(related),
     )
-    return Outcome([reply], solved=False, feedback=(entry.id, False))
+    return Outcome([reply], feedback=(entry.id, False))
 
 
 def _label(value: str | None) -> Label | None:
