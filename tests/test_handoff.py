@@ -198,6 +198,20 @@ async def test_back_to_bot_cancels_a_queued_handoff(
     assert "1-3个工作日" in second.text
 
 
+async def test_back_to_bot_cancels_a_ticket_left_and_not_answered(
+    chat: Chat, db: AsyncEngine, clock: Clock
+) -> None:
+    await add_agent(db, clock, "hana", online=False)
+    await chat.say("我要找人工")
+    await chat.say("能开发票吗")
+    await chat.say("确认")
+    assert (await handoff_of(db, chat)).status == "ticket"
+    await chat.say("返回机器人")
+    assert [r.template for r in chat.last] == ["handoff/returned"]
+    assert "已取消人工服务" in chat.text
+    assert (await handoff_of(db, chat)).status == "returned"
+
+
 async def test_one_chat_is_never_claimed_twice(
     engine: Engine, db: AsyncEngine, clock: Clock, handoffs: HandoffService
 ) -> None:

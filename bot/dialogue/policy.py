@@ -330,12 +330,10 @@ class DialoguePolicy:
         # "actually one thing, W0001 status?" leans to the payment check, which is about an
         # order this message does not name: the withdrawal it names decides.
         about_order = parse.label in _ORDER_LABELS
-        if (
-            clear
-            and parse.label != Label.STATUS_WITHDRAWAL
-            and not about_order
-            and len(rest) > _SHORT_REST
-        ):
+        # "W0001 when is that gonna arrive" leans to how withdrawals work: with its id, it is
+        # about that one withdrawal.
+        about_withdrawals = parse.label in (Label.STATUS_WITHDRAWAL, Label.WITHDRAW_HOW)
+        if clear and not about_withdrawals and not about_order and len(rest) > _SHORT_REST:
             return None
         return await self._flows[self._flow_labels[Label.STATUS_WITHDRAWAL]].start(ctx)
 

@@ -62,8 +62,11 @@ _NAMED_CHARS = 6
 # A short message: at most this many English words or characters.
 _SHORT_WORDS = 8
 _SHORT_CHARS = 16
-# The buttons that pick one record, labelled with its amount.
+# The buttons that pick one record, labelled with its amount, and how short a message that
+# picks one by its amount is ("88.5那笔", "the 1000 one").
 _PICKS = ("flow:order:", "flow:pick:")
+_PICK_WORDS = 5
+_PICK_CHARS = 9
 # What a question about the bot itself may say around it ("wait, are you a real person or a bot?").
 _ASK_WORDS = 12
 _ASK_CHARS = 24
@@ -103,6 +106,12 @@ class Routes:
     async def route(self, ctx: Context) -> Outcome:
         state = flow_state(ctx)
         action = ctx.message.action or self._typed_button(ctx)
+        if action and not ctx.message.action and action.endswith(":no") and state is not None:
+            # "no sorry the cashier one wang_cashier" at a confirmation: a no that gives the
+            # value instead corrects it (the confirmation asks again with it).
+            corrected = await FLOWS[state.name].correct(ctx, state)
+            if corrected is not UNHANDLED:
+                return corrected
         if action:
             return await self._route_action(ctx, action, state)
         text = ctx.message.text.strip()
@@ -405,7 +414,8 @@ def _by_amount(text: str, offered: list[list[str]]) -> str | None:
     """ "88.5那笔", "the 1000 one": the one order or withdrawal among the buttons whose label
     shows that amount ("000001 ¥88.50")."""
     amount = read_amount(text)
-    if amount is None:
+    if amount is None or not few(text, _PICK_WORDS, _PICK_CHARS):
+        # ("先帮我生成个收款链接 一百二" asks for a link of that amount, not that order.)
         return None
     shown = f"¥{amount}"
     picks = [a for label, a in offered if a.startswith(_PICKS) and label.endswith(shown)]

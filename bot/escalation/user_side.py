@@ -15,6 +15,14 @@ from bot.storage.events import ChatChanged, QueueChanged
 from bot.storage.models import Conversation, Handoff
 from bot.types import ConversationState, HandoffStatus, Language, Reply
 
+# What going back to the bot cancels: a hand-over waiting or taken, and a ticket being written
+# or left and not answered yet.
+_CANCELLABLE = (
+    HandoffStatus.QUEUED,
+    HandoffStatus.ASSIGNED,
+    HandoffStatus.TICKET_PENDING,
+    HandoffStatus.TICKET,
+)
 PRIORITY_WORDS = re.compile(
     r"投诉|举报|被骗|诈骗|盗刷|被盗|complain|fraud|scam|stolen|unauthori[sz]ed", re.I
 )
@@ -74,8 +82,14 @@ class UserSide(Assignment):
         return [self._say(language, "handoff/queued", position=position, minutes=wait)]
 
     async def cancel(self, session: AsyncSession, conversation: Conversation) -> bool:
-        """The user went back to the bot; False when there was nothing to cancel."""
-        handoff = await self._open_handoff(session, conversation.id)
+        """The user went back to the bot ("返回机器人"): the queued or assigned hand-over, or the
+        ticket left out of hours that no one has answered yet, is cancelled; False when there
+        was nothing to cancel."""
+        handoff = await session.scalar(
+            select(Handoff)
+            .where(Handoff.conversation_id == conversation.id, Handoff.status.in_(_CANCELLABLE))
+            .order_by(Handoff.id.desc())
+        )
         conversation.state = ConversationState.BOT
         if handoff is None:
             return False
