@@ -500,3 +500,15 @@ async def test_an_unbound_reset_takes_the_login_it_names(
         assert templates[-1] == "flows/password_reset/ask_login"
     else:
         assert templates[-1] == "flows/password_reset/confirm" and login in chat.text
+
+
+async def test_why_it_failed_at_the_proof_step_keeps_the_order(chat: Chat) -> None:
+    """A customer who asks why the payment failed while the payment check waits for the proof
+    gets the failure check of the same order: the number is not asked again, the proof is."""
+    await chat.say(f"{ORDER}03")
+    assert [r.template for r in chat.last] == ["flows/ask_verification"]
+    await chat.say("为什么失败")
+    assert [r.template for r in chat.last] == ["flows/ask_verification"]
+    await chat.say("13912340003")
+    assert [r.template for r in chat.last] == ["flows/payment_failure/explained"]
+    assert f"{ORDER}03" in chat.text

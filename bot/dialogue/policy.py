@@ -39,7 +39,7 @@ from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.requests import marker_key
 from bot.nlu.values import read_amount, read_order_no, read_withdrawal_id, read_yes_no
 from bot.routing import UNHANDLED
-from bot.types import CHITCHAT_LABELS, Button, Label, Parse
+from bot.types import CHITCHAT_LABELS, Button, Entity, Label, Parse
 
 # How sure the NLU must be before a message inside a flow is taken as a new subject.
 SWITCH_SCORE = 0.25
@@ -62,6 +62,8 @@ _ORDER_LABELS = frozenset(
     {Label.STATUS_PAYMENT, Label.DIAGNOSE_PAYMENT_FAILURE, Label.DIAGNOSE_DATA_SYNC}
 )
 _MERCHANT_ORDER_LABELS = _ORDER_LABELS - {Label.STATUS_PAYMENT}
+# The flows about one order: the payment check and the failure check (which take a proof).
+_ORDER_FLOWS = frozenset({Label.STATUS_PAYMENT, Label.DIAGNOSE_PAYMENT_FAILURE})
 # What only a bound merchant can ask for: beside a customer's order number ("DBS Alert: Payment
 # of CNY 15.50 … ref BT…" leans to a payment link) the order decides.
 _MERCHANT_ONLY = frozenset(
@@ -218,6 +220,16 @@ class DialoguePolicy:
         if label == Label.HANDOFF_HUMAN:
             outcome = await self._route(ctx)
             outcome.end_flow = True
+            return outcome
+        held = state.slots.get("order_no")
+        same_order = held and read_order_no(text) is None
+        if label in self._flow_labels and same_order and {label, flow.label} <= _ORDER_FLOWS:
+            # "为什么失败" at the proof step of the payment check: the failure check of the
+            # same order, which the open check hands over (the proof is still asked).
+            order = Entity("order_no", str(held), 0, 0)
+            ctx.parse = replace(parse, entities=(*parse.entities, order))
+            outcome = await self._route(ctx)
+            outcome.end_flow = outcome.end_flow or outcome.flow is None
             return outcome
         if label in self._flow_labels:
             outcome = await self._route(ctx)
