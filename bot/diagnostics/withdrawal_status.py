@@ -35,6 +35,15 @@ _DAYS_AGO = {
 }
 
 
+def _said_amount(ctx: Context) -> Decimal | None:
+    """The amount the message names: its entity (one a follow-up carried along), else read from
+    the text."""
+    given = ctx.entity("amount")
+    if given:
+        return Decimal(given)
+    return read_amount(ctx.message.text) if ctx.message.text else None
+
+
 def _named_by(withdrawal: Withdrawal, today: date, zone: tzinfo) -> tuple[str, ...]:
     """Words that pick a withdrawal out of a list: its status ("the failed one", "失败的") and
     the day it was requested ("the one from yesterday", "昨天那笔")."""
@@ -58,11 +67,9 @@ class WithdrawalStatusFlow(Flow):
             return self.bind_first(ctx, ctx.say("flows/withdrawal/unbound"))
         # "and the 800 one?": an amount picks one from the start; "提现失败是什么原因" describes
         # the problem, and the list to pick from comes first.
-        amount = ctx.entity("amount") or (
-            read_amount(ctx.message.text) if ctx.message.text else None
-        )
-        described = await self._described(ctx, 0) if amount is not None else None
-        wanted = ctx.entity("withdrawal_id") or described
+        wanted = ctx.entity("withdrawal_id")
+        if not wanted and (amount := _said_amount(ctx)) is not None:
+            wanted = await self._described(ctx, 0, amount)
         if wanted:
             return await self.one(ctx, wanted)
         recent = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=PAGE + 1)
@@ -109,21 +116,18 @@ class WithdrawalStatusFlow(Flow):
         wanted = ctx.argument.removeprefix("pick:") if ctx.argument.startswith("pick:") else None
         wanted = wanted or ctx.entity("withdrawal_id") or read_withdrawal_id(ctx.message.text)
         if not wanted:
-            wanted = await self._described(ctx, int(state.slots.get("offset") or 0))
+            offset = int(state.slots.get("offset") or 0)
+            wanted = await self._described(ctx, offset, _said_amount(ctx))
         if not wanted:
             return UNHANDLED
         return await self.one(ctx, wanted, state)
 
-    async def _described(self, ctx: Context, offset: int) -> str | None:
+    async def _described(self, ctx: Context, offset: int, amount: Decimal | None) -> str | None:
         """The withdrawal the message describes: "2500那笔", "the 800 one" (the one of that
         amount, when only one of the recent ones, shown or not yet, has it; one read serves
         both), "失败的那笔", "the one from yesterday" (among those shown from `offset`)."""
-        if ctx.identity.merchant_id is None:
+        if ctx.identity.merchant_id is None or (amount is None and not ctx.message.text):
             return None
-        given = ctx.entity("amount")
-        if not given and not ctx.message.text:
-            return None
-        amount = Decimal(given) if given else read_amount(ctx.message.text)
         limit = max(offset + PAGE, AMOUNT_SEARCH) if amount is not None else offset + PAGE
         listed = await ctx.gateway.list_withdrawals(ctx.identity.merchant_id, limit=limit)
         same = [w for w in listed[:AMOUNT_SEARCH] if amount is not None and w.amount == amount]

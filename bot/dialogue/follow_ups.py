@@ -184,11 +184,10 @@ class FollowUps:
         )
         target = named[-1] if named else login
         others = [a.login for a in accounts if a.login != login]
+        ctx.parse = parse
         if not named and len(others) == 1 and self.knowledge.words.contains("which_one", text):
             # "那另一个呢", "and the other one?" after one of two logins: the other one.
-            ctx.parse = parse
             return await self._act(ctx, "login", others[0])
-        ctx.parse = parse
         if parse.label == Label.ACTION_PASSWORD_RESET:
             return await self._act(ctx, "reset", target)
         unplaced = parse.label == Label.OUT_OF_SCOPE and parse.reason not in TOPIC_REFUSALS
