@@ -12,9 +12,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -140,12 +141,19 @@ DEMO_WORLD = PROJECT_ROOT / "bot" / "platform" / "demo_world.yaml"
 # The demo world's times are relative to its loading ("-20m"): a copy older than this is loaded
 # afresh, so a test meets the world at most this much older than one loaded for it alone.
 DEMO_MAX_AGE = 30.0
-_DEMO: list[tuple[float, Path]] = []
+# A copy loaded before midnight in the platform's zone is loaded afresh too: "-1d" is
+# "yesterday" only on the day it was loaded ("the one from yesterday" picks by the day).
+_ZONE = ZoneInfo(Settings.model_fields["timezone"].default)
+_DEMO: list[tuple[float, date, Path]] = []
+
+
+def _today() -> date:
+    return datetime.now(_ZONE).date()
 
 
 async def demo_sqlite(factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated and loaded with the demo world; each test gets a copy of it."""
-    if not _DEMO or time.monotonic() - _DEMO[-1][0] > DEMO_MAX_AGE:
+    if not _DEMO or time.monotonic() - _DEMO[-1][0] > DEMO_MAX_AGE or _DEMO[-1][1] != _today():
         path = factory.mktemp("demo") / "bot.db"
         shutil.copyfile(await migrated_sqlite(factory), path)
         engine = create_engine(f"sqlite+aiosqlite:///{path}")
@@ -153,8 +161,8 @@ async def demo_sqlite(factory: pytest.TempPathFactory) -> Path:
             await load_world(session_factory(engine), read_world(DEMO_WORLD), FAST_HASHER)
         finally:
             await engine.dispose()
-        _DEMO.append((time.monotonic(), path))
-    return _DEMO[-1][1]
+        _DEMO.append((time.monotonic(), _today(), path))
+    return _DEMO[-1][2]
 
 
 _PREPARED: dict[tuple[object, ...], Prepared] = {}
