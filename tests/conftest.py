@@ -124,8 +124,9 @@ CONVERSATION_MODULES = frozenset(
 )
 # Modules that need PostgreSQL whatever their parameters.
 POSTGRES_MODULES = frozenset({"test_two_processes"})
-# Whole modules, and single tests (module::name, parameters left off), that take many seconds
-# each: real `btp-bot serve` processes, outages waited out, load. Measured with --durations.
+# Whole modules, and single tests (module::name, parameters left off), that take seconds each:
+# real `btp-bot serve` processes and other subprocesses (a fresh interpreter loads the
+# knowledge: about 2.5 s), outages waited out, load. Measured with --durations.
 SLOW_MODULES = frozenset(
     {
         "test_benchmarks_smoke",  # the benchmark scripts, quick mode
@@ -140,15 +141,22 @@ SLOW_TESTS = frozenset(
     {
         "test_attacks_console::test_a_known_device_logs_in_while_strangers_hold_the_name_and_the_office_address",
         "test_attacks_robust::test_a_chat_id_that_is_no_id_is_acknowledged_and_not_stored",
+        "test_attacks_robust::test_a_send_slower_than_the_lease_keeps_its_row_from_a_second_relay",
         "test_attacks_robust::test_an_amount_not_written_plainly_is_a_422",
         "test_attacks_robust::test_an_amount_out_of_range_or_past_the_cent_is_a_422",
         "test_attacks_robust::test_an_update_id_that_is_no_id_is_acknowledged_and_not_stored",
         "test_cli::test_migrations_run_quietly_unless_verbose",
+        "test_cli::test_serve_says_where_the_console_is",
         "test_console_http::test_a_ticket_answered_in_the_console_reaches_the_user",
         "test_console_http::test_fifty_attempts_from_an_address_lock_that_address",
+        "test_nlu::test_eval_command_json_lists_every_prediction",
+        "test_nlu::test_parse_command_prints_json",
+        "test_nlu_generalise::test_eval_help_says_how_each_set_was_made_and_which_is_the_test_set",
         "test_notify::test_health_readiness_and_metrics",
         "test_replies::test_merchant_order_replies_read_like_words",
         "test_telegram::test_updates_of_one_chat_are_answered_in_order",
+        "test_terminal::test_interactive_chat_shows_numbered_buttons",
+        "test_terminal::test_json_chat_answers_presses_buttons_and_takes_typed_answers",
         "test_webchat_api::test_a_malformed_message_is_a_400",
     }
 )
