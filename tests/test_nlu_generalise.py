@@ -114,6 +114,16 @@ def test_an_out_of_scope_example_refuses_only_when_it_wins_by_the_margin(
     assert generous.parse(text).reason != "out_of_scope_example"
 
 
+def test_words_the_bot_knows_do_not_save_a_question_an_example_matches_far_better(
+    knowledge: Knowledge,
+) -> None:
+    # Every word of it appears in some in-scope phrasing; it is still about running the shop.
+    text = "how can my shop get more people coming in"
+    assert Matcher(knowledge).parse(text).reason == "out_of_scope_example"
+    only_grounded = Matcher(knowledge, MatcherConfig(ungrounded_margin=9.0))
+    assert only_grounded.parse(text).label != Label.OUT_OF_SCOPE
+
+
 @pytest.mark.parametrize(
     ("text", "label"),
     [("白白", Label.CHITCHAT_BYE), ("泥嚎", Label.CHITCHAT_GREET), ("蟹蟹", Label.CHITCHAT_THANKS)],
