@@ -5,6 +5,9 @@ name), commands and fixed words (cancel, back to the bot, a language, a bind cod
 left is decided here, in this order:
 
 With a flow open:
+0. **A change of mind.** A cancel word leading a question or request of its own ("算了 你们客服
+   几点上班", "nvm, did BT… go through") ends the flow (a message being written for staff, and
+   its handoff, too) and the rest is answered as a new message.
 1. **The step's answer.** The step reads its value in the forms people type.
 2. **A correction.** A value for something given earlier ("不对，是260", "actually make it 45")
    replaces it, at any step; a confirmation then asks again with the new value.
@@ -117,6 +120,9 @@ class DialoguePolicy:
         flow = self._flows[state.name]
         step = flow.steps.get(state.step)
         free_text = step is not None and step.slot == Slot.TEXT
+        changed = await self._changed_mind(ctx, flow, text)
+        if changed is not None:
+            return changed
         result = await flow.resume(ctx, state)
         if result is not UNHANDLED:
             return result
@@ -146,6 +152,22 @@ class DialoguePolicy:
             if digression is not None:
                 return digression
         return flow.retry(ctx, state)
+
+    async def _changed_mind(self, ctx: Context, flow: Flow, text: str) -> Outcome | None:
+        """A cancel word, then something the bot can answer on its own: the flow ends and the
+        rest is answered. A value after the cancel word is a correction ("算了 还是200吧"), and
+        the flow's own request again is not a change of mind; both are left to the steps."""
+        rest = ctx.knowledge.words.after_lead("cancel", text)
+        if not rest or read_amount(rest) is not None:
+            return None
+        parse = self._parse(ctx, rest)
+        if parse.label in (Label.OUT_OF_SCOPE, flow.label):
+            ctx.parse = None
+            return None
+        outcome = await self._route(ctx)
+        outcome.end_flow = outcome.end_flow or outcome.flow is None
+        outcome.return_to_bot = outcome.return_to_bot or flow.name == "ticket"
+        return outcome
 
     async def _digression(
         self, ctx: Context, flow: Flow, state: FlowState, text: str, *, clear_only: bool = False

@@ -78,8 +78,10 @@ class MatcherConfig:
     # examples whose foreign words it does not share (see `Matcher.scores`).
     ungrounded_coverage: float = 0.8
     # ... unless they match it by this much more than any in-scope phrasing ("how can I get more
-    # customers into my shop": every word known, and a question about running the shop).
+    # customers into my shop": every word known, and a question about running the shop), in a
+    # message long enough to say what it is about ("怎么处理" is a frame only).
     ungrounded_margin: float = 0.15
+    ungrounded_min_chars: int = 8
     # Messages this long (characters, spaces aside) are also judged clause by clause.
     clause_min_chars: int = 16
     # A clause rescues a refused message only with at least this score.
@@ -401,10 +403,11 @@ class Matcher:
         (best, score), rest = in_scope[0], in_scope[1:]
         second = rest[0][1] if rest else 0.0
         reason: str | None = None
+        said = len(body.replace(" ", "")) >= config.ungrounded_min_chars
         if oos >= score + config.oos_margin and (
             grounded
             or coverage < config.ungrounded_coverage
-            or oos >= score + config.ungrounded_margin
+            or (said and oos >= score + config.ungrounded_margin)
         ):
             reason = "out_of_scope_example"
         elif score < min_score or (contentless and score < config.min_score_contentless):
