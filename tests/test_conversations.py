@@ -212,3 +212,21 @@ async def test_a_chat_sending_too_fast_is_asked_to_wait(chat: Chat, db: AsyncEng
             select(func.count()).select_from(Message).where(Message.direction == "in")
         )
     assert inbound == 20
+
+
+async def test_two_questions_in_one_message_are_both_answered(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("W0001什么时候到 顺便问下手续费怎么算")
+    templates = [reply.template for reply in chat.last]
+    assert templates[0] == "flows/withdrawal/status" and "faq_answer" in templates
+    assert "W0001" in chat.text
+    await chat.say("is W0002 in yet? btw how long do withdrawals usually take")
+    templates = [reply.template for reply in chat.last]
+    assert templates[0] == "flows/withdrawal/status" and "faq_answer" in templates
+
+
+async def test_a_side_marker_with_one_question_is_one_question(chat: Chat) -> None:
+    await chat.say("顺便问下提现多久到账")
+    assert [reply.template for reply in chat.last] == ["faq_answer"]
+    await chat.say("我还是不太懂 顺便问下")  # nothing after the marker: read whole
+    assert len(chat.last) == 1

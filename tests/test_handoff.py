@@ -212,20 +212,22 @@ async def test_back_to_bot_cancels_a_ticket_left_and_not_answered(
     assert (await handoff_of(db, chat)).status == "returned"
 
 
-
 @pytest.mark.parametrize(
-    ("changed", "template"),
-    [("算了 提现一般多久到账", "faq_answer"), ("nvm, how long does a withdrawal take", "faq_answer")],
+    "changed",
+    [
+        "算了 提现一般多久到账",
+        "nvm, how long does a withdrawal take",
+    ],
 )
 async def test_never_mind_and_a_question_while_writing_to_staff_answers_it(
-    chat: Chat, db: AsyncEngine, clock: Clock, changed: str, template: str
+    chat: Chat, db: AsyncEngine, clock: Clock, changed: str
 ) -> None:
     # A cancel word leading a question is a change of mind, not the message for staff.
     await add_agent(db, clock, "ines", online=False)
     await chat.say("我要找人工")
     await chat.say(changed)
     templates = [r.template for r in chat.last]
-    assert template in templates and "handoff/ticket_confirm" not in templates
+    assert "faq_answer" in templates and "handoff/ticket_confirm" not in templates
     assert (await handoff_of(db, chat)).status == "returned"
     async with session_factory(db)() as session:
         conversation = await session.scalar(
@@ -241,6 +243,7 @@ async def test_a_cancel_word_before_a_new_amount_still_corrects_it(chat: Chat) -
     await chat.say("算了 还是200吧")
     assert [r.template for r in chat.last][-1] == "flows/payment_link/confirm"
     assert "200.00" in chat.text
+
 
 async def test_one_chat_is_never_claimed_twice(
     engine: Engine, db: AsyncEngine, clock: Clock, handoffs: HandoffService

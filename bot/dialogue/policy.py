@@ -25,6 +25,10 @@ With no flow open, an entity decides before the words do:
   order summary;
 - a withdrawal id: that withdrawal's status;
 - a lone number: "what is this number?", with choices.
+
+Over 400 lines: the order above is the design, and it reads best as one module in that order;
+the follow-ups about the last record (`follow_ups.py`) and two questions in one message
+(`two_questions.py`) live beside it.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from bot.dialogue.policy import (
     frame_state,
     thanks_at_end,
 )
+from bot.dialogue.two_questions import second_question
 from bot.faq.knowledge import Knowledge
 from bot.handlers.binding import asked_code_in, bind_code_in
 from bot.handlers.commands import language_word
@@ -160,6 +161,30 @@ class Routes:
             return self.policy.back(ctx, FLOWS[state.name], state, kind) if state else kind
         if state is not None:
             return await self.policy.in_flow(ctx, state, asked)
+        two = second_question(words, self.matcher, asked, ctx.conversation.language)
+        if two is None:
+            return await self._without_flow(ctx, asked)
+        first, second = two
+        outcome = await self._without_flow(ctx, first)
+        return await self._also_answered(ctx, outcome, second)
+
+    async def _also_answered(self, ctx: Context, outcome: Outcome, second: Parse) -> Outcome:
+        """The second question of the message answered after the first one's reply (the
+        turn stays the first question's: its label, its flow)."""
+        first = ctx.parse
+        ctx.parse = second
+        also = await self.route_label(ctx)
+        if not outcome.solved and outcome.flow is None:
+            # The first part understood by nothing: the second is the question answered.
+            return also
+        ctx.parse = first
+        outcome.replies.extend(also.replies)
+        return outcome
+
+    async def _without_flow(self, ctx: Context, asked: str) -> Outcome:
+        """A message with no flow open: a take-back, a plain yes, a suspended flow's return,
+        a follow-up about the last record, an entity, then the NLU's label."""
+        words = self.knowledge.words
         cancelled = ctx.conversation.slots.get(CANCELLED)
         if cancelled and words.contains("take_back", asked):
             # "no wait, I didn't mean to cancel": the flow just cancelled, back where it was.

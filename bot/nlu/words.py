@@ -147,6 +147,16 @@ class Words:
             end, at = found.end(), max(found.end() - 1, found.start() + 1)
         return key[end:].strip() if end is not None else None
 
+    def split_at(self, kind: str, text: str, *, shortest: int = 2) -> tuple[str, str] | None:
+        """`text` cut at the first phrase of `kind` in it, in the compared form: what comes
+        before and after ("W0001什么时候到 顺便问下手续费怎么算" at a side marker); None when
+        no phrase of `kind` (of at least `shortest` characters) is in it."""
+        key = f" {phrase_key(text)} "
+        found = self._marker(kind, shortest).search(key)
+        if found is None:
+            return None
+        return key[: found.start()].strip(), key[found.end() :].strip()
+
     def _marker(self, kind: str, shortest: int) -> re.Pattern[str]:
         marker = self._markers.get((kind, shortest))
         if marker is None:
