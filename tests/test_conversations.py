@@ -230,3 +230,14 @@ async def test_a_side_marker_with_one_question_is_one_question(chat: Chat) -> No
     assert [reply.template for reply in chat.last] == ["faq_answer"]
     await chat.say("我还是不太懂 顺便问下")  # nothing after the marker: read whole
     assert len(chat.last) == 1
+
+
+async def test_another_withdrawal_named_by_its_amount_right_after_one(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("where is my money?? I withdrew 800 like 3 days ago")
+    assert "W0003" in chat.text
+    await chat.say("and the 1000 one?")
+    assert [reply.template for reply in chat.last] == ["flows/withdrawal/status"]
+    assert "W0001" in chat.text
+    await chat.say("给我生成个1000的收款链接")  # a request of its own, not a withdrawal
+    assert [reply.template for reply in chat.last] == ["flows/payment_link/confirm"]

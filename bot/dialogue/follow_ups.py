@@ -120,15 +120,17 @@ class FollowUps:
             # "so was i charged or not?" after an order's status: that order's status again
             # (which says what the data shows about a charge), not the fees.
             return subject["order_no"], None
-        if not about and not why:
-            return text, None
-        if read_amount(text) is not None:
-            # "what about the one that failed, the 800": another record, named by its amount.
-            if "withdrawal" not in subject:
-                return text, None
+        named = read_amount(text) is not None and "withdrawal" in subject
+        if named and (about or why or not (_clear(parse) or ctx.conversation.suspended)):
+            # "what about the one that failed, the 800", "and the 1000 one?": another
+            # withdrawal, named by its amount (a clear request of its own, "给我生成个1000的
+            # 收款链接", is that request; with a flow waiting below, "back to the link -- 88"
+            # is its value).
             ctx.parse = parse
             flow = FLOWS["withdrawal_status"]
             return text, await flow.start(ctx)
+        if (not about and not why) or read_amount(text) is not None:
+            return text, None
         if "withdrawal" in subject and parse.score < CLEAR_QUESTION_SCORE:
             # Words the matcher places only loosely ("ok so its still processing then"): the
             # withdrawal's status again. A clear question ("how long do withdrawals normally
@@ -251,3 +253,8 @@ def few(text: str, words: int, chars: int) -> bool:
     (punctuation and spaces as in the compared form)."""
     key = phrase_key(text)
     return len(key.split()) <= words if key.isascii() else len(key) <= chars
+
+
+def _clear(parse: Parse) -> bool:
+    """The matcher places the message clearly, on a label of its own."""
+    return parse.label != Label.OUT_OF_SCOPE and parse.score >= CLEAR_QUESTION_SCORE
