@@ -241,3 +241,13 @@ async def test_another_withdrawal_named_by_its_amount_right_after_one(chat: Chat
     assert "W0001" in chat.text
     await chat.say("给我生成个1000的收款链接")  # a request of its own, not a withdrawal
     assert [reply.template for reply in chat.last] == ["flows/payment_link/confirm"]
+
+
+async def test_the_first_login_asked_about_after_the_second_was_checked(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("登录不了后台")
+    await chat.say("第二个")
+    assert [reply.template for reply in chat.last] == ["flows/login/nothing_wrong"]
+    await chat.say("那第一个呢")  # the first login listed, not the first button (reset)
+    assert [reply.template for reply in chat.last] == ["flows/login/locked"]
+    assert "wang" in chat.text and "wang_cashier" not in chat.text

@@ -23,7 +23,7 @@ from bot.dialogue.policy import CLEAR_QUESTION_SCORE, PLEASANTRY_SCORE, is_quest
 from bot.faq.knowledge import Knowledge
 from bot.nlu.matcher import TOPIC_REFUSALS, Matcher
 from bot.nlu.normalize import fold
-from bot.nlu.values import read_amount, read_order_no, read_withdrawal_id
+from bot.nlu.values import read_amount, read_order_no, read_position, read_withdrawal_id
 from bot.nlu.words import phrase_key
 from bot.types import CHITCHAT_LABELS, Alternative, Label, Parse
 
@@ -187,6 +187,11 @@ class FollowUps:
         target = named[-1] if named else login
         others = [a.login for a in accounts if a.login != login]
         ctx.parse = parse
+        position = None if named else read_position(text, len(accounts))
+        if position is not None:
+            # "那第一个呢", "and the second?": the login at that place in the list the check
+            # offered (the merchant's logins, in the platform's order).
+            return await self._act(ctx, "login", accounts[position].login)
         if not named and len(others) == 1 and self.knowledge.words.contains("which_one", text):
             # "那另一个呢", "and the other one?" after one of two logins: the other one.
             return await self._act(ctx, "login", others[0])

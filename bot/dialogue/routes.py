@@ -421,7 +421,7 @@ class Routes:
             pair
             for pair in offered
             if pair[1].startswith("flow:") and not pair[1].startswith("flow:more")
-        ] or offered
+        ] or [pair for pair in offered if not pair[1].startswith(_NOT_PICKED_BY_POSITION)]
         index = read_position(text, len(own))
         if index is not None:
             return own[index][1]
@@ -433,6 +433,11 @@ class Routes:
             if answer and answer == strip_punctuation(fold(label)):
                 return action
         return None
+
+
+# Buttons that act rather than choose: "那第一个呢" under a login's result (reset, a person)
+# asks about the first login listed before, not to reset this one.
+_NOT_PICKED_BY_POSITION = ("reset:", "human")
 
 
 def _by_amount(text: str, offered: list[list[str]]) -> str | None:
