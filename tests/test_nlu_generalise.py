@@ -66,14 +66,17 @@ def test_clause_words_keep_english_words_whole() -> None:
             Label.WITHDRAW_HOW,
         ),
         ("我们是做社区团购的，群里几百个宝妈，每天接龙下单，请问手续费怎么收", Label.FEES_RATES),
+        # Out-of-scope examples that lead the whole story by a hair do not drown a clause
+        # that is clearly answered.
         (
-            "my grandma started this noodle place decades ago and now I am taking over the till, "
-            "so I want to know how do I withdraw money",
+            "my grandpa opened this dumpling stall in the eighties, his friends still come every "
+            "morning for breakfast, so tell me how do I withdraw money",
             Label.WITHDRAW_HOW,
         ),
         # A clause that asks for something is heard wherever it stands, not only last.
         (
-            "can u make me a link, customer wants to pay a deposit for a fruit basket",
+            "make me a link pls, a lady from the office upstairs wants to order a cake for her "
+            "colleague",
             Label.ACTION_PAYMENT_LINK,
         ),
         ("wtf where is my money!!! been waiting forever", Label.STATUS_WITHDRAWAL),
@@ -99,7 +102,7 @@ def test_an_out_of_scope_question_inside_a_story_is_refused(
 def test_one_foreign_word_does_not_refuse_a_real_question(
     knowledge: Knowledge, matcher: Matcher
 ) -> None:
-    text = "can the fee go on top of my price"  # "top" only appears in out-of-scope examples
+    text = "can the fee go onto my wholesale prices"  # "wholesale": only out-of-scope examples
     assert matcher.parse(text).label == Label.FEES_PASS_ON
     any_foreign_word = Matcher(knowledge, MatcherConfig(foreign_margin=10.0))
     assert any_foreign_word.parse(text).reason == "foreign_topic"
@@ -118,7 +121,7 @@ def test_words_the_bot_knows_do_not_save_a_question_an_example_matches_far_bette
     knowledge: Knowledge,
 ) -> None:
     # Every word of it appears in some in-scope phrasing; it is still about running the shop.
-    text = "how can my shop get more people coming in"
+    text = "how do i get more people to come to my shop"
     assert Matcher(knowledge).parse(text).reason == "out_of_scope_example"
     only_grounded = Matcher(knowledge, MatcherConfig(ungrounded_margin=9.0))
     assert only_grounded.parse(text).label != Label.OUT_OF_SCOPE

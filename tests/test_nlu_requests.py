@@ -27,7 +27,7 @@ def unmarked(knowledge: Knowledge) -> Matcher:
     [
         ("a payment link please", Label.ACTION_PAYMENT_LINK),
         ("payment link pls", Label.ACTION_PAYMENT_LINK),
-        ("could you send me a link for my customer", Label.ACTION_PAYMENT_LINK),
+        ("send my client a link", Label.ACTION_PAYMENT_LINK),
         ("where's my money", Label.STATUS_WITHDRAWAL),
         ("a payment didn't go through", Label.DIAGNOSE_PAYMENT_FAILURE),
         ("提现失败是什么原因", Label.STATUS_WITHDRAWAL),

@@ -130,10 +130,12 @@ class DialoguePolicy:
         result = await flow.resume(ctx, state)
         if result is not UNHANDLED:
             return result
-        if not free_text:
+        corrects = ctx.knowledge.words.contains("correction", text)
+        if not free_text and not corrects:
             # A clear question comes before a correction: "手续费怎么收" at a read-back is asked,
-            # not a new value. (At a free-text step, such as the message for staff, any text is
-            # the answer: it is read back before it is left.)
+            # not a new value; a message that says it corrects ("no wait, it's wang, not the
+            # cashier") is not. (At a free-text step, such as the message for staff, any text
+            # is the answer: it is read back before it is left.)
             question = await self._digression(ctx, flow, state, text, clear_only=True)
             if question is not None:
                 return question

@@ -24,6 +24,7 @@ from bot.dialogue.policy import (
     PLEASANTRY_SCORE,
     DialoguePolicy,
     frame_state,
+    is_question,
     thanks_at_end,
 )
 from bot.dialogue.two_questions import second_question
@@ -381,6 +382,29 @@ class Routes:
             return Outcome([ctx.say("stale_action")])
         return fallback(ctx)
 
+    def _yes_to_offer(self, ctx: Context, text: str, offered: list[list[str]]) -> str | None:
+        """ "行，再发一个", "ok send another one" at the offer of a new link: a yes followed by
+        the request the open step takes as its yes (`Step.accepts`); "行吧 我让顾客查下银行流水
+        谢谢" agrees to nothing offered."""
+        state = flow_state(ctx)
+        step = FLOWS[state.name].steps.get(state.step) if state is not None else None
+        rest = self.knowledge.words.after_lead("yes", text)
+        if step is None or not rest or read_amount(text) is not None or is_question(ctx, text):
+            return None
+        parse = self.matcher.parse(rest, ctx.conversation.language)
+        accepts = dict(step.accepts)
+        # After a yes, the offer's request among the two nearest topics is enough ("sure, send
+        # them a new one" leans to a new password about as much as to a new link).
+        nearest = [(a.label, a.score) for a in parse.alternatives]
+        if parse.label != Label.OUT_OF_SCOPE:
+            nearest.insert(0, (parse.label, parse.score))
+        for label, score in nearest[:2]:
+            accepted = accepts.get(label)
+            if accepted is not None and score >= _YES_REQUEST_SCORE:
+                action = f"flow:{accepted}"
+                return action if any(a == action for _, a in offered) else None
+        return None
+
     def _typed_button(self, ctx: Context) -> str | None:
         """The offered button a typed answer means: its number, its label, or yes/no."""
         offered: list[list[str]] = ctx.conversation.slots.get(OFFERED) or []
@@ -409,6 +433,10 @@ class Routes:
             offer = [a for _, a in offered if a.startswith("human:")]
             if meaning and offer:
                 return offer[0]
+        if meaning is None and words.leads("yes", text):
+            taken = self._yes_to_offer(ctx, text, offered)
+            if taken is not None:
+                return taken
         # "不用再发链接了": a no that explains itself; but "不对，是260" corrects.
         explained_no = meaning is None and words.leads("no", text) and read_amount(text) is None
         if explained_no and not words.contains("correction", text):
@@ -434,6 +462,10 @@ class Routes:
                 return action
         return None
 
+
+# A request after a yes, read on its own, takes the offer it names at this score
+# ("再发一个" alone leans to a new link only a little).
+_YES_REQUEST_SCORE = 0.15
 
 # Buttons that act rather than choose: "那第一个呢" under a login's result (reset, a person)
 # asks about the first login listed before, not to reset this one.

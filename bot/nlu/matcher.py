@@ -61,7 +61,7 @@ class MatcherConfig:
     max_foreign: float = 0.2
     min_score_contentless: float = 0.5
     # The same cut-offs for a message without Chinese characters (English words only).
-    min_score_latin: float = 0.25
+    min_score_latin: float = 0.3
     min_coverage_latin: float = 0.55
     latin_short_words: int = 8
     candidates: int = 60
@@ -86,6 +86,10 @@ class MatcherConfig:
     clause_min_chars: int = 16
     # A clause rescues a refused message only with at least this score.
     clause_min_score: float = 0.2
+    # Out-of-scope examples leading a long message by less than this let a clause rescue it,
+    # when the clause is answered with at least `oos_rescue_score`.
+    oos_rescue_lead: float = 0.05
+    oos_rescue_score: float = 0.45
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,9 +451,16 @@ class Matcher:
         clause only rescues a whole text refused for a low score, low coverage or ambiguity
         (the best clause accepted with at least `clause_min_score`). A whole text that out-of-scope
         examples match best is not rescued by a clause of it, unless it shares none of their
-        foreign words (a freelancer's story that happens to sound like "sell on Taobao")."""
+        foreign words (a freelancer's story that happens to sound like "sell on Taobao") or
+        they lead by less than `oos_rescue_lead` and a clause is clearly answered
+        (`oos_rescue_score`: "…his friends come every morning for breakfast, so tell me how do I
+        withdraw money")."""
+        floor = self.config.clause_min_score
         if whole.reason in TOPIC_REFUSALS and whole.grounded:
-            return whole
+            nearest = whole.alternatives[0].score if whole.alternatives else 0.0
+            if whole.score - nearest >= self.config.oos_rescue_lead:
+                return whole
+            floor = self.config.oos_rescue_score
         clauses = self._clause_words.split(marked)
         if len(clauses) < 2:
             return whole
@@ -472,13 +483,15 @@ class Matcher:
             decision = self._decide(body)
             if asks and decision.reason in TOPIC_REFUSALS:
                 return decision
-            if rescue and self._rescues(decision, best_value):
+            if rescue and self._rescues(decision, best_value, floor):
                 best, best_value = decision, decision.score
         if best is whole and rescue:
-            return self._asking_clause(clauses, at, whole)
+            return self._asking_clause(clauses, at, whole, floor)
         return best
 
-    def _asking_clause(self, clauses: list[Clause], at: int, whole: _Decision) -> _Decision:
+    def _asking_clause(
+        self, clauses: list[Clause], at: int, whole: _Decision, floor: float
+    ) -> _Decision:
         """The question is not always where the clause words put it: "can u make me a link,
         customer wants to pay a deposit" asks first and tells after; "wtf where is my money,
         been waiting forever" complains after it. When the question clause rescues nothing,
@@ -492,18 +505,16 @@ class Matcher:
                 continue
             body = self._comparable(clause.text)
             decision = self._decide(body) if body.strip() else whole
-            if self._rescues(decision, best_value):
+            if self._rescues(decision, best_value, floor):
                 best, best_value = decision, decision.score
         return best
 
-    def _rescues(self, clause: _Decision, best: float) -> bool:
-        """A clause's decision rescues a refused message: accepted, with at least
-        `clause_min_score`, and better than the best clause so far."""
-        return (
-            clause.reason is None
-            and clause.score >= self.config.clause_min_score
-            and clause.score > best
-        )
+    @staticmethod
+    def _rescues(clause: _Decision, best: float, floor: float) -> bool:
+        """A clause's decision rescues a refused message: accepted, with at least `floor`
+        (`clause_min_score`, or `oos_rescue_score` against out-of-scope examples), and better
+        than the best clause so far."""
+        return clause.reason is None and clause.score >= floor and clause.score > best
 
     def _across_boundary(self, marked: str, decision: _Decision) -> _Decision:
         """A topic label moved to its flow by a request marker (`knowledge/requests.yaml`):
