@@ -90,6 +90,24 @@ def test_the_question_clause_is_heard_through_the_story(
     assert whole_only.parse(text).label == Label.OUT_OF_SCOPE
 
 
+def test_a_question_asked_first_is_not_drowned_by_the_story_after_it(
+    knowledge: Knowledge, matcher: Matcher
+) -> None:
+    text = (
+        "wait, is my data actually safe with you guys? a friend said his account got hacked "
+        "on some other app"
+    )
+    assert matcher.parse(text).label == Label.SECURITY_ENCRYPTION
+    whole_only = Matcher(knowledge, MatcherConfig(clause_min_chars=10_000))
+    assert whole_only.parse(text).reason == "out_of_scope_example"
+    # A question that needs the story to say what it is about is not heard alone.
+    closing = (
+        "We're relocating overseas and closing the store for good, so I'd like to close my "
+        "B特派 merchant account for good. What's the process?"
+    )
+    assert matcher.parse(closing).label == Label.OUT_OF_SCOPE
+
+
 def test_an_out_of_scope_question_inside_a_story_is_refused(
     knowledge: Knowledge, matcher: Matcher
 ) -> None:

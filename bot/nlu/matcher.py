@@ -456,23 +456,26 @@ class Matcher:
         (`oos_rescue_score`: "…his friends come every morning for breakfast, so tell me how do I
         withdraw money")."""
         floor = self.config.clause_min_score
+        only_asked = False
         if whole.reason in TOPIC_REFUSALS and whole.grounded:
             nearest = whole.alternatives[0].score if whole.alternatives else 0.0
-            if whole.score - nearest >= self.config.oos_rescue_lead:
-                return whole
+            # Examples far ahead: only a clause marked as the question may still be it.
+            only_asked = whole.score - nearest >= self.config.oos_rescue_lead
             floor = self.config.oos_rescue_score
         clauses = self._clause_words.split(marked)
         if len(clauses) < 2:
             return whole
         at = self._clause_words.question(clauses)
         question = clauses[at]
+        if only_asked and not self._says_alone(question, clauses):
+            return whole
         texts = []
         rescue = whole.reason is not None
         if len(question.text.replace(" ", "")) >= self.config.clause_min_chars // 2 and (
             question.asks or rescue
         ):
             texts.append((question.text, question.asks))
-        if at > 0 and rescue:
+        if at > 0 and rescue and not only_asked:
             texts.append((f"{clauses[at - 1].text} {question.text}", False))
         best = whole
         best_value = -1.0
@@ -485,7 +488,7 @@ class Matcher:
                 return decision
             if rescue and self._rescues(decision, best_value, floor):
                 best, best_value = decision, decision.score
-        if best is whole and rescue:
+        if best is whole and rescue and not only_asked:
             return self._asking_clause(clauses, at, whole, floor)
         return best
 
@@ -508,6 +511,15 @@ class Matcher:
             if self._rescues(decision, best_value, floor):
                 best, best_value = decision, decision.score
         return best
+
+    def _says_alone(self, question: Clause, clauses: list[Clause]) -> bool:
+        """The one clause marked as asking, long enough to carry its topic on its own (five
+        words, or eight characters): "is my data actually safe with you guys?" before the story
+        of a friend's hacked app; not "what's the process?" after the story it needs."""
+        if not question.asks or sum(clause.asks for clause in clauses) > 1:
+            return False
+        text = question.text.strip()
+        return len(text.split()) >= 5 if text.isascii() else len(text.replace(" ", "")) >= 8
 
     @staticmethod
     def _rescues(clause: _Decision, best: float, floor: float) -> bool:
