@@ -251,3 +251,11 @@ async def test_the_first_login_asked_about_after_the_second_was_checked(chat: Ch
     await chat.say("那第一个呢")  # the first login listed, not the first button (reset)
     assert [reply.template for reply in chat.last] == ["flows/login/locked"]
     assert "wang" in chat.text and "wang_cashier" not in chat.text
+
+
+async def test_a_no_to_an_answer_then_nothing_understood_offers_a_person(chat: Chat) -> None:
+    await chat.say("提现多久到账")
+    assert [reply.template for reply in chat.last] == ["faq_answer"]
+    await chat.say("不是 就那个啊")  # the answer missed, and so does this one
+    assert "dialogue/offer_handoff" in [reply.template for reply in chat.last]
+    assert "dialogue:continue" in [button.action for button in chat.buttons]
