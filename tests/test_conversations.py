@@ -259,3 +259,15 @@ async def test_a_no_to_an_answer_then_nothing_understood_offers_a_person(chat: C
     await chat.say("不是 就那个啊")  # the answer missed, and so does this one
     assert "dialogue/offer_handoff" in [reply.template for reply in chat.last]
     assert "dialogue:continue" in [button.action for button in chat.buttons]
+
+
+async def test_failed_orders_named_by_their_amounts(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("a few customers couldn't pay today, what's going on")
+    assert [reply.template for reply in chat.last] == ["flows/payment_failure/pick_order"]
+    await chat.say("the 4999 one")  # not among the buttons shown: still that order
+    assert [reply.template for reply in chat.last] == ["flows/payment_failure/explained"]
+    assert "BT2026112600000004" in chat.text
+    await chat.say("and the one for 35 bucks?")
+    assert [reply.template for reply in chat.last] == ["flows/payment_failure/explained"]
+    assert "BT2026112600000002" in chat.text

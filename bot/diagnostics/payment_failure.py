@@ -17,12 +17,17 @@ from bot.context import Context, Findings, FlowState, Outcome
 from bot.diagnostics.flow import Slot, Step
 from bot.diagnostics.order_lookup import OrderLookupFlow
 from bot.diagnostics.payment_link import PaymentLinkFlow
+from bot.nlu.values import read_amount, read_order_no
+from bot.nlu.words import phrase_key
 from bot.platform.models import AttemptStatus, Order, OrderStatus
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
 
 RECENT = timedelta(days=7)
 PAGE = 3  # failed orders offered at once, most recent first; a "more" button shows the next ones
+# An order picked by its amount is named in a few words ("the 4999 one", "35块那笔").
+_PICK_WORDS = 6
+_PICK_CHARS = 10
 
 
 class PaymentFailureFlow(OrderLookupFlow):
@@ -48,19 +53,54 @@ class PaymentFailureFlow(OrderLookupFlow):
             more = ctx.argument.removeprefix("more:")
             page = await self._failed_page(ctx, int(more) if more.isdigit() else 0)
             return page if page is not None else UNHANDLED
-        return await super().step_order(ctx, state)
+        result = await super().step_order(ctx, state)
+        if result is UNHANDLED:
+            return await self._by_amount(ctx, state)
+        return result
 
-    async def _failed_page(self, ctx: Context, offset: int) -> Outcome | None:
-        """The merchant's recent failed orders from `offset` on, PAGE at a time, newest first,
-        with a "more" button while others remain; None when there are none to offer."""
+    async def correct(self, ctx: Context, state: FlowState) -> Result:
+        result = await super().correct(ctx, state)
+        if result is UNHANDLED and state.step == "offer":
+            # "and the one for 35 bucks?" after an explanation: that other failed order.
+            return await self._by_amount(ctx, state)
+        return result
+
+    async def another(self, ctx: Context, order_no: str) -> Outcome | None:
+        """ "and the one for 35 bucks?" right after an order's reply: the recent failed order
+        of that amount, explained; None when the message names none."""
+        result = await self._by_amount(ctx, FlowState(self.name, "order", {"order_no": order_no}))
+        return None if result is UNHANDLED else result
+
+    async def _by_amount(self, ctx: Context, state: FlowState) -> Result:
+        """ "the 4999 one": the one recent failed order of that amount, shown on a button or
+        not, named in a short message (a longer one with an amount says something else)."""
+        text = ctx.message.text
+        amount = read_amount(text)
+        key = phrase_key(text)
+        short = len(key.split()) <= _PICK_WORDS if key.isascii() else len(key) <= _PICK_CHARS
+        if amount is None or not short or read_order_no(text) is not None:
+            return UNHANDLED
+        held = state.slots.get("order_no")
+        picks = [o for o in await self._failed(ctx) if o.amount == amount and o.order_no != held]
+        if len(picks) != 1:
+            return UNHANDLED
+        return await self.with_order(ctx, picks[0].order_no, retry=True)
+
+    async def _failed(self, ctx: Context) -> list[Order]:
+        """The merchant's recent failed orders, newest first."""
         if not (ctx.identity.is_merchant and ctx.identity.merchant_id):
-            return None
+            return []
         orders = await ctx.gateway.list_orders(ctx.identity.merchant_id, since=ctx.now - RECENT)
-        failed = sorted(
+        return sorted(
             (o for o in orders if o.last_failure is not None and o.status != OrderStatus.PAID),
             key=lambda o: o.created_at,
             reverse=True,
         )
+
+    async def _failed_page(self, ctx: Context, offset: int) -> Outcome | None:
+        """The merchant's recent failed orders from `offset` on, PAGE at a time, newest first,
+        with a "more" button while others remain; None when there are none to offer."""
+        failed = await self._failed(ctx)
         shown = failed[offset : offset + PAGE]
         if not shown:
             return None

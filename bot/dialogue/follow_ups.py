@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from bot.context import OFFERED, SUBJECT, Context, Outcome, Subject
+from bot.diagnostics.payment_failure import PaymentFailureFlow
 from bot.diagnostics.registry import FLOWS
 from bot.diagnostics.withdrawal_status import WithdrawalStatusFlow
 from bot.dialogue.policy import CLEAR_QUESTION_SCORE, PLEASANTRY_SCORE, is_question
@@ -129,6 +130,14 @@ class FollowUps:
             ctx.parse = parse
             flow = FLOWS["withdrawal_status"]
             return text, await flow.start(ctx)
+        if read_amount(text) is not None and "order_no" in subject and not _clear(parse):
+            # "and the one for 35 bucks?" after a failed order's reply: that failed order.
+            failure = FLOWS["payment_failure"]
+            assert isinstance(failure, PaymentFailureFlow)
+            ctx.parse = parse
+            other = await failure.another(ctx, subject["order_no"])
+            if other is not None:
+                return text, other
         if (not about and not why) or read_amount(text) is not None:
             return text, None
         if "withdrawal" in subject and parse.score < CLEAR_QUESTION_SCORE:
