@@ -271,3 +271,13 @@ async def test_failed_orders_named_by_their_amounts(chat: Chat) -> None:
     await chat.say("and the one for 35 bucks?")
     assert [reply.template for reply in chat.last] == ["flows/payment_failure/explained"]
     assert "BT2026112600000002" in chat.text
+
+
+async def test_was_the_money_taken_under_a_failure_explanation(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("顾客付款失败了")
+    await chat.say("BT2026112600000002")
+    await chat.say("那顾客的钱扣了没有")
+    # What the data shows about that order (a timeout: maybe charged, order not updated).
+    assert [reply.template for reply in chat.last] == ["flows/order_summary"]
+    assert "BT2026112600000002" in chat.text

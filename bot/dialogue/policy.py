@@ -157,6 +157,14 @@ class DialoguePolicy:
             digression = await self._digression(ctx, flow, state, text)
             if digression is not None:
                 return digression
+        held = state.slots.get("order_no")
+        if held and ctx.identity.is_merchant and ctx.knowledge.words.contains("money_taken", text):
+            # "那顾客的钱扣了没有" under the explanation of a failure: what the data shows about
+            # that order and its charge, with its next steps as buttons (which take over from
+            # the flow's).
+            summary = await order_summary(ctx, str(held))
+            summary.end_flow = True
+            return summary
         return flow.retry(ctx, state)
 
     async def _changed_mind(self, ctx: Context, flow: Flow, text: str) -> Outcome | None:
