@@ -9,6 +9,7 @@ import pytest
 from bot.faq.knowledge import Knowledge
 from bot.nlu.values import (
     Option,
+    names_said,
     read_amount,
     read_choice,
     read_order_no,
@@ -166,3 +167,11 @@ def test_a_name_said_not_to_is_not_picked() -> None:
     assert read_choice("li 这个，不是li_risk", options) == 0
     assert read_choice("not li, li_risk", options) == 1
     assert read_choice("nothing like li_risk", options) == 1
+
+
+def test_names_said_are_whole_names_longest_last() -> None:
+    logins = ["li", "li_risk", "wang"]
+    assert names_said("那li这个号呢", logins) == ["li"]
+    assert names_said("li_risk 也看下", logins) == ["li_risk"]
+    assert names_said("li and li_risk", logins) == ["li", "li_risk"]
+    assert names_said("the cashier one", logins) == []

@@ -12,7 +12,6 @@ Decision record 0001 says why each rule is there and what it must not take.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
@@ -23,8 +22,13 @@ from bot.diagnostics.withdrawal_status import WithdrawalStatusFlow
 from bot.dialogue.policy import CLEAR_QUESTION_SCORE, PLEASANTRY_SCORE, is_question
 from bot.faq.knowledge import Knowledge
 from bot.nlu.matcher import TOPIC_REFUSALS, Matcher
-from bot.nlu.normalize import fold
-from bot.nlu.values import read_amount, read_order_no, read_position, read_withdrawal_id
+from bot.nlu.values import (
+    names_said,
+    read_amount,
+    read_order_no,
+    read_position,
+    read_withdrawal_id,
+)
 from bot.nlu.words import phrase_key
 from bot.types import CHITCHAT_LABELS, Alternative, Label, Parse
 
@@ -182,17 +186,9 @@ class FollowUps:
         if not ctx.identity.is_merchant or ctx.identity.merchant_id is None:
             return None
         accounts = await ctx.gateway.list_accounts(ctx.identity.merchant_id)
-        folded = fold(text)
         # Another login by name: "那帮我把li的密码重置一下", "那li这个号呢" (the longest name
         # that is there, so "li_risk" is not read as "li").
-        named = sorted(
-            (
-                a.login
-                for a in accounts
-                if re.search(rf"(?<![a-z0-9_]){re.escape(a.login)}(?![a-z0-9_])", folded)
-            ),
-            key=len,
-        )
+        named = names_said(text, [a.login for a in accounts])
         target = named[-1] if named else login
         others = [a.login for a in accounts if a.login != login]
         ctx.parse = parse

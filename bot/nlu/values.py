@@ -230,6 +230,13 @@ def read_position(text: str, count: int) -> int | None:
     return _ordinal(answer, count) if answer and count else None
 
 
+def names_said(text: str, names: Sequence[str]) -> list[str]:
+    """The names of `names` said whole in `text` ("那li这个号呢": li, not li_risk), shortest
+    first, so the last is the longest said."""
+    folded = fold(text)
+    return sorted((name for name in names if _whole(name, folded)), key=len)
+
+
 def _whole(name: str, answer: str) -> bool:
     """A Latin name said whole in the answer, also between Chinese characters ("重置下wang的
     密码"), but not as part of a longer name (wang in wang_cashier)."""
