@@ -295,6 +295,8 @@ def test_eval_help_says_how_each_set_was_made_and_which_is_the_test_set() -> Non
         "nlu_tune2.jsonl",
         "nlu_tune3.jsonl",
         "nlu_tune4.jsonl",
+        "nlu_tune5.jsonl",
+        "nlu_tune6.jsonl",
         "nlu_holdout.jsonl",
         "nlu_test.jsonl",
     ):
