@@ -108,6 +108,35 @@ def test_a_question_asked_first_is_not_drowned_by_the_story_after_it(
     assert matcher.parse(closing).label == Label.OUT_OF_SCOPE
 
 
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        (
+            "Morning! Just unlocked the shop, rain all night, the street is empty.",
+            Label.CHITCHAT_GREET,
+        ),
+        ("太感谢了，终于弄明白了，刚才急得团团转，现在可以安心去进货了", Label.CHITCHAT_THANKS),
+    ],
+)
+def test_a_pleasantry_told_with_the_day_around_it(
+    matcher: Matcher, text: str, label: Label
+) -> None:
+    assert matcher.parse(text).label == label
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hi, what's the weather like in beijing today?",
+        "rough day. tell me a joke, anything to cheer me up",
+    ],
+)
+def test_a_pleasantry_beside_a_question_it_cannot_answer_is_still_refused(
+    matcher: Matcher, text: str
+) -> None:
+    assert matcher.parse(text).label == Label.OUT_OF_SCOPE
+
+
 def test_an_out_of_scope_question_inside_a_story_is_refused(
     knowledge: Knowledge, matcher: Matcher
 ) -> None:

@@ -86,6 +86,8 @@ class MatcherConfig:
     clause_min_chars: int = 16
     # A clause rescues a refused message only with at least this score.
     clause_min_score: float = 0.2
+    # A clause that greets or thanks this clearly stands for a long message that asks nothing.
+    pleasantry_score: float = 0.5
     # Out-of-scope examples leading a long message by less than this let a clause rescue it,
     # when the clause is answered with at least `oos_rescue_score`.
     oos_rescue_lead: float = 0.05
@@ -468,7 +470,7 @@ class Matcher:
         at = self._clause_words.question(clauses)
         question = clauses[at]
         if only_asked and not self._says_alone(question, clauses):
-            return whole
+            return self._pleasantry(clauses, whole)
         texts = []
         rescue = whole.reason is not None
         if len(question.text.replace(" ", "")) >= self.config.clause_min_chars // 2 and (
@@ -489,8 +491,34 @@ class Matcher:
             if rescue and self._rescues(decision, best_value, floor):
                 best, best_value = decision, decision.score
         if best is whole and rescue and not only_asked:
-            return self._asking_clause(clauses, at, whole, floor)
+            asking = self._asking_clause(clauses, at, whole, floor)
+            return self._pleasantry(clauses, whole) if asking is whole else asking
         return best
+
+    def _pleasantry(self, clauses: list[Clause], whole: _Decision) -> _Decision:
+        """A greeting or a thanks told with the day around it, asking nothing ("你好呀，我是楼下
+        开花店的，今天刚开门…", "好的明白了，谢谢你！解释得很清楚…"): the greeting that opens
+        it, or a thanks anywhere in it, unmistakable on its own (`pleasantry_score`). Only the
+        greeting may ask ("Hi, anyone there? I'm sitting in my car outside the market…")."""
+        if any(clause.asks for clause in clauses[1:]):
+            return whole
+        decisions = [
+            self._decide(body) for clause in clauses if (body := self._comparable(clause.text))
+        ]
+        # Beside a clause about something the bot does not do ("tell me a joke, please,
+        # anything to cheer me up"), only an opening greeting is taken ("Hello there! It's
+        # pouring outside…"): a thanks there is likelier a word in passing.
+        aside = any(d.reason in TOPIC_REFUSALS for d in decisions) or any(
+            _leans_to_topic(d, self.config.clause_min_score) for d in decisions
+        )
+        for index, decision in enumerate(decisions):
+            if decision.reason is not None or decision.score < self.config.pleasantry_score:
+                continue
+            if index == 0 and decision.label == Label.CHITCHAT_GREET:
+                return decision
+            if decision.label == Label.CHITCHAT_THANKS and not aside:
+                return decision
+        return whole
 
     def _asking_clause(
         self, clauses: list[Clause], at: int, whole: _Decision, floor: float
@@ -603,6 +631,20 @@ def _mood_pattern(knowledge: Knowledge) -> re.Pattern[str] | None:
 
 # Refusals because the text is about something the bot does not cover.
 TOPIC_REFUSALS = frozenset({"out_of_scope_example", "foreign_topic"})
+_PLEASANTRY_LABELS = (Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE)
+
+
+def _leans_to_topic(decision: _Decision, floor: float) -> bool:
+    """A clause whose nearest in-scope label is a topic, not a pleasantry, at `floor` or more
+    ("what about my 2.5k withdrawal" beside a "thx")."""
+    nearest = (
+        (decision.label, decision.score)
+        if decision.reason is None
+        else next(((a.label, a.score) for a in decision.alternatives), (None, 0.0))
+    )
+    return nearest[0] not in (None, *_PLEASANTRY_LABELS) and nearest[1] >= floor
+
+
 _AMOUNT_MARK = PLACEHOLDERS["amount"]
 # Letters repeated three times or more, for emphasis ("hiii", "pleeease").
 _REPEATED = re.compile(r"([a-z])\1{2,}")
