@@ -281,3 +281,17 @@ async def test_was_the_money_taken_under_a_failure_explanation(chat: Chat) -> No
     # What the data shows about that order (a timeout: maybe charged, order not updated).
     assert [reply.template for reply in chat.last] == ["flows/order_summary"]
     assert "BT2026112600000002" in chat.text
+
+
+async def test_a_no_thanks_that_says_why_declines_the_flow(chat: Chat) -> None:
+    await chat.bind("M002")
+    await chat.say("forgot pw")
+    await chat.say("hmm no thanks, i just remembered it lol")
+    assert [reply.template for reply in chat.last] == ["dialogue/declined"]
+
+
+async def test_a_bare_no_before_a_value_is_not_a_decline(chat: Chat) -> None:
+    await chat.say("我付了没有")
+    await chat.say("BT2026112600000012")
+    await chat.say("不是，手机号后四位是1111")
+    assert "dialogue/declined" not in [reply.template for reply in chat.last]

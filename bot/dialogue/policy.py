@@ -45,6 +45,7 @@ from bot.nlu.matcher import TOPIC_REFUSALS, Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.requests import marker_key
 from bot.nlu.values import read_amount, read_order_no, read_withdrawal_id, read_yes_no
+from bot.nlu.words import phrase_key
 from bot.routing import UNHANDLED
 from bot.types import CHITCHAT_LABELS, Button, Entity, Label, Parse
 
@@ -150,8 +151,10 @@ class DialoguePolicy:
             if result is not UNHANDLED:
                 return result
         asks_yes_no = step is not None and step.slot in (Slot.YES_NO, Slot.CHOICE)
-        if asks_yes_no and _declines(ctx, text):
-            # "no thanks" to an offer with no "no" button: the offer is declined.
+        if (asks_yes_no and _declines(ctx, text)) or _declined_first(ctx, text):
+            # "no thanks" to an offer with no "no" button: the offer is declined; so is the
+            # flow when a message opens with a plain no and says why ("hmm no thanks, i just
+            # remembered it lol" when asked which login to reset).
             return flow.finish(ctx, [ctx.say("dialogue/declined")])
         if not free_text and not (step is not None and _attempt(step.slot, text)):
             digression = await self._digression(ctx, flow, state, text)
@@ -412,6 +415,9 @@ class DialoguePolicy:
 # The last words of a message, after its last punctuation or space: "行吧 我让顾客查下 谢谢".
 _LAST_WORDS = re.compile(r"[\s,，。.!！?？~～]+")
 
+# Where a message's first clause ends: a comma or the end of a sentence.
+_CLAUSE_END = re.compile(r"[,，。.!！?？~～]+")
+
 
 def thanks_at_end(matcher: Matcher, text: str) -> bool:
     """The message ends by thanking ("fine. thanks", "行吧 我让顾客查下银行流水 谢谢") and asks
@@ -421,6 +427,22 @@ def thanks_at_end(matcher: Matcher, text: str) -> bool:
         return False
     last = matcher.parse(parts[-1])
     return last.label == Label.CHITCHAT_THANKS and last.score >= PLEASANTRY_SCORE
+
+
+def _declined_first(ctx: Context, text: str) -> bool:
+    """The message opens with a no that declines ("no thanks", "不用了": not a bare "不是" or
+    "no", which lead a correction as often) and nothing else in its first clause, and gives
+    no value or correction after it ("不是，手机号是5678" corrects; "不记得了" is no no)."""
+    parts = _CLAUSE_END.split(text.strip(), maxsplit=1)
+    words = ctx.knowledge.words
+    if len(parts) < 2 or not parts[1].strip() or not words.means("no", parts[0]):
+        return False
+    first = phrase_key(parts[0])
+    if len(first.split()) < 2 if first.isascii() else len(first) < 3:
+        return False
+    if any(ch.isdigit() for ch in text):
+        return False
+    return not words.contains("correction", text)
 
 
 def _declines(ctx: Context, text: str) -> bool:
