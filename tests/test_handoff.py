@@ -322,3 +322,14 @@ async def test_keep_asking_the_bot_said_in_passing_leaves_the_queue(
     await chat.say("get me a person")
     await chat.say("oh wait, never mind, I'll keep asking the bot")
     assert (await handoff_of(db, chat)).status == "returned"
+
+
+async def test_a_bare_yes_to_leaving_a_message_asks_for_the_message(
+    chat: Chat, db: AsyncEngine, clock: Clock
+) -> None:
+    await add_agent(db, clock, "jade", online=False)
+    await chat.say("我要找人工")
+    await chat.say("好")  # yes to the offer of a message, not the message
+    assert [r.template for r in chat.last] == ["handoff/ask_message"]
+    await chat.say("二维码收款从早上开始就不行了")
+    assert [r.template for r in chat.last] == ["handoff/ticket_confirm"]

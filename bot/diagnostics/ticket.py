@@ -38,8 +38,10 @@ class TicketFlow(Flow):
     def _message(self, ctx: Context, state: FlowState, text: str) -> Result:
         if not text:
             return UNHANDLED
-        if ctx.knowledge.words.means("leave_message", text, along=("yes",)):
-            # "好，那我留言", "ok leave a msg then": agreeing to write one, not the message.
+        words = ctx.knowledge.words
+        if words.means("leave_message", text, along=("yes",)) or words.means("yes", text):
+            # "好，那我留言", "ok leave a msg then", a bare "yes" to the offer of leaving one:
+            # agreeing to write one, not the message.
             return self.wait(ctx, "message", "handoff/ask_message", slots=state.slots)
         buttons = (
             Button(ctx.ui("leave_it"), "flow:confirm:yes"),
