@@ -18,7 +18,7 @@ from bot.diagnostics.flow import Slot, Step
 from bot.diagnostics.order_lookup import OrderLookupFlow
 from bot.diagnostics.payment_link import PaymentLinkFlow
 from bot.nlu.values import read_amount, read_order_no
-from bot.nlu.words import phrase_key
+from bot.nlu.words import few
 from bot.platform.models import AttemptStatus, Order, OrderStatus
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
@@ -76,9 +76,11 @@ class PaymentFailureFlow(OrderLookupFlow):
         not, named in a short message (a longer one with an amount says something else)."""
         text = ctx.message.text
         amount = read_amount(text)
-        key = phrase_key(text)
-        short = len(key.split()) <= _PICK_WORDS if key.isascii() else len(key) <= _PICK_CHARS
-        if amount is None or not short or read_order_no(text) is not None:
+        if (
+            amount is None
+            or not few(text, _PICK_WORDS, _PICK_CHARS)
+            or read_order_no(text) is not None
+        ):
             return UNHANDLED
         held = state.slots.get("order_no")
         picks = [o for o in await self._failed(ctx) if o.amount == amount and o.order_no != held]

@@ -29,7 +29,7 @@ from bot.nlu.values import (
     read_position,
     read_withdrawal_id,
 )
-from bot.nlu.words import phrase_key
+from bot.nlu.words import few
 from bot.types import CHITCHAT_LABELS, Alternative, Label, Parse
 
 # How sure at least a label close behind the matcher's must be to be preferred to it.
@@ -125,7 +125,8 @@ class FollowUps:
             # "so was i charged or not?" after an order's status: that order's status again
             # (which says what the data shows about a charge), not the fees.
             return subject["order_no"], None
-        named = read_amount(text) is not None and "withdrawal" in subject
+        amount = read_amount(text)
+        named = amount is not None and "withdrawal" in subject
         if named and (about or why or not (_clear(parse) or ctx.conversation.suspended)):
             # "what about the one that failed, the 800", "and the 1000 one?": another
             # withdrawal, named by its amount (a clear request of its own, "给我生成个1000的
@@ -134,7 +135,7 @@ class FollowUps:
             ctx.parse = parse
             flow = FLOWS["withdrawal_status"]
             return text, await flow.start(ctx)
-        if read_amount(text) is not None and "order_no" in subject and not _clear(parse):
+        if amount is not None and "order_no" in subject and not _clear(parse):
             # "and the one for 35 bucks?" after a failed order's reply: that failed order.
             failure = FLOWS["payment_failure"]
             assert isinstance(failure, PaymentFailureFlow)
@@ -142,7 +143,7 @@ class FollowUps:
             other = await failure.another(ctx, subject["order_no"])
             if other is not None:
                 return text, other
-        if (not about and not why) or read_amount(text) is not None:
+        if (not about and not why) or amount is not None:
             return text, None
         if "withdrawal" in subject and parse.score < CLEAR_QUESTION_SCORE:
             # Words the matcher places only loosely ("ok so its still processing then"): the
@@ -256,13 +257,6 @@ def lifted(parse: Parse, labels: frozenset[Label], margin: float, *, floor: floa
     close = max(parse.score - margin, floor)
     found = next((a for a in parse.alternatives if a.label in labels and a.score >= close), None)
     return replace(parse, label=found.label, score=found.score) if found else parse
-
-
-def few(text: str, words: int, chars: int) -> bool:
-    """A message of at most `words` English words, or `chars` characters once it has Chinese
-    (punctuation and spaces as in the compared form)."""
-    key = phrase_key(text)
-    return len(key.split()) <= words if key.isascii() else len(key) <= chars
 
 
 def _clear(parse: Parse) -> bool:

@@ -45,7 +45,7 @@ from bot.nlu.matcher import TOPIC_REFUSALS, Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.requests import marker_key
 from bot.nlu.values import read_amount, read_order_no, read_withdrawal_id, read_yes_no
-from bot.nlu.words import phrase_key
+from bot.nlu.words import few
 from bot.routing import UNHANDLED
 from bot.types import CHITCHAT_LABELS, Button, Entity, Label, Parse
 
@@ -437,8 +437,7 @@ def _declined_first(ctx: Context, text: str) -> bool:
     words = ctx.knowledge.words
     if len(parts) < 2 or not parts[1].strip() or not words.means("no", parts[0]):
         return False
-    first = phrase_key(parts[0])
-    if len(first.split()) < 2 if first.isascii() else len(first) < 3:
+    if few(parts[0], 1, 2):
         return False
     if any(ch.isdigit() for ch in text):
         return False

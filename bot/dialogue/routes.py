@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from bot.context import ASKED_CODE, Context, FlowState, Identity, Outcome
 from bot.diagnostics.registry import FLOWS
 from bot.dialogue.events import CANCELLED, OFFERED
-from bot.dialogue.follow_ups import UPSET_FLOOR, FollowUps, asked_not_said, few, lifted
+from bot.dialogue.follow_ups import UPSET_FLOOR, FollowUps, asked_not_said, lifted
 from bot.dialogue.policy import (
     PLEASANTRY_SCORE,
     DialoguePolicy,
@@ -42,7 +42,7 @@ from bot.nlu.values import (
     read_position,
     read_yes_no,
 )
-from bot.nlu.words import Words
+from bot.nlu.words import Words, few
 from bot.routing import UNHANDLED, Handler, Result, Router
 from bot.types import CHITCHAT_LABELS, Alternative, Label, Language, Parse
 

@@ -202,7 +202,11 @@ class Decider:
         asked_again = ctx.parse is not None and ctx.parse.label not in CHITCHAT_LABELS
         # "不是 就那个啊" right after an answer, and understood by nothing: the answer missed as
         # well, which makes two misses in a row.
-        denied = view.flow is None and ctx.knowledge.words.leads("no", ctx.message.text)
+        denied = (
+            not outcome.solved
+            and view.flow is None
+            and ctx.knowledge.words.leads("no", ctx.message.text)
+        )
         unsolved = not outcome.solved and (failures >= OFFER_AFTER or denied)
         # After "not helpful", asking again gets a person offered beside the answer; a flow
         # the next message starts is the user moving on, not asking again.

@@ -8,14 +8,13 @@ answers it clearly; otherwise the message is read whole, as before.
 
 from __future__ import annotations
 
+from bot.dialogue.policy import CLEAR_QUESTION_SCORE
 from bot.nlu.matcher import Matcher
 from bot.nlu.words import Words
 from bot.types import Language, Parse
 
 # Each part must say something of its own ("问下" at the start is not a second question).
 _PART_CHARS = 4
-# The second part is answered only when the knowledge answers it clearly.
-_CLEAR_SCORE = 0.4
 
 
 def second_question(
@@ -29,6 +28,6 @@ def second_question(
     if min(len(first.replace(" ", "")), len(second.replace(" ", ""))) < _PART_CHARS:
         return None
     parse = matcher.parse(second, language)
-    if not parse.label.is_faq or parse.score < _CLEAR_SCORE:
+    if not parse.label.is_faq or parse.score < CLEAR_QUESTION_SCORE:
         return None
     return first, parse

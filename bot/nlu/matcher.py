@@ -32,7 +32,7 @@ from bot.nlu.normalize import SynonymTable, fold, has_cjk, strip_punctuation
 from bot.nlu.requests import marker_key
 from bot.nlu.sounds import PinyinWords, sound
 from bot.nlu.values import read_amount
-from bot.types import Alternative, Label, Language, Parse
+from bot.types import CHITCHAT_LABELS, Alternative, Label, Language, Parse
 
 # The fillers as the matcher's tokens hold them: Snowball stems ("please" -> "pleas").
 _FILLER_STEMS = frozenset(stem(word) for word in _FILLER_WORDS)
@@ -631,7 +631,6 @@ def _mood_pattern(knowledge: Knowledge) -> re.Pattern[str] | None:
 
 # Refusals because the text is about something the bot does not cover.
 TOPIC_REFUSALS = frozenset({"out_of_scope_example", "foreign_topic"})
-_PLEASANTRY_LABELS = (Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE)
 
 
 def _leans_to_topic(decision: _Decision, floor: float) -> bool:
@@ -642,7 +641,7 @@ def _leans_to_topic(decision: _Decision, floor: float) -> bool:
         if decision.reason is None
         else next(((a.label, a.score) for a in decision.alternatives), (None, 0.0))
     )
-    return nearest[0] not in (None, *_PLEASANTRY_LABELS) and nearest[1] >= floor
+    return nearest[0] is not None and nearest[0] not in CHITCHAT_LABELS and nearest[1] >= floor
 
 
 _AMOUNT_MARK = PLACEHOLDERS["amount"]

@@ -70,6 +70,13 @@ def phrase_key(text: str) -> str:
     return strip_punctuation(fold(text))
 
 
+def few(text: str, words: int, chars: int) -> bool:
+    """A message of at most `words` English words, or `chars` characters once it has Chinese
+    (punctuation and spaces as in the compared form)."""
+    key = phrase_key(text)
+    return len(key.split()) <= words if key.isascii() else len(key) <= chars
+
+
 @dataclass(frozen=True, slots=True)
 class Words:
     """Phrases that mean yes, no, and the other fixed answers (`knowledge/dialogue.yaml`)."""
