@@ -44,7 +44,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import percentile, table
+
+from tests.support.ports import free_port
 
 HOST = "127.0.0.1"
 SECRET = "bench-webhook-secret"
@@ -77,12 +78,6 @@ CLIENT_TIMEOUT = 30.0
 
 
 # ---------------------------------------------------------------- processes (orchestrator side)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def btp_bot() -> str:

@@ -29,13 +29,14 @@ from http_throughput import (
     HOST,
     SCRIPT,
     LoadProcess,
-    free_port,
     server_env,
     sqlite_url,
     start_server,
     stop,
     wait_ready,
 )
+
+from tests.support.ports import free_port
 
 SETTLE = 1.0
 

@@ -24,7 +24,8 @@ from bot.notifications import sign
 from bot.platform.world import load_world, read_world
 from bot.settings import Settings
 from bot.storage.db import create_engine, session_factory, upgrade
-from tests.support.common import DEMO_WORLD, FAST_HASHER, bot_app, examples, free_port
+from tests.support.common import DEMO_WORLD, FAST_HASHER, bot_app, examples
+from tests.support.ports import free_port
 
 SECRET = "notify-secret-properties"
 json_values = st.recursive(

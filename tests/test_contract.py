@@ -39,7 +39,8 @@ from bot.platform.world import load_world, read_world
 from bot.settings import PROJECT_ROOT, Settings
 from bot.storage.db import create_engine, session_factory, upgrade
 from bot.storage.models import WebChatSession
-from tests.support.common import DEMO_WORLD, FAST_HASHER, bot_app, free_port
+from tests.support.common import DEMO_WORLD, FAST_HASHER, bot_app
+from tests.support.ports import free_port
 
 DOCS = PROJECT_ROOT / "docs"
 EXAMPLES = int(os.environ.get("BTP_CONTRACT_EXAMPLES", "150"))

@@ -74,12 +74,12 @@ from tests.support.common import (
     Faults,
     Seconds,
     bot_app,
-    free_port,
     migrated_sqlite,
     state_of,
     stub_settings,
     until,
 )
+from tests.support.ports import free_port
 from tests.support.serve import ServeProcess, serve_environment, serving
 from webhook_server import RUNTIME
 

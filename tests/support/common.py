@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import os
 import shutil
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -274,13 +273,6 @@ def examples(count: int) -> int:
     """A property test's number of examples: `count`, or FUZZ_FACTOR times as many under
     `make fuzz` (a test's own `max_examples` wins over any profile, so it is scaled here)."""
     return count * FUZZ_FACTOR if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else count
-
-
-def free_port() -> int:
-    """A port of 127.0.0.1 free right now (the OS picks it, so parallel workers differ)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def until(

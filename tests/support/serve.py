@@ -16,7 +16,8 @@ from pathlib import Path
 import aiohttp
 
 from bot.settings import Settings
-from tests.support.common import free_port, until
+from tests.support.common import until
+from tests.support.ports import free_port
 
 # How long a fresh process may take to answer its first request: the interpreter starts,
 # Alembic migrates, the knowledge is indexed. Minutes only on a machine under heavy load.
