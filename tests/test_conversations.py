@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -295,3 +297,47 @@ async def test_a_bare_no_before_a_value_is_not_a_decline(chat: Chat) -> None:
     await chat.say("BT2026112600000012")
     await chat.say("不是，手机号后四位是1111")
     assert "dialogue/declined" not in [reply.template for reply in chat.last]
+
+
+@pytest.mark.parametrize(
+    "ask", ["Can we continue in English please?", "Sorry, can we speak English?", "English please"]
+)
+async def test_a_request_to_switch_language_is_taken_in_the_middle_of_a_flow(
+    chat: Chat, ask: str
+) -> None:
+    await chat.bind("M001")
+    await chat.say("帮我生成一个收款链接")
+    await chat.say(ask)
+    assert "language_switched" in [reply.template for reply in chat.last]
+    await chat.say("88")  # the flow is still open, now in English
+    assert [reply.template for reply in chat.last] == ["flows/payment_link/confirm"]
+    assert "88.00" in chat.text and not re.search(
+        r"[\u4e00-\u9fff]", chat.text.replace("B特派", "")
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["can you send me the english version of the fee list?", "我看不懂中文"]
+)
+async def test_a_language_named_inside_a_question_is_not_a_switch(chat: Chat, text: str) -> None:
+    await chat.say(text)
+    assert "language_switched" not in [reply.template for reply in chat.last]
+
+
+async def test_a_yes_that_says_the_flows_own_request_confirms_it(chat: Chat) -> None:
+    await chat.bind("M002")
+    await chat.say("忘记密码了")
+    await chat.say("li")
+    await chat.say("好，重置吧")
+    assert "flows/password_reset/sent" in [reply.template for reply in chat.last]
+
+
+async def test_what_can_you_do_after_saying_who_is_asking(chat: Chat) -> None:
+    await chat.say("你好～刚注册的，朋友推荐来的，不太会用，你能帮我做什么呀？")
+    assert [reply.template for reply in chat.last] == ["help"]
+
+
+async def test_thanks_thats_all_closes_kindly(chat: Chat) -> None:
+    await chat.say("how long does a withdrawal take")
+    await chat.say("thanks, that's all")
+    assert "fallback" not in [reply.template for reply in chat.last]

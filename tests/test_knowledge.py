@@ -4,7 +4,10 @@ import shutil
 from pathlib import Path
 
 from bot.cli import main
-from bot.faq.knowledge import Knowledge, load_knowledge
+from bot.faq.files import read_folder
+from bot.faq.knowledge import Knowledge, load_knowledge, load_knowledge_files
+from bot.handlers.commands import language_word
+from bot.settings import PROJECT_ROOT
 from bot.types import FAQ_LABELS, Label, Language
 
 
@@ -89,3 +92,15 @@ def test_kb_check_command(tmp_path: Path, capsys: object) -> None:
     directory = _copy(tmp_path)
     (directory / "intents.yaml").write_text("intents: {}\n", encoding="utf-8")
     assert main(["--knowledge", str(directory), "kb", "check"]) == 1
+
+
+def test_a_version_older_than_a_kind_takes_the_shipped_phrases_for_it() -> None:
+    # A version published before the language names moved to dialogue.yaml still switches.
+    files = read_folder(PROJECT_ROOT / "knowledge")
+    dialogue = files["dialogue.yaml"]
+    start, end = dialogue.index("  language_en:"), dialogue.index("  language_frame:")
+    files["dialogue.yaml"] = dialogue[:start] + dialogue[end:]
+    older = load_knowledge_files(files)
+    assert older.problems == []
+    assert language_word("english please", older.words) == Language.EN
+    assert language_word("可以说中文吗", older.words) == Language.ZH

@@ -55,7 +55,12 @@ class PasswordResetFlow(Flow):
     label = Label.ACTION_PASSWORD_RESET
     steps: ClassVar[Mapping[str, Step]] = {
         "login": Step(Slot.LOGIN, "flows/password_reset/ask_login", ("confirm",)),
-        "confirm": Step(Slot.YES_NO, "flows/password_reset/confirm"),
+        # "好，重置吧", "ok reset it": a yes that says the flow's own request presses it.
+        "confirm": Step(
+            Slot.YES_NO,
+            "flows/password_reset/confirm",
+            accepts=((Label.ACTION_PASSWORD_RESET, "confirm:yes"),),
+        ),
     }
 
     def _key(self, ctx: Context) -> str:

@@ -45,7 +45,12 @@ class PaymentLinkFlow(Flow):
     label = Label.ACTION_PAYMENT_LINK
     steps: ClassVar[Mapping[str, Step]] = {
         "amount": Step(Slot.AMOUNT, "flows/payment_link/ask_amount", ("confirm",)),
-        "confirm": Step(Slot.YES_NO, "flows/payment_link/confirm"),
+        # "好，弄个链接吧", "sure make the link": a yes that says the flow's own request.
+        "confirm": Step(
+            Slot.YES_NO,
+            "flows/payment_link/confirm",
+            accepts=((Label.ACTION_PAYMENT_LINK, "confirm:yes"),),
+        ),
     }
 
     async def start(self, ctx: Context) -> Outcome:

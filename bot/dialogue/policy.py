@@ -174,7 +174,7 @@ class DialoguePolicy:
         """A cancel word, then something the bot can answer on its own: the flow ends and the
         rest is answered. A value after the cancel word is a correction ("算了 还是200吧"), and
         the flow's own request again is not a change of mind; both are left to the steps."""
-        rest = ctx.knowledge.words.after_lead("cancel", text)
+        rest = ctx.knowledge.words.after_lead("cancel", text, past_fillers=True)
         if not rest or read_amount(rest) is not None:
             return None
         parse = self._parse(ctx, rest)

@@ -78,6 +78,8 @@ _RESUME_WORDS = 8
 _RESUME_CHARS = 10
 _RESUME_SHORTEST = 2
 _FLOW_LABELS = frozenset(flow.label for flow in FLOWS.values() if flow.name != "ticket")
+# Where a clause of a chatty message ends.
+_CLAUSE_END = re.compile(r"[，。！？,.!?~～；;\n]+")
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
 
 
@@ -151,7 +153,7 @@ class Routes:
             if state is not None:
                 return FLOWS[state.name].retry(ctx, state, unclear=True)
             return unclear(ctx)
-        if _short(asked) and words.contains("ask_help", asked):
+        if _asks_help(words, asked):
             # "what can you do?", "你能帮我做什么": what the bot does, then the open question.
             helped = Outcome([ctx.say("help", ctx.human_button())])
             return self.policy.back(ctx, FLOWS[state.name], state, helped) if state else helped
@@ -493,6 +495,13 @@ def _vague_score(label: Label) -> float:
 def _short(text: str) -> bool:
     """A message of a few words: what a fixed question ("what can you do") is asked in."""
     return few(text, _SHORT_WORDS, _SHORT_CHARS)
+
+
+def _asks_help(words: Words, text: str) -> bool:
+    """ "what can you do?" asked alone, or as the last clause of a message that first says who
+    is asking ("刚注册的，不太会用，你能帮我做什么呀？")."""
+    last = next((c for c in reversed(_CLAUSE_END.split(text)) if c.strip()), "")
+    return any(_short(t) and words.contains("ask_help", t) for t in {text, last})
 
 
 def _offered(ctx: Context, action: str) -> bool:

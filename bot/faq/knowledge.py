@@ -10,6 +10,7 @@ duplicates), so their loaders stay together.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.requests import Move, RequestWords
 from bot.nlu.words import ANSWERS, KINDS, LATER_KINDS, Words, phrase_key
 from bot.platform.models import FailureCode
+from bot.settings import PROJECT_ROOT
 from bot.types import FAQ_LABELS, Label, Language
 
 FAQ_FILE = "faq.yaml"
@@ -495,7 +497,23 @@ def _load_dialogue(data: Any, knowledge: Knowledge) -> None:
     for kind in KINDS:
         if kind not in phrases and kind not in LATER_KINDS:
             problems.append(Problem(file, 1, f"no {kind} phrases"))
+    # A version published before a kind existed ("language_en") takes the shipped file's
+    # phrases for it: an upgrade does not lose what its new code reads there.
+    missing = [kind for kind in LATER_KINDS if kind not in phrases]
+    shipped = _shipped_words() if missing else {}
+    phrases.update({kind: shipped[kind] for kind in missing if kind in shipped})
     knowledge.words = Words(phrases, phrases.pop("fillers", frozenset()))
+
+
+@lru_cache(maxsize=1)
+def _shipped_words() -> dict[str, frozenset[str]]:
+    """The phrases of `knowledge/dialogue.yaml` as shipped with this code, by kind."""
+    folder = PROJECT_ROOT / "knowledge"
+    shipped = Knowledge()
+    data = _read(read_folder(folder), DIALOGUE_FILE, shipped.problems) if folder.is_dir() else None
+    if data is not None:
+        _load_dialogue(data, shipped)
+    return dict(shipped.words.phrases)
 
 
 def _load_clauses(data: Any, knowledge: Knowledge) -> None:

@@ -10,30 +10,21 @@ from bot.types import Language
 
 router = Router("commands")
 
-_LANGUAGE_WORDS = {
-    "en": Language.EN,
-    "english": Language.EN,
-    "英文": Language.EN,
-    "英语": Language.EN,
-    "zh": Language.ZH,
-    "cn": Language.ZH,
-    "chinese": Language.ZH,
-    "中文": Language.ZH,
-    "汉语": Language.ZH,
-    "普通话": Language.ZH,
-}
+# The phrases naming each language (`knowledge/dialogue.yaml`), and what may stand beside one
+# in a request to switch: "can we continue in English please?", "可以用中文回复吗".
+_LANGUAGES = {"language_en": Language.EN, "language_zh": Language.ZH}
+_AROUND_A_LANGUAGE = ("language_ask", "language_frame", "question", "yes", "apology")
 
 
-def language_word(text: str, words: Words | None = None) -> Language | None:
-    """The language a message names, alone ("english", "中文") or, with `words`, asked for
-    in a few words around it ("可以说中文吗", "can you reply in english pls":
-    `language_ask` in `knowledge/dialogue.yaml`)."""
-    alone = _LANGUAGE_WORDS.get(text.strip().lower())
-    if alone is not None or words is None or not words.contains("language_ask", text):
-        return alone
-    rest = words.without(("language_ask", "question", "yes"), text).split()
-    named = [w for w in rest if w not in words.fillers]
-    return _LANGUAGE_WORDS.get("".join(named)) if len(named) == 1 else None
+def language_word(text: str, words: Words) -> Language | None:
+    """The one language a message asks for, named alone ("english", "中文") or with the
+    words of a request around it and nothing else ("sorry, can we speak English?")."""
+    named = [
+        language
+        for kind, language in _LANGUAGES.items()
+        if words.means(kind, text, along=_AROUND_A_LANGUAGE)
+    ]
+    return named[0] if len(named) == 1 else None
 
 
 @router.command("start")
@@ -49,7 +40,7 @@ async def help_(ctx: Context) -> Result:
 @router.command("lang", "language")
 @router.action("lang")
 async def switch_language(ctx: Context) -> Result:
-    chosen = language_word(ctx.argument) if ctx.argument else None
+    chosen = language_word(ctx.argument, ctx.knowledge.words) if ctx.argument else None
     if chosen is None:
         # No argument: toggle to the other language.
         chosen = Language.EN if ctx.language == Language.ZH else Language.ZH

@@ -39,6 +39,8 @@ _FILLER_STEMS = frozenset(stem(word) for word in _FILLER_WORDS)
 _PLACEHOLDER_WORDS = {stem(word.strip()) for word in PLACEHOLDERS.values()}
 # Coverage of a message with no meaning-bearing words ("就是那个", "对的"): such a message gets a
 # label only when it matches a phrasing almost exactly (see `min_score_contentless`).
+# A thanks and a goodbye: two ways of ending a chat kindly.
+_CLOSINGS = frozenset({Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE})
 _CONTENTLESS = -1.0
 
 
@@ -418,7 +420,8 @@ class Matcher:
             reason = "out_of_scope_example"
         elif score < min_score or (contentless and score < config.min_score_contentless):
             reason = "low_score"
-        elif score - second < config.min_margin:
+        elif score - second < config.min_margin and (not rest or {best, rest[0][0]} - _CLOSINGS):
+            # (Between a thanks and a goodbye, "thanks, that's all" is both: either closes.)
             reason = "ambiguous"
         elif not contentless and coverage < min_coverage:
             reason = "low_coverage"

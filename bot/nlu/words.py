@@ -42,6 +42,9 @@ _LATER_MARKERS = (
     "number_is",
     "payment_side",
     "in_general",
+    "language_en",
+    "language_zh",
+    "language_frame",
 )
 MARKERS = (
     "correction",
@@ -119,6 +122,14 @@ class Words:
             joined.startswith(p) for p, _ in chars
         )
 
+    def _past_fillers(self, answer: str) -> str:
+        """`answer` (compared form) without the filler words it begins with ("hmm um 算了")."""
+        words = answer.split(" ")
+        start = 0
+        while start < len(words) - 1 and words[start] in self.fillers:
+            start += 1
+        return " ".join(words[start:])
+
     def back_to_bot(self, text: str, *, in_passing: bool) -> bool:
         """`text` asks to go back to the bot: only that ("nvm back to bot", "算了，返回机器人"),
         or, `in_passing`, inside a longer message in words long enough to mean it."""
@@ -126,10 +137,13 @@ class Words:
             return True
         return in_passing and self.contains("back_to_bot", text, shortest=BACK_IN_PASSING)
 
-    def after_lead(self, kind: str, text: str) -> str | None:
+    def after_lead(self, kind: str, text: str, *, past_fillers: bool = False) -> str | None:
         """What follows the longest phrase of `kind` that `text` begins with ("好的 确认重置"
-        → "确认重置"), in the compared form; None when it begins with none."""
+        → "确认重置"), in the compared form; None when it begins with none. With
+        `past_fillers`, the phrase may come after fillers ("hmm never mind, …")."""
         answer = phrase_key(text)
+        if past_fillers:
+            answer = self._past_fillers(answer)
         words, chars = self._split(kind)
         spaced, joined = f"{answer} ", answer.replace(" ", "")
         lead = max((p for p, _ in words if spaced.startswith(p)), key=len, default=None)
