@@ -341,3 +341,17 @@ async def test_thanks_thats_all_closes_kindly(chat: Chat) -> None:
     await chat.say("how long does a withdrawal take")
     await chat.say("thanks, that's all")
     assert "fallback" not in [reply.template for reply in chat.last]
+
+
+async def test_a_goodbye_while_a_value_is_asked_ends_the_flow(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("查一下订单付款状态")
+    await chat.say("ok cool bye")
+    assert [reply.template for reply in chat.last] == ["bye"]
+
+
+async def test_a_qr_code_for_an_amount_is_a_link_for_it(chat: Chat) -> None:
+    await chat.bind("M002")
+    await chat.say("开个250的收款码")
+    assert [reply.template for reply in chat.last] == ["flows/payment_link/confirm"]
+    assert "250.00" in chat.text

@@ -333,3 +333,19 @@ async def test_a_bare_yes_to_leaving_a_message_asks_for_the_message(
     assert [r.template for r in chat.last] == ["handoff/ask_message"]
     await chat.say("二维码收款从早上开始就不行了")
     assert [r.template for r in chat.last] == ["handoff/ticket_confirm"]
+
+
+async def test_a_question_under_the_read_back_is_answered_and_the_draft_waits(
+    chat: Chat, db: AsyncEngine, clock: Clock
+) -> None:
+    await add_agent(db, clock, "dave", online=False)
+    await chat.say("我要找人工")
+    await chat.say("我的订单BT2026112600000022为什么失败")
+    await chat.say("你们客服什么时候上班")  # asked, not the message rewritten
+    templates = [r.template for r in chat.last]
+    assert templates[0] == "faq_answer" and templates[-1] == "dialogue/back_to_flow"
+    await chat.say("did you get my message?")  # not yet: the read-back again
+    assert "BT2026112600000022" in chat.text
+    await chat.say("确认")
+    ticket = await handoff_of(db, chat)
+    assert ticket.status == "ticket" and "BT2026112600000022" in (ticket.ticket_text or "")

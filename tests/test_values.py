@@ -58,6 +58,8 @@ def test_amounts_in_the_forms_people_type(text: str, amount: str) -> None:
         "the one from yesterday",
         "someone paid twice",
         "fifty or sixty",
+        "0005",  # the end of an order number or a code
+        "是0012",
     ],
 )
 def test_what_is_not_one_amount(text: str) -> None:

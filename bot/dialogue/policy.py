@@ -140,6 +140,10 @@ class DialoguePolicy:
             question = await self._digression(ctx, flow, state, text, clear_only=True)
             if question is not None:
                 return question
+        if flow.name == "ticket" and state.step == "confirm" and not corrects:
+            asked = await self._at_read_back(ctx, flow, state, text)
+            if asked is not None:
+                return asked
         result = await flow.correct(ctx, state)
         if result is not UNHANDLED:
             return result
@@ -169,6 +173,19 @@ class DialoguePolicy:
             summary.end_flow = True
             return summary
         return flow.retry(ctx, state)
+
+    async def _at_read_back(
+        self, ctx: Context, flow: Flow, state: FlowState, text: str
+    ) -> Outcome | None:
+        """A question typed under the read-back of a message for staff is asked, not the
+        message rewritten (that is "改成…" or the rewrite button): one the bot can answer is
+        answered and the read-back comes again; "did you get my message?" hears that it is
+        not left yet. The draft waits either way."""
+        if not is_question(ctx, text):
+            return None
+        if self._parse(ctx, text).label == Label.HANDOFF_HUMAN:
+            return flow.retry(ctx, state)
+        return await self._digression(ctx, flow, state, text)
 
     async def _changed_mind(self, ctx: Context, flow: Flow, text: str) -> Outcome | None:
         """A cancel word, then something the bot can answer on its own: the flow ends and the
@@ -227,6 +244,11 @@ class DialoguePolicy:
         if label in _PLEASANTRIES and parse.score >= PLEASANTRY_SCORE:
             outcome = await self._route(ctx)
             return self.back(ctx, flow, state, outcome)
+        if label == Label.CHITCHAT_BYE and parse.score >= CLEAR_QUESTION_SCORE and not asks:
+            # "ok cool bye" while a value is asked: the user is leaving, not answering.
+            outcome = await self._route(ctx)
+            outcome.end_flow = True
+            return outcome
         if label == Label.OUT_OF_SCOPE:
             if not (aside or (is_question(ctx, text) and parse.reason in TOPIC_REFUSALS)):
                 return None

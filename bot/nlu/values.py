@@ -38,6 +38,7 @@ _BARE = re.compile(
     rf"([{CHINESE_NUMERAL_CHARS}]+)",
 )
 _UNIT_CHARS = frozenset("十百千万")
+_LEADING_ZERO = re.compile(r"0\d")
 # A number of days, hours or times is not an amount: "it's been 2 days", "等了十五分钟", "试了3次".
 _NOT_MONEY = re.compile(
     r"\s*(?:days?|hours?|hrs?|mins?|minutes?|secs?|seconds?|weeks?|months?|years?|times|"
@@ -114,6 +115,9 @@ def read_amount(text: str) -> Decimal | None:
             # A lone 一 or 两 is "a" or "a couple" (一个, 一下), not an amount.
             plain = len(chinese) < 2 and chinese not in _UNIT_CHARS
             value = None if plain or chinese == "点" else parse_chinese_number(chinese)
+        elif _LEADING_ZERO.match(digits):
+            # "0005", "0012": the end of an order number or a code, never money.
+            continue
         else:
             try:
                 value = Decimal(digits.replace(",", "")) * _MULTIPLIERS[multiplier]
