@@ -355,3 +355,26 @@ async def test_a_qr_code_for_an_amount_is_a_link_for_it(chat: Chat) -> None:
     await chat.say("开个250的收款码")
     assert [reply.template for reply in chat.last] == ["flows/payment_link/confirm"]
     assert "250.00" in chat.text
+
+
+async def test_a_typed_request_presses_the_summarys_button(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("BT2026112600000010")
+    assert "order:sync:BT2026112600000010" in [b.action for b in chat.buttons]
+    await chat.say("好的 同步一下")
+    assert [reply.template for reply in chat.last] == ["flows/data_sync/result"]
+
+
+async def test_a_second_ask_joined_by_also_is_answered(chat: Chat) -> None:
+    await chat.bind("M002")
+    await chat.say("my login li is locked i think, also what are your fees?")
+    templates = [reply.template for reply in chat.last]
+    assert (templates[0] or "").startswith("flows/login/") and templates[-1] == "faq_answer"
+
+
+async def test_how_long_a_lock_lasts_after_the_login_check(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("I can't log in, it says my account is locked")
+    await chat.say("the locked one")
+    await chat.say("wait how long is the lock")
+    assert [reply.template for reply in chat.last] == ["flows/login/locked"]

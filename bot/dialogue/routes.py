@@ -39,6 +39,7 @@ from bot.nlu.matcher import TOPIC_REFUSALS, Matcher
 from bot.nlu.normalize import fold, strip_punctuation
 from bot.nlu.values import (
     read_amount,
+    read_order_no,
     read_position,
     read_yes_no,
 )
@@ -407,6 +408,26 @@ class Routes:
                 return action if any(a == action for _, a in offered) else None
         return None
 
+    def _request_for_button(self, ctx: Context, text: str, offered: list[list[str]]) -> str | None:
+        """ "好的 同步一下", "sync it", "那看看为什么失败" under an order's summary: a short
+        request (after a yes, if any) for what exactly one offered button does presses it."""
+        words = self.knowledge.words
+        if not _short(text) or read_amount(text) is not None or read_order_no(text):
+            return None
+        if words.contains("to_person", text):
+            return None  # "两边状态不一样，帮我转人工" asks for a person, not the button
+        rest = words.after_lead("yes", text) or text
+        parse = self.matcher.parse(rest, ctx.conversation.language)
+        if parse.label == Label.OUT_OF_SCOPE or parse.score < _YES_REQUEST_SCORE:
+            return None
+        pressed = [
+            action
+            for _, action in offered
+            for prefix, label in _BUTTON_REQUESTS
+            if action.startswith(prefix) and label == parse.label
+        ]
+        return pressed[0] if len(pressed) == 1 else None
+
     def _typed_button(self, ctx: Context) -> str | None:
         """The offered button a typed answer means: its number, its label, or yes/no."""
         offered: list[list[str]] = ctx.conversation.slots.get(OFFERED) or []
@@ -439,6 +460,9 @@ class Routes:
             taken = self._yes_to_offer(ctx, text, offered)
             if taken is not None:
                 return taken
+        asked = self._request_for_button(ctx, text, offered)
+        if asked is not None:
+            return asked
         # "不用再发链接了": a no that explains itself; but "不对，是260" corrects.
         explained_no = meaning is None and words.leads("no", text) and read_amount(text) is None
         if explained_no and not words.contains("correction", text):
@@ -464,6 +488,13 @@ class Routes:
                 return action
         return None
 
+
+# The buttons under a record that a typed request presses, by what the request asks.
+_BUTTON_REQUESTS = (
+    ("order:sync:", Label.DIAGNOSE_DATA_SYNC),
+    ("order:failure:", Label.DIAGNOSE_PAYMENT_FAILURE),
+    ("reset:", Label.ACTION_PASSWORD_RESET),
+)
 
 # A request after a yes, read on its own, takes the offer it names at this score
 # ("再发一个" alone leans to a new link only a little).

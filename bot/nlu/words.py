@@ -45,6 +45,7 @@ _LATER_MARKERS = (
     "language_en",
     "language_zh",
     "language_frame",
+    "also",
 )
 MARKERS = (
     "correction",
