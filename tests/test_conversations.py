@@ -378,3 +378,23 @@ async def test_how_long_a_lock_lasts_after_the_login_check(chat: Chat) -> None:
     await chat.say("the locked one")
     await chat.say("wait how long is the lock")
     assert [reply.template for reply in chat.last] == ["flows/login/locked"]
+
+
+async def test_an_answer_about_collecting_says_first_that_the_merchant_is_under_review(
+    chat: Chat,
+) -> None:
+    await chat.bind("M003")
+    await chat.say("用app怎么收款")
+    assert chat.last[0].template == "faq_answer"
+    assert chat.last[0].preface == "faq_merchant_note" and "审核中" in chat.text
+    active = Chat(chat.engine)
+    await active.bind("M001")
+    await active.say("用app怎么收款")
+    assert active.last[0].preface is None
+
+
+async def test_only_an_upset_word_asks_what_went_wrong(chat: Chat) -> None:
+    await chat.say("烦死了")
+    assert [reply.template for reply in chat.last] == ["dialogue/what_is_wrong"]
+    assert chat.last[0].preface == "dialogue/ack"
+    assert "human" in [button.action for button in chat.buttons]

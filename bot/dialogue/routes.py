@@ -79,6 +79,8 @@ _RESUME_WORDS = 8
 _RESUME_CHARS = 10
 _RESUME_SHORTEST = 2
 _FLOW_LABELS = frozenset(flow.label for flow in FLOWS.values() if flow.name != "ticket")
+# The words of a tone, which may stand together in a message that says only how it feels.
+_TONE = ("upset", "urgent", "complaint")
 # Where a clause of a chatty message ends.
 _CLAUSE_END = re.compile(r"[，。！？,.!?~～；;\n]+")
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
@@ -163,6 +165,11 @@ class Routes:
             # again (an apology is not a question the bot missed).
             kind = Outcome([ctx.say("dialogue/no_worries")])
             return self.policy.back(ctx, FLOWS[state.name], state, kind) if state else kind
+        if self._only_tone(text):
+            # "烦死了" alone: the acknowledgement (the turn adds it), what would help, and the
+            # way to a person; it asks nothing the bot missed.
+            told = Outcome([ctx.say("dialogue/what_is_wrong", ctx.human_button())])
+            return self.policy.back(ctx, FLOWS[state.name], state, told) if state else told
         if state is not None:
             return await self.policy.in_flow(ctx, state, asked)
         two = second_question(words, self.matcher, asked, ctx.conversation.language)
@@ -407,6 +414,11 @@ class Routes:
                 action = f"flow:{accepted}"
                 return action if any(a == action for _, a in offered) else None
         return None
+
+    def _only_tone(self, text: str) -> bool:
+        """The message only says how the user feels: "烦死了", "ugh this is so annoying"."""
+        words = self.knowledge.words
+        return words.means("upset", text, along=_TONE) or words.means("urgent", text, along=_TONE)
 
     def _request_for_button(self, ctx: Context, text: str, offered: list[list[str]]) -> str | None:
         """ "好的 同步一下", "sync it", "那看看为什么失败" under an order's summary: a short

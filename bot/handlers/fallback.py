@@ -22,7 +22,8 @@ OUTSIDE = frozenset({"out_of_scope_example", "foreign_topic", "no_match"})
 # example that only just won ("提现要手续费吗" ~ "微信支付提现要手续费吗") leaves the
 # suggestion of our own fees worth offering.
 NEAR_GAP = 0.05
-_NOT_SUGGESTED = CHITCHAT_LABELS | {Label.OUT_OF_SCOPE}
+# (A person is always offered by its own button below the suggestions: not twice.)
+_NOT_SUGGESTED = CHITCHAT_LABELS | {Label.OUT_OF_SCOPE, Label.HANDOFF_HUMAN}
 
 
 def fallback(ctx: Context) -> Outcome:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.context import Context, Outcome
+from bot.platform.gateway import PlatformError
+from bot.platform.models import MerchantStatus
 from bot.routing import UNHANDLED, Result, Router
-from bot.types import Button, Label
+from bot.types import Button, Label, Reply
 
 router = Router("faq")
 
@@ -19,7 +23,43 @@ async def answer(ctx: Context, label: Label) -> Outcome:
     )
     # The related questions travel as buttons only: a "Related: …" line said the same twice.
     reply = ctx.say("faq_answer", *buttons, answer=entry.answer[ctx.language])
+    note = await _merchant_note(ctx, label)
+    if note is not None:
+        # "那我现在能收款吗" from a merchant still under review: the guide's answer, and first
+        # what the merchant's own status means for it (replies say what the data shows).
+        reply = reply.prefaced(note)
+        if label == Label.ONBOARDING_REVIEW:
+            reply = replace(reply, buttons=(*reply.buttons, ctx.human_button()))
     return Outcome([reply], answered=label)
+
+
+# Answers about collecting and withdrawing, and about the review, that a bound merchant's
+# status changes: a merchant under review or suspended cannot do what they explain yet.
+_STATUS_MATTERS = frozenset(
+    {
+        Label.METHODS_QR,
+        Label.METHODS_LINK,
+        Label.METHODS_APP,
+        Label.METHODS_CHOOSE,
+        Label.COLLECT_FLOW,
+        Label.WITHDRAW_HOW,
+        Label.ONBOARDING_REVIEW,
+    }
+)
+
+
+async def _merchant_note(ctx: Context, label: Label) -> Reply | None:
+    """What a bound merchant's status means for this answer, when it is not active."""
+    merchant_id = ctx.identity.merchant_id
+    if label not in _STATUS_MATTERS or not ctx.identity.is_merchant or merchant_id is None:
+        return None
+    try:
+        merchant = await ctx.gateway.get_merchant(merchant_id)
+    except PlatformError:
+        return None  # the guide's answer stands on its own
+    if merchant is None or merchant.status == MerchantStatus.ACTIVE:
+        return None
+    return ctx.say("faq_merchant_note", label=label.value, merchant_status=merchant.status.value)
 
 
 def unclear(ctx: Context) -> Outcome:
