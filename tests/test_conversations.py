@@ -398,3 +398,20 @@ async def test_only_an_upset_word_asks_what_went_wrong(chat: Chat) -> None:
     assert [reply.template for reply in chat.last] == ["dialogue/what_is_wrong"]
     assert chat.last[0].preface == "dialogue/ack"
     assert "human" in [button.action for button in chat.buttons]
+
+
+async def test_another_amount_at_the_offer_of_a_new_link_is_confirmed_first(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("BT2026112600000007 为什么付款失败")
+    await chat.say("那我拆成两笔 一笔一万")
+    assert [reply.template for reply in chat.last] == ["flows/payment_link/confirm"]
+    assert "10000.00" in chat.text
+
+
+async def test_a_merchants_story_names_the_order_by_its_amount(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say(
+        "a lady bought a box of mangoes this morning and paid 59.90, "
+        "can you check whether the payment went through"
+    )
+    assert "BT2026112600000009" in chat.text

@@ -131,3 +131,16 @@ def test_kb_check_guards_the_request_words(tmp_path: Path, moves: str, message: 
     problems = load_knowledge(directory).problems
     assert [p.file for p in problems] == ["requests.yaml"]
     assert message in problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("text", "moved"),
+    [
+        ("开个250的收款码", True),
+        ("qr code for 88 pls", True),
+        # An amount in a story about paying by QR code is not a request for one.
+        ("she paid with the qr code this morning, the amount was 59.90, can you check", False),
+    ],
+)
+def test_a_qr_code_for_an_amount_is_a_link(matcher: Matcher, text: str, moved: bool) -> None:
+    assert (matcher.parse(text).label == Label.ACTION_PAYMENT_LINK) is moved

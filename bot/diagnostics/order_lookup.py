@@ -10,6 +10,7 @@ verified read the same.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import ClassVar
 
 from bot.context import SUBJECT, Context, FlowState, Outcome, Subject
@@ -22,10 +23,13 @@ from bot.diagnostics.access import (
     wrong_proof_keys,
 )
 from bot.diagnostics.flow import Flow, Slot, Step
-from bot.nlu.values import read_order_no
+from bot.nlu.values import read_amount, read_order_no
 from bot.platform.models import Order
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Reply
+
+# How far back an order named by its amount is looked for.
+_RECENT = timedelta(days=7)
 
 
 class OrderLookupFlow(Flow):
@@ -40,10 +44,27 @@ class OrderLookupFlow(Flow):
         raise NotImplementedError
 
     async def start(self, ctx: Context) -> Outcome:
-        order_no = ctx.entity("order_no") or read_order_no(ctx.message.text)
+        order_no = (
+            ctx.entity("order_no")
+            or read_order_no(ctx.message.text)
+            or await self._named_by_amount(ctx)
+        )
         if order_no:
             return await self.with_order(ctx, order_no)
         return await self.ask_order(ctx)
+
+    async def _named_by_amount(self, ctx: Context) -> str | None:
+        """A merchant's story that names the order by its amount only ("…she paid with the QR
+        code, the amount was 59.90, can you check"): the one recent order of that amount.
+        Never for a customer, who may only ask about an order by its number."""
+        merchant_id = ctx.identity.merchant_id
+        amount = read_amount(ctx.message.text)
+        if amount is None or not ctx.identity.is_merchant or merchant_id is None:
+            return None
+        since = ctx.now - _RECENT
+        orders = await ctx.gateway.list_orders(merchant_id, since=since)
+        named = [order.order_no for order in orders if order.amount == amount]
+        return named[0] if len(named) == 1 else None
 
     def locked(self, ctx: Context, limit: Limit) -> Outcome:
         minutes = int(limit.window.total_seconds() // 60)

@@ -164,6 +164,12 @@ class DialoguePolicy:
             digression = await self._digression(ctx, flow, state, text)
             if digression is not None:
                 return digression
+        offers_link = step is not None and Label.ACTION_PAYMENT_LINK in dict(step.accepts)
+        if offers_link and read_amount(text) is not None and not is_question(ctx, text):
+            # "那我拆成两笔 一笔一万" at the offer of a new link for the same amount: a link for
+            # the amount said, confirmed first (never the offered amount on the next "确认").
+            link = self._flows[self._flow_labels[Label.ACTION_PAYMENT_LINK]]
+            return await link.start(ctx)
         held = state.slots.get("order_no")
         if held and ctx.identity.is_merchant and ctx.knowledge.words.contains("money_taken", text):
             # "那顾客的钱扣了没有" under the explanation of a failure: what the data shows about

@@ -114,9 +114,9 @@ def _clean(words: list[str]) -> tuple[str, ...]:
     bare number."""
     return tuple(
         dict.fromkeys(
-            NUMBER if w.strip() == NUMBER else k
+            w.strip() if NUMBER in w else k
             for w in words
-            if w.strip() == NUMBER or (k := marker_key(_placeholders(w)))
+            if NUMBER in w or (k := marker_key(_placeholders(w)))
         )
     )
 
@@ -136,9 +136,19 @@ def _pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
         "|".join(
             _NUMBER_PATTERN
             if w == NUMBER
+            else _with_number(w)
+            if NUMBER in w
             else rf"(?<![a-z0-9]){re.escape(w)}(?![a-z])"
             if w.isascii()
             else re.escape(w)
             for w in ordered
         )
     )
+
+
+def _with_number(phrase: str) -> str:
+    """A phrase around a bare number ("{number}的收款码", "qr code for {number}"): its words
+    as written (in the compared form), the number where "{number}" stands."""
+    parts = [re.escape(marker_key(_placeholders(part))) for part in phrase.split(NUMBER)]
+    pattern = r"\s*\d{1,7}(?:\.\d{1,2})?\s*".join(parts)
+    return rf"(?<![a-z0-9]){pattern}" if phrase.isascii() else pattern
