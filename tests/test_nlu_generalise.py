@@ -83,22 +83,20 @@ def test_clause_words_keep_english_words_whole() -> None:
     ],
 )
 def test_the_question_clause_is_heard_through_the_story(
-    knowledge: Knowledge, matcher: Matcher, text: str, label: Label
+    matcher: Matcher, text: str, label: Label
 ) -> None:
     assert matcher.parse(text).label == label
-    whole_only = Matcher(knowledge, MatcherConfig(clause_min_chars=10_000))
+    whole_only = matcher.configured(MatcherConfig(clause_min_chars=10_000))
     assert whole_only.parse(text).label == Label.OUT_OF_SCOPE
 
 
-def test_a_question_asked_first_is_not_drowned_by_the_story_after_it(
-    knowledge: Knowledge, matcher: Matcher
-) -> None:
+def test_a_question_asked_first_is_not_drowned_by_the_story_after_it(matcher: Matcher) -> None:
     text = (
         "wait, is my data actually safe with you guys? a friend said his account got hacked "
         "on some other app"
     )
     assert matcher.parse(text).label == Label.SECURITY_ENCRYPTION
-    whole_only = Matcher(knowledge, MatcherConfig(clause_min_chars=10_000))
+    whole_only = matcher.configured(MatcherConfig(clause_min_chars=10_000))
     assert whole_only.parse(text).reason == "out_of_scope_example"
     # A question that needs the story to say what it is about is not heard alone.
     closing = (
@@ -137,40 +135,36 @@ def test_a_pleasantry_beside_a_question_it_cannot_answer_is_still_refused(
     assert matcher.parse(text).label == Label.OUT_OF_SCOPE
 
 
-def test_an_out_of_scope_question_inside_a_story_is_refused(
-    knowledge: Knowledge, matcher: Matcher
-) -> None:
+def test_an_out_of_scope_question_inside_a_story_is_refused(matcher: Matcher) -> None:
     text = "我是开餐馆的，最近资金周转不过来，请问你们平台能不能给商户放点贷款"
     assert matcher.parse(text).label == Label.OUT_OF_SCOPE
-    whole_only = Matcher(knowledge, MatcherConfig(clause_min_chars=10_000))
+    whole_only = matcher.configured(MatcherConfig(clause_min_chars=10_000))
     assert whole_only.parse(text).label != Label.OUT_OF_SCOPE
 
 
-def test_one_foreign_word_does_not_refuse_a_real_question(
-    knowledge: Knowledge, matcher: Matcher
-) -> None:
+def test_one_foreign_word_does_not_refuse_a_real_question(matcher: Matcher) -> None:
     text = "can the fee go onto my wholesale prices"  # "wholesale": only out-of-scope examples
     assert matcher.parse(text).label == Label.FEES_PASS_ON
-    any_foreign_word = Matcher(knowledge, MatcherConfig(foreign_margin=10.0))
+    any_foreign_word = matcher.configured(MatcherConfig(foreign_margin=10.0))
     assert any_foreign_word.parse(text).reason == "foreign_topic"
 
 
 def test_an_out_of_scope_example_refuses_only_when_it_wins_by_the_margin(
-    knowledge: Knowledge,
+    matcher: Matcher,
 ) -> None:
     text = "你们能贷款吗"
-    assert Matcher(knowledge).parse(text).reason == "out_of_scope_example"
-    generous = Matcher(knowledge, MatcherConfig(oos_margin=1.0, foreign_margin=-1.0))
+    assert matcher.configured(MatcherConfig()).parse(text).reason == "out_of_scope_example"
+    generous = matcher.configured(MatcherConfig(oos_margin=1.0, foreign_margin=-1.0))
     assert generous.parse(text).reason != "out_of_scope_example"
 
 
 def test_words_the_bot_knows_do_not_save_a_question_an_example_matches_far_better(
-    knowledge: Knowledge,
+    matcher: Matcher,
 ) -> None:
     # Every word of it appears in some in-scope phrasing; it is still about running the shop.
     text = "how do i get more people to come to my shop"
-    assert Matcher(knowledge).parse(text).reason == "out_of_scope_example"
-    only_grounded = Matcher(knowledge, MatcherConfig(ungrounded_margin=9.0))
+    assert matcher.configured(MatcherConfig()).parse(text).reason == "out_of_scope_example"
+    only_grounded = matcher.configured(MatcherConfig(ungrounded_margin=9.0))
     assert only_grounded.parse(text).label != Label.OUT_OF_SCOPE
 
 
@@ -182,8 +176,8 @@ def test_short_pleasantries_typed_by_ear(matcher: Matcher, text: str, label: Lab
     assert matcher.parse(text).label == label
 
 
-def test_sound_matching_is_what_accepts_them(knowledge: Knowledge) -> None:
-    deaf = Matcher(knowledge)
+def test_sound_matching_is_what_accepts_them(matcher: Matcher) -> None:
+    deaf = matcher.configured(MatcherConfig())
     deaf._sounds = {}
     assert deaf.parse("白白").label == Label.OUT_OF_SCOPE
 
@@ -223,8 +217,9 @@ def test_a_short_english_message_needs_more_than_one_shared_word(
     in_scope = replace(
         knowledge, phrasings=[p for p in knowledge.phrasings if p.label != Label.OUT_OF_SCOPE]
     )
-    assert Matcher(in_scope).parse(text).label == Label.OUT_OF_SCOPE
-    lenient = Matcher(in_scope, MatcherConfig(min_score_latin=0.1, min_coverage_latin=0.45))
+    strict = Matcher(in_scope)
+    assert strict.parse(text).label == Label.OUT_OF_SCOPE
+    lenient = strict.configured(MatcherConfig(min_score_latin=0.1, min_coverage_latin=0.45))
     assert lenient.parse(text).label != Label.OUT_OF_SCOPE
 
 
@@ -261,7 +256,7 @@ def test_eval_items_may_say_how_far_out_of_scope_they_are(tmp_path: Path) -> Non
 
 
 def test_eval_reports_per_language_length_and_kind_of_out_of_scope(
-    knowledge: Knowledge, matcher: Matcher, tmp_path: Path
+    matcher: Matcher, tmp_path: Path
 ) -> None:
     path = tmp_path / "set.jsonl"
     lines = [

@@ -25,10 +25,10 @@ from bot.types import Label
     ],
 )
 def test_pinyin_in_latin_letters_is_read_as_the_chinese_word(
-    knowledge: Knowledge, text: str, label: Label
+    matcher: Matcher, text: str, label: Label
 ) -> None:
-    assert Matcher(knowledge).parse(text).label == label
-    deaf = Matcher(knowledge)
+    assert matcher.configured(MatcherConfig()).parse(text).label == label
+    deaf = matcher.configured(MatcherConfig())
     deaf._pinyin = PinyinWords([])
     assert deaf.parse(text).label != label
 
@@ -48,11 +48,9 @@ def test_pinyin_is_only_read_where_it_can_be_pinyin(matcher: Matcher) -> None:
         ("急急急 手续费多少", Label.FEES_RATES),
     ],
 )
-def test_upset_words_do_not_drown_the_question(
-    knowledge: Knowledge, text: str, label: Label
-) -> None:
-    assert Matcher(knowledge).parse(text).label == label
-    moody = Matcher(knowledge)
+def test_upset_words_do_not_drown_the_question(matcher: Matcher, text: str, label: Label) -> None:
+    assert matcher.configured(MatcherConfig()).parse(text).label == label
+    moody = matcher.configured(MatcherConfig())
     moody._mood = None
     assert moody.parse(text).label != label
 
@@ -62,20 +60,20 @@ def test_a_complaint_keeps_its_words(matcher: Matcher) -> None:
 
 
 def test_an_out_of_scope_example_refuses_only_for_what_makes_it_out_of_scope(
-    knowledge: Knowledge,
+    matcher: Matcher,
 ) -> None:
     # "美团收款的费率是多少" is out of scope for 美团; without it the question is ours.
     text = "费率是多少"
-    assert Matcher(knowledge).parse(text).label == Label.FEES_RATES
-    literal = Matcher(knowledge, MatcherConfig(ungrounded_coverage=2.0))
+    assert matcher.configured(MatcherConfig()).parse(text).label == Label.FEES_RATES
+    literal = matcher.configured(MatcherConfig(ungrounded_coverage=2.0))
     assert literal.parse(text).label == Label.OUT_OF_SCOPE
     # ...and an example whose foreign word the message shares still refuses.
-    assert Matcher(knowledge).parse("美团的费率是多少").label == Label.OUT_OF_SCOPE
+    assert matcher.configured(MatcherConfig()).parse("美团的费率是多少").label == Label.OUT_OF_SCOPE
 
 
-def test_a_bare_amount_beside_a_link_asks_for_one(knowledge: Knowledge) -> None:
+def test_a_bare_amount_beside_a_link_asks_for_one(knowledge: Knowledge, matcher: Matcher) -> None:
     text = "链接收款 200"
-    assert Matcher(knowledge).parse(text).label == Label.ACTION_PAYMENT_LINK
+    assert matcher.configured(MatcherConfig()).parse(text).label == Label.ACTION_PAYMENT_LINK
     markers = dict(knowledge.requests.markers)
     markers["request"] = tuple(m for m in markers["request"] if m != "{number}")
     requests = type(knowledge.requests).of(

@@ -13,6 +13,8 @@ splitting its stages would pass those arrays between modules on the hot path.
 
 from __future__ import annotations
 
+import copy
+
 import math
 import re
 from collections import defaultdict
@@ -197,6 +199,13 @@ class Matcher:
         self._sounds = {
             sound: next(iter(labels)) for sound, labels in sounds.items() if len(labels) == 1
         }
+
+    def configured(self, config: MatcherConfig) -> Matcher:
+        """This matcher's index under other thresholds: the config is read only when a text
+        is parsed, so tuning and tests need not build the index again."""
+        twin = copy.copy(self)
+        twin.config = config
+        return twin
 
     def body(self, folded: str) -> str:
         """Folded text made comparable: entities as placeholders, no punctuation, typos fixed."""
