@@ -201,9 +201,7 @@ async def test_back_to_bot_cancels_a_queued_handoff(
 async def test_back_to_bot_cancels_a_ticket_left_and_not_answered(
     chat: Chat, db: AsyncEngine, clock: Clock
 ) -> None:
-    await add_agent(db, clock, "hana", online=False)
-    await chat.say("我要找人工")
-    await chat.say("能开发票吗")
+    await message_for_staff(chat, db, clock, "能开发票吗")
     await chat.say("确认")
     assert (await handoff_of(db, chat)).status == "ticket"
     await chat.say("返回机器人")
@@ -223,9 +221,7 @@ async def test_never_mind_and_a_question_while_writing_to_staff_answers_it(
     chat: Chat, db: AsyncEngine, clock: Clock, changed: str
 ) -> None:
     # A cancel word leading a question is a change of mind, not the message for staff.
-    await add_agent(db, clock, "ines", online=False)
-    await chat.say("我要找人工")
-    await chat.say(changed)
+    await message_for_staff(chat, db, clock, changed)
     templates = [r.template for r in chat.last]
     assert "faq_answer" in templates and "handoff/ticket_confirm" not in templates
     assert (await handoff_of(db, chat)).status == "returned"
@@ -338,9 +334,7 @@ async def test_a_bare_yes_to_leaving_a_message_asks_for_the_message(
 async def test_a_question_under_the_read_back_is_answered_and_the_draft_waits(
     chat: Chat, db: AsyncEngine, clock: Clock
 ) -> None:
-    await add_agent(db, clock, "dave", online=False)
-    await chat.say("我要找人工")
-    await chat.say("我的订单BT2026112600000022为什么失败")
+    await message_for_staff(chat, db, clock, "我的订单BT2026112600000022为什么失败")
     await chat.say("你们客服什么时候上班")  # asked, not the message rewritten
     templates = [r.template for r in chat.last]
     assert templates[0] == "faq_answer" and templates[-1] == "dialogue/back_to_flow"
@@ -349,3 +343,10 @@ async def test_a_question_under_the_read_back_is_answered_and_the_draft_waits(
     await chat.say("确认")
     ticket = await handoff_of(db, chat)
     assert ticket.status == "ticket" and "BT2026112600000022" in (ticket.ticket_text or "")
+
+
+async def message_for_staff(chat: Chat, db: AsyncEngine, clock: Clock, message: str) -> None:
+    """With nobody online, ask for a person and write the message left for staff."""
+    await add_agent(db, clock, "offline", online=False)
+    await chat.say("我要找人工")
+    await chat.say(message)
