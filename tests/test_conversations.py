@@ -415,3 +415,14 @@ async def test_a_merchants_story_names_the_order_by_its_amount(chat: Chat) -> No
         "can you check whether the payment went through"
     )
     assert "BT2026112600000009" in chat.text
+
+
+async def test_an_unbound_merchant_naming_its_failed_order_binds_first_and_gets_it(
+    chat: Chat,
+) -> None:
+    await chat.say("我是商家 订单BT2026112600000022失败了")
+    # The customer's check (its proof asked) and how to bind, the request kept.
+    assert [reply.template for reply in chat.last][-1] == "bind/how"
+    await chat.say("/bind 275160")  # M002's code: the request is taken up once bound
+    assert "flows/payment_failure/explained" in [reply.template for reply in chat.last]
+    assert "BT2026112600000022" in chat.text

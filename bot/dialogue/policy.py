@@ -37,7 +37,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
-from bot.context import Context, FlowState, Outcome, SuspendedFrame
+from bot.context import Context, FlowState, Outcome, PendingRequest, SuspendedFrame
 from bot.diagnostics.flow import Flow, Slot, prompt_of
 from bot.handlers.orders import order_summary
 from bot.nlu.entities import ORDER_DIGITS, ORDER_NO, WITHDRAWAL_ID
@@ -375,6 +375,18 @@ class DialoguePolicy:
             and parse.score >= SWITCH_SCORE
         )
         rest = _rest(text, order_no, withdrawal)
+        words = ctx.knowledge.words
+        claims = not ctx.identity.is_merchant and words.contains("i_am_merchant", text)
+        if order_no is not None and claims:
+            # "我是商家 订单BT…022 失败了" in an unbound chat: the check a customer gets (with
+            # its proof) and how to bind; the request is kept and taken up once the chat binds,
+            # as the merchant's.
+            failed = ctx.knowledge.requests.has("failed", marker_key(text))
+            label = Label.DIAGNOSE_PAYMENT_FAILURE if failed else Label.STATUS_PAYMENT
+            outcome = await self._flows[self._flow_labels[label]].start(ctx)
+            outcome.replies.append(ctx.say("bind/how"))
+            outcome.pending = PendingRequest(label=label.value, text=ctx.message.text)
+            return outcome
         if order_no is not None and ctx.knowledge.requests.has("failed", marker_key(text)):
             # "扫了三遍都付不了 BT…", "customer cant pay, order BT…": the order and that its
             # payment failed say what is asked, however upset or long the words around them.

@@ -14,7 +14,6 @@ splitting its stages would pass those arrays between modules on the hot path.
 from __future__ import annotations
 
 import copy
-
 import math
 import re
 from collections import defaultdict

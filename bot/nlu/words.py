@@ -46,6 +46,7 @@ _LATER_MARKERS = (
     "language_zh",
     "language_frame",
     "also",
+    "i_am_merchant",
 )
 MARKERS = (
     "correction",
