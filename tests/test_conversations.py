@@ -426,3 +426,11 @@ async def test_an_unbound_merchant_naming_its_failed_order_binds_first_and_gets_
     await chat.say("/bind 275160")  # M002's code: the request is taken up once bound
     assert "flows/payment_failure/explained" in [reply.template for reply in chat.last]
     assert "BT2026112600000022" in chat.text
+
+
+async def test_a_yes_that_names_another_login_resets_that_one(chat: Chat) -> None:
+    await chat.bind("M002")
+    await chat.say("reset password for li_risk")
+    await chat.say("ok then reset li")  # not a yes to li_risk
+    assert [reply.template for reply in chat.last] == ["flows/password_reset/confirm"]
+    assert "li_risk" not in chat.text and " li" in chat.text

@@ -113,9 +113,12 @@ class Routes:
     async def route(self, ctx: Context) -> Outcome:
         state = flow_state(ctx)
         action = ctx.message.action or self._typed_button(ctx)
-        if action and not ctx.message.action and action.endswith(":no") and state is not None:
+        typed = action is not None and not ctx.message.action
+        plain = read_yes_no(ctx.message.text, self.knowledge.words) is not None
+        if typed and state is not None and (str(action).endswith(":no") or not plain):
             # "no sorry the cashier one wang_cashier" at a confirmation: a no that gives the
-            # value instead corrects it (the confirmation asks again with it).
+            # value instead corrects it (the confirmation asks again with it); so does a yes
+            # that names another one ("ok then reset li" while li_risk is asked about).
             corrected = await FLOWS[state.name].correct(ctx, state)
             if corrected is not UNHANDLED:
                 return corrected
