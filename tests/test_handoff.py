@@ -350,3 +350,11 @@ async def message_for_staff(chat: Chat, db: AsyncEngine, clock: Clock, message: 
     await add_agent(db, clock, "offline", online=False)
     await chat.say("我要找人工")
     await chat.say(message)
+
+
+async def test_a_buttons_number_under_the_read_back_presses_it(
+    chat: Chat, db: AsyncEngine, clock: Clock
+) -> None:
+    await message_for_staff(chat, db, clock, "顾客付了钱我没收到")
+    await chat.say("2")  # 重新写: write it again, not a message that says "2"
+    assert [r.template for r in chat.last] == ["handoff/ask_message"]

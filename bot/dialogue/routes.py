@@ -81,6 +81,8 @@ _RESUME_SHORTEST = 2
 _FLOW_LABELS = frozenset(flow.label for flow in FLOWS.values() if flow.name != "ticket")
 # The words of a tone, which may stand together in a message that says only how it feels.
 _TONE = ("upset", "urgent", "complaint")
+# More buttons than a reply ever offers (a typed number up to this is a button's number).
+_MAX_BUTTONS = 10
 # Where a clause of a chatty message ends.
 _CLAUSE_END = re.compile(r"[，。！？,.!?~～；;\n]+")
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
@@ -114,8 +116,12 @@ class Routes:
         state = flow_state(ctx)
         action = ctx.message.action or self._typed_button(ctx)
         typed = action is not None and not ctx.message.action
-        plain = read_yes_no(ctx.message.text, self.knowledge.words) is not None
-        if typed and state is not None and (str(action).endswith(":no") or not plain):
+        # A plain answer (a yes or no word, a button's number) says nothing else to correct.
+        said = ctx.message.text
+        plain = read_yes_no(said, self.knowledge.words) is not None or (
+            read_position(said, _MAX_BUTTONS) is not None and few(said, 2, 4)
+        )
+        if typed and state is not None and not plain:
             # "no sorry the cashier one wang_cashier" at a confirmation: a no that gives the
             # value instead corrects it (the confirmation asks again with it); so does a yes
             # that names another one ("ok then reset li" while li_risk is asked about).
