@@ -434,3 +434,11 @@ async def test_a_yes_that_names_another_login_resets_that_one(chat: Chat) -> Non
     await chat.say("ok then reset li")  # not a yes to li_risk
     assert [reply.template for reply in chat.last] == ["flows/password_reset/confirm"]
     assert "li_risk" not in chat.text and " li" in chat.text
+
+
+async def test_phone_digits_sent_with_the_order_number_are_checked_at_once(chat: Chat) -> None:
+    await chat.say("我付了没 BT2026112600000009 手机尾号0009")
+    assert [reply.template for reply in chat.last] == ["flows/payment_status/status"]
+    other = Chat(chat.engine)
+    await other.say("BT2026112600000009 last 4 1234")  # a wrong try, counted as one
+    assert "flows/not_verified" in [reply.template for reply in other.last]

@@ -16,6 +16,7 @@ from typing import ClassVar
 from bot.context import SUBJECT, Context, FlowState, Outcome, Subject
 from bot.diagnostics.access import (
     Limit,
+    ProofKind,
     merchant_order,
     order_locked,
     read_proofs,
@@ -114,6 +115,16 @@ class OrderLookupFlow(Flow):
                 return self._verified(await self.about(ctx, order, {"verified": True}), order)
         if locked := await verification_locked(ctx):
             return self.locked(ctx, locked)
+        proofs = read_proofs(ctx.message.text)
+        if proofs and all(proof.kind is ProofKind.PHONE for proof in proofs):
+            # "BT…09 手机尾号0009": the phone digits came with the number, and are checked at
+            # once (counted like any other try). An amount beside it is more often the
+            # order's own, pasted with it ("订单编号:BT… 金额15.5"), and is asked for.
+            checked = await self.step_verify(
+                ctx, FlowState(self.name, "verify", {"order_no": order_no})
+            )
+            if checked is not UNHANDLED:
+                return checked
         return self.wait(
             ctx, "verify", "flows/ask_verification", slots={"order_no": order_no}, order_no=order_no
         )
