@@ -442,3 +442,12 @@ async def test_phone_digits_sent_with_the_order_number_are_checked_at_once(chat:
     other = Chat(chat.engine)
     await other.say("BT2026112600000009 last 4 1234")  # a wrong try, counted as one
     assert "flows/not_verified" in [reply.template for reply in other.last]
+
+
+async def test_a_customer_is_not_told_nothing_was_paid_when_the_channel_says_paid(
+    chat: Chat,
+) -> None:
+    await chat.say("BT2026112600000010 付了吗 尾号0010")  # pending here, paid at the channel
+    assert [reply.template for reply in chat.last] == ["flows/payment_status/status"]
+    assert "不要重复付款" in chat.text and "还没有收到付款记录" not in chat.text
+    assert "human" in [button.action for button in chat.buttons]

@@ -17,8 +17,11 @@ class PaymentStatusFlow(OrderLookupFlow):
         last = order.attempts[-1] if order.attempts else None
         # A timeout is no result, not a refusal: the payer may have been charged all the same.
         no_result = last is not None and last.failure_code == FailureCode.NETWORK_TIMEOUT
+        # A customer told the channel's record differs gets the way to a person at hand.
+        person = () if ctx.identity.is_merchant or order.in_sync else (ctx.human_button(),)
         reply = ctx.say(
             "flows/payment_status/status",
+            *person,
             order_no=order.order_no,
             status=order.status.value,
             amount=str(order.amount),
