@@ -433,6 +433,9 @@ class Routes:
         """ "好的 同步一下", "sync it", "那看看为什么失败" under an order's summary: a short
         request (after a yes, if any) for what exactly one offered button does presses it."""
         words = self.knowledge.words
+        prefixes = tuple(prefix for prefix, _ in _BUTTON_REQUESTS)
+        if not any(action.startswith(prefixes) for _, action in offered):
+            return None  # (most replies offer none of these: no parse for them)
         if not _short(text) or read_amount(text) is not None or read_order_no(text):
             return None
         if words.contains("to_person", text):
