@@ -429,11 +429,11 @@ async def test_an_unbound_merchant_naming_its_failed_order_binds_first_and_gets_
 
 
 async def test_a_yes_that_names_another_login_resets_that_one(chat: Chat) -> None:
-    await chat.bind("M002")
-    await chat.say("reset password for li_risk")
-    await chat.say("ok then reset li")  # not a yes to li_risk
+    await chat.bind("M001")
+    await chat.say("reset password for wang")
+    await chat.say("ok then reset wang_cashier")  # not a yes to wang
     assert [reply.template for reply in chat.last] == ["flows/password_reset/confirm"]
-    assert "li_risk" not in chat.text and " li" in chat.text
+    assert "wang_cashier" in chat.text
 
 
 async def test_phone_digits_sent_with_the_order_number_are_checked_at_once(chat: Chat) -> None:
@@ -451,3 +451,17 @@ async def test_a_customer_is_not_told_nothing_was_paid_when_the_channel_says_pai
     assert [reply.template for reply in chat.last] == ["flows/payment_status/status"]
     assert "不要重复付款" in chat.text and "还没有收到付款记录" not in chat.text
     assert "human" in [button.action for button in chat.buttons]
+
+
+async def test_a_disabled_login_is_not_offered_a_reset(chat: Chat) -> None:
+    await chat.bind("M002")
+    await chat.say("reset password for li_risk")
+    assert [reply.template for reply in chat.last] == ["flows/login/disabled"]
+    assert "human" in [button.action for button in chat.buttons]
+
+
+async def test_a_note_without_its_colon_is_kept(chat: Chat) -> None:
+    await chat.bind("M001")
+    await chat.say("收款链接 二百六 备注 水果礼盒")
+    assert [reply.template for reply in chat.last] == ["flows/payment_link/confirm"]
+    assert "水果礼盒" in chat.text and "260.00" in chat.text

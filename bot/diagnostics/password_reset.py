@@ -16,6 +16,7 @@ from bot.context import Context, FlowState, Outcome
 from bot.diagnostics.flow import PROMPT, Flow, Slot, Step
 from bot.diagnostics.login import role_names
 from bot.nlu.values import Option, read_choice, read_yes_no
+from bot.platform.models import AccountStatus
 from bot.routing import UNHANDLED, Result
 from bot.types import Button, Label
 
@@ -73,9 +74,9 @@ class PasswordResetFlow(Flow):
             accounts = await ctx.gateway.list_accounts(ctx.identity.merchant_id)
             named = _chosen(ctx, [a.login for a in accounts])
             if named is not None:
-                return self.confirm(ctx, named)
+                return await self.checked(ctx, named)
             if len(accounts) == 1:
-                return self.confirm(ctx, accounts[0].login)
+                return await self.checked(ctx, accounts[0].login)
             if accounts:
                 # One button per login, with the action the login check offers too.
                 buttons = [Button(a.login, f"flow:account:{a.login}") for a in accounts[:5]]
@@ -122,7 +123,7 @@ class PasswordResetFlow(Flow):
                 login = text
         if not login:
             return UNHANDLED
-        return self.confirm(ctx, login)
+        return await self.checked(ctx, login)
 
     async def step_confirm(self, ctx: Context, state: FlowState) -> Result:
         if ctx.argument == "confirm:no":
@@ -139,6 +140,18 @@ class PasswordResetFlow(Flow):
         login = _chosen(ctx, [a.login for a in accounts])
         if login is None or login == state.slots.get("login"):
             return UNHANDLED
+        return await self.checked(ctx, login)
+
+    async def checked(self, ctx: Context, login: str) -> Outcome:
+        """The confirmation, unless the merchant's own login is disabled by risk control: a
+        new password does not lift that, a person does (said to the bound merchant only; an
+        unbound chat hears the same for every login)."""
+        if ctx.identity.is_merchant and ctx.identity.merchant_id:
+            account = await ctx.gateway.get_account(login)
+            mine = account is not None and account.merchant_id == ctx.identity.merchant_id
+            if mine and account is not None and account.status == AccountStatus.DISABLED:
+                reply = ctx.say("flows/login/disabled", ctx.human_button(), login=login)
+                return self.finish(ctx, [reply])
         return self.confirm(ctx, login)
 
     async def send(self, ctx: Context, login: str) -> Outcome:

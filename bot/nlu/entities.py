@@ -27,7 +27,9 @@ EMAIL = re.compile(
 # W + digits (group 1), any case, a space or dash after the W allowed.
 WITHDRAWAL_ID = re.compile(r"(?<![a-z0-9])w[\s-]*(\d{3,12})(?!\d)")
 # Free text attached to a request ("备注：榴莲一箱", "note: durian box"): payload, not meaning.
-NOTE = re.compile(r"(?:备注|说明|留言|note|memo)\s*[:：]\s*(\S.{0,79})$")
+# "备注" also without its colon ("二百六 备注 水果礼盒"): it says nothing else in a request; the
+# English words and 说明 / 留言 do, and need the colon.
+NOTE = re.compile(r"(?:(?:备注|说明|留言|note|memo)\s*[:：]|备注\s)\s*(\S.{0,79})$")
 PHONE = re.compile(r"(?<![\d.])(?:\+?86[ -]?)?(1[3-9]\d[ -]?\d{4}[ -]?\d{4})(?![\d.])")
 
 
@@ -107,7 +109,8 @@ def extract_entities(folded: str) -> tuple[Entity, ...]:
     for m in ORDER_NO.finditer(folded):
         add("order_no", order_no_of(m), m.start(), m.end())
     for m in NOTE.finditer(folded):
-        add("note", m.group(1).strip(), m.start(1), m.end(1))
+        # The marker goes with it: "备注" says nothing about what is asked either.
+        add("note", m.group(1).strip(), m.start(), m.end(1))
     for m in WITHDRAWAL_ID.finditer(folded):
         add("withdrawal_id", "W" + m.group(1), m.start(), m.end())
     for m in EMAIL.finditer(folded):
