@@ -86,6 +86,9 @@ CHITCHAT_LABELS: frozenset[Label] = frozenset(
 )
 # The fixed FAQ entries: every fresh install's knowledge has them (`kb check`).
 FAQ_LABELS: frozenset[Label] = frozenset(label for label in Label if label.is_faq)
+# A thanks and a goodbye: the two ways of ending a chat kindly (a label or its value: Label is
+# a StrEnum, so the stored `last_label` string is found in it too).
+CLOSING_LABELS: frozenset[Label] = frozenset({Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE})
 
 
 class ConversationState(StrEnum):

@@ -96,7 +96,7 @@ async def test_out_of_scope_is_not_answered_with_the_nearest_faq(chat: Chat) -> 
 async def test_second_failure_in_a_row_offers_a_person(chat: Chat) -> None:
     await chat.say("今天天气怎么样")
     await chat.say("推荐一只股票")
-    assert "dialogue/offer_handoff" in [reply.template for reply in chat.last]
+    assert "dialogue/offer_handoff" in chat.templates
     actions = [b.action for b in chat.buttons]
     assert [a for a in actions if a.startswith("human")] == ["human:bot_failed"]
     assert "dialogue:continue" in actions  # an offer, never a handoff by itself
@@ -219,17 +219,17 @@ async def test_a_chat_sending_too_fast_is_asked_to_wait(chat: Chat, db: AsyncEng
 async def test_two_questions_in_one_message_are_both_answered(chat: Chat) -> None:
     await chat.bind("M001")
     await chat.say("W0001什么时候到 顺便问下手续费怎么算")
-    templates = [reply.template for reply in chat.last]
+    templates = chat.templates
     assert templates[0] == "flows/withdrawal/status" and "faq_answer" in templates
     assert "W0001" in chat.text
     await chat.say("is W0002 in yet? btw how long do withdrawals usually take")
-    templates = [reply.template for reply in chat.last]
+    templates = chat.templates
     assert templates[0] == "flows/withdrawal/status" and "faq_answer" in templates
 
 
 async def test_a_side_marker_with_one_question_is_one_question(chat: Chat) -> None:
     await chat.say("顺便问下提现多久到账")
-    assert [reply.template for reply in chat.last] == ["faq_answer"]
+    assert chat.templates == ["faq_answer"]
     await chat.say("我还是不太懂 顺便问下")  # nothing after the marker: read whole
     assert len(chat.last) == 1
 
@@ -239,39 +239,39 @@ async def test_another_withdrawal_named_by_its_amount_right_after_one(chat: Chat
     await chat.say("where is my money?? I withdrew 800 like 3 days ago")
     assert "W0003" in chat.text
     await chat.say("and the 1000 one?")
-    assert [reply.template for reply in chat.last] == ["flows/withdrawal/status"]
+    assert chat.templates == ["flows/withdrawal/status"]
     assert "W0001" in chat.text
     await chat.say("给我生成个1000的收款链接")  # a request of its own, not a withdrawal
-    assert [reply.template for reply in chat.last] == ["flows/payment_link/confirm"]
+    assert chat.templates == ["flows/payment_link/confirm"]
 
 
 async def test_the_first_login_asked_about_after_the_second_was_checked(chat: Chat) -> None:
     await chat.bind("M001")
     await chat.say("登录不了后台")
     await chat.say("第二个")
-    assert [reply.template for reply in chat.last] == ["flows/login/nothing_wrong"]
+    assert chat.templates == ["flows/login/nothing_wrong"]
     await chat.say("那第一个呢")  # the first login listed, not the first button (reset)
-    assert [reply.template for reply in chat.last] == ["flows/login/locked"]
+    assert chat.templates == ["flows/login/locked"]
     assert "wang" in chat.text and "wang_cashier" not in chat.text
 
 
 async def test_a_no_to_an_answer_then_nothing_understood_offers_a_person(chat: Chat) -> None:
     await chat.say("提现多久到账")
-    assert [reply.template for reply in chat.last] == ["faq_answer"]
+    assert chat.templates == ["faq_answer"]
     await chat.say("不是 就那个啊")  # the answer missed, and so does this one
-    assert "dialogue/offer_handoff" in [reply.template for reply in chat.last]
+    assert "dialogue/offer_handoff" in chat.templates
     assert "dialogue:continue" in [button.action for button in chat.buttons]
 
 
 async def test_failed_orders_named_by_their_amounts(chat: Chat) -> None:
     await chat.bind("M001")
     await chat.say("a few customers couldn't pay today, what's going on")
-    assert [reply.template for reply in chat.last] == ["flows/payment_failure/pick_order"]
+    assert chat.templates == ["flows/payment_failure/pick_order"]
     await chat.say("the 4999 one")  # not among the buttons shown: still that order
-    assert [reply.template for reply in chat.last] == ["flows/payment_failure/explained"]
+    assert chat.templates == ["flows/payment_failure/explained"]
     assert "BT2026112600000004" in chat.text
     await chat.say("and the one for 35 bucks?")
-    assert [reply.template for reply in chat.last] == ["flows/payment_failure/explained"]
+    assert chat.templates == ["flows/payment_failure/explained"]
     assert "BT2026112600000002" in chat.text
 
 
@@ -281,7 +281,7 @@ async def test_was_the_money_taken_under_a_failure_explanation(chat: Chat) -> No
     await chat.say("BT2026112600000002")
     await chat.say("那顾客的钱扣了没有")
     # What the data shows about that order (a timeout: maybe charged, order not updated).
-    assert [reply.template for reply in chat.last] == ["flows/order_summary"]
+    assert chat.templates == ["flows/order_summary"]
     assert "BT2026112600000002" in chat.text
 
 
@@ -289,14 +289,14 @@ async def test_a_no_thanks_that_says_why_declines_the_flow(chat: Chat) -> None:
     await chat.bind("M002")
     await chat.say("forgot pw")
     await chat.say("hmm no thanks, i just remembered it lol")
-    assert [reply.template for reply in chat.last] == ["dialogue/declined"]
+    assert chat.templates == ["dialogue/declined"]
 
 
 async def test_a_bare_no_before_a_value_is_not_a_decline(chat: Chat) -> None:
     await chat.say("我付了没有")
     await chat.say("BT2026112600000012")
     await chat.say("不是，手机号后四位是1111")
-    assert "dialogue/declined" not in [reply.template for reply in chat.last]
+    assert "dialogue/declined" not in chat.templates
 
 
 @pytest.mark.parametrize(
@@ -308,12 +308,11 @@ async def test_a_request_to_switch_language_is_taken_in_the_middle_of_a_flow(
     await chat.bind("M001")
     await chat.say("帮我生成一个收款链接")
     await chat.say(ask)
-    assert "language_switched" in [reply.template for reply in chat.last]
+    assert "language_switched" in chat.templates
     await chat.say("88")  # the flow is still open, now in English
-    assert [reply.template for reply in chat.last] == ["flows/payment_link/confirm"]
-    assert "88.00" in chat.text and not re.search(
-        r"[\u4e00-\u9fff]", chat.text.replace("B特派", "")
-    )
+    assert chat.templates == ["flows/payment_link/confirm"]
+    english = chat.text.replace("B特派", "")
+    assert "88.00" in english and not re.search(r"[\u4e00-\u9fff]", english)
 
 
 @pytest.mark.parametrize(
@@ -321,7 +320,7 @@ async def test_a_request_to_switch_language_is_taken_in_the_middle_of_a_flow(
 )
 async def test_a_language_named_inside_a_question_is_not_a_switch(chat: Chat, text: str) -> None:
     await chat.say(text)
-    assert "language_switched" not in [reply.template for reply in chat.last]
+    assert "language_switched" not in chat.templates
 
 
 async def test_a_yes_that_says_the_flows_own_request_confirms_it(chat: Chat) -> None:
@@ -329,31 +328,31 @@ async def test_a_yes_that_says_the_flows_own_request_confirms_it(chat: Chat) -> 
     await chat.say("忘记密码了")
     await chat.say("li")
     await chat.say("好，重置吧")
-    assert "flows/password_reset/sent" in [reply.template for reply in chat.last]
+    assert "flows/password_reset/sent" in chat.templates
 
 
 async def test_what_can_you_do_after_saying_who_is_asking(chat: Chat) -> None:
     await chat.say("你好～刚注册的，朋友推荐来的，不太会用，你能帮我做什么呀？")
-    assert [reply.template for reply in chat.last] == ["help"]
+    assert chat.templates == ["help"]
 
 
 async def test_thanks_thats_all_closes_kindly(chat: Chat) -> None:
     await chat.say("how long does a withdrawal take")
     await chat.say("thanks, that's all")
-    assert "fallback" not in [reply.template for reply in chat.last]
+    assert "fallback" not in chat.templates
 
 
 async def test_a_goodbye_while_a_value_is_asked_ends_the_flow(chat: Chat) -> None:
     await chat.bind("M001")
     await chat.say("查一下订单付款状态")
     await chat.say("ok cool bye")
-    assert [reply.template for reply in chat.last] == ["bye"]
+    assert chat.templates == ["bye"]
 
 
 async def test_a_qr_code_for_an_amount_is_a_link_for_it(chat: Chat) -> None:
     await chat.bind("M002")
     await chat.say("开个250的收款码")
-    assert [reply.template for reply in chat.last] == ["flows/payment_link/confirm"]
+    assert chat.templates == ["flows/payment_link/confirm"]
     assert "250.00" in chat.text
 
 
@@ -362,13 +361,13 @@ async def test_a_typed_request_presses_the_summarys_button(chat: Chat) -> None:
     await chat.say("BT2026112600000010")
     assert "order:sync:BT2026112600000010" in [b.action for b in chat.buttons]
     await chat.say("好的 同步一下")
-    assert [reply.template for reply in chat.last] == ["flows/data_sync/result"]
+    assert chat.templates == ["flows/data_sync/result"]
 
 
 async def test_a_second_ask_joined_by_also_is_answered(chat: Chat) -> None:
     await chat.bind("M002")
     await chat.say("my login li is locked i think, also what are your fees?")
-    templates = [reply.template for reply in chat.last]
+    templates = chat.templates
     assert (templates[0] or "").startswith("flows/login/") and templates[-1] == "faq_answer"
 
 
@@ -377,7 +376,7 @@ async def test_how_long_a_lock_lasts_after_the_login_check(chat: Chat) -> None:
     await chat.say("I can't log in, it says my account is locked")
     await chat.say("the locked one")
     await chat.say("wait how long is the lock")
-    assert [reply.template for reply in chat.last] == ["flows/login/locked"]
+    assert chat.templates == ["flows/login/locked"]
 
 
 async def test_an_answer_about_collecting_says_first_that_the_merchant_is_under_review(
@@ -395,7 +394,7 @@ async def test_an_answer_about_collecting_says_first_that_the_merchant_is_under_
 
 async def test_only_an_upset_word_asks_what_went_wrong(chat: Chat) -> None:
     await chat.say("烦死了")
-    assert [reply.template for reply in chat.last] == ["dialogue/what_is_wrong"]
+    assert chat.templates == ["dialogue/what_is_wrong"]
     assert chat.last[0].preface == "dialogue/ack"
     assert "human" in [button.action for button in chat.buttons]
 
@@ -404,7 +403,7 @@ async def test_another_amount_at_the_offer_of_a_new_link_is_confirmed_first(chat
     await chat.bind("M001")
     await chat.say("BT2026112600000007 为什么付款失败")
     await chat.say("那我拆成两笔 一笔一万")
-    assert [reply.template for reply in chat.last] == ["flows/payment_link/confirm"]
+    assert chat.templates == ["flows/payment_link/confirm"]
     assert "10000.00" in chat.text
 
 
@@ -422,9 +421,9 @@ async def test_an_unbound_merchant_naming_its_failed_order_binds_first_and_gets_
 ) -> None:
     await chat.say("我是商家 订单BT2026112600000022失败了")
     # The customer's check (its proof asked) and how to bind, the request kept.
-    assert [reply.template for reply in chat.last][-1] == "bind/how"
+    assert chat.templates[-1] == "bind/how"
     await chat.say("/bind 275160")  # M002's code: the request is taken up once bound
-    assert "flows/payment_failure/explained" in [reply.template for reply in chat.last]
+    assert "flows/payment_failure/explained" in chat.templates
     assert "BT2026112600000022" in chat.text
 
 
@@ -432,23 +431,23 @@ async def test_a_yes_that_names_another_login_resets_that_one(chat: Chat) -> Non
     await chat.bind("M001")
     await chat.say("reset password for wang")
     await chat.say("ok then reset wang_cashier")  # not a yes to wang
-    assert [reply.template for reply in chat.last] == ["flows/password_reset/confirm"]
+    assert chat.templates == ["flows/password_reset/confirm"]
     assert "wang_cashier" in chat.text
 
 
 async def test_phone_digits_sent_with_the_order_number_are_checked_at_once(chat: Chat) -> None:
     await chat.say("我付了没 BT2026112600000009 手机尾号0009")
-    assert [reply.template for reply in chat.last] == ["flows/payment_status/status"]
+    assert chat.templates == ["flows/payment_status/status"]
     other = Chat(chat.engine)
     await other.say("BT2026112600000009 last 4 1234")  # a wrong try, counted as one
-    assert "flows/not_verified" in [reply.template for reply in other.last]
+    assert "flows/not_verified" in other.templates
 
 
 async def test_a_customer_is_not_told_nothing_was_paid_when_the_channel_says_paid(
     chat: Chat,
 ) -> None:
     await chat.say("BT2026112600000010 付了吗 尾号0010")  # pending here, paid at the channel
-    assert [reply.template for reply in chat.last] == ["flows/payment_status/status"]
+    assert chat.templates == ["flows/payment_status/status"]
     assert "不要重复付款" in chat.text and "还没有收到付款记录" not in chat.text
     assert "human" in [button.action for button in chat.buttons]
 
@@ -456,12 +455,12 @@ async def test_a_customer_is_not_told_nothing_was_paid_when_the_channel_says_pai
 async def test_a_disabled_login_is_not_offered_a_reset(chat: Chat) -> None:
     await chat.bind("M002")
     await chat.say("reset password for li_risk")
-    assert [reply.template for reply in chat.last] == ["flows/login/disabled"]
+    assert chat.templates == ["flows/login/disabled"]
     assert "human" in [button.action for button in chat.buttons]
 
 
 async def test_a_note_without_its_colon_is_kept(chat: Chat) -> None:
     await chat.bind("M001")
     await chat.say("收款链接 二百六 备注 水果礼盒")
-    assert [reply.template for reply in chat.last] == ["flows/payment_link/confirm"]
+    assert chat.templates == ["flows/payment_link/confirm"]
     assert "水果礼盒" in chat.text and "260.00" in chat.text

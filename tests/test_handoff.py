@@ -135,7 +135,7 @@ async def test_no_agent_online_offers_a_ticket_that_an_agent_answers(
     await chat.say("我要找人工")
     assert "没有客服在线" in chat.text
     await chat.say("我的提现三天了还没到，麻烦看一下")
-    assert [r.template for r in chat.last][-1] == "handoff/ticket_confirm"  # read back first
+    assert chat.templates[-1] == "handoff/ticket_confirm"  # read back first
     await chat.say("确认")
     assert "留言已收到" in chat.text
     ticket = await handoff_of(db, chat)
@@ -161,9 +161,9 @@ async def test_two_failures_in_a_row_hand_over_with_the_findings(
     await chat.say("订单BT2026112600000004支付失败了")
     assert "human" in [button.action for button in chat.buttons]
     await chat.say("今天天气怎么样")
-    assert "dialogue/offer_handoff" not in [reply.template for reply in chat.last]
+    assert "dialogue/offer_handoff" not in chat.templates
     await chat.say("推荐个电影吧")
-    assert "dialogue/offer_handoff" in [reply.template for reply in chat.last]
+    assert "dialogue/offer_handoff" in chat.templates
     await chat.press("human:bot_failed")  # the offer taken
     handoff = await handoff_of(db, chat)
     assert handoff.reason == "bot_failed"
@@ -178,7 +178,7 @@ async def test_unhelpful_answer_then_asking_again_goes_to_a_person(
     await chat.say("手续费怎么收")
     await chat.press("fb:fees.rates:no")
     await chat.say("手续费到底是多少")
-    assert "dialogue/offer_handoff" in [reply.template for reply in chat.last]
+    assert "dialogue/offer_handoff" in chat.templates
     await chat.press("human:unhelpful_answer")
     assert (await handoff_of(db, chat)).reason == "unhelpful_answer"
     assert "frank" in chat.text
@@ -205,7 +205,7 @@ async def test_back_to_bot_cancels_a_ticket_left_and_not_answered(
     await chat.say("确认")
     assert (await handoff_of(db, chat)).status == "ticket"
     await chat.say("返回机器人")
-    assert [r.template for r in chat.last] == ["handoff/returned"]
+    assert chat.templates == ["handoff/returned"]
     assert "已取消人工服务" in chat.text
     assert (await handoff_of(db, chat)).status == "returned"
 
@@ -222,7 +222,7 @@ async def test_never_mind_and_a_question_while_writing_to_staff_answers_it(
 ) -> None:
     # A cancel word leading a question is a change of mind, not the message for staff.
     await message_for_staff(chat, db, clock, changed)
-    templates = [r.template for r in chat.last]
+    templates = chat.templates
     assert "faq_answer" in templates and "handoff/ticket_confirm" not in templates
     assert (await handoff_of(db, chat)).status == "returned"
     async with session_factory(db)() as session:
@@ -237,7 +237,7 @@ async def test_a_cancel_word_before_a_new_amount_still_corrects_it(chat: Chat) -
     await chat.say("帮我生成一个收款链接")
     await chat.say("100")
     await chat.say("算了 还是200吧")
-    assert [r.template for r in chat.last][-1] == "flows/payment_link/confirm"
+    assert chat.templates[-1] == "flows/payment_link/confirm"
     assert "200.00" in chat.text
 
 
@@ -326,9 +326,9 @@ async def test_a_bare_yes_to_leaving_a_message_asks_for_the_message(
     await add_agent(db, clock, "jade", online=False)
     await chat.say("我要找人工")
     await chat.say("好")  # yes to the offer of a message, not the message
-    assert [r.template for r in chat.last] == ["handoff/ask_message"]
+    assert chat.templates == ["handoff/ask_message"]
     await chat.say("二维码收款从早上开始就不行了")
-    assert [r.template for r in chat.last] == ["handoff/ticket_confirm"]
+    assert chat.templates == ["handoff/ticket_confirm"]
 
 
 async def test_a_question_under_the_read_back_is_answered_and_the_draft_waits(
@@ -336,7 +336,7 @@ async def test_a_question_under_the_read_back_is_answered_and_the_draft_waits(
 ) -> None:
     await message_for_staff(chat, db, clock, "我的订单BT2026112600000022为什么失败")
     await chat.say("你们客服什么时候上班")  # asked, not the message rewritten
-    templates = [r.template for r in chat.last]
+    templates = chat.templates
     assert templates[0] == "faq_answer" and templates[-1] == "dialogue/back_to_flow"
     await chat.say("did you get my message?")  # not yet: the read-back again
     assert "BT2026112600000022" in chat.text
@@ -357,4 +357,4 @@ async def test_a_buttons_number_under_the_read_back_presses_it(
 ) -> None:
     await message_for_staff(chat, db, clock, "顾客付了钱我没收到")
     await chat.say("2")  # 重新写: write it again, not a message that says "2"
-    assert [r.template for r in chat.last] == ["handoff/ask_message"]
+    assert chat.templates == ["handoff/ask_message"]

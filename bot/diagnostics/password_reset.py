@@ -148,8 +148,11 @@ class PasswordResetFlow(Flow):
         unbound chat hears the same for every login)."""
         if ctx.identity.is_merchant and ctx.identity.merchant_id:
             account = await ctx.gateway.get_account(login)
-            mine = account is not None and account.merchant_id == ctx.identity.merchant_id
-            if mine and account is not None and account.status == AccountStatus.DISABLED:
+            if (
+                account is not None
+                and account.merchant_id == ctx.identity.merchant_id
+                and account.status == AccountStatus.DISABLED
+            ):
                 reply = ctx.say("flows/login/disabled", ctx.human_button(), login=login)
                 return self.finish(ctx, [reply])
         return self.confirm(ctx, login)

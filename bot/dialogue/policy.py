@@ -47,7 +47,7 @@ from bot.nlu.requests import marker_key
 from bot.nlu.values import read_amount, read_order_no, read_withdrawal_id, read_yes_no
 from bot.nlu.words import few
 from bot.routing import UNHANDLED
-from bot.types import CHITCHAT_LABELS, Button, Entity, Label, Parse
+from bot.types import CHITCHAT_LABELS, CLOSING_LABELS, Button, Entity, Label, Parse
 
 # How sure the NLU must be before a message inside a flow is taken as a new subject.
 SWITCH_SCORE = 0.25
@@ -62,7 +62,6 @@ CLEAR_QUESTION_SCORE = 0.4
 # A question marked as asked on the side ("顺便问下", "btw") is answered at a lower score.
 ASIDE_SCORE = 0.15
 _PLEASANTRIES = frozenset({Label.CHITCHAT_GREET, Label.CHITCHAT_THANKS})
-_CLOSINGS = frozenset({Label.CHITCHAT_THANKS.value, Label.CHITCHAT_BYE.value})
 # Steps that wait for a value typed in (not a choice among buttons or a yes/no).
 _VALUE_SLOTS = frozenset({Slot.AMOUNT, Slot.ORDER_NO, Slot.PROOF, Slot.WITHDRAWAL_ID, Slot.LOGIN})
 # Labels for which an order number in the message is the flow's own business.
@@ -431,7 +430,7 @@ class DialoguePolicy:
     def _signing_off(self, ctx: Context, text: str) -> bool:
         """ "88" (拜拜) right after a thanks or a goodbye is one more goodbye, not a number to
         ask about; as a first message, or after anything else, it may be an amount."""
-        if ctx.conversation.last_label not in _CLOSINGS:
+        if ctx.conversation.last_label not in CLOSING_LABELS:
             return False
         parse = self._parse(ctx, text)
         return parse.label == Label.CHITCHAT_BYE and parse.score >= PLEASANTRY_SCORE

@@ -81,8 +81,11 @@ _RESUME_SHORTEST = 2
 _FLOW_LABELS = frozenset(flow.label for flow in FLOWS.values() if flow.name != "ticket")
 # The words of a tone, which may stand together in a message that says only how it feels.
 _TONE = ("upset", "urgent", "complaint")
-# More buttons than a reply ever offers (a typed number up to this is a button's number).
+# More buttons than a reply ever offers (a typed number up to this is a button's number),
+# in a message this short ("2", "第二个").
 _MAX_BUTTONS = 10
+_PLAIN_WORDS = 2
+_PLAIN_CHARS = 4
 # Where a clause of a chatty message ends.
 _CLAUSE_END = re.compile(r"[，。！？,.!?~～；;\n]+")
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
@@ -116,12 +119,7 @@ class Routes:
         state = flow_state(ctx)
         action = ctx.message.action or self._typed_button(ctx)
         typed = action is not None and not ctx.message.action
-        # A plain answer (a yes or no word, a button's number) says nothing else to correct.
-        said = ctx.message.text
-        plain = read_yes_no(said, self.knowledge.words) is not None or (
-            read_position(said, _MAX_BUTTONS) is not None and few(said, 2, 4)
-        )
-        if typed and state is not None and not plain:
+        if typed and state is not None and not self._plain_answer(ctx.message.text):
             # "no sorry the cashier one wang_cashier" at a confirmation: a no that gives the
             # value instead corrects it (the confirmation asks again with it); so does a yes
             # that names another one ("ok then reset li" while li_risk is asked about).
@@ -423,6 +421,14 @@ class Routes:
                 action = f"flow:{accepted}"
                 return action if any(a == action for _, a in offered) else None
         return None
+
+    def _plain_answer(self, text: str) -> bool:
+        """A yes or no word, or a button's number ("2"): an answer that says nothing else, so
+        there is nothing in it to correct the open step with."""
+        if read_yes_no(text, self.knowledge.words) is not None:
+            return True
+        numbered = read_position(text, _MAX_BUTTONS) is not None
+        return numbered and few(text, _PLAIN_WORDS, _PLAIN_CHARS)
 
     def _only_tone(self, text: str) -> bool:
         """The message only says how the user feels: "烦死了", "ugh this is so annoying"."""

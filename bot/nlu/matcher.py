@@ -33,15 +33,13 @@ from bot.nlu.normalize import SynonymTable, fold, has_cjk, strip_punctuation
 from bot.nlu.requests import marker_key
 from bot.nlu.sounds import PinyinWords, sound
 from bot.nlu.values import read_amount
-from bot.types import CHITCHAT_LABELS, Alternative, Label, Language, Parse
+from bot.types import CHITCHAT_LABELS, CLOSING_LABELS, Alternative, Label, Language, Parse
 
 # The fillers as the matcher's tokens hold them: Snowball stems ("please" -> "pleas").
 _FILLER_STEMS = frozenset(stem(word) for word in _FILLER_WORDS)
 _PLACEHOLDER_WORDS = {stem(word.strip()) for word in PLACEHOLDERS.values()}
 # Coverage of a message with no meaning-bearing words ("就是那个", "对的"): such a message gets a
 # label only when it matches a phrasing almost exactly (see `min_score_contentless`).
-# A thanks and a goodbye: two ways of ending a chat kindly.
-_CLOSINGS = frozenset({Label.CHITCHAT_THANKS, Label.CHITCHAT_BYE})
 _CONTENTLESS = -1.0
 
 
@@ -418,6 +416,8 @@ class Matcher:
             return _Decision(Label.OUT_OF_SCOPE, oos, (), coverage, None, refusal)
         (best, score), rest = in_scope[0], in_scope[1:]
         second = rest[0][1] if rest else 0.0
+        # Between a thanks and a goodbye ("thanks, that's all" is both) either one closes.
+        closings = bool(rest) and {best, rest[0][0]} <= CLOSING_LABELS
         reason: str | None = None
         said = len(body.replace(" ", "")) >= config.ungrounded_min_chars
         if oos >= score + config.oos_margin and (
@@ -428,8 +428,7 @@ class Matcher:
             reason = "out_of_scope_example"
         elif score < min_score or (contentless and score < config.min_score_contentless):
             reason = "low_score"
-        elif score - second < config.min_margin and (not rest or {best, rest[0][0]} - _CLOSINGS):
-            # (Between a thanks and a goodbye, "thanks, that's all" is both: either closes.)
+        elif score - second < config.min_margin and not closings:
             reason = "ambiguous"
         elif not contentless and coverage < min_coverage:
             reason = "low_coverage"

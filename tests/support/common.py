@@ -259,6 +259,11 @@ class Chat:
         return "\n".join(reply.text for reply in self.last)
 
     @property
+    def templates(self) -> list[str | None]:
+        """The template ids of the last replies, in order."""
+        return [reply.template for reply in self.last]
+
+    @property
     def buttons(self) -> list[Button]:
         return [button for reply in self.last for button in reply.buttons]
 
